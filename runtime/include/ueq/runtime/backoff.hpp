@@ -1,0 +1,100 @@
+// ueq/runtime/backoff.hpp — spin briefly, then yield.
+//
+// What it is for: waiting on another party that is expected to finish within
+// a few hundred nanoseconds (a producer between claiming a ring cell and
+// writing it, a consumer retiring its cell) but that may have been preempted
+// by the host scheduler. Spinning forever on a descheduled peer burns the
+// very CPU it needs; so `backoff` spins with exponentially growing pause
+// bursts, then yields. The yield goes through a hook, so that a uthread
+// yields to its scheduler rather than the whole vcore to the kernel.
+//
+// Thread-safety: a `backoff` object is a local of one waiting thread. The
+// yield hook is process-wide; install it once at start-up (uthread/ does).
+//
+// Usage:
+//   ueq::backoff b;
+//   while (cell.load(std::memory_order_acquire) == kEmpty) b.pause();
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+namespace ueq {
+
+// One CPU relaxation hint (x86 `pause`, arm `yield`).
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__) || defined(__arm__)
+  asm volatile("yield" ::: "memory");
+#else
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+#endif
+}
+
+namespace detail {
+using yield_fn = void (*)() noexcept;
+// Process-wide yield hook. Written by set_yield_hook() (normally once, by the
+// uthread runtime), read by every backoff; relaxed is enough because the hook
+// is a plain function pointer whose target has no state to publish.
+extern std::atomic<yield_fn> g_yield_hook;
+void default_yield() noexcept;  // sched_yield()
+}  // namespace detail
+
+// Replaces how a backoff yields (nullptr restores sched_yield). The hook must
+// be callable from any thread and must decide for itself whether the caller
+// is a uthread (yield to the scheduler) or a plain thread (sched_yield).
+void set_yield_hook(detail::yield_fn fn) noexcept;
+
+// Calls the current yield hook once.
+inline void yield_now() noexcept { detail::g_yield_hook.load(std::memory_order_relaxed)(); }
+
+class backoff {
+ public:
+  // Spin bursts of 1, 2, 4, ... 64 pauses (about 1 µs in all), then yield on
+  // every further call.
+  static constexpr std::uint32_t kSpinRounds = 7;
+
+  void pause() noexcept {
+    if (round_ < kSpinRounds) {
+      for (std::uint32_t i = 0; i < (1u << round_); ++i) cpu_relax();
+      ++round_;
+    } else {
+      ++yields_;
+      yield_now();
+    }
+  }
+  void reset() noexcept { round_ = 0; }
+  std::uint32_t yields() const noexcept { return yields_; }
+
+ private:
+  std::uint32_t round_ = 0;
+  std::uint32_t yields_ = 0;
+};
+
+// A test-and-test-and-set lock that waits with `backoff`. For short critical
+// sections on slow paths (the CEQ's overflow recovery), never held across a
+// blocking call or a context switch.
+class spin_lock {
+ public:
+  void lock() noexcept {
+    backoff b;
+    // acquire on success: the critical section must see everything the
+    // previous holder wrote before its release in unlock().
+    while (locked_.exchange(true, std::memory_order_acquire)) {
+      while (locked_.load(std::memory_order_relaxed)) b.pause();
+    }
+  }
+  bool try_lock() noexcept {
+    return !locked_.load(std::memory_order_relaxed) &&
+           !locked_.exchange(true, std::memory_order_acquire);
+  }
+  // release: publishes the critical section's writes to the next holder.
+  void unlock() noexcept { locked_.store(false, std::memory_order_release); }
+  bool is_locked() const noexcept { return locked_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<bool> locked_{false};
+};
+
+}  // namespace ueq

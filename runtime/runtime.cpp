@@ -1,0 +1,82 @@
+// Process-wide pieces of the runtime substrate: the yield hook and the thread
+// index pool.
+#include <sched.h>
+
+#include <mutex>
+#include <vector>
+
+#include "ueq/runtime/backoff.hpp"
+#include "ueq/runtime/thread_index.hpp"
+
+namespace ueq {
+namespace detail {
+
+void default_yield() noexcept { ::sched_yield(); }
+
+// Owned by the process; see backoff.hpp for why relaxed suffices.
+std::atomic<yield_fn> g_yield_hook{&default_yield};
+
+thread_local unsigned tl_thread_index_plus1 __attribute__((tls_model("initial-exec"))) = 0;
+
+namespace {
+
+// The index pool: owned by the process, guarded by its mutex. Never
+// destroyed (threads may exit after static destructors have run).
+struct index_pool {
+  std::mutex mu;
+  std::vector<unsigned> free;  // returned indices, reused smallest-last-freed first
+  unsigned next = 0;           // first index never handed out
+  unsigned live = 0;
+};
+index_pool& pool() {
+  static index_pool* p = new index_pool;
+  return *p;
+}
+
+// Returns the thread's index to the pool at thread exit. After that the
+// thread reports kNoThreadIndex, which every user treats as "shared shard".
+struct index_releaser {
+  unsigned index;
+  ~index_releaser() {
+    auto& p = pool();
+    std::lock_guard<std::mutex> g(p.mu);
+    p.free.push_back(index);
+    --p.live;
+    tl_thread_index_plus1 = kNoThreadIndex + 1;  // fast path now yields kNoThreadIndex
+  }
+};
+
+}  // namespace
+
+unsigned assign_thread_index() noexcept {
+  auto& p = pool();
+  unsigned idx;
+  {
+    std::lock_guard<std::mutex> g(p.mu);
+    if (!p.free.empty()) {
+      idx = p.free.back();
+      p.free.pop_back();
+    } else {
+      idx = p.next++;
+    }
+    ++p.live;
+  }
+  tl_thread_index_plus1 = idx + 1;
+  thread_local index_releaser releaser{idx};
+  (void)releaser;
+  return idx;
+}
+
+}  // namespace detail
+
+void set_yield_hook(detail::yield_fn fn) noexcept {
+  detail::g_yield_hook.store(fn ? fn : &detail::default_yield, std::memory_order_relaxed);
+}
+
+unsigned live_thread_indices() noexcept {
+  auto& p = detail::pool();
+  std::lock_guard<std::mutex> g(p.mu);
+  return p.live;
+}
+
+}  // namespace ueq

@@ -1,0 +1,106 @@
+// The runtime pieces the CEQ stands on: thread indices, sharded counters,
+// backoff and its yield hook, result<T>.
+#include <atomic>
+#include <barrier>
+#include <catch2/catch.hpp>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "ueq/runtime/backoff.hpp"
+#include "ueq/runtime/result.hpp"
+#include "ueq/runtime/sharded_counters.hpp"
+#include "ueq/runtime/thread_index.hpp"
+
+TEST_CASE("thread indices are distinct among live threads and reused after exit", "[runtime]") {
+  constexpr int kThreads = 12;
+  std::vector<unsigned> seen(kThreads);
+  std::barrier sync(kThreads);
+  {
+    std::vector<std::thread> ts;
+    for (int i = 0; i < kThreads; ++i)
+      ts.emplace_back([&, i] {
+        seen[i] = ueq::this_thread_index();
+        REQUIRE(ueq::this_thread_index() == seen[i]);  // stable
+        sync.arrive_and_wait();                         // all alive at once
+      });
+    for (auto& t : ts) t.join();
+  }
+  std::set<unsigned> distinct(seen.begin(), seen.end());
+  REQUIRE(distinct.size() == kThreads);
+  // After they exit, a new thread gets one of the freed indices: the pool
+  // stays as small as the peak number of live threads.
+  unsigned later = 0;
+  std::thread([&] { later = ueq::this_thread_index(); }).join();
+  REQUIRE(distinct.count(later) == 1);
+}
+
+TEST_CASE("sharded counters are exact after writers join, beyond the shard count",
+          "[runtime]") {
+  // 40 threads > 32 shards: some threads use the shared overflow shard.
+  constexpr int kThreads = 40;
+  constexpr std::uint64_t kPer = 20000;
+  ueq::sharded_counters<2> c;
+  std::barrier sync(kThreads);
+  std::vector<std::thread> ts;
+  for (int i = 0; i < kThreads; ++i)
+    ts.emplace_back([&] {
+      sync.arrive_and_wait();  // all threads hold an index at once
+      for (std::uint64_t k = 0; k < kPer; ++k) c.add(0);
+      c.add(1, 3);
+      sync.arrive_and_wait();
+    });
+  for (auto& t : ts) t.join();
+  REQUIRE(c.read(0) == kThreads * kPer);
+  REQUIRE(c.read(1) == kThreads * 3);
+}
+
+namespace {
+std::atomic<int> g_hook_calls{0};
+void counting_yield() noexcept { g_hook_calls.fetch_add(1, std::memory_order_relaxed); }
+}  // namespace
+
+TEST_CASE("backoff spins a bounded number of rounds, then yields through the hook",
+          "[runtime]") {
+  ueq::set_yield_hook(&counting_yield);
+  ueq::backoff b;
+  for (std::uint32_t i = 0; i < ueq::backoff::kSpinRounds; ++i) b.pause();
+  REQUIRE(g_hook_calls.load() == 0);
+  b.pause();
+  b.pause();
+  REQUIRE(g_hook_calls.load() == 2);
+  REQUIRE(b.yields() == 2);
+  ueq::set_yield_hook(nullptr);  // back to sched_yield
+  b.pause();
+  REQUIRE(g_hook_calls.load() == 2);
+}
+
+TEST_CASE("spin_lock excludes: a counter guarded by it is exact", "[runtime]") {
+  ueq::spin_lock lock;
+  std::uint64_t guarded = 0;  // plain: only ever touched under the lock
+  std::vector<std::thread> ts;
+  for (int i = 0; i < 4; ++i)
+    ts.emplace_back([&] {
+      for (int k = 0; k < 20000; ++k) {
+        lock.lock();
+        ++guarded;
+        lock.unlock();
+      }
+    });
+  for (auto& t : ts) t.join();
+  REQUIRE(guarded == 80000);
+  REQUIRE(lock.try_lock());
+  REQUIRE_FALSE(lock.try_lock());
+  lock.unlock();
+}
+
+TEST_CASE("result carries a value or an errno code", "[runtime]") {
+  ueq::result<int> ok = 5;
+  REQUIRE(ok);
+  REQUIRE(*ok == 5);
+  REQUIRE_FALSE(ok.error());
+  ueq::result<int> bad = ueq::errno_code(EINVAL);
+  REQUIRE_FALSE(bad);
+  REQUIRE(bad.error().value() == EINVAL);
+  REQUIRE(bad.error() == std::errc::invalid_argument);
+}

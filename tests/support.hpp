@@ -1,0 +1,46 @@
+// Helpers shared by the test suites: bounded waiting and sanitizer-aware
+// scaling. Nothing here sleeps to synchronise: waits poll a condition up to a
+// deadline and report failure when it passes.
+#pragma once
+
+#include <sched.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+
+namespace ueq::test {
+
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+inline constexpr bool kSanitized = true;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+inline constexpr bool kSanitized = true;
+#else
+inline constexpr bool kSanitized = false;
+#endif
+#else
+inline constexpr bool kSanitized = false;
+#endif
+
+// Iteration counts shrink under sanitizers (10x slower) so suites stay
+// bounded; UEQ_TEST_SCALE multiplies them for long local runs.
+inline std::uint64_t scaled(std::uint64_t n) {
+  std::uint64_t k = 1;
+  if (const char* s = std::getenv("UEQ_TEST_SCALE")) k = std::strtoull(s, nullptr, 10);
+  if (k == 0) k = 1;
+  return kSanitized ? (n * k + 9) / 10 : n * k;
+}
+
+// Polls `cond` (yielding between polls) until it holds or `limit` passes.
+template <class Cond>
+bool wait_until(Cond cond, std::chrono::milliseconds limit = std::chrono::seconds(20)) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!cond()) {
+    if (std::chrono::steady_clock::now() > deadline) return cond();
+    ::sched_yield();
+  }
+  return true;
+}
+
+}  // namespace ueq::test
