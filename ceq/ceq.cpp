@@ -63,13 +63,6 @@
 
 namespace ueq {
 
-struct ceq::slot {
-  std::atomic<std::uint64_t> coalesce{0};
-  std::atomic<std::uint64_t> blob{0};
-  std::atomic<std::uint64_t> user_data{0};
-  std::atomic<bool> posted{false};
-};
-
 namespace {
 
 constexpr std::uint64_t kMaxIds = 0xffffffffull;  // 0xffffffff is kEmptyCell
@@ -77,8 +70,8 @@ constexpr std::uint32_t kMaxRing = 1u << 30;
 
 // Anonymous, zero-filled, committed page by page on first touch.
 void* map_lazily(std::size_t bytes) noexcept {
-  void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                   -1, 0);
+  void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   return p == MAP_FAILED ? nullptr : p;
 }
 
@@ -96,7 +89,8 @@ result<std::unique_ptr<ceq>> ceq::create(const ceq_options& o) {
     ::munmap(dir, dir_len * sizeof(std::atomic<slot*>));
     return errno_code(ENOMEM);
   }
-  for (std::uint32_t i = 0; i < ring; ++i) cells[i].store(kEmptyCell, std::memory_order_relaxed);
+  for (std::uint32_t i = 0; i < ring; ++i)
+    cells[i].store(kEmptyCell, std::memory_order_relaxed);
   ceq_options eff = o;
   eff.ring_size = ring;
   // The queue is handed to other threads by whoever created it, which
@@ -131,16 +125,13 @@ ceq::~ceq() {
 
 // ---------------------------------------------------------------- slot table
 
-ceq::slot* ceq::find_slot(std::uint32_t id) const noexcept {
-  if (id >= max_ids_) return nullptr;
-  // acquire: pairs with the release CAS that installed the chunk, so the
-  // chunk's zero-initialised slots are visible before we touch them.
-  slot* chunk = dir_[id >> kChunkBits].load(std::memory_order_acquire);
-  return chunk ? &chunk[id & (kChunkSlots - 1)] : nullptr;
+inline ceq::slot* ceq::get_or_map_slot(std::uint32_t id) noexcept {
+  if (slot* s = find_slot(id)) [[likely]]
+    return s;
+  return map_slot(id);
 }
 
-ceq::slot* ceq::get_or_map_slot(std::uint32_t id) noexcept {
-  if (slot* s = find_slot(id)) return s;
+__attribute__((noinline)) ceq::slot* ceq::map_slot(std::uint32_t id) noexcept {
   if (id >= max_ids_) return nullptr;
   // Growth while producers run: map a fresh chunk (zero pages: every slot is
   // {0, 0, 0, false}, a valid idle slot) and try to install it. The loser of
@@ -158,18 +149,17 @@ ceq::slot* ceq::get_or_map_slot(std::uint32_t id) noexcept {
   return &fresh[id & (kChunkSlots - 1)];
 }
 
-std::error_code ceq::reserve(std::uint32_t first, std::uint32_t last) noexcept {
-  if (first > last || last >= max_ids_) return errno_code(EINVAL);
+status ceq::reserve(std::uint32_t first, std::uint32_t last) noexcept {
+  if (first > last || last >= max_ids_) return status(EINVAL);
   for (std::uint64_t c = first >> kChunkBits; c <= (last >> kChunkBits); ++c)
-    if (!get_or_map_slot(static_cast<std::uint32_t>(c << kChunkBits)))
-      return errno_code(ENOMEM);
+    if (!get_or_map_slot(static_cast<std::uint32_t>(c << kChunkBits))) return status(ENOMEM);
   return {};
 }
 
-std::error_code ceq::set_user_data(std::uint32_t id, std::uint64_t value) noexcept {
-  if (id >= max_ids_) return errno_code(EINVAL);
+status ceq::set_user_data(std::uint32_t id, std::uint64_t value) noexcept {
+  if (id >= max_ids_) return status(EINVAL);
   slot* s = get_or_map_slot(id);
-  if (!s) return errno_code(ENOMEM);
+  if (!s) return status(ENOMEM);
   // relaxed: user data is the consumers' own; they order it among themselves.
   s->user_data.store(value, std::memory_order_relaxed);
   return {};
@@ -182,47 +172,25 @@ std::uint64_t ceq::user_data(std::uint32_t id) const noexcept {
 
 // ------------------------------------------------------------------ producer
 
-std::error_code ceq::post(std::uint32_t id, std::uint64_t bits, std::uint64_t blob,
-                          ceq_post_status& status) noexcept {
-  slot* s = get_or_map_slot(id);
-  if (__builtin_expect(s == nullptr, 0)) return errno_code(id >= max_ids_ ? EINVAL : ENOMEM);
+status ceq::post_unmapped(std::uint32_t id, std::uint64_t bits, std::uint64_t blob,
+                          ceq_post_status& st) noexcept {
+  if (id >= max_ids_) return status(EINVAL);
+  if (!map_slot(id)) return status(ENOMEM);
+  return post(id, bits, blob, st);
+}
 
-  // Raise the high-water mark before the slot can become visible (through
-  // the ring or the overflow flag), so a recovery scan that learns of this
-  // post also scans this ID. relaxed: what orders it for the scanner is the
-  // release of our later overflow_ store (the only case a scan needs it).
-  std::uint32_t hw = max_plus1_.load(std::memory_order_relaxed);
-  while (id + 1 > hw &&
-         !max_plus1_.compare_exchange_weak(hw, id + 1, std::memory_order_relaxed)) {
-  }
-
-  // relaxed: published by the release half of the RMW below; consumers read
-  // the blob after their acquire exchange of the coalesce word.
-  s->blob.store(blob, std::memory_order_relaxed);
-  // acq_rel: release publishes the blob; acquire is case (b) of the
-  // handshake at the top — if a consumer harvested just before us, we
-  // synchronise with its exchange and must then see its posted = false.
-  if (merge_ == ceq_merge::bit_or)
-    s->coalesce.fetch_or(bits, std::memory_order_acq_rel);
-  else
-    s->coalesce.fetch_add(bits, std::memory_order_acq_rel);
-  stats_.add(kPosts);
-
-  // acquire: a true here means a consumer is obliged to visit the slot after
-  // our bits (handshake, case (a) or the chain in case (b)). A plain load
-  // keeps the already-pending path free of a second locked instruction.
-  if (s->posted.load(std::memory_order_acquire) ||
-      // acq_rel exchange: exactly one producer flips false -> true and owns
-      // the ring push; release makes our bits visible to whoever later reads
-      // posted == true with acquire (a recovery scan).
-      s->posted.exchange(true, std::memory_order_acq_rel)) {
-    stats_.add(kCoalesced);
-    status = ceq_post_status::coalesced;
-    return {};
+void ceq::post_publish(slot* s, std::uint32_t id, ceq_post_status& st) noexcept {
+  // acq_rel exchange: exactly one producer flips false -> true and owns the
+  // ring push; release makes our bits visible to whoever later reads
+  // posted == true with acquire (a recovery scan, see extract()).
+  if (s->posted.exchange(true, std::memory_order_acq_rel)) {
+    stats_.add(kCoalesced);  // another producer flipped it first
+    st = ceq_post_status::coalesced;
+    return;
   }
   if (push_ring(id)) {
     stats_.add(kRingPushes);
-    status = ceq_post_status::queued;
+    st = ceq_post_status::queued;
   } else {
     // The slot stays posted with no ring entry: the recovery scan owns it.
     // release: pairs with the consumer's acquire of overflow_ (in empty()
@@ -230,9 +198,8 @@ std::error_code ceq::post(std::uint32_t id, std::uint64_t bits, std::uint64_t bl
     // raised max_plus1_.
     overflow_.store(true, std::memory_order_release);
     stats_.add(kOverflows);
-    status = ceq_post_status::overflowed;
+    st = ceq_post_status::overflowed;
   }
-  return {};
 }
 
 bool ceq::push_ring(std::uint32_t id) noexcept {
@@ -254,8 +221,7 @@ bool ceq::push_ring(std::uint32_t id) noexcept {
     // the publication. Failure means another producer claimed p: retry with
     // the new value, never give up on contention (Akaros's 10-try cap forced
     // the O(n) overflow path on mere contention).
-    if (prod_.compare_exchange_weak(p, p + 1, std::memory_order_relaxed,
-                                    std::memory_order_relaxed))
+    if (prod_.compare_exchange_weak(p, p + 1, std::memory_order_relaxed, std::memory_order_relaxed))
       break;
   }
   // release: publishes the slot (posted == true, bits, blob) to the consumer
@@ -290,7 +256,8 @@ std::size_t ceq::pop_ring(std::uint32_t* ids, std::size_t max) noexcept {
     std::uint32_t id = cell.load(std::memory_order_acquire);
     if (__builtin_expect(id == kEmptyCell, 0)) {
       backoff b;
-      while ((id = cell.load(std::memory_order_acquire)) == kEmptyCell) b.pause();
+      while ((id = cell.load(std::memory_order_acquire)) == kEmptyCell)
+        b.pause();
     }
     ids[i] = id;
     // relaxed: ordered before the producer's next store into this cell by our
@@ -302,7 +269,8 @@ std::size_t ceq::pop_ring(std::uint32_t* ids, std::size_t max) noexcept {
   // acquire: nothing to read from them; acquire keeps the wait honest.
   if (cons_pub_.load(std::memory_order_acquire) != c) {
     backoff b;
-    while (cons_pub_.load(std::memory_order_acquire) != c) b.pause();
+    while (cons_pub_.load(std::memory_order_acquire) != c)
+      b.pause();
   }
   // release: our kEmptyCell resets happen before any producer that sees the
   // cells free (it loads cons_pub_ with acquire).
@@ -381,7 +349,9 @@ ceq::recovery ceq::recover_one(ceq_event& out) noexcept {
   return recovery::retry;
 }
 
-bool ceq::get(ceq_event& out) noexcept { return get_batch({&out, 1}) == 1; }
+bool ceq::get(ceq_event& out) noexcept {
+  return get_batch({&out, 1}) == 1;
+}
 
 std::size_t ceq::get_batch(std::span<ceq_event> out) noexcept {
   constexpr std::size_t kClaim = 64;
@@ -415,8 +385,7 @@ std::size_t ceq::get_batch(std::span<ceq_event> out) noexcept {
 bool ceq::empty() const noexcept {
   // acquire on each: the same pairings as in pop_ring() and recover_one().
   return prod_.load(std::memory_order_acquire) <= cons_pvt_.load(std::memory_order_acquire) &&
-         !overflow_.load(std::memory_order_acquire) &&
-         !recovering_.load(std::memory_order_acquire);
+         !overflow_.load(std::memory_order_acquire) && !recovering_.load(std::memory_order_acquire);
 }
 
 std::int64_t ceq::max_event_ever() const noexcept {
@@ -425,10 +394,12 @@ std::int64_t ceq::max_event_ever() const noexcept {
 
 ceq_counters ceq::counters() const noexcept {
   ceq_counters c;
-  c.posts = stats_.read(kPosts);
   c.coalesced = stats_.read(kCoalesced);
   c.ring_pushes = stats_.read(kRingPushes);
   c.overflows = stats_.read(kOverflows);
+  // Every successful post ends in exactly one of these three; counting them
+  // separately keeps the hot path to one counter update.
+  c.posts = c.coalesced + c.ring_pushes + c.overflows;
   c.recovery_scans = stats_.read(kRecoveryScans);
   c.slots_scanned = stats_.read(kSlotsScanned);
   c.stale_entries = stats_.read(kStaleEntries);

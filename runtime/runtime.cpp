@@ -11,12 +11,15 @@
 namespace ueq {
 namespace detail {
 
-void default_yield() noexcept { ::sched_yield(); }
+void default_yield() noexcept {
+  ::sched_yield();
+}
 
 // Owned by the process; see backoff.hpp for why relaxed suffices.
 std::atomic<yield_fn> g_yield_hook{&default_yield};
 
-thread_local unsigned tl_thread_index_plus1 __attribute__((tls_model("initial-exec"))) = 0;
+constinit thread_local unsigned tl_thread_index_plus1 __attribute__((tls_model("initial-exec"))) =
+    0;
 
 namespace {
 

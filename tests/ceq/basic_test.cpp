@@ -50,7 +50,8 @@ TEST_CASE("OR merge: posts to one ID between harvests become one message", "[ceq
 
 TEST_CASE("ADD merge sums the posted words", "[ceq]") {
   auto q = make_ceq({.merge = ceq_merge::add});
-  for (int i = 1; i <= 10; ++i) REQUIRE_FALSE(q->post(3, i));
+  for (int i = 1; i <= 10; ++i)
+    REQUIRE_FALSE(q->post(3, i));
   auto msgs = drain(*q);
   REQUIRE(msgs.size() == 1);
   REQUIRE(msgs[0].bits == 55);
@@ -67,7 +68,8 @@ TEST_CASE("the blob is last-writer-wins", "[ceq]") {
 
 TEST_CASE("distinct IDs come out in first-post order through the ring", "[ceq]") {
   auto q = make_ceq();
-  for (std::uint32_t id : {5u, 1u, 9u, 1u, 5u}) REQUIRE_FALSE(q->post(id, 1));
+  for (std::uint32_t id : {5u, 1u, 9u, 1u, 5u})
+    REQUIRE_FALSE(q->post(id, 1));
   auto msgs = drain(*q);
   REQUIRE(msgs.size() == 3);
   REQUIRE(msgs[0].id == 5);
@@ -86,7 +88,8 @@ TEST_CASE("post rejects IDs at or past max_ids with EINVAL", "[ceq]") {
 TEST_CASE("IDs are 32-bit end to end: no aliasing above 65535", "[ceq]") {
   auto q = make_ceq({.max_ids = 0xffffffffull});
   const std::uint32_t ids[] = {3, 65536 + 3, 1u << 20, 0xfffffffeu};
-  for (std::uint32_t id : ids) REQUIRE_FALSE(q->post(id, id == 3 ? 1 : 2));
+  for (std::uint32_t id : ids)
+    REQUIRE_FALSE(q->post(id, id == 3 ? 1 : 2));
   auto msgs = drain(*q);
   REQUIRE(msgs.size() == 4);
   for (std::size_t i = 0; i < 4; ++i) {
@@ -120,10 +123,12 @@ TEST_CASE("a zero-bit post is delivered as a zero-bit message and counted", "[ce
 
 TEST_CASE("get_batch returns up to its capacity and leaves the rest", "[ceq]") {
   auto q = make_ceq();
-  for (std::uint32_t id = 0; id < 10; ++id) REQUIRE_FALSE(q->post(id, 1u << (id % 8)));
+  for (std::uint32_t id = 0; id < 10; ++id)
+    REQUIRE_FALSE(q->post(id, 1u << (id % 8)));
   ceq_event buf[4];
   REQUIRE(q->get_batch(buf) == 4);
-  for (std::uint32_t i = 0; i < 4; ++i) REQUIRE(buf[i].id == i);
+  for (std::uint32_t i = 0; i < 4; ++i)
+    REQUIRE(buf[i].id == i);
   ceq_event rest[16];
   REQUIRE(q->get_batch(rest) == 6);
   REQUIRE(rest[5].id == 9);

@@ -31,10 +31,12 @@ TEST_CASE("a ring as large as the live slots never overflows", "[ceq]") {
   auto q = make_ceq({.ring_size = kSlots});
   for (int round = 0; round < 50; ++round) {
     for (int rep = 0; rep < 3; ++rep)
-      for (std::uint32_t id = 0; id < kSlots; ++id) REQUIRE_FALSE(q->post(id, 1u << rep));
+      for (std::uint32_t id = 0; id < kSlots; ++id)
+        REQUIRE_FALSE(q->post(id, 1u << rep));
     auto msgs = drain(*q);
     REQUIRE(msgs.size() == kSlots);
-    for (auto& m : msgs) REQUIRE(m.bits == 0x7);
+    for (auto& m : msgs)
+      REQUIRE(m.bits == 0x7);
   }
   REQUIRE(q->counters().overflows == 0);
   REQUIRE(q->counters().recovery_scans == 0);

@@ -25,7 +25,8 @@ TEST_CASE("reserve maps a range so later posts cannot fail; bad ranges get EINVA
   REQUIRE_FALSE(q->reserve(0, 99999));
   REQUIRE(q->reserve(10, 5).value() == EINVAL);
   REQUIRE(q->reserve(0, 100000).value() == EINVAL);
-  for (std::uint32_t id = 0; id < 100000; id += 997) REQUIRE_FALSE(q->post(id, 1));
+  for (std::uint32_t id = 0; id < 100000; id += 997)
+    REQUIRE_FALSE(q->post(id, 1));
   REQUIRE(drain_merged(*q).size() == (100000 + 996) / 997);
 }
 
@@ -41,11 +42,14 @@ TEST_CASE("the table grows while producers race to map the same chunks", "[ceq]"
         start.arrive_and_wait();
         // Every producer touches every chunk first-time, in the same order,
         // so installs collide.
-        for (std::uint32_t c = 0; c < kChunks; ++c) REQUIRE_FALSE(q->post(c * 1024 + 3, 1u << p));
+        for (std::uint32_t c = 0; c < kChunks; ++c)
+          REQUIRE_FALSE(q->post(c * 1024 + 3, 1u << p));
       });
-    for (auto& t : ts) t.join();
+    for (auto& t : ts)
+      t.join();
     auto got = drain_merged(*q);
     REQUIRE(got.size() == kChunks);
-    for (auto& [id, bits] : got) REQUIRE(bits == 0xf);
+    for (auto& [id, bits] : got)
+      REQUIRE(bits == 0xf);
   }
 }

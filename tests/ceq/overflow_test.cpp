@@ -29,7 +29,8 @@ TEST_CASE("a full ring overflows and recovery delivers every pending ID", "[ceq]
     REQUIRE_FALSE(q->empty());
     auto got = drain_merged(*q);
     REQUIRE(got.size() == kIds);
-    for (std::uint32_t id = 0; id < kIds; ++id) REQUIRE(got[id * 37] == id + 1);
+    for (std::uint32_t id = 0; id < kIds; ++id)
+      REQUIRE(got[id * 37] == id + 1);
     REQUIRE(q->empty());
     auto c = q->counters();
     REQUIRE(c.overflows == kIds - ring);
@@ -40,7 +41,8 @@ TEST_CASE("a full ring overflows and recovery delivers every pending ID", "[ceq]
 
 TEST_CASE("recovery is resumable: one get at a time, posts in between", "[ceq]") {
   auto q = make_ceq({.ring_size = 1});
-  for (std::uint32_t id = 0; id < 10; ++id) REQUIRE_FALSE(q->post(id, 1));
+  for (std::uint32_t id = 0; id < 10; ++id)
+    REQUIRE_FALSE(q->post(id, 1));
   ceq_event ev;
   REQUIRE(q->get(ev));  // ring entry: id 0
   REQUIRE(ev.id == 0);
@@ -84,7 +86,8 @@ TEST_CASE("recovery with several consumers loses nothing (tiny ring)", "[ceq]") 
   for (int iter = 0; iter < static_cast<int>(ueq::test::scaled(20)); ++iter) {
     auto q = make_ceq({.ring_size = 1, .max_ids = 4096});
     constexpr std::uint32_t kIds = 600;
-    for (std::uint32_t id = 0; id < kIds; ++id) REQUIRE_FALSE(q->post(id * 5, 1));
+    for (std::uint32_t id = 0; id < kIds; ++id)
+      REQUIRE_FALSE(q->post(id * 5, 1));
     std::atomic<std::uint32_t> count{0};
     std::vector<std::vector<std::uint32_t>> seen(3);
     std::vector<std::thread> ts;
@@ -97,7 +100,8 @@ TEST_CASE("recovery with several consumers loses nothing (tiny ring)", "[ceq]") 
             count.fetch_add(1);
           }
       });
-    for (auto& t : ts) t.join();
+    for (auto& t : ts)
+      t.join();
     // Once every consumer saw "empty", everything was delivered exactly once
     // (one post per ID: no bits to duplicate).
     REQUIRE(count.load() == kIds);

@@ -21,7 +21,9 @@ namespace {
 
 // Spread slot IDs over many chunks so consumers and producers map new chunks
 // while the run goes on (the table grows under load).
-std::uint32_t slot_id(std::uint32_t s) { return s * 1531u + (s & 7u); }
+std::uint32_t slot_id(std::uint32_t s) {
+  return s * 1531u + (s & 7u);
+}
 
 struct config {
   std::uint32_t ring;
@@ -35,11 +37,12 @@ struct config {
 // lost bit shows up as a wait that times out. Coalescing happens across
 // producers sharing a slot; consumers run freely and concurrently.
 void run_handshake(const config& cfg, std::uint64_t rounds) {
-  auto q = make_ceq({.merge = ceq_merge::bit_or, .ring_size = cfg.ring,
-                     .max_ids = slot_id(cfg.slots) + 8});
+  auto q = make_ceq(
+      {.merge = ceq_merge::bit_or, .ring_size = cfg.ring, .max_ids = slot_id(cfg.slots) + 8});
   const std::size_t cells = static_cast<std::size_t>(cfg.slots) * cfg.producers;
   std::unique_ptr<std::atomic<std::uint64_t>[]> acks(new std::atomic<std::uint64_t>[cells]);
-  for (std::size_t i = 0; i < cells; ++i) acks[i].store(0);
+  for (std::size_t i = 0; i < cells; ++i)
+    acks[i].store(0);
   std::atomic<bool> stop{false};
   std::atomic<bool> failed{false};
   std::atomic<std::uint64_t> surplus{0};  // a bit delivered with no post pending
@@ -80,9 +83,11 @@ void run_handshake(const config& cfg, std::uint64_t rounds) {
         }
       }
     });
-  for (auto& t : producers) t.join();
+  for (auto& t : producers)
+    t.join();
   stop.store(true, std::memory_order_release);
-  for (auto& t : consumers) t.join();
+  for (auto& t : consumers)
+    t.join();
 
   INFO("ring=" << cfg.ring << " producers=" << cfg.producers << " consumers=" << cfg.consumers
                << " slots=" << cfg.slots << "\n"
@@ -98,8 +103,8 @@ void run_handshake(const config& cfg, std::uint64_t rounds) {
 // value, recorded), consumers drain concurrently; at the end the per-slot
 // sums delivered equal the sums posted exactly.
 void run_add_sums(const config& cfg, std::uint64_t posts_per_producer, std::uint64_t seed) {
-  auto q = make_ceq({.merge = ceq_merge::add, .ring_size = cfg.ring,
-                     .max_ids = slot_id(cfg.slots) + 8});
+  auto q =
+      make_ceq({.merge = ceq_merge::add, .ring_size = cfg.ring, .max_ids = slot_id(cfg.slots) + 8});
   std::vector<std::atomic<std::uint64_t>> posted(cfg.slots), got(cfg.slots);
   std::atomic<int> producers_left{cfg.producers};
 
@@ -112,7 +117,8 @@ void run_add_sums(const config& cfg, std::uint64_t posts_per_producer, std::uint
         // a drain that starts after the last post returned sees every bit.
         const bool done = producers_left.load(std::memory_order_acquire) == 0;
         const std::size_t n = q->get_batch(buf);
-        for (std::size_t i = 0; i < n; ++i) got[buf[i].id / 1531u].fetch_add(buf[i].bits);
+        for (std::size_t i = 0; i < n; ++i)
+          got[buf[i].id / 1531u].fetch_add(buf[i].bits);
         if (n == 0) {
           if (done) break;
           ::sched_yield();
@@ -132,8 +138,10 @@ void run_add_sums(const config& cfg, std::uint64_t posts_per_producer, std::uint
       }
       producers_left.fetch_sub(1, std::memory_order_release);
     });
-  for (auto& t : producers) t.join();
-  for (auto& t : consumers) t.join();
+  for (auto& t : producers)
+    t.join();
+  for (auto& t : consumers)
+    t.join();
   for (std::uint32_t s = 0; s < cfg.slots; ++s) {
     INFO("slot " << s << " ring " << cfg.ring);
     REQUIRE(got[s].load() == posted[s].load());
@@ -155,8 +163,7 @@ TEST_CASE("stress: no OR bit lost, handshake rounds, rings 1, 2 and large", "[ce
   }
 }
 
-TEST_CASE("stress: ADD sums exactly under free-running producers and consumers",
-          "[ceq][stress]") {
+TEST_CASE("stress: ADD sums exactly under free-running producers and consumers", "[ceq][stress]") {
   const std::uint64_t posts = scaled(200000);
   std::uint64_t seed = 1;
   for (std::uint32_t ring : {1u, 2u, 4096u}) {

@@ -22,9 +22,10 @@ TEST_CASE("thread indices are distinct among live threads and reused after exit"
       ts.emplace_back([&, i] {
         seen[i] = ueq::this_thread_index();
         REQUIRE(ueq::this_thread_index() == seen[i]);  // stable
-        sync.arrive_and_wait();                         // all alive at once
+        sync.arrive_and_wait();                        // all alive at once
       });
-    for (auto& t : ts) t.join();
+    for (auto& t : ts)
+      t.join();
   }
   std::set<unsigned> distinct(seen.begin(), seen.end());
   REQUIRE(distinct.size() == kThreads);
@@ -35,8 +36,7 @@ TEST_CASE("thread indices are distinct among live threads and reused after exit"
   REQUIRE(distinct.count(later) == 1);
 }
 
-TEST_CASE("sharded counters are exact after writers join, beyond the shard count",
-          "[runtime]") {
+TEST_CASE("sharded counters are exact after writers join, beyond the shard count", "[runtime]") {
   // 40 threads > 32 shards: some threads use the shared overflow shard.
   constexpr int kThreads = 40;
   constexpr std::uint64_t kPer = 20000;
@@ -46,25 +46,29 @@ TEST_CASE("sharded counters are exact after writers join, beyond the shard count
   for (int i = 0; i < kThreads; ++i)
     ts.emplace_back([&] {
       sync.arrive_and_wait();  // all threads hold an index at once
-      for (std::uint64_t k = 0; k < kPer; ++k) c.add(0);
+      for (std::uint64_t k = 0; k < kPer; ++k)
+        c.add(0);
       c.add(1, 3);
       sync.arrive_and_wait();
     });
-  for (auto& t : ts) t.join();
+  for (auto& t : ts)
+    t.join();
   REQUIRE(c.read(0) == kThreads * kPer);
   REQUIRE(c.read(1) == kThreads * 3);
 }
 
 namespace {
 std::atomic<int> g_hook_calls{0};
-void counting_yield() noexcept { g_hook_calls.fetch_add(1, std::memory_order_relaxed); }
+void counting_yield() noexcept {
+  g_hook_calls.fetch_add(1, std::memory_order_relaxed);
+}
 }  // namespace
 
-TEST_CASE("backoff spins a bounded number of rounds, then yields through the hook",
-          "[runtime]") {
+TEST_CASE("backoff spins a bounded number of rounds, then yields through the hook", "[runtime]") {
   ueq::set_yield_hook(&counting_yield);
   ueq::backoff b;
-  for (std::uint32_t i = 0; i < ueq::backoff::kSpinRounds; ++i) b.pause();
+  for (std::uint32_t i = 0; i < ueq::backoff::kSpinRounds; ++i)
+    b.pause();
   REQUIRE(g_hook_calls.load() == 0);
   b.pause();
   b.pause();
@@ -87,7 +91,8 @@ TEST_CASE("spin_lock excludes: a counter guarded by it is exact", "[runtime]") {
         lock.unlock();
       }
     });
-  for (auto& t : ts) t.join();
+  for (auto& t : ts)
+    t.join();
   REQUIRE(guarded == 80000);
   REQUIRE(lock.try_lock());
   REQUIRE_FALSE(lock.try_lock());

@@ -50,7 +50,6 @@
 #include <memory>
 #include <span>
 #include <string>
-#include <system_error>
 
 #include "ueq/runtime/backoff.hpp"
 #include "ueq/runtime/result.hpp"
@@ -112,12 +111,12 @@ class ceq {
   // EINVAL: id >= max_ids. ENOMEM: the slot's chunk could not be mapped (use
   // reserve() beforehand to make posting infallible for a range of IDs).
   // Lock-free; never waits for a consumer.
-  std::error_code post(std::uint32_t id, std::uint64_t bits, std::uint64_t blob = 0) noexcept {
+  status post(std::uint32_t id, std::uint64_t bits, std::uint64_t blob = 0) noexcept {
     ceq_post_status st;
     return post(id, bits, blob, st);
   }
-  std::error_code post(std::uint32_t id, std::uint64_t bits, std::uint64_t blob,
-                       ceq_post_status& status) noexcept;
+  inline status post(std::uint32_t id, std::uint64_t bits, std::uint64_t blob,
+                     ceq_post_status& st) noexcept;
 
   // Takes one message. false = the CEQ is empty (see Guarantees).
   bool get(ceq_event& out) noexcept;
@@ -130,11 +129,11 @@ class ceq {
 
   // Maps the slots for IDs first .. last (inclusive) now, so that posts to
   // them cannot fail with ENOMEM. EINVAL if last >= max_ids or first > last.
-  std::error_code reserve(std::uint32_t first, std::uint32_t last) noexcept;
+  status reserve(std::uint32_t first, std::uint32_t last) noexcept;
 
   // Per-slot data owned by consumers (the producer never touches it). The
   // epoll facade keeps its per-fd entry here. set: EINVAL/ENOMEM as post().
-  std::error_code set_user_data(std::uint32_t id, std::uint64_t value) noexcept;
+  status set_user_data(std::uint32_t id, std::uint64_t value) noexcept;
   std::uint64_t user_data(std::uint32_t id) const noexcept;  // 0 if never set
 
   // Highest ID ever posted, or -1 if none.
@@ -149,9 +148,14 @@ class ceq {
 
  private:
   friend struct ceq_test_access;  // white-box tests inject ring entries
-  struct slot;
+  // One per ID; see the field table at the top of ceq.cpp for who writes what.
+  struct slot {
+    std::atomic<std::uint64_t> coalesce{0};
+    std::atomic<std::uint64_t> blob{0};
+    std::atomic<std::uint64_t> user_data{0};
+    std::atomic<bool> posted{false};
+  };
   enum counter : std::size_t {
-    kPosts,
     kCoalesced,
     kRingPushes,
     kOverflows,
@@ -169,8 +173,20 @@ class ceq {
   ceq(const ceq_options& o, std::atomic<slot*>* dir, std::size_t dir_len,
       std::atomic<std::uint32_t>* ring);
 
-  slot* find_slot(std::uint32_t id) const noexcept;
+  slot* find_slot(std::uint32_t id) const noexcept {
+    if (id >= max_ids_) return nullptr;
+    // acquire: pairs with the release CAS in map_slot() that installed the
+    // chunk, so its zero-initialised slots are visible before we touch them.
+    slot* chunk = dir_[id >> kChunkBits].load(std::memory_order_acquire);
+    return chunk ? &chunk[id & (kChunkSlots - 1)] : nullptr;
+  }
   slot* get_or_map_slot(std::uint32_t id) noexcept;
+  slot* map_slot(std::uint32_t id) noexcept;  // the slow half of get_or_map_slot
+  // The out-of-line halves of post(): first post into an unmapped chunk, and
+  // the flip of `posted` followed by the ring push or the overflow.
+  status post_unmapped(std::uint32_t id, std::uint64_t bits, std::uint64_t blob,
+                       ceq_post_status& st) noexcept;
+  void post_publish(slot* s, std::uint32_t id, ceq_post_status& st) noexcept;
   bool push_ring(std::uint32_t id) noexcept;
   std::size_t pop_ring(std::uint32_t* ids, std::size_t max) noexcept;
   bool extract(std::uint32_t id, ceq_event& out) noexcept;
@@ -201,10 +217,49 @@ class ceq {
   // --- overflow and recovery ---
   alignas(kCacheLine) std::atomic<bool> overflow_{false};
   std::atomic<bool> recovering_{false};
-  spin_lock recovery_lock_;             // serialises recovery scans
+  spin_lock recovery_lock_;            // serialises recovery scans
   std::uint64_t recovery_cursor_ = 0;  // next ID to scan; guarded by recovery_lock_
 
   sharded_counters<kNumCounters> stats_;
 };
+
+// The producer's fast path, inline so that a post to an already-pending slot
+// costs one locked instruction plus a few plain loads and stores. The
+// handshake it takes part in is argued at the top of ceq.cpp.
+inline status ceq::post(std::uint32_t id, std::uint64_t bits, std::uint64_t blob,
+                        ceq_post_status& st) noexcept {
+  slot* s = find_slot(id);
+  if (__builtin_expect(s == nullptr, 0)) return post_unmapped(id, bits, blob, st);
+
+  // Raise the high-water mark before the slot can become visible (through
+  // the ring or the overflow flag), so a recovery scan that learns of this
+  // post also scans this ID. relaxed: what orders it for the scanner is the
+  // release of our later overflow_ store (the only case a scan needs it).
+  std::uint32_t hw = max_plus1_.load(std::memory_order_relaxed);
+  while (id + 1 > hw && !max_plus1_.compare_exchange_weak(hw, id + 1, std::memory_order_relaxed)) {
+  }
+
+  // relaxed: published by the release half of the RMW below; consumers read
+  // the blob after their acquire exchange of the coalesce word.
+  s->blob.store(blob, std::memory_order_relaxed);
+  // acq_rel: release publishes the blob; acquire is case (b) of the
+  // handshake — if a consumer harvested just before us, we synchronise with
+  // its exchange and must then see its posted = false.
+  if (merge_ == ceq_merge::bit_or)
+    s->coalesce.fetch_or(bits, std::memory_order_acq_rel);
+  else
+    s->coalesce.fetch_add(bits, std::memory_order_acq_rel);
+
+  // acquire: a true here means a consumer is obliged to visit the slot after
+  // our bits (handshake, case (a) or the chain in case (b)). A plain load
+  // keeps the already-pending path free of a second locked instruction.
+  if (s->posted.load(std::memory_order_acquire)) {
+    stats_.add(kCoalesced);
+    st = ceq_post_status::coalesced;
+    return {};
+  }
+  post_publish(s, id, st);
+  return {};
+}
 
 }  // namespace ueq

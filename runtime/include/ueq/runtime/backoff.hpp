@@ -47,7 +47,9 @@ void default_yield() noexcept;  // sched_yield()
 void set_yield_hook(detail::yield_fn fn) noexcept;
 
 // Calls the current yield hook once.
-inline void yield_now() noexcept { detail::g_yield_hook.load(std::memory_order_relaxed)(); }
+inline void yield_now() noexcept {
+  detail::g_yield_hook.load(std::memory_order_relaxed)();
+}
 
 class backoff {
  public:
@@ -57,7 +59,8 @@ class backoff {
 
   void pause() noexcept {
     if (round_ < kSpinRounds) {
-      for (std::uint32_t i = 0; i < (1u << round_); ++i) cpu_relax();
+      for (std::uint32_t i = 0; i < (1u << round_); ++i)
+        cpu_relax();
       ++round_;
     } else {
       ++yields_;
@@ -82,7 +85,8 @@ class spin_lock {
     // acquire on success: the critical section must see everything the
     // previous holder wrote before its release in unlock().
     while (locked_.exchange(true, std::memory_order_acquire)) {
-      while (locked_.load(std::memory_order_relaxed)) b.pause();
+      while (locked_.load(std::memory_order_relaxed))
+        b.pause();
     }
   }
   bool try_lock() noexcept {

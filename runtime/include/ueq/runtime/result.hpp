@@ -1,15 +1,20 @@
-// ueq/runtime/result.hpp — a value or a std::error_code.
+// ueq/runtime/result.hpp — a value or an error; a bare error.
 //
 // What it is for: the C++ API's way to report failure without exceptions.
-// Error codes are errno values in std::generic_category(), so the C facade can
-// hand them to errno unchanged.
+// Errors are errno values (std::generic_category()), so the C facade can hand
+// them to errno unchanged.
+//  - result<T>: a T, or a std::error_code.
+//  - status: just an errno value (0 = success), for hot paths. It reads like
+//    a std::error_code (true when it holds an error, value(), compares with
+//    std::errc) but costs one int: building a std::error_code calls into
+//    libstdc++ for its category even on success.
 //
-// Thread-safety: a plain value type.
+// Thread-safety: plain value types.
 //
 // Usage:
 //   ueq::result<std::unique_ptr<ueq::ceq>> q = ueq::ceq::create({});
-//   if (!q) return q.error();      // std::error_code, e.g. EINVAL
-//   (*q)->post(7, 1);
+//   if (!q) return q.error();          // std::error_code, e.g. EINVAL
+//   if (ueq::status s = (*q)->post(7, 1)) log(s.code().message());
 #pragma once
 
 #include <cerrno>
@@ -19,18 +24,33 @@
 
 namespace ueq {
 
-inline std::error_code errno_code(int e) noexcept { return {e, std::generic_category()}; }
+inline std::error_code errno_code(int e) noexcept {
+  return {e, std::generic_category()};
+}
+
+class [[nodiscard]] status {
+ public:
+  constexpr status() noexcept = default;
+  constexpr explicit status(int errno_value) noexcept : e_(errno_value) {}
+  constexpr explicit operator bool() const noexcept { return e_ != 0; }  // true = error
+  constexpr int value() const noexcept { return e_; }
+  std::error_code code() const noexcept { return e_ ? errno_code(e_) : std::error_code{}; }
+  friend constexpr bool operator==(status a, std::errc b) noexcept {
+    return a.e_ == static_cast<int>(b);
+  }
+
+ private:
+  int e_ = 0;
+};
 
 template <class T>
 class [[nodiscard]] result {
  public:
-  result(T value) : v_(std::move(value)) {}                     // NOLINT: implicit by design
-  result(std::error_code ec) : v_(ec) {}                         // NOLINT
+  result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  result(std::error_code ec) : v_(ec) {}     // NOLINT
   explicit operator bool() const noexcept { return v_.index() == 0; }
   bool ok() const noexcept { return v_.index() == 0; }
-  std::error_code error() const noexcept {
-    return ok() ? std::error_code{} : std::get<1>(v_);
-  }
+  std::error_code error() const noexcept { return ok() ? std::error_code{} : std::get<1>(v_); }
   T& value() & { return std::get<0>(v_); }
   T&& value() && { return std::get<0>(std::move(v_)); }
   T& operator*() & { return value(); }
