@@ -1,6 +1,9 @@
 // Helpers shared by the test suites: bounded waiting and sanitizer-aware
 // scaling. Nothing here sleeps to synchronise: waits poll a condition up to a
 // deadline and report failure when it passes.
+//
+// Catch2 v2 assertions are not thread-safe: worker threads count failures in
+// atomics and the test's main thread asserts on the counts.
 #pragma once
 
 #include <sched.h>

@@ -36,6 +36,7 @@ TEST_CASE("the table grows while producers race to map the same chunks", "[ceq]"
   for (int iter = 0; iter < static_cast<int>(ueq::test::scaled(10)); ++iter) {
     auto q = make_ceq({.ring_size = 1024, .max_ids = kChunks * 1024});
     std::barrier start(kProducers);
+    std::atomic<int> errors{0};  // Catch2 assertions are main-thread only
     std::vector<std::thread> ts;
     for (int p = 0; p < kProducers; ++p)
       ts.emplace_back([&, p] {
@@ -43,10 +44,11 @@ TEST_CASE("the table grows while producers race to map the same chunks", "[ceq]"
         // Every producer touches every chunk first-time, in the same order,
         // so installs collide.
         for (std::uint32_t c = 0; c < kChunks; ++c)
-          REQUIRE_FALSE(q->post(c * 1024 + 3, 1u << p));
+          if (q->post(c * 1024 + 3, 1u << p)) errors.fetch_add(1);
       });
     for (auto& t : ts)
       t.join();
+    REQUIRE(errors.load() == 0);
     auto got = drain_merged(*q);
     REQUIRE(got.size() == kChunks);
     for (auto& [id, bits] : got)

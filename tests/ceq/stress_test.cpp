@@ -107,6 +107,7 @@ void run_add_sums(const config& cfg, std::uint64_t posts_per_producer, std::uint
       make_ceq({.merge = ceq_merge::add, .ring_size = cfg.ring, .max_ids = slot_id(cfg.slots) + 8});
   std::vector<std::atomic<std::uint64_t>> posted(cfg.slots), got(cfg.slots);
   std::atomic<int> producers_left{cfg.producers};
+  std::atomic<int> errors{0};  // Catch2 assertions are main-thread only
 
   std::vector<std::thread> consumers;
   for (int c = 0; c < cfg.consumers; ++c)
@@ -133,7 +134,7 @@ void run_add_sums(const config& cfg, std::uint64_t posts_per_producer, std::uint
         const std::uint32_t s = rng() % cfg.slots;
         const std::uint64_t v = 1 + rng() % 1000;
         posted[s].fetch_add(v);
-        REQUIRE_FALSE(q->post(slot_id(s), v));
+        if (q->post(slot_id(s), v)) errors.fetch_add(1);
         if ((i & 255) == 0) ::sched_yield();  // vary the interleavings
       }
       producers_left.fetch_sub(1, std::memory_order_release);
@@ -142,6 +143,7 @@ void run_add_sums(const config& cfg, std::uint64_t posts_per_producer, std::uint
     t.join();
   for (auto& t : consumers)
     t.join();
+  REQUIRE(errors.load() == 0);
   for (std::uint32_t s = 0; s < cfg.slots; ++s) {
     INFO("slot " << s << " ring " << cfg.ring);
     REQUIRE(got[s].load() == posted[s].load());
@@ -149,7 +151,10 @@ void run_add_sums(const config& cfg, std::uint64_t posts_per_producer, std::uint
   REQUIRE(q->empty());
   const auto c = q->counters();
   REQUIRE(c.posts == posts_per_producer * cfg.producers);
-  REQUIRE(c.posts == c.coalesced + c.ring_pushes + c.overflows);
+  // Every message carried at least one post, and the ring carried at most
+  // one entry per push.
+  REQUIRE(c.delivered <= c.posts);
+  REQUIRE(c.delivered + c.stale_entries <= c.ring_pushes + c.slots_scanned);
   if (cfg.ring >= cfg.slots) REQUIRE(c.overflows == 0);
 }
 

@@ -15,18 +15,20 @@
 TEST_CASE("thread indices are distinct among live threads and reused after exit", "[runtime]") {
   constexpr int kThreads = 12;
   std::vector<unsigned> seen(kThreads);
+  std::atomic<int> unstable{0};  // Catch2 assertions are main-thread only
   std::barrier sync(kThreads);
   {
     std::vector<std::thread> ts;
     for (int i = 0; i < kThreads; ++i)
       ts.emplace_back([&, i] {
         seen[i] = ueq::this_thread_index();
-        REQUIRE(ueq::this_thread_index() == seen[i]);  // stable
-        sync.arrive_and_wait();                        // all alive at once
+        if (ueq::this_thread_index() != seen[i]) unstable.fetch_add(1);
+        sync.arrive_and_wait();  // all alive at once
       });
     for (auto& t : ts)
       t.join();
   }
+  REQUIRE(unstable.load() == 0);
   std::set<unsigned> distinct(seen.begin(), seen.end());
   REQUIRE(distinct.size() == kThreads);
   // After they exit, a new thread gets one of the freed indices: the pool

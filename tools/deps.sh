@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages ueq needs to build, test and benchmark,
+# skipping those already installed. Safe to run again. Needs root (or sudo)
+# only when something is missing.
+set -euo pipefail
+
+packages=(
+  g++                  # compiler (its libgcc-12-dev brings ASan, UBSan, TSan)
+  meson ninja-build pkg-config
+  libboost-context-dev # uthread stacks and switches (boost::context::fiber)
+  libboost-dev         # boost::lockfree (a benchmark baseline)
+  libboost-fiber-dev   # Boost.Fiber (a benchmark baseline)
+  libabsl-dev          # abseil: containers, synchronisation, time
+  catch2               # Catch2 v2 test framework
+  clang-format         # formatting check in CI
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "ueq: installing ${missing[*]}" >&2
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "ueq: need root to install: ${missing[*]}" >&2; exit 1; }
+  sudo="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -q
+$sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
