@@ -51,6 +51,7 @@
 #include <span>
 #include <string>
 
+#include "ueq/ceq/event.hpp"
 #include "ueq/runtime/backoff.hpp"
 #include "ueq/runtime/result.hpp"
 #include "ueq/runtime/sharded_counters.hpp"
@@ -73,11 +74,9 @@ struct ceq_options {
   std::uint64_t max_ids = std::uint64_t{1} << 20;
 };
 
-struct ceq_event {
-  std::uint32_t id = 0;
-  std::uint64_t bits = 0;  // merged coalesce word, possibly 0
-  std::uint64_t blob = 0;  // latest blob posted to this ID
-};
+// A CEQ message: bits = the merged coalesce word (possibly 0), blob = the
+// latest blob posted to the ID.
+using ceq_event = event_msg;
 
 enum class ceq_post_status : std::uint8_t {
   queued,      // this post pushed the ID into the ring
