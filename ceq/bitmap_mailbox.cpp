@@ -39,12 +39,14 @@ bitmap_mailbox::bitmap_mailbox(std::uint32_t nbits)
       words_[i].store(0, std::memory_order_relaxed);
 }
 
-status bitmap_mailbox::post(std::uint32_t id) noexcept {
+status bitmap_mailbox::post(std::uint32_t id, bool& coalesced) noexcept {
+  coalesced = false;
   if (id >= nbits_) return status(EINVAL);
   const std::uint64_t bit = 1ull << (id & 63);
   // relaxed: the increment below (release) publishes the set bit.
   if (words_[id >> 6].fetch_or(bit, std::memory_order_relaxed) & bit) {
     stats_.add(kCoalesced);  // already set and unclaimed: its count stands
+    coalesced = true;
     return {};
   }
   // release: a consumer that acquires this count sees the bit.

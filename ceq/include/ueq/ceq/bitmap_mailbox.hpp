@@ -42,8 +42,12 @@ class bitmap_mailbox {
   // EINVAL: nbits is 0 or over 2^24 (a bitmap is for small ID spaces).
   static result<std::unique_ptr<bitmap_mailbox>> create(std::uint32_t nbits);
 
-  // EINVAL: id >= nbits.
-  status post(std::uint32_t id) noexcept;
+  // EINVAL: id >= nbits. `coalesced` tells whether the bit was already set.
+  status post(std::uint32_t id) noexcept {
+    bool coalesced;
+    return post(id, coalesced);
+  }
+  status post(std::uint32_t id, bool& coalesced) noexcept;
   bool get(event_msg& out) noexcept;
   std::size_t get_batch(std::span<event_msg> out) noexcept;
   bool empty() const noexcept;

@@ -1,0 +1,213 @@
+// Event queues: a mailbox plus the waiters blocked on it.
+//
+// Locking: one spin lock per queue (lock_) guards the waiter list (head_,
+// tail_, and every link's prev/next while it is on the list) and the writes
+// of nwaiters_. Nothing that can block runs under it; waking a waiter
+// (unpark) is done under it, which is a few atomic operations. A waiter that
+// blocks on several queues takes their locks one at a time, never nested.
+//
+// The lost-wakeup handshake (store-then-load on both sides, so seq_cst):
+//   producer: publish into mailbox ; fence(seq_cst) ; load nwaiters_
+//   waiter:   nwaiters_++ (under lock) ; fence(seq_cst) ; check mailbox
+// By the fences' total order, either the producer's load sees the waiter's
+// registration (and wakes it), or the waiter's check sees the message.
+#include "ueq/ceq/event_queue.hpp"
+
+#include <cinttypes>
+#include <cstdio>
+#include <mutex>
+#include <new>
+
+#include "ueq/ceq/block_on.hpp"
+
+namespace ueq {
+
+result<event_queue_ptr> event_queue::create_ceq(const ceq_options& mailbox_opts,
+                                                const evq_options& o) {
+  auto c = ceq::create(mailbox_opts);
+  if (!c) return c.error();
+  event_queue_ptr q(new (std::nothrow) event_queue(std::move(c).value(), o));
+  if (!q) return errno_code(ENOMEM);
+  return q;
+}
+
+result<event_queue_ptr> event_queue::create_bitmap(std::uint32_t nbits, const evq_options& o) {
+  auto b = bitmap_mailbox::create(nbits);
+  if (!b) return b.error();
+  event_queue_ptr q(new (std::nothrow) event_queue(std::move(b).value(), o));
+  if (!q) return errno_code(ENOMEM);
+  return q;
+}
+
+result<event_queue_ptr> event_queue::create_messages(const evq_options& o) {
+  std::unique_ptr<message_queue> m(new (std::nothrow) message_queue());
+  if (!m) return errno_code(ENOMEM);
+  event_queue_ptr q(new (std::nothrow) event_queue(std::move(m), o));
+  if (!q) return errno_code(ENOMEM);
+  return q;
+}
+
+event_queue::event_queue(mailbox mb, const evq_options& o)
+    : mb_(std::move(mb)), policy_(o.notify), name_(o.name) {}
+
+event_queue::~event_queue() = default;  // no waiter can be linked: each holds a reference
+
+ceq* event_queue::as_ceq() noexcept {
+  auto* p = std::get_if<std::unique_ptr<ceq>>(&mb_);
+  return p ? p->get() : nullptr;
+}
+bitmap_mailbox* event_queue::as_bitmap() noexcept {
+  auto* p = std::get_if<std::unique_ptr<bitmap_mailbox>>(&mb_);
+  return p ? p->get() : nullptr;
+}
+message_queue* event_queue::as_messages() noexcept {
+  auto* p = std::get_if<std::unique_ptr<message_queue>>(&mb_);
+  return p ? p->get() : nullptr;
+}
+
+status event_queue::post(std::uint32_t id, std::uint64_t bits, std::uint64_t blob) noexcept {
+  // acquire: a post that sees the queue open is ordered after nothing in
+  // particular; close() only promises that posts which see it closed fail.
+  if (closed_.load(std::memory_order_acquire)) [[unlikely]]
+    return status(EPIPE);
+  bool fresh = true;  // did this post create a message (vs merge into one)?
+  status s;
+  switch (mb_.index()) {
+    case 0: {
+      ceq_post_status st;
+      s = std::get<0>(mb_)->post(id, bits, blob, st);
+      fresh = st != ceq_post_status::coalesced;
+      break;
+    }
+    case 1: {
+      bool coalesced;
+      s = std::get<1>(mb_)->post(id, coalesced);
+      fresh = !coalesced;
+      break;
+    }
+    default:
+      s = std::get<2>(mb_)->post({id, bits, blob});
+      break;
+  }
+  if (s) return s;
+  stats_.add(kPosts);
+  if (fresh) notify();
+  return {};
+}
+
+void event_queue::notify() noexcept {
+  // seq_cst fence: the producer half of the handshake at the top. Our
+  // mailbox publication is ordered before the load of nwaiters_.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (nwaiters_.load(std::memory_order_relaxed) == 0) return;
+  std::lock_guard<spin_lock> g(lock_);
+  std::uint64_t woken = 0;
+  for (detail::evq_link* l = head_; l; l = l->next) {
+    if (l->waiter->wake(this)) {
+      ++woken;
+      if (policy_ == notify_policy::wake_one) break;
+    }
+  }
+  if (woken) stats_.add(kWakeups, woken);
+}
+
+bool event_queue::wake_one_waiter() noexcept {
+  std::lock_guard<spin_lock> g(lock_);
+  for (detail::evq_link* l = head_; l; l = l->next)
+    if (l->waiter->wake(this)) {
+      stats_.add(kWakeups);
+      return true;
+    }
+  return false;
+}
+
+void event_queue::add_waiter(detail::evq_link* l) noexcept {
+  std::lock_guard<spin_lock> g(lock_);
+  l->prev = tail_;
+  l->next = nullptr;
+  (tail_ ? tail_->next : head_) = l;
+  tail_ = l;
+  // relaxed under the lock: the waiter's seq_cst fence after add_waiter()
+  // orders this store before its mailbox re-check (handshake at the top).
+  nwaiters_.store(nwaiters_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+}
+
+void event_queue::remove_waiter(detail::evq_link* l) noexcept {
+  std::lock_guard<spin_lock> g(lock_);
+  (l->prev ? l->prev->next : head_) = l->next;
+  (l->next ? l->next->prev : tail_) = l->prev;
+  l->prev = l->next = nullptr;
+  nwaiters_.store(nwaiters_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+}
+
+bool event_queue::try_get(event_msg& out) noexcept {
+  return drain({&out, 1}) == 1;
+}
+
+std::size_t event_queue::drain(std::span<event_msg> out) noexcept {
+  switch (mb_.index()) {
+    case 0:
+      return std::get<0>(mb_)->get_batch(out);
+    case 1:
+      return std::get<1>(mb_)->get_batch(out);
+    default:
+      return std::get<2>(mb_)->get_batch(out);
+  }
+}
+
+bool event_queue::empty() const noexcept {
+  switch (mb_.index()) {
+    case 0:
+      return std::get<0>(mb_)->empty();
+    case 1:
+      return std::get<1>(mb_)->empty();
+    default:
+      return std::get<2>(mb_)->empty();
+  }
+}
+
+std::size_t event_queue::dispatch(std::size_t max) {
+  if (!handler_) return 0;
+  std::size_t done = 0;
+  event_msg batch[32];
+  while (done < max) {
+    const std::size_t want = std::min<std::size_t>(32, max - done);
+    const std::size_t n = drain({batch, want});
+    for (std::size_t i = 0; i < n; ++i)
+      handler_(*this, batch[i]);
+    done += n;
+    if (n < want) break;
+  }
+  return done;
+}
+
+void event_queue::close() noexcept {
+  // release: posts that read true fail; waiters woken below re-check it.
+  if (closed_.exchange(true, std::memory_order_acq_rel)) return;
+  std::lock_guard<spin_lock> g(lock_);
+  for (detail::evq_link* l = head_; l; l = l->next)
+    if (l->waiter->wake(this)) stats_.add(kWakeups);
+}
+
+evq_counters event_queue::counters() const noexcept {
+  return {stats_.read(kPosts), stats_.read(kWakeups), stats_.read(kSpurious),
+          stats_.read(kTimeouts)};
+}
+
+std::string event_queue::dump() const {
+  static const char* const kKinds[] = {"ceq", "bitmap", "messages"};
+  const evq_counters c = counters();
+  char line[256];
+  std::snprintf(
+      line, sizeof line,
+      "event_queue '%s': mailbox=%s notify=%s closed=%d waiters=%zu empty=%d posts=%" PRIu64
+      " wakeups=%" PRIu64 " spurious=%" PRIu64 " timeouts=%" PRIu64 "\n",
+      name_.c_str(), kKinds[mb_.index()],
+      policy_ == notify_policy::wake_all ? "wake_all" : "wake_one", closed(), waiters(), empty(),
+      c.posts, c.wakeups, c.spurious_wakeups, c.timeouts);
+  std::string out = line;
+  if (mb_.index() == 0) out += std::get<0>(mb_)->dump(8);
+  return out;
+}
+
+}  // namespace ueq

@@ -1,0 +1,100 @@
+// ueq/ceq/block_on.hpp — block until one of several event queues has a message.
+//
+// What it is for: a waiter (a plain OS thread today; uthreads park through
+// the same waiter once the uthread runtime installs its park hook) that waits
+// for the first message from any of up to 64 queues (more are allowed, at a
+// heap allocation), with an absolute CLOCK_MONOTONIC deadline.
+//
+// Guarantees:
+//  - No lost wakeup, whatever the interleaving of post, register, re-check and
+//    park (the handshake is described in event_queue.hpp/.cpp).
+//  - Queues are tried in the order given: when several have messages, the
+//    first listed wins.
+//  - The deadline is absolute: spurious wakeups never restart the wait, and
+//    the call never returns ETIMEDOUT before the deadline has passed.
+//  - A waiter woken by a wake-one queue that leaves (timed out, or took a
+//    message elsewhere) while that queue is still non-empty passes the wakeup
+//    on to another waiter of that queue.
+//  - The timer is the waiter's own (a futex timeout): waiters never share or
+//    steal each other's timeouts.
+//
+// Errors: EINVAL (no queues, or a null one), ETIMEDOUT (deadline passed with
+// nothing), ECANCELED (a queue was closed and none had a message).
+//
+// Thread-safety: any number of threads may block on overlapping sets of
+// queues at once.
+//
+// Usage:
+//   auto r = ueq::block_on({timers.get(), messages.get()}, ueq::deadline_after_ms(100));
+//   if (r) handle(r->queue, r->msg);
+//   else if (r.error() == std::errc::timed_out) ...
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <initializer_list>
+#include <span>
+
+#include "ueq/ceq/event.hpp"
+#include "ueq/ceq/event_queue.hpp"
+#include "ueq/runtime/result.hpp"
+
+namespace ueq {
+
+// Nanoseconds on CLOCK_MONOTONIC.
+using mono_ns = std::int64_t;
+inline constexpr mono_ns kNoDeadline = INT64_MAX;
+mono_ns monotonic_now() noexcept;
+// now + ms, saturating (a huge timeout never overflows into the past).
+mono_ns deadline_after_ms(std::int64_t ms) noexcept;
+
+struct block_result {
+  event_queue* queue = nullptr;  // the queue the message came from
+  event_msg msg;
+};
+
+result<block_result> block_on(std::span<event_queue* const> queues,
+                              mono_ns deadline = kNoDeadline) noexcept;
+inline result<block_result> block_on(std::initializer_list<event_queue*> queues,
+                                     mono_ns deadline = kNoDeadline) noexcept {
+  return block_on(std::span<event_queue* const>(queues.begin(), queues.size()), deadline);
+}
+
+namespace detail {
+
+// One blocked call to block_on. Lives on the waiter's stack; every queue it is
+// linked into holds its link only while the waiter is inside block_on, and
+// the waiter unlinks from all of them (taking each queue's lock, which every
+// waker holds while touching the waiter) before it returns.
+class evq_waiter {
+ public:
+  // Called by a waker under queue `by`'s lock: true if this call woke the
+  // waiter (it was waiting), false if it was already woken.
+  bool wake(event_queue* by) noexcept;
+  // The queue whose wake() woke the waiter. Read only after the waiter has
+  // unlinked from every queue: taking each queue's lock orders the waker's
+  // write before this read.
+  event_queue* woken_by() const noexcept { return woken_by_.load(std::memory_order_relaxed); }
+  // Re-arms before a new round of waiting.
+  void reset() noexcept {
+    state_.store(kWaiting, std::memory_order_relaxed);
+    woken_by_.store(nullptr, std::memory_order_relaxed);
+  }
+  // Waits until woken or the deadline; true if woken.
+  bool wait(mono_ns deadline) noexcept;
+  bool woken() const noexcept { return state_.load(std::memory_order_acquire) == kWoken; }
+
+ private:
+  enum : std::uint32_t { kWaiting = 0, kWoken = 1, kSleeping = 2 };
+  std::atomic<std::uint32_t> state_{kWaiting};
+  std::atomic<event_queue*> woken_by_{nullptr};
+};
+
+struct evq_link {
+  evq_link* prev = nullptr;  // guarded by the queue's lock while linked
+  evq_link* next = nullptr;
+  evq_waiter* waiter = nullptr;
+};
+
+}  // namespace detail
+}  // namespace ueq

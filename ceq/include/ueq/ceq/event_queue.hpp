@@ -1,0 +1,160 @@
+// ueq/ceq/event_queue.hpp — a mailbox, a notify policy and its waiters.
+//
+// What it is for: the thing producers (taps, timers, user code) post events
+// to and consumers block on. An event queue owns one mailbox:
+//   - a CEQ (coalescing per ID; see ceq.hpp),
+//   - a bitmap (one bit per ID, small ID spaces; see bitmap_mailbox.hpp), or
+//   - an unbounded message queue (every message arrives; message_queue.hpp),
+// a notify policy (wake every waiter, or wake one), the list of waiters
+// currently blocked on it (see block_on.hpp), optional handler that a
+// consumer runs over the messages it drains (dispatch()), and counters.
+//
+// Waking without losing: post() first publishes into the mailbox, then
+// (seq_cst fence) checks for waiters; a waiter first registers, then (seq_cst
+// fence) re-checks the mailbox, then parks. Whichever side comes second sees
+// the other. A post that merely coalesced into a pending CEQ slot or set bitmap
+// bit wakes no one: the message it merged into is already visible to every
+// waiter and was announced by the post that created it.
+//
+// Wake-one: each post that creates a message wakes at most one waiter (the
+// longest waiting); a woken waiter that leaves without taking a message while
+// the queue is non-empty passes the wakeup on (block_on does this).
+//
+// Ownership: queues are held by std::shared_ptr. A producer keeps a
+// reference for as long as it may post; the owner calls close() when done,
+// which wakes every waiter (their block_on returns ECANCELED) and makes later
+// posts fail with EPIPE. The memory goes when the last reference does, so a
+// producer racing with close() posts into a live (closed) queue, never into
+// freed memory.
+//
+// Thread-safety: every member may be called from any thread concurrently,
+// except set_handler(), which must precede concurrent dispatch() calls.
+//
+// Usage:
+//   auto q = ueq::event_queue::create_messages({.notify = ueq::notify_policy::wake_one});
+//   (*q)->post({.id = 1, .bits = 42});   // any thread
+//   ueq::event_msg m;
+//   if ((*q)->try_get(m)) ...            // or block: ueq::block_on({q->get()}, deadline)
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <variant>
+
+#include "ueq/ceq/bitmap_mailbox.hpp"
+#include "ueq/ceq/ceq.hpp"
+#include "ueq/ceq/event.hpp"
+#include "ueq/ceq/message_queue.hpp"
+#include "ueq/runtime/backoff.hpp"
+#include "ueq/runtime/result.hpp"
+#include "ueq/runtime/sharded_counters.hpp"
+
+namespace ueq {
+
+enum class notify_policy : std::uint8_t {
+  wake_all,  // every waiter is woken by a post that creates a message
+  wake_one,  // one waiter is (EPOLLEXCLUSIVE, hand-off)
+};
+
+struct evq_options {
+  notify_policy notify = notify_policy::wake_all;
+  std::string name;  // for dumps and traces
+};
+
+struct evq_counters {
+  std::uint64_t posts = 0;             // successful post() calls
+  std::uint64_t wakeups = 0;           // waiters woken by this queue
+  std::uint64_t spurious_wakeups = 0;  // woken waiters that then found nothing
+  std::uint64_t timeouts = 0;          // block_on calls on it that timed out
+};
+
+class event_queue;
+using event_queue_ptr = std::shared_ptr<event_queue>;
+
+namespace detail {
+struct evq_link;
+}  // namespace detail
+
+class event_queue {
+ public:
+  static result<event_queue_ptr> create_ceq(const ceq_options& mailbox, const evq_options& = {});
+  static result<event_queue_ptr> create_bitmap(std::uint32_t nbits, const evq_options& = {});
+  static result<event_queue_ptr> create_messages(const evq_options& = {});
+  ~event_queue();
+  event_queue(const event_queue&) = delete;
+  event_queue& operator=(const event_queue&) = delete;
+
+  // Posts into the mailbox, then wakes waiters per the policy. Errors: EPIPE
+  // after close(); otherwise the mailbox's (EINVAL for an ID out of range,
+  // ENOMEM). For a bitmap only `id` is used; for a CEQ `bits` is merged and
+  // `blob` kept; the message queue keeps the message whole.
+  status post(std::uint32_t id, std::uint64_t bits = 1, std::uint64_t blob = 0) noexcept;
+  status post(const event_msg& m) noexcept { return post(m.id, m.bits, m.blob); }
+
+  // Takes one message / up to out.size() messages without blocking.
+  bool try_get(event_msg& out) noexcept;
+  std::size_t drain(std::span<event_msg> out) noexcept;
+  // A snapshot: nothing pending in the mailbox.
+  bool empty() const noexcept;
+
+  // The handler a consumer runs for each message it drains with dispatch().
+  using handler_fn = std::function<void(event_queue&, const event_msg&)>;
+  void set_handler(handler_fn h) { handler_ = std::move(h); }
+  // Drains up to `max` messages and runs the handler on each; returns how
+  // many. Without a handler it drains nothing and returns 0.
+  std::size_t dispatch(std::size_t max = ~std::size_t{0});
+
+  // Stops the queue: wakes every waiter, later posts fail with EPIPE.
+  // Messages already in the mailbox stay readable. Idempotent.
+  void close() noexcept;
+  bool closed() const noexcept { return closed_.load(std::memory_order_acquire); }
+
+  notify_policy policy() const noexcept { return policy_; }
+  const std::string& name() const noexcept { return name_; }
+  // The mailbox, for what is specific to it (CEQ user data, counters, dump).
+  // nullptr if the queue has a different kind of mailbox.
+  ueq::ceq* as_ceq() noexcept;
+  bitmap_mailbox* as_bitmap() noexcept;
+  message_queue* as_messages() noexcept;
+
+  evq_counters counters() const noexcept;
+  std::size_t waiters() const noexcept { return nwaiters_.load(std::memory_order_relaxed); }
+  std::string dump() const;
+
+  // --- the waiter protocol, used by block_on (block_on.hpp) -------------
+  void add_waiter(detail::evq_link* l) noexcept;
+  void remove_waiter(detail::evq_link* l) noexcept;
+  // Wakes one waiter that is still waiting (wake-one hand-off); true if one
+  // was woken.
+  bool wake_one_waiter() noexcept;
+  void note_spurious() noexcept { stats_.add(kSpurious); }
+  void note_timeout() noexcept { stats_.add(kTimeouts); }
+
+ private:
+  using mailbox = std::variant<std::unique_ptr<ueq::ceq>, std::unique_ptr<bitmap_mailbox>,
+                               std::unique_ptr<message_queue>>;
+  event_queue(mailbox mb, const evq_options& o);
+  void notify() noexcept;
+  enum { kPosts, kWakeups, kSpurious, kTimeouts, kCount };
+
+  mailbox mb_;
+  const notify_policy policy_;
+  const std::string name_;
+  handler_fn handler_;
+  std::atomic<bool> closed_{false};
+
+  // Waiters: an intrusive FIFO list (oldest first) guarded by lock_.
+  // nwaiters_ is written under lock_ and read without it by post() after its
+  // seq_cst fence (the handshake described at the top).
+  spin_lock lock_;
+  detail::evq_link* head_ = nullptr;  // guarded by lock_
+  detail::evq_link* tail_ = nullptr;  // guarded by lock_
+  std::atomic<std::size_t> nwaiters_{0};
+  sharded_counters<kCount, 8> stats_;
+};
+
+}  // namespace ueq
