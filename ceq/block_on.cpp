@@ -19,19 +19,6 @@
 
 namespace ueq {
 
-mono_ns monotonic_now() noexcept {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<mono_ns>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-}
-
-mono_ns deadline_after_ms(std::int64_t ms) noexcept {
-  if (ms < 0) return kNoDeadline;
-  const mono_ns now = monotonic_now();
-  if (ms > (kNoDeadline - now) / 1'000'000) return kNoDeadline;
-  return now + ms * 1'000'000;
-}
-
 namespace detail {
 
 bool evq_waiter::wake(event_queue* by) noexcept {
@@ -62,8 +49,7 @@ bool evq_waiter::wait(mono_ns deadline) noexcept {
     timespec ts, *tsp = nullptr;
     if (deadline != kNoDeadline) {
       if (monotonic_now() >= deadline) break;
-      ts.tv_sec = deadline / 1'000'000'000;
-      ts.tv_nsec = deadline % 1'000'000'000;
+      ts = to_timespec(deadline);
       tsp = &ts;
     }
     // Absolute CLOCK_MONOTONIC timeout (FUTEX_WAIT_BITSET measures it so);

@@ -37,16 +37,10 @@
 
 #include "ueq/ceq/event.hpp"
 #include "ueq/ceq/event_queue.hpp"
+#include "ueq/runtime/clock.hpp"
 #include "ueq/runtime/result.hpp"
 
 namespace ueq {
-
-// Nanoseconds on CLOCK_MONOTONIC.
-using mono_ns = std::int64_t;
-inline constexpr mono_ns kNoDeadline = INT64_MAX;
-mono_ns monotonic_now() noexcept;
-// now + ms, saturating (a huge timeout never overflows into the past).
-mono_ns deadline_after_ms(std::int64_t ms) noexcept;
 
 struct block_result {
   event_queue* queue = nullptr;  // the queue the message came from
