@@ -12,6 +12,7 @@ packages=(
   libboost-fiber-dev   # Boost.Fiber (a benchmark baseline)
   libabsl-dev          # abseil: containers, synchronisation, time
   catch2               # Catch2 v2 test framework
+  liburing-dev         # the io_uring backend of taps/
   clang-format         # formatting check in CI
 )
 

@@ -1,0 +1,223 @@
+// The io_uring backend: one multishot POLL_ADD per registration.
+//
+// Each arming gets a fresh 64-bit "arm id" as its user_data; arms_ maps it to
+// {fd, events, key}. Removing or modifying cancels the arm (POLL_REMOVE runs
+// inline when submitted) and forgets its id, so any CQE of it still in the
+// completion ring is recognised as stale and dropped: no event of a removed
+// registration reaches a caller. A multishot poll that ends by itself (a CQE
+// without IORING_CQE_F_MORE: CQ overflow, or the kernel's choice) is armed
+// again under a new id. io_uring polls hold a file reference, so closing the
+// fd does not cancel them: the taps layer removes before it closes.
+//
+// Locking: mu_ guards the submission queue and arms_/by_fd_. The completion
+// ring is only touched by the single poller (poll() is one-at-a-time), which
+// takes mu_ while looking up arms and re-arming.
+#include <fcntl.h>
+#include <liburing.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <absl/container/flat_hash_map.h>
+
+#include <atomic>
+#include <cerrno>
+#include <mutex>
+#include <new>
+
+#include "ueq/taps/backend.hpp"
+
+namespace ueq {
+namespace {
+
+constexpr std::uint64_t kWakeArm = ~std::uint64_t{0};
+constexpr std::uint64_t kIgnore = ~std::uint64_t{0} - 1;  // completions of cancels
+
+class uring_backend final : public host_backend {
+ public:
+  ~uring_backend() override {
+    if (inited_) io_uring_queue_exit(&ring_);
+    if (efd_ >= 0) ::close(efd_);
+  }
+  const char* name() const noexcept override { return "io_uring"; }
+
+  static result<std::unique_ptr<host_backend>> create() {
+    std::unique_ptr<uring_backend> b(new (std::nothrow) uring_backend);
+    if (!b) return errno_code(ENOMEM);
+    if (int rc = io_uring_queue_init(256, &b->ring_, 0); rc < 0) return errno_code(-rc);
+    b->inited_ = true;
+    // Deadlines without a timeout SQE need EXT_ARG (Linux 5.11).
+    if (!(b->ring_.features & IORING_FEAT_EXT_ARG)) return errno_code(ENOSYS);
+    b->efd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (b->efd_ < 0) return errno_code(errno);
+    // Probe multishot poll for real: arm the wake eventfd, poke it, and
+    // expect a completion that says more will follow.
+    {
+      std::lock_guard<std::mutex> g(b->mu_);
+      if (status s = b->arm_locked(b->efd_, EPOLLIN, kWakeArm)) return s.code();
+      if (status s = b->submit_locked()) return s.code();
+    }
+    const std::uint64_t one = 1;
+    (void)::write(b->efd_, &one, sizeof one);
+    io_uring_cqe* cqe = nullptr;
+    __kernel_timespec ts{1, 0};
+    if (int rc = io_uring_wait_cqe_timeout(&b->ring_, &cqe, &ts); rc < 0) return errno_code(-rc);
+    const bool ok = cqe->user_data == kWakeArm && cqe->res > 0 && (cqe->flags & IORING_CQE_F_MORE);
+    const int res = cqe->res;
+    io_uring_cqe_seen(&b->ring_, cqe);
+    if (!ok) return errno_code(res < 0 ? -res : ENOSYS);
+    std::uint64_t v;
+    (void)::read(b->efd_, &v, sizeof v);
+    return std::unique_ptr<host_backend>(std::move(b));
+  }
+
+  status add(int fd, std::uint32_t events, std::uint64_t key) noexcept override {
+    std::lock_guard<std::mutex> g(mu_);
+    if (by_fd_.contains(fd)) return status(EEXIST);
+    if (::fcntl(fd, F_GETFD) < 0) return status(EBADF);
+    const std::uint64_t id = next_arm_++;
+    if (status s = arm_locked(fd, events, id)) return s;
+    arms_[id] = {fd, events, key};
+    by_fd_[fd] = id;
+    return submit_locked();
+  }
+
+  status modify(int fd, std::uint32_t events, std::uint64_t key) noexcept override {
+    std::lock_guard<std::mutex> g(mu_);
+    auto it = by_fd_.find(fd);
+    if (it == by_fd_.end()) return status(ENOENT);
+    if (status s = cancel_locked(it->second)) return s;
+    arms_.erase(it->second);
+    const std::uint64_t id = next_arm_++;
+    if (status s = arm_locked(fd, events, id)) return s;
+    arms_[id] = {fd, events, key};
+    it->second = id;
+    return submit_locked();
+  }
+
+  status remove(int fd, std::uint64_t) noexcept override {
+    std::lock_guard<std::mutex> g(mu_);
+    auto it = by_fd_.find(fd);
+    if (it == by_fd_.end()) return status(ENOENT);
+    const std::uint64_t id = it->second;
+    by_fd_.erase(it);
+    arms_.erase(id);
+    if (status s = cancel_locked(id)) return s;
+    return submit_locked();
+  }
+
+  result<std::size_t> poll(std::span<host_event> out, mono_ns deadline,
+                           const sigset_t* sigmask) noexcept override {
+    if (out.empty()) return errno_code(EINVAL);
+    io_uring_cqe* cqe = nullptr;
+    __kernel_timespec ts, *tsp = nullptr;
+    if (deadline != kNoDeadline) {
+      const mono_ns left = std::max<mono_ns>(0, deadline - monotonic_now());
+      ts.tv_sec = left / 1'000'000'000;
+      ts.tv_nsec = left % 1'000'000'000;
+      tsp = &ts;
+    }
+    int rc = io_uring_wait_cqes(&ring_, &cqe, 1, tsp, const_cast<sigset_t*>(sigmask));
+    if (rc == -ETIME) return std::size_t{0};
+    if (rc < 0) return errno_code(-rc);
+    std::size_t k = 0;
+    unsigned seen = 0;
+    unsigned head;
+    std::lock_guard<std::mutex> g(mu_);
+    io_uring_for_each_cqe(&ring_, head, cqe) {
+      if (k == out.size()) break;
+      ++seen;
+      const std::uint64_t id = cqe->user_data;
+      const bool more = cqe->flags & IORING_CQE_F_MORE;
+      if (id == kIgnore) continue;
+      if (id == kWakeArm) {
+        // As in the epoll backend: clear, then drain, so no wake is lost.
+        wake_pending_.store(false, std::memory_order_seq_cst);
+        std::uint64_t v;
+        (void)::read(efd_, &v, sizeof v);
+        if (!more) (void)arm_locked(efd_, EPOLLIN, kWakeArm);
+        continue;
+      }
+      auto it = arms_.find(id);
+      if (it == arms_.end()) continue;  // a cancelled arm's leftovers
+      const arm a = it->second;
+      if (cqe->res > 0) out[k++] = {a.key, static_cast<std::uint32_t>(cqe->res)};
+      if (!more) {
+        // The multishot ended without us cancelling it. Re-arm under a new
+        // id, unless the fd itself is gone (then report an error event).
+        arms_.erase(it);
+        if (cqe->res == -EBADF) {  // the file is gone: say so once, do not re-arm
+          by_fd_.erase(a.fd);
+          if (k < out.size()) out[k++] = {a.key, EPOLLERR | EPOLLHUP};
+          continue;
+        }
+        const std::uint64_t nid = next_arm_++;
+        if (!arm_locked(a.fd, a.events, nid)) {
+          arms_[nid] = a;
+          by_fd_[a.fd] = nid;
+        }
+      }
+    }
+    io_uring_cq_advance(&ring_, seen);
+    (void)submit_locked();
+    return k;
+  }
+
+  void wake() noexcept override {
+    if (wake_pending_.exchange(true, std::memory_order_seq_cst)) return;
+    const std::uint64_t one = 1;
+    (void)::write(efd_, &one, sizeof one);
+  }
+
+ private:
+  struct arm {
+    int fd;
+    std::uint32_t events;
+    std::uint64_t key;
+  };
+  uring_backend() = default;
+
+  io_uring_sqe* sqe_locked() noexcept {
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    if (!sqe) {  // submission queue full: flush it and try once more
+      io_uring_submit(&ring_);
+      sqe = io_uring_get_sqe(&ring_);
+    }
+    return sqe;
+  }
+  status arm_locked(int fd, std::uint32_t events, std::uint64_t id) noexcept {
+    io_uring_sqe* sqe = sqe_locked();
+    if (!sqe) return status(EAGAIN);
+    io_uring_prep_poll_multishot(sqe, fd, events);
+    io_uring_sqe_set_data64(sqe, id);
+    return {};
+  }
+  status cancel_locked(std::uint64_t id) noexcept {
+    io_uring_sqe* sqe = sqe_locked();
+    if (!sqe) return status(EAGAIN);
+    io_uring_prep_poll_remove(sqe, id);
+    io_uring_sqe_set_data64(sqe, kIgnore);
+    return {};
+  }
+  status submit_locked() noexcept {
+    const int rc = io_uring_submit(&ring_);
+    return rc < 0 ? status(-rc) : status{};
+  }
+
+  io_uring ring_{};
+  bool inited_ = false;
+  int efd_ = -1;
+  std::mutex mu_;
+  absl::flat_hash_map<std::uint64_t, arm> arms_;   // guarded by mu_
+  absl::flat_hash_map<int, std::uint64_t> by_fd_;  // guarded by mu_
+  std::uint64_t next_arm_ = 1;                     // guarded by mu_
+  std::atomic<bool> wake_pending_{false};
+};
+
+}  // namespace
+
+result<std::unique_ptr<host_backend>> make_uring_backend() {
+  return uring_backend::create();
+}
+
+}  // namespace ueq
