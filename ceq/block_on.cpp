@@ -1,15 +1,6 @@
-// block_on and the waiter it parks.
-//
-// The waiter's state word: kWaiting (registered, running or spinning),
-// kSleeping (about to sleep, or asleep, on the futex), kWoken (a waker
-// claimed it). Wakers exchange it to kWoken and issue a futex wake only if it
-// was kSleeping, so waking a spinning waiter costs no system call.
+// block_on: register on every queue, re-check, park (runtime/parker), and
+// unlink from every queue before returning.
 #include "ueq/ceq/block_on.hpp"
-
-#include <linux/futex.h>
-#include <sys/syscall.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <memory>
@@ -18,57 +9,6 @@
 #include "ueq/runtime/backoff.hpp"
 
 namespace ueq {
-
-namespace detail {
-
-bool evq_waiter::wake(event_queue* by) noexcept {
-  // acq_rel: release publishes the waker's mailbox post (already fenced) to
-  // the waiter that reads kWoken with acquire; acquire is harmless.
-  const std::uint32_t prev = state_.exchange(kWoken, std::memory_order_acq_rel);
-  if (prev == kWoken) return false;
-  // relaxed: only the winner writes it; see woken_by() for the ordering.
-  woken_by_.store(by, std::memory_order_relaxed);
-  if (prev == kSleeping) syscall(SYS_futex, &state_, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
-  return true;
-}
-
-bool evq_waiter::wait(mono_ns deadline) noexcept {
-  // Spin briefly first: a cross-CPU futex wake costs tens of microseconds on
-  // a VM, a spin-observed wake a fraction of one.
-  for (int i = 0; i < 200; ++i) {
-    if (state_.load(std::memory_order_acquire) == kWoken) return true;
-    cpu_relax();
-  }
-  for (;;) {
-    std::uint32_t s = kWaiting;
-    // acquire on failure: we then read kWoken and return.
-    if (!state_.compare_exchange_strong(s, kSleeping, std::memory_order_acq_rel,
-                                        std::memory_order_acquire) &&
-        s == kWoken)
-      return true;
-    timespec ts, *tsp = nullptr;
-    if (deadline != kNoDeadline) {
-      if (monotonic_now() >= deadline) break;
-      ts = to_timespec(deadline);
-      tsp = &ts;
-    }
-    // Absolute CLOCK_MONOTONIC timeout (FUTEX_WAIT_BITSET measures it so);
-    // returns at once if a waker already moved the word off kSleeping.
-    const long rc = syscall(SYS_futex, &state_, FUTEX_WAIT_BITSET_PRIVATE, kSleeping, tsp, nullptr,
-                            FUTEX_BITSET_MATCH_ANY);
-    if (state_.load(std::memory_order_acquire) == kWoken) return true;
-    if (rc == -1 && errno == ETIMEDOUT) break;
-    // EINTR, EAGAIN or a spurious return: wait again for the same deadline.
-  }
-  // Timed out. Withdraw unless a waker got there first (then we are woken).
-  std::uint32_t s = kSleeping;
-  if (state_.compare_exchange_strong(s, kWaiting, std::memory_order_acq_rel,
-                                     std::memory_order_acquire))
-    return false;
-  return s == kWoken;
-}
-
-}  // namespace detail
 
 namespace {
 

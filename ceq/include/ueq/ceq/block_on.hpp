@@ -1,7 +1,7 @@
 // ueq/ceq/block_on.hpp — block until one of several event queues has a message.
 //
 // What it is for: a waiter (a plain OS thread today; uthreads park through
-// the same waiter once the uthread runtime installs its park hook) that waits
+// the same parker once the uthread runtime installs its park hook) that waits
 // for the first message from any of up to 64 queues (more are allowed, at a
 // heap allocation), with an absolute CLOCK_MONOTONIC deadline.
 //
@@ -15,8 +15,11 @@
 //  - A waiter woken by a wake-one queue that leaves (timed out, or took a
 //    message elsewhere) while that queue is still non-empty passes the wakeup
 //    on to another waiter of that queue.
-//  - The timer is the waiter's own (a futex timeout): waiters never share or
-//    steal each other's timeouts.
+//  - The timer is the waiter's own (its parker's deadline): waiters never
+//    share or steal each other's timeouts.
+//  - While it waits, a plain thread may be the one that polls the host
+//    kernel for fd events (see parker.hpp), so blocking here also drives
+//    the taps.
 //
 // Errors: EINVAL (no queues, or a null one), ETIMEDOUT (deadline passed with
 // nothing), ECANCELED (a queue was closed and none had a message).
@@ -38,6 +41,7 @@
 #include "ueq/ceq/event.hpp"
 #include "ueq/ceq/event_queue.hpp"
 #include "ueq/runtime/clock.hpp"
+#include "ueq/runtime/parker.hpp"
 #include "ueq/runtime/result.hpp"
 
 namespace ueq {
@@ -63,24 +67,25 @@ namespace detail {
 class evq_waiter {
  public:
   // Called by a waker under queue `by`'s lock: true if this call woke the
-  // waiter (it was waiting), false if it was already woken.
-  bool wake(event_queue* by) noexcept;
-  // The queue whose wake() woke the waiter. Read only after the waiter has
-  // unlinked from every queue: taking each queue's lock orders the waker's
-  // write before this read.
+  // waiter (it was not yet woken this round).
+  bool wake(event_queue* by) noexcept {
+    if (!parker_.unpark()) return false;
+    // relaxed: only the winner writes it; see woken_by() for the ordering.
+    woken_by_.store(by, std::memory_order_relaxed);
+    return true;
+  }
+  // The queue whose wake() woke the waiter this round. Read only after the
+  // waiter has unlinked from every queue: taking each queue's lock orders
+  // the waker's write before this read.
   event_queue* woken_by() const noexcept { return woken_by_.load(std::memory_order_relaxed); }
-  // Re-arms before a new round of waiting.
   void reset() noexcept {
-    state_.store(kWaiting, std::memory_order_relaxed);
+    parker_.reset();
     woken_by_.store(nullptr, std::memory_order_relaxed);
   }
-  // Waits until woken or the deadline; true if woken.
-  bool wait(mono_ns deadline) noexcept;
-  bool woken() const noexcept { return state_.load(std::memory_order_acquire) == kWoken; }
+  void wait(mono_ns deadline) noexcept { parker_.park(deadline); }
 
  private:
-  enum : std::uint32_t { kWaiting = 0, kWoken = 1, kSleeping = 2 };
-  std::atomic<std::uint32_t> state_{kWaiting};
+  parker parker_;
   std::atomic<event_queue*> woken_by_{nullptr};
 };
 

@@ -1,0 +1,80 @@
+// ueq/runtime/parker.hpp — block a thread until another says "go", and let a
+// blocked thread poll the host kernel meanwhile.
+//
+// What it is for: the one place where a waiter sleeps. A `parker` holds a
+// wake flag for one waiter. park() returns once unpark() has been called
+// (before or during the park) or the deadline passes; the flag stays set
+// until reset(), so exactly one unpark() per round reports "I woke it"
+// (wake-one accounting depends on that).
+//
+// How a plain thread waits: it spins briefly (a cross-CPU futex wake costs
+// tens of microseconds on a VM, an observed store a fraction of one), then,
+// if a host poller is installed (set_host_poller: taps/ installs one) and no
+// other thread is polling, it becomes the poller and waits inside the host
+// kernel's poll (events it finds are dispatched, and may wake it); otherwise
+// it sleeps on a futex. When the polling thread leaves, it hands the role to
+// a sleeping waiter, so while anyone waits, someone polls.
+//
+// Thread-safety: park() and reset() by the owning waiter only; unpark() from
+// any thread, any number of times.
+//
+// Usage:
+//   ueq::parker p;                       // owned by the waiter
+//   publish(&p); fence; if (!ready()) p.park(deadline);
+//   // elsewhere: make_ready(); p.unpark();
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "ueq/runtime/clock.hpp"
+
+namespace ueq {
+
+class parker {
+ public:
+  // Waits until unparked (true) or the deadline passes (false). An unpark
+  // that races with the timeout may land just after park() returned false:
+  // woken() tells.
+  bool park(mono_ns deadline = kNoDeadline) noexcept;
+  // Sets the wake flag and wakes the waiter. True if this call set it (it
+  // was not already set this round).
+  bool unpark() noexcept;
+  // Starts a new round: clears the wake flag. Only while nobody can unpark
+  // for the previous round's reasons, or when a stray wake is harmless.
+  void reset() noexcept { state_.store(kIdle, std::memory_order_relaxed); }
+  bool woken() const noexcept { return state_.load(std::memory_order_acquire) == kNotified; }
+
+ private:
+  friend struct parker_access;
+  enum : std::uint32_t {
+    kIdle = 0,      // not woken; the waiter runs or spins
+    kNotified = 1,  // unpark() happened this round
+    kSleeping = 2,  // the waiter sleeps (or is about to) on the futex
+    kPolling = 3,   // the waiter is inside the host poller
+  };
+  void sleep(mono_ns deadline, bool follower) noexcept;
+  void poll_host(mono_ns deadline) noexcept;
+
+  std::atomic<std::uint32_t> state_{kIdle};
+  parker* next_ = nullptr;  // in the followers list; guarded by its lock
+  parker* prev_ = nullptr;
+};
+
+// The host kernel poll that a blocked thread may run instead of sleeping.
+// poll() waits for host events until the deadline or until wake() is called,
+// and dispatches what it finds (which may unpark parkers); it is called by one
+// thread at a time. wake() is callable from any thread and makes a running or
+// the next poll() return promptly.
+struct host_poller {
+  void (*poll)(void* ctx, mono_ns deadline) noexcept;
+  void (*wake)(void* ctx) noexcept;
+  void* ctx;
+};
+
+// Installs (or, with nullptr, removes) the process's host poller. The object
+// must outlive every park() that may use it. Removal waits for a running
+// poll to finish.
+void set_host_poller(const host_poller* p) noexcept;
+
+}  // namespace ueq

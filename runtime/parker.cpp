@@ -1,0 +1,212 @@
+// The parker and the leader/follower protocol for polling the host.
+//
+// Process-wide state (owned by the process, never freed):
+//   g_poller      the installed host poller or null (atomic pointer).
+//   g_leader      true while some parked thread is inside g_poller->poll().
+//                 Taken with an exchange (try-lock), released by the leader.
+//   g_followers   intrusive list of parked threads sleeping on their futex
+//                 while a host poller is installed, guarded by g_list_lock;
+//                 g_nfollowers is its length, written under the lock.
+//
+// Per parker: state_ (kIdle / kNotified / kSleeping / kPolling), and
+// lead_offer_, set by a leaving leader to hand its role to this follower.
+//
+// Two store-then-load handshakes, hence the seq_cst fences:
+//  (1) waker vs waiter (the state word): unpark() exchanges kNotified in and
+//      looks at what it replaced; the waiter moves kIdle -> kSleeping or
+//      kPolling with a CAS that fails if kNotified is already there. A single
+//      word, so its modification order alone decides: no fence needed.
+//  (2) leaving leader vs new follower: the follower links itself, moves to
+//      kSleeping, fences, then checks g_leader; the leader clears g_leader,
+//      fences, then looks for a sleeping follower. Whichever is second sees
+//      the other: either the follower sees no leader (and tries to lead), or
+//      the leader sees the follower (and offers it the role).
+#include "ueq/runtime/parker.hpp"
+
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "ueq/runtime/backoff.hpp"
+
+namespace ueq {
+
+struct parker_access {
+  static constexpr std::uint32_t kIdle = parker::kIdle;
+  static constexpr std::uint32_t kSleeping = parker::kSleeping;
+  static std::atomic<std::uint32_t>& state(parker& p) { return p.state_; }
+  static parker*& next(parker& p) { return p.next_; }
+  static parker*& prev(parker& p) { return p.prev_; }
+};
+
+namespace {
+
+std::atomic<const host_poller*> g_poller{nullptr};
+std::atomic<bool> g_leader{false};
+spin_lock g_list_lock;
+parker* g_followers = nullptr;  // guarded by g_list_lock
+std::atomic<std::size_t> g_nfollowers{0};
+// The parker this thread is polling for, so that a dispatch that unparks it
+// (its own event) skips the pointless wake of the poll it is already in.
+thread_local parker* tl_polling = nullptr;
+
+constexpr int kSpins = 300;  // ~1-3 us of pause before sleeping
+
+void futex_wake(std::atomic<std::uint32_t>* w) noexcept {
+  syscall(SYS_futex, w, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+}
+
+// Sleeps while *w == expect, until the absolute deadline (CLOCK_MONOTONIC).
+void futex_wait(std::atomic<std::uint32_t>* w, std::uint32_t expect, mono_ns deadline) noexcept {
+  timespec ts, *tsp = nullptr;
+  if (deadline != kNoDeadline) {
+    ts = to_timespec(deadline);
+    tsp = &ts;
+  }
+  syscall(SYS_futex, w, FUTEX_WAIT_BITSET_PRIVATE, expect, tsp, nullptr, FUTEX_BITSET_MATCH_ANY);
+}
+
+bool try_lead() noexcept {
+  // acquire: the previous leader's poll happened before ours.
+  return !g_leader.load(std::memory_order_relaxed) &&
+         !g_leader.exchange(true, std::memory_order_acquire);
+}
+
+void link_follower(parker* p) noexcept {
+  std::lock_guard<spin_lock> g(g_list_lock);
+  parker_access::prev(*p) = nullptr;
+  parker_access::next(*p) = g_followers;
+  if (g_followers) parker_access::prev(*g_followers) = p;
+  g_followers = p;
+  g_nfollowers.store(g_nfollowers.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+}
+
+void unlink_follower(parker* p) noexcept {
+  std::lock_guard<spin_lock> g(g_list_lock);
+  parker*& prev = parker_access::prev(*p);
+  parker*& next = parker_access::next(*p);
+  (prev ? parker_access::next(*prev) : g_followers) = next;
+  if (next) parker_access::prev(*next) = prev;
+  prev = next = nullptr;
+  g_nfollowers.store(g_nfollowers.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+}
+
+// Wakes one sleeping follower so it tries to become the leader. Called by a
+// leaving leader, and by a follower that leaves while no one leads.
+void offer_leadership() noexcept {
+  if (g_nfollowers.load(std::memory_order_relaxed) == 0) return;
+  std::lock_guard<spin_lock> g(g_list_lock);
+  for (parker* f = g_followers; f; f = parker_access::next(*f)) {
+    std::uint32_t s = parker_access::kSleeping;
+    // acq_rel: the follower reads kIdle after its futex returns and loops.
+    if (parker_access::state(*f).compare_exchange_strong(
+            s, parker_access::kIdle, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+      futex_wake(&parker_access::state(*f));
+      return;
+    }
+  }
+}
+
+}  // namespace
+
+bool parker::unpark() noexcept {
+  // acq_rel: release publishes whatever the waker did before (the event) to
+  // the waiter, which reads kNotified with acquire.
+  const std::uint32_t prev = state_.exchange(kNotified, std::memory_order_acq_rel);
+  if (prev == kSleeping) {
+    futex_wake(&state_);
+  } else if (prev == kPolling && tl_polling != this) {
+    if (const host_poller* hp = g_poller.load(std::memory_order_acquire)) hp->wake(hp->ctx);
+  }
+  return prev != kNotified;
+}
+
+bool parker::park(mono_ns deadline) noexcept {
+  for (int i = 0; i < kSpins; ++i) {
+    if (state_.load(std::memory_order_acquire) == kNotified) return true;
+    cpu_relax();
+  }
+  for (;;) {
+    if (state_.load(std::memory_order_acquire) == kNotified) return true;
+    if (deadline != kNoDeadline && monotonic_now() >= deadline) return woken();
+    const host_poller* hp = g_poller.load(std::memory_order_acquire);
+    if (hp && try_lead()) {
+      poll_host(deadline);
+      continue;
+    }
+    sleep(deadline, hp != nullptr);
+  }
+}
+
+void parker::poll_host(mono_ns deadline) noexcept {
+  std::uint32_t s = kIdle;
+  // acq_rel: fails (and we see kNotified) if a waker got there first.
+  if (state_.compare_exchange_strong(s, kPolling, std::memory_order_acq_rel,
+                                     std::memory_order_acquire)) {
+    tl_polling = this;
+    for (;;) {
+      const host_poller* hp = g_poller.load(std::memory_order_acquire);
+      if (!hp) break;
+      hp->poll(hp->ctx, deadline);
+      if (state_.load(std::memory_order_acquire) == kNotified) break;
+      if (deadline != kNoDeadline && monotonic_now() >= deadline) break;
+    }
+    tl_polling = nullptr;
+    s = kPolling;
+    state_.compare_exchange_strong(s, kIdle, std::memory_order_acq_rel, std::memory_order_acquire);
+  }
+  // release: our poll happened before the next leader's.
+  g_leader.store(false, std::memory_order_release);
+  // seq_cst fence: handshake (2) — clear g_leader, then look for followers.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  offer_leadership();
+}
+
+void parker::sleep(mono_ns deadline, bool follower) noexcept {
+  if (follower) link_follower(this);
+  std::uint32_t s = kIdle;
+  if (state_.compare_exchange_strong(s, kSleeping, std::memory_order_acq_rel,
+                                     std::memory_order_acquire)) {
+    bool sleep_now = true;
+    if (follower) {
+      // seq_cst fence: handshake (2) — be visible as a sleeping follower,
+      // then check for a leader. None: try to lead instead of sleeping.
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+      if (!g_leader.load(std::memory_order_relaxed)) sleep_now = false;
+    }
+    if (sleep_now) futex_wait(&state_, kSleeping, deadline);
+    // Back to kIdle unless a waker (kNotified) or a leader's offer (which
+    // already moved us to kIdle) got there first.
+    s = kSleeping;
+    state_.compare_exchange_strong(s, kIdle, std::memory_order_acq_rel, std::memory_order_acquire);
+  }
+  if (follower) unlink_follower(this);
+  // If a leader offered us the role but we are about to return (woken or
+  // timed out) rather than loop and try to lead, pass the offer on, so the
+  // host keeps being polled while anyone sleeps. The loop in park() tries to
+  // lead only if it is not returning, which it decides next: mirror it here.
+  const bool returning = state_.load(std::memory_order_acquire) == kNotified ||
+                         (deadline != kNoDeadline && monotonic_now() >= deadline);
+  if (returning && follower && !g_leader.load(std::memory_order_acquire)) offer_leadership();
+}
+
+void set_host_poller(const host_poller* p) noexcept {
+  const host_poller* old = g_poller.exchange(p, std::memory_order_acq_rel);
+  if (p) {
+    // Followers asleep without a leader (no poller until now) may take the
+    // role: wake one.
+    offer_leadership();
+    return;
+  }
+  if (!old) return;
+  // Removal: break the running poll and wait until its leader has left.
+  backoff b;
+  while (g_leader.load(std::memory_order_acquire)) {
+    old->wake(old->ctx);
+    b.pause();
+  }
+}
+
+}  // namespace ueq

@@ -1,0 +1,144 @@
+// The parker: unpark before/after park, concurrent unparks, deadlines, and
+// the leader/follower protocol of host polling (with a fake host poller).
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <barrier>
+#include <catch2/catch.hpp>
+#include <thread>
+#include <vector>
+
+#include "../support.hpp"
+#include "ueq/runtime/parker.hpp"
+
+using ueq::deadline_after_ms;
+using ueq::monotonic_now;
+using ueq::parker;
+
+TEST_CASE("unpark before park: park returns at once; the flag stays until reset", "[runtime]") {
+  parker p;
+  REQUIRE(p.unpark());
+  REQUIRE_FALSE(p.unpark());  // already set this round
+  REQUIRE(p.park(deadline_after_ms(10000)));
+  REQUIRE(p.park(deadline_after_ms(10000)));  // not consumed
+  p.reset();
+  REQUIRE_FALSE(p.woken());
+  REQUIRE_FALSE(p.park(deadline_after_ms(5)));  // nothing: times out
+}
+
+TEST_CASE("park times out never early", "[runtime]") {
+  parker p;
+  for (int ms : {0, 3, 30}) {
+    const auto d = deadline_after_ms(ms);
+    REQUIRE_FALSE(p.park(d));
+    REQUIRE(monotonic_now() >= d);
+  }
+}
+
+TEST_CASE("racing unparks: exactly one reports it woke the waiter", "[runtime][stress]") {
+  const int rounds = static_cast<int>(ueq::test::scaled(3000));
+  for (int r = 0; r < rounds; ++r) {
+    parker p;
+    std::atomic<int> winners{0};
+    std::barrier go(4);
+    std::vector<std::thread> ts;
+    for (int k = 0; k < 3; ++k)
+      ts.emplace_back([&] {
+        go.arrive_and_wait();
+        if (p.unpark()) winners.fetch_add(1);
+      });
+    go.arrive_and_wait();
+    const bool woke = p.park(deadline_after_ms(20000));
+    for (auto& t : ts)
+      t.join();
+    REQUIRE(woke);
+    REQUIRE(winners.load() == 1);
+  }
+}
+
+TEST_CASE("a parked thread sleeps and is woken by another thread", "[runtime][stress]") {
+  const int rounds = static_cast<int>(ueq::test::scaled(2000));
+  parker a, b;
+  std::atomic<int> fails{0};
+  std::thread t([&] {
+    for (int i = 0; i < rounds; ++i) {
+      if (!a.park(deadline_after_ms(10000))) fails.fetch_add(1);
+      a.reset();
+      b.unpark();
+    }
+  });
+  for (int i = 0; i < rounds; ++i) {
+    a.unpark();
+    REQUIRE(b.park(deadline_after_ms(10000)));
+    b.reset();
+  }
+  t.join();
+  REQUIRE(fails.load() == 0);
+}
+
+namespace {
+
+// A fake host: poll() blocks in ppoll on an eventfd until wake() or the
+// deadline, and counts how many threads are inside at once.
+struct fake_host {
+  int efd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  std::atomic<int> inside{0}, max_inside{0}, polls{0};
+  ueq::host_poller ops{&poll_fn, &wake_fn, this};
+  ~fake_host() { ::close(efd); }
+
+  static void poll_fn(void* ctx, ueq::mono_ns deadline) noexcept {
+    auto* h = static_cast<fake_host*>(ctx);
+    const int now_in = h->inside.fetch_add(1) + 1;
+    int m = h->max_inside.load();
+    while (now_in > m && !h->max_inside.compare_exchange_weak(m, now_in)) {
+    }
+    h->polls.fetch_add(1);
+    pollfd pfd{h->efd, POLLIN, 0};
+    timespec ts, *tsp = nullptr;
+    if (deadline != ueq::kNoDeadline) {
+      ts = ueq::to_timespec(std::max<ueq::mono_ns>(0, deadline - monotonic_now()));
+      tsp = &ts;
+    }
+    if (::ppoll(&pfd, 1, tsp, nullptr) > 0) {
+      std::uint64_t v;
+      (void)::read(h->efd, &v, sizeof v);
+    }
+    h->inside.fetch_sub(1);
+  }
+  static void wake_fn(void* ctx) noexcept {
+    const std::uint64_t one = 1;
+    (void)::write(static_cast<fake_host*>(ctx)->efd, &one, sizeof one);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("with a host poller, one parked thread polls at a time and hands over on leaving",
+          "[runtime]") {
+  fake_host host;
+  ueq::set_host_poller(&host.ops);
+  constexpr int kThreads = 4;
+  std::vector<parker> ps(kThreads);
+  std::atomic<int> done{0};
+  std::vector<std::thread> ts;
+  for (int i = 0; i < kThreads; ++i)
+    ts.emplace_back([&, i] {
+      if (ps[i].park(deadline_after_ms(30000))) done.fetch_add(1);
+    });
+  // Someone polls while they all wait.
+  REQUIRE(ueq::test::wait_until([&] { return host.inside.load() == 1; }));
+  // Wake them one by one; each time the host must be polled again by one of
+  // the remaining waiters (the leaving leader hands over).
+  for (int i = 0; i < kThreads; ++i) {
+    ps[i].unpark();
+    REQUIRE(ueq::test::wait_until([&] { return done.load() == i + 1; }));
+    if (i + 1 < kThreads) REQUIRE(ueq::test::wait_until([&] { return host.inside.load() == 1; }));
+  }
+  for (auto& t : ts)
+    t.join();
+  ueq::set_host_poller(nullptr);
+  REQUIRE(host.max_inside.load() == 1);  // never two pollers at once
+  REQUIRE(host.inside.load() == 0);
+}
