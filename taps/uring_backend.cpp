@@ -141,7 +141,10 @@ class uring_backend final : public host_backend {
       auto it = arms_.find(id);
       if (it == arms_.end()) continue;  // a cancelled arm's leftovers
       const arm a = it->second;
-      if (cqe->res > 0) out[k++] = {a.key, static_cast<std::uint32_t>(cqe->res)};
+      const std::uint32_t bits =
+          cqe->res > 0 ? static_cast<std::uint32_t>(cqe->res) & (a.events | EPOLLERR | EPOLLHUP)
+                       : 0;
+      if (bits) out[k++] = {a.key, bits};
       if (!more) {
         // The multishot ended without us cancelling it. Re-arm under a new
         // id, unless the fd itself is gone (then report an error event).
@@ -188,7 +191,11 @@ class uring_backend final : public host_backend {
   status arm_locked(int fd, std::uint32_t events, std::uint64_t id) noexcept {
     io_uring_sqe* sqe = sqe_locked();
     if (!sqe) return status(EAGAIN);
-    io_uring_prep_poll_multishot(sqe, fd, events);
+    // Out-of-band TCP data wakes pollers with a key that an io_uring poll
+    // armed for EPOLLPRI alone does not match (seen on Linux 6.x; host epoll
+    // matches it): arm with EPOLLIN as well. poll() reports only the bits
+    // asked for.
+    io_uring_prep_poll_multishot(sqe, fd, (events & EPOLLPRI) ? events | EPOLLIN : events);
     io_uring_sqe_set_data64(sqe, id);
     return {};
   }

@@ -1,0 +1,174 @@
+// ueq/taps/tap.hpp — FD taps: host readiness becomes events in event queues.
+//
+// What it is for: "when fd N becomes readable (writable, hung up, ...), post
+// {id, what happened, data} into this event queue". A tap is that rule. Many
+// taps may watch one fd (one fd can feed many queues: several epoll sets, a
+// reader and a writer); the service keeps one host registration per fd with
+// the union of its taps' filters and fans each host event out to the taps
+// whose filter matches (Akaros allowed one tap per fd).
+//
+// Filters are Linux's EPOLL* bit values, so translation is free:
+//   kTapReadable EPOLLIN, kTapPriority EPOLLPRI, kTapWritable EPOLLOUT,
+//   kTapError EPOLLERR, kTapHangup EPOLLHUP, kTapRdhup EPOLLRDHUP.
+// A tap receives only the bits it asked for (ask for error and hang-up to be
+// told about them). Events are edge-like: a tap fires when the fd's readiness
+// changes or new data arrives, and once at add/modify if the fd is ready.
+//
+// Lifetime and fd reuse:
+//  - A tap lives until remove() or until its fd is closed through ueq
+//    (ueq::close_fd, or the epoll facade's interposed close). After remove()
+//    returns, the tap posts nothing more.
+//  - Every host registration carries the fd number and a generation; the
+//    generation changes whenever the fd's registration is dropped, so a late
+//    host event of an old registration is discarded.
+//  - Closing a tapped fd behind ueq's back (plain ::close) is detected when
+//    the fd number is tapped again for a different file (device and inode
+//    differ): the old taps are dropped then. Until then they stay (a host
+//    epoll registration follows the open file description, not the number:
+//    close through ueq to end it at once). Rules: docs/guide.md, "Taps".
+//  - Close callbacks run before the fd is closed (the epoll facade removes
+//    the fd from every set there). They must not open or close fds.
+//
+// Who polls the host: by default, a thread blocked in a parker (block_on,
+// ueq::io, the epoll facade) polls it while it waits (runtime/parker.hpp),
+// one at a time; start_poller_thread() instead dedicates a thread to it
+// (Akaros's "the kernel produces asynchronously" shape, for experiments).
+//
+// Errors: EBADF (not an open fd), EPERM (a regular file or directory: the
+// host cannot poll it), EINVAL (no filter, unknown filter bits, no queue),
+// ENOENT (modify/remove of a removed tap), ENOMEM/ENOSPC from the host.
+//
+// Thread-safety: every call from any thread.
+//
+// Usage:
+//   auto q = ueq::event_queue::create_ceq({});
+//   auto t = ueq::tap_add({.fd = sock, .filter = ueq::kTapReadable | ueq::kTapHangup,
+//                          .queue = *q, .id = sock, .data = 7});
+//   auto r = ueq::block_on({q->get()}, deadline);   // r->msg = {sock, EPOLLIN, 7}
+//   ueq::tap_remove(*t);
+#pragma once
+
+#include <signal.h>
+
+#include <cstdint>
+#include <memory>
+#include <span>
+
+#include "ueq/ceq/event_queue.hpp"
+#include "ueq/runtime/clock.hpp"
+#include "ueq/runtime/result.hpp"
+#include "ueq/taps/backend.hpp"
+
+namespace ueq {
+
+inline constexpr std::uint32_t kTapReadable = 0x001;
+inline constexpr std::uint32_t kTapPriority = 0x002;
+inline constexpr std::uint32_t kTapWritable = 0x004;
+inline constexpr std::uint32_t kTapError = 0x008;
+inline constexpr std::uint32_t kTapHangup = 0x010;
+inline constexpr std::uint32_t kTapRdhup = 0x2000;
+inline constexpr std::uint32_t kTapAllFilters =
+    kTapReadable | kTapPriority | kTapWritable | kTapError | kTapHangup | kTapRdhup;
+
+struct tap_spec {
+  int fd = -1;
+  std::uint32_t filter = 0;
+  event_queue_ptr queue;
+  std::uint32_t id = 0;    // the event message's id
+  std::uint64_t data = 0;  // the event message's blob
+};
+
+namespace detail {
+struct tap;
+}
+
+// A registered tap: a handle, copyable; dropping it does not remove the tap.
+class tap_handle {
+ public:
+  tap_handle() = default;
+  explicit operator bool() const noexcept { return t_ != nullptr; }
+  int fd() const noexcept;
+  bool live() const noexcept;
+
+ private:
+  friend class tap_service;
+  explicit tap_handle(std::shared_ptr<detail::tap> t) : t_(std::move(t)) {}
+  std::shared_ptr<detail::tap> t_;
+};
+
+struct tap_request {
+  enum kind_t : std::uint8_t { add, modify, remove } kind = add;
+  tap_spec spec;      // add: all of it; modify: filter and data
+  tap_handle handle;  // modify/remove: the tap; add: receives the new tap
+  status result;      // filled in
+};
+
+struct tap_counters {
+  std::uint64_t host_events = 0;   // events returned by the host backend
+  std::uint64_t posts = 0;         // tap events posted into queues
+  std::uint64_t stale_events = 0;  // host events of an old registration, dropped
+  std::uint64_t polls = 0;         // backend polls
+};
+
+class tap_service {
+ public:
+  // The process's service: created on first use with backend_kind::automatic
+  // (UEQ_BACKEND=io_uring selects io_uring where it works), and installed as
+  // the host poller of parked threads. Fails (EMFILE, ENOMEM) only if it
+  // cannot be created; a later call tries again.
+  static result<tap_service*> instance();
+  static result<std::unique_ptr<tap_service>> create(backend_kind kind);
+  ~tap_service();
+
+  result<tap_handle> add(const tap_spec& spec);
+  status modify(const tap_handle& t, std::uint32_t filter, std::uint64_t data);
+  status remove(const tap_handle& t);
+  // Applies requests in order and stops at the first failure; returns how
+  // many succeeded. Each request's `result` says how it went.
+  std::size_t apply(std::span<tap_request> reqs);
+
+  // Drops every tap on fd and its host registration. Call before closing fd
+  // (close_fd does it for you).
+  void forget_fd(int fd);
+  // Runs the close callbacks, forgets fd's taps, then closes it.
+  // EBADF if fd was not open.
+  status close_fd(int fd);
+  using close_callback = void (*)(int fd, void* ctx);
+  // Registers a callback run by close_fd() (and by the facade's interposed
+  // close) before the fd is closed. Returns an id for remove_close_callback.
+  std::uint64_t add_close_callback(close_callback cb, void* ctx);
+  void remove_close_callback(std::uint64_t id);
+
+  // One backend poll (until an event, the deadline, wake() or a signal:
+  // EINTR), dispatching every event to its taps. One thread at a time
+  // polls; a concurrent caller returns 0 at once (EAGAIN is not an error
+  // here: someone else is polling).
+  result<std::size_t> poll(mono_ns deadline, const sigset_t* sigmask = nullptr);
+  void wake() noexcept;
+
+  // Makes parked threads poll this service while they wait (instance()
+  // does this). Only one service is attached at a time.
+  void attach_to_parkers();
+  void detach_from_parkers();
+  // A thread that does nothing but poll; parked threads then only sleep.
+  status start_poller_thread();
+  void stop_poller_thread();
+
+  const char* backend_name() const noexcept;
+  tap_counters counters() const noexcept;
+
+ private:
+  struct impl;
+  explicit tap_service(std::unique_ptr<impl> p);
+  std::unique_ptr<impl> p_;
+};
+
+// The same operations on tap_service::instance(). A consumer that never
+// blocks (only try_get/drain) must call poll() itself or start the poller
+// thread: otherwise host events are collected only while someone waits.
+result<tap_handle> tap_add(const tap_spec& spec);
+status tap_modify(const tap_handle& t, std::uint32_t filter, std::uint64_t data);
+status tap_remove(const tap_handle& t);
+status close_fd(int fd);
+
+}  // namespace ueq

@@ -1,0 +1,89 @@
+// Helpers for the taps and io suites: services per backend, fd pairs, and a
+// pump that polls a service until a queue has a message.
+#pragma once
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <optional>
+#include <utility>
+
+#include "ueq/ceq/event_queue.hpp"
+#include "ueq/taps/tap.hpp"
+
+namespace ueq::test {
+
+// A service on the given backend, or nullptr (with a warning) if the host
+// forbids it (io_uring in some containers).
+inline std::unique_ptr<tap_service> service_or_skip(backend_kind k) {
+  auto s = tap_service::create(k);
+  if (!s) {
+    WARN("backend unavailable here (" << s.error().message() << "): skipping");
+    return nullptr;
+  }
+  return std::move(s).value();
+}
+
+inline event_queue_ptr msg_queue() {
+  auto q = event_queue::create_messages();
+  REQUIRE(q.ok());
+  return std::move(q).value();
+}
+
+// Polls `svc` until `q` yields a message or `ms` pass.
+inline std::optional<event_msg> pump(tap_service& svc, event_queue& q, int ms = 2000) {
+  const mono_ns deadline = deadline_after_ms(ms);
+  event_msg m;
+  for (;;) {
+    if (q.try_get(m)) return m;
+    if (monotonic_now() >= deadline) return std::nullopt;
+    (void)svc.poll(std::min(deadline, deadline_after_ms(20)));
+  }
+}
+
+struct fd_pair {
+  int a = -1, b = -1;
+  ~fd_pair() {
+    if (a >= 0) ::close(a);
+    if (b >= 0) ::close(b);
+  }
+};
+
+inline void make_pipe(fd_pair& p) {
+  int f[2];
+  REQUIRE(::pipe2(f, O_NONBLOCK | O_CLOEXEC) == 0);
+  p.a = f[0];  // read end
+  p.b = f[1];  // write end
+}
+
+inline void make_socketpair(fd_pair& p) {
+  int f[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, f) == 0);
+  p.a = f[0];
+  p.b = f[1];
+}
+
+// A connected TCP pair on 127.0.0.1 (a = client, b = accepted server side).
+inline void make_tcp(fd_pair& p) {
+  const int l = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(l >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  REQUIRE(::bind(l, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(::listen(l, 4) == 0);
+  REQUIRE(::getsockname(l, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  p.a = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(::connect(p.a, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  p.b = ::accept4(l, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+  REQUIRE(p.b >= 0);
+  ::fcntl(p.a, F_SETFL, O_NONBLOCK);
+  ::close(l);
+}
+
+}  // namespace ueq::test
