@@ -2,10 +2,12 @@
 // index pool.
 #include <sched.h>
 
+#include <cstdio>
 #include <mutex>
 #include <vector>
 
 #include "ueq/runtime/backoff.hpp"
+#include "ueq/runtime/chunked_table.hpp"
 #include "ueq/runtime/thread_index.hpp"
 
 namespace ueq {
@@ -74,6 +76,16 @@ unsigned assign_thread_index() noexcept {
 
 void set_yield_hook(detail::yield_fn fn) noexcept {
   detail::g_yield_hook.store(fn ? fn : &detail::default_yield, std::memory_order_relaxed);
+}
+
+std::size_t host_max_fds() noexcept {
+  std::size_t n = std::size_t{1} << 20;
+  if (FILE* f = std::fopen("/proc/sys/fs/nr_open", "re")) {
+    unsigned long v = 0;
+    if (std::fscanf(f, "%lu", &v) == 1 && v > 0) n = v;
+    std::fclose(f);
+  }
+  return n;
 }
 
 unsigned live_thread_indices() noexcept {

@@ -12,21 +12,19 @@
 //   event queue locks      taken inside post() (leaf locks).
 // Nothing takes fd_entry::mu while holding a queue lock.
 //
-// The fd table is a directory of chunks of entries, a chunk allocated on
-// first use and installed with a CAS (like the CEQ's slot table); entries
-// live as long as the service, so a host event for any fd number can always
-// be looked up safely.
+// The fd table is a chunked_table: entries live as long as the service, so a
+// host event for any fd number can always be looked up safely.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
-#include <cstdio>
 #include <mutex>
 #include <new>
 #include <thread>
 #include <vector>
 
+#include "ueq/runtime/chunked_table.hpp"
 #include "ueq/runtime/parker.hpp"
 #include "ueq/runtime/sharded_counters.hpp"
 #include "ueq/taps/tap.hpp"
@@ -62,24 +60,8 @@ struct fd_entry {
   std::vector<std::shared_ptr<detail::tap>> taps;
 };
 
-constexpr int kChunkBits = 8;
-constexpr int kChunk = 1 << kChunkBits;
-struct fd_chunk {
-  fd_entry e[kChunk];
-};
-
 std::uint64_t host_key(std::uint32_t gen, int fd) {
   return (std::uint64_t{gen} << 32) | static_cast<std::uint32_t>(fd);
-}
-
-std::size_t max_fds() {
-  std::size_t n = std::size_t{1} << 20;
-  if (FILE* f = std::fopen("/proc/sys/fs/nr_open", "re")) {
-    unsigned long v = 0;
-    if (std::fscanf(f, "%lu", &v) == 1 && v > 0) n = v;
-    std::fclose(f);
-  }
-  return n;
 }
 
 }  // namespace
@@ -88,8 +70,7 @@ struct tap_service::impl {
   enum { kHostEvents, kPosts, kStale, kPolls, kCount };
 
   std::unique_ptr<host_backend> backend;
-  const std::size_t dir_len = (max_fds() + kChunk - 1) / kChunk;
-  std::unique_ptr<std::atomic<fd_chunk*>[]> dir { new std::atomic<fd_chunk*>[ dir_len ]() };
+  chunked_table<fd_entry> table{host_max_fds()};
   std::atomic<bool> polling{false};
 
   std::mutex cb_mu;
@@ -108,30 +89,7 @@ struct tap_service::impl {
   std::atomic<bool> stop_poller{false};
   sharded_counters<kCount, 8> stats;
 
-  ~impl() {
-    for (std::size_t c = 0; c < dir_len; ++c)
-      delete dir[c].load(std::memory_order_relaxed);
-  }
-
-  fd_entry* entry(int fd, bool create) {
-    if (fd < 0 || static_cast<std::size_t>(fd) / kChunk >= dir_len) return nullptr;
-    std::atomic<fd_chunk*>& slot = dir[static_cast<std::size_t>(fd) / kChunk];
-    // acquire: pairs with the release CAS below; the chunk's entries are
-    // constructed before it is published.
-    fd_chunk* c = slot.load(std::memory_order_acquire);
-    if (!c && create) {
-      auto* fresh = new (std::nothrow) fd_chunk;
-      if (!fresh) return nullptr;
-      // acq_rel: release publishes the new chunk; acquire on failure takes
-      // the winner's.
-      if (slot.compare_exchange_strong(c, fresh, std::memory_order_acq_rel,
-                                       std::memory_order_acquire))
-        c = fresh;
-      else
-        delete fresh;
-    }
-    return c ? &c->e[fd % kChunk] : nullptr;
-  }
+  fd_entry* entry(int fd, bool create) { return table.get(fd, create); }
 
   static std::uint32_t union_of(const fd_entry& e) {
     std::uint32_t u = 0;
@@ -214,7 +172,7 @@ result<std::unique_ptr<tap_service>> tap_service::create(backend_kind kind) {
   auto b = make_backend(kind);
   if (!b) return b.error();
   std::unique_ptr<impl> p(new (std::nothrow) impl);
-  if (!p || !p->dir) return errno_code(ENOMEM);
+  if (!p || !p->table.ok()) return errno_code(ENOMEM);
   p->backend = std::move(b).value();
   std::unique_ptr<tap_service> s(new (std::nothrow) tap_service(std::move(p)));
   if (!s) return errno_code(ENOMEM);

@@ -96,8 +96,7 @@ TEST_CASE("add/remove/modify race with dispatch on one fd", "[taps][stress]") {
     const int iters = static_cast<int>(ueq::test::scaled(2000));
     std::vector<std::thread> ts;
     for (int k2 = 0; k2 < 3; ++k2)
-      ts.emplace_back([&] {
-        auto q = ueq::test::msg_queue();
+      ts.emplace_back([&, q = ueq::test::msg_queue()] {  // made here: Catch2 is main-thread only
         for (int i = 0; i < iters; ++i) {
           auto t = svc->add({.fd = p.a, .filter = kTapReadable | kTapWritable, .queue = q});
           if (!t) {

@@ -52,9 +52,13 @@ class [[nodiscard]] result {
   bool ok() const noexcept { return v_.index() == 0; }
   std::error_code error() const noexcept { return ok() ? std::error_code{} : std::get<1>(v_); }
   T& value() & { return std::get<0>(v_); }
+  const T& value() const& { return std::get<0>(v_); }
   T&& value() && { return std::get<0>(std::move(v_)); }
   T& operator*() & { return value(); }
+  const T& operator*() const& { return value(); }
+  T&& operator*() && { return std::get<0>(std::move(v_)); }
   T* operator->() { return &std::get<0>(v_); }
+  const T* operator->() const { return &std::get<0>(v_); }
 
  private:
   std::variant<T, std::error_code> v_;

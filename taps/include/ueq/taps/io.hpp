@@ -1,0 +1,87 @@
+// ueq/taps/io.hpp — green-thread I/O: blocking-style calls that park only
+// the caller.
+//
+// What it is for: writing a server in plain blocking style (one uthread, or
+// one thread, per connection) on top of the event machinery. Each call makes
+// the fd non-blocking (once; this changes the open file description, which
+// other holders of it will see), tries the system call, and on EAGAIN blocks
+// the caller on a tap event for the fd, then retries. Blocking goes through
+// block_on and the parker, so a uthread parks alone and a plain thread parks
+// itself (and may poll the host meanwhile).
+//
+// Per fd, the first call that has to wait creates two small event queues
+// (read side, write side) and two persistent taps into them; later waits
+// reuse them. close() (or ueq::close_fd) removes them and wakes anyone still
+// waiting on the fd with EBADF. Close fds used here through ueq. If a plain
+// ::close slips through and the number is reused, the next call that has to
+// wait notices (the file's device and inode changed) and starts afresh; but
+// the first call on a reused number that names a *blocking* file may block
+// its thread, since the fd is assumed non-blocking until then.
+//
+// Results: byte counts (or the new fd) as result<T>; errors are the system
+// call's errno, ETIMEDOUT when the deadline passes first, EBADF when the fd
+// is closed (through ueq) under a waiter. Deadlines are absolute
+// (CLOCK_MONOTONIC, see clock.hpp); kNoDeadline waits forever.
+//
+// connect() completes a non-blocking connect correctly: it returns success
+// only once the socket is really connected (it re-checks the socket's state
+// after every wakeup, so a stale writable event never reads as "connected").
+//
+// Thread-safety: any number of callers on any fds; several waiters on one
+// fd and direction are all woken and retry.
+//
+// Usage (an echo loop):
+//   char buf[4096];
+//   for (;;) {
+//     auto n = ueq::io::read(fd, buf, sizeof buf);
+//     if (!n || *n == 0) break;
+//     if (!ueq::io::write_all(fd, buf, *n)) break;
+//   }
+//   ueq::io::close(fd);
+#pragma once
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "ueq/runtime/clock.hpp"
+#include "ueq/runtime/result.hpp"
+
+namespace ueq::io {
+
+result<std::size_t> read(int fd, void* buf, std::size_t n, mono_ns deadline = kNoDeadline);
+result<std::size_t> write(int fd, const void* buf, std::size_t n, mono_ns deadline = kNoDeadline);
+// Writes all n bytes (several writes if the peer is slow); on error, nothing
+// is said about how much was written.
+status write_all(int fd, const void* buf, std::size_t n, mono_ns deadline = kNoDeadline);
+result<std::size_t> readv(int fd, const iovec* iov, int iovcnt, mono_ns deadline = kNoDeadline);
+result<std::size_t> writev(int fd, const iovec* iov, int iovcnt, mono_ns deadline = kNoDeadline);
+result<std::size_t> recv(int fd, void* buf, std::size_t n, int flags = 0,
+                         mono_ns deadline = kNoDeadline);
+result<std::size_t> send(int fd, const void* buf, std::size_t n, int flags = 0,
+                         mono_ns deadline = kNoDeadline);
+result<std::size_t> recvfrom(int fd, void* buf, std::size_t n, int flags, sockaddr* from,
+                             socklen_t* fromlen, mono_ns deadline = kNoDeadline);
+result<std::size_t> sendto(int fd, const void* buf, std::size_t n, int flags, const sockaddr* to,
+                           socklen_t tolen, mono_ns deadline = kNoDeadline);
+result<std::size_t> recvmsg(int fd, msghdr* msg, int flags = 0, mono_ns deadline = kNoDeadline);
+result<std::size_t> sendmsg(int fd, const msghdr* msg, int flags = 0,
+                            mono_ns deadline = kNoDeadline);
+// The new fd is non-blocking and close-on-exec unless `flags` says
+// otherwise (flags as for accept4; SOCK_NONBLOCK is always added).
+result<int> accept(int fd, sockaddr* addr = nullptr, socklen_t* addrlen = nullptr,
+                   int flags = SOCK_CLOEXEC, mono_ns deadline = kNoDeadline);
+status connect(int fd, const sockaddr* addr, socklen_t addrlen, mono_ns deadline = kNoDeadline);
+
+// Waits until fd is ready for any of `filter` (kTapReadable, kTapWritable,
+// ...; error and hang-up always end the wait) or the deadline; returns the
+// bits that fired. Readiness may be stale by the time the caller acts: retry
+// the operation, which is what the calls above do.
+result<std::uint32_t> wait(int fd, std::uint32_t filter, mono_ns deadline = kNoDeadline);
+
+// Removes the fd's taps, wakes its waiters (EBADF), closes it.
+status close(int fd);
+
+}  // namespace ueq::io

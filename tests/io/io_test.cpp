@@ -1,0 +1,236 @@
+// ueq::io from plain threads: blocking-style calls over socketpairs, pipes,
+// TCP and UDP loopback; deadlines; peers that close, reset or stall; close
+// under a waiter; non-blocking connect.
+#include <arpa/inet.h>
+#include <poll.h>
+
+#include <atomic>
+#include <numeric>
+#include <thread>
+#include <vector>
+
+#include "../support.hpp"
+#include "../taps/taps_support.hpp"
+#include "ueq/taps/io.hpp"
+
+using namespace ueq;
+using ueq::test::fd_pair;
+
+namespace {
+std::uint64_t checksum(const unsigned char* p, std::size_t n,
+                       std::uint64_t h = 1469598103934665603ull) {
+  for (std::size_t i = 0; i < n; ++i)
+    h = (h ^ p[i]) * 1099511628211ull;
+  return h;
+}
+}  // namespace
+
+TEST_CASE("io: a reader blocks until the writer's data arrives", "[io]") {
+  fd_pair p;
+  ueq::test::make_socketpair(p);
+  std::thread writer([&] {
+    const char msg[] = "hello";
+    (void)io::write_all(p.b, msg, 5);
+  });
+  char buf[16];
+  auto n = io::read(p.a, buf, sizeof buf, deadline_after_ms(10000));
+  writer.join();
+  REQUIRE(n.ok());
+  REQUIRE(*n == 5);
+  REQUIRE(std::string(buf, 5) == "hello");
+}
+
+TEST_CASE("io: 4 MiB through a socketpair with back-pressure, checksummed", "[io]") {
+  fd_pair p;
+  ueq::test::make_socketpair(p);
+  std::vector<unsigned char> data(4 << 20);
+  for (std::size_t i = 0; i < data.size(); ++i)
+    data[i] = static_cast<unsigned char>(i * 131 + 7);
+  const std::uint64_t want = checksum(data.data(), data.size());
+  std::atomic<bool> wrote{false};
+  std::thread writer([&] {
+    // The socket buffer is far smaller: write_all has to wait for the reader.
+    wrote.store(!io::write_all(p.b, data.data(), data.size(), deadline_after_ms(30000)));
+  });
+  std::uint64_t h = 1469598103934665603ull;
+  std::size_t total = 0;
+  unsigned char buf[65536];
+  while (total < data.size()) {
+    auto n = io::read(p.a, buf, sizeof buf, deadline_after_ms(30000));
+    INFO("after " << total << " bytes: " << n.error().message());
+    REQUIRE(n.ok());
+    REQUIRE(*n > 0);
+    h = checksum(buf, *n, h);
+    total += *n;
+  }
+  writer.join();
+  REQUIRE(wrote.load());
+  REQUIRE(h == want);
+}
+
+TEST_CASE("io: deadlines give ETIMEDOUT, never early", "[io]") {
+  fd_pair p;
+  ueq::test::make_pipe(p);
+  char c;
+  const auto d = deadline_after_ms(40);
+  auto n = io::read(p.a, &c, 1, d);
+  REQUIRE(n.error() == std::errc::timed_out);
+  REQUIRE(monotonic_now() >= d);
+  // A stalled peer on the write side: fill the pipe, then time out.
+  std::vector<char> big(1 << 20, 'x');
+  auto w = io::write_all(p.b, big.data(), big.size(), deadline_after_ms(50));
+  REQUIRE(w.value() == ETIMEDOUT);
+}
+
+TEST_CASE("io: peers that close or reset", "[io]") {
+  SECTION("orderly close: read returns 0") {
+    fd_pair p;
+    ueq::test::make_socketpair(p);
+    std::thread t([&] {
+      ::close(p.b);
+      p.b = -1;
+    });
+    char c;
+    auto n = io::read(p.a, &c, 1, deadline_after_ms(10000));
+    t.join();
+    REQUIRE(n.ok());
+    REQUIRE(*n == 0);
+  }
+  SECTION("reset: ECONNRESET on read, EPIPE on write") {
+    fd_pair p;
+    ueq::test::make_tcp(p);
+    REQUIRE(::write(p.b, "x", 1) == 1);  // unread data makes close send RST
+    linger lg{1, 0};
+    REQUIRE(::setsockopt(p.b, SOL_SOCKET, SO_LINGER, &lg, sizeof lg) == 0);
+    ::close(p.b);
+    p.b = -1;
+    char buf[8];
+    auto n = io::read(p.a, buf, sizeof buf, deadline_after_ms(10000));
+    if (n.ok()) n = io::read(p.a, buf, sizeof buf, deadline_after_ms(10000));  // the byte first
+    REQUIRE(n.error() == std::errc::connection_reset);
+    auto w = io::send(p.a, "y", 1, 0, deadline_after_ms(10000));
+    REQUIRE_FALSE(w.ok());
+    REQUIRE((w.error() == std::errc::broken_pipe || w.error() == std::errc::connection_reset));
+  }
+}
+
+TEST_CASE("io: closing the fd through ueq wakes its waiter with EBADF", "[io]") {
+  fd_pair p;
+  ueq::test::make_pipe(p);
+  std::atomic<int> err{0};
+  std::atomic<bool> started{false};
+  std::thread reader([&] {
+    char c;
+    started.store(true);
+    auto n = io::read(p.a, &c, 1, deadline_after_ms(20000));
+    err.store(n ? 0 : n.error().value());
+  });
+  REQUIRE(ueq::test::wait_until([&] { return started.load(); }));
+  // The reader may not be parked yet; whether it is or not, it must end with
+  // EBADF (closed while waiting) rather than wait out its deadline.
+  REQUIRE(ueq::test::wait_until([&] {
+    auto st = tap_service::instance();
+    return st.ok() && (*st)->counters().polls > 0;
+  }));
+  REQUIRE_FALSE(io::close(p.a));
+  p.a = -1;
+  reader.join();
+  REQUIRE(err.load() == EBADF);
+}
+
+TEST_CASE("io: accept and connect on TCP loopback; refused connects fail", "[io]") {
+  const int l = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  REQUIRE(::bind(l, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(::listen(l, 16) == 0);
+  REQUIRE(::getsockname(l, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  std::atomic<int> accepted{-1};
+  std::thread server([&] {
+    auto c = io::accept(l, nullptr, nullptr, SOCK_CLOEXEC, deadline_after_ms(10000));
+    accepted.store(c ? *c : -1);
+  });
+  const int c = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE_FALSE(
+      io::connect(c, reinterpret_cast<sockaddr*>(&addr), sizeof addr, deadline_after_ms(10000)));
+  server.join();
+  REQUIRE(accepted.load() >= 0);
+  // Really connected: the peer is known and data flows.
+  sockaddr_in peer{};
+  socklen_t plen = sizeof peer;
+  REQUIRE(::getpeername(c, reinterpret_cast<sockaddr*>(&peer), &plen) == 0);
+  REQUIRE(io::write_all(accepted.load(), "ok", 2).value() == 0);
+  char buf[2];
+  REQUIRE(*io::read(c, buf, 2, deadline_after_ms(10000)) == 2);
+  REQUIRE((::fcntl(accepted.load(), F_GETFL) & O_NONBLOCK));
+  REQUIRE_FALSE(io::close(accepted.load()));
+  REQUIRE_FALSE(io::close(c));
+  ::close(l);  // now nothing listens on that port
+  const int r = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(io::connect(r, reinterpret_cast<sockaddr*>(&addr), sizeof addr, deadline_after_ms(10000))
+              .value() == ECONNREFUSED);
+  ::close(r);
+}
+
+TEST_CASE("io: UDP sendto/recvfrom; recvmsg/sendmsg and readv/writev", "[io]") {
+  const int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  REQUIRE(::bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(::getsockname(s, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  std::thread sender([&] {
+    const int u = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    (void)io::sendto(u, "dgram", 5, 0, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    ::close(u);
+  });
+  char buf[16];
+  sockaddr_in from{};
+  socklen_t flen = sizeof from;
+  auto n = io::recvfrom(s, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &flen,
+                        deadline_after_ms(10000));
+  sender.join();
+  REQUIRE(n.ok());
+  REQUIRE(*n == 5);
+  REQUIRE(from.sin_addr.s_addr == htonl(INADDR_LOOPBACK));
+  ::close(s);
+
+  fd_pair p;
+  ueq::test::make_socketpair(p);
+  char a[] = "ab", b[] = "cde";
+  iovec out[2] = {{a, 2}, {b, 3}};
+  REQUIRE(*io::writev(p.b, out, 2) == 5);
+  char x[3], y[2];
+  iovec in[2] = {{x, 3}, {y, 2}};
+  REQUIRE(*io::readv(p.a, in, 2, deadline_after_ms(10000)) == 5);
+  REQUIRE(std::string(x, 3) + std::string(y, 2) == "abcde");
+  msghdr m{};
+  iovec one{a, 2};
+  m.msg_iov = &one;
+  m.msg_iovlen = 1;
+  REQUIRE(*io::sendmsg(p.b, &m) == 2);
+  char r[4];
+  iovec rin{r, 4};
+  msghdr rm{};
+  rm.msg_iov = &rin;
+  rm.msg_iovlen = 1;
+  REQUIRE(*io::recvmsg(p.a, &rm, 0, deadline_after_ms(10000)) == 2);
+}
+
+TEST_CASE("io: wait reports the fd's real readiness; bad filters are EINVAL", "[io]") {
+  fd_pair p;
+  ueq::test::make_socketpair(p);
+  REQUIRE(io::wait(p.a, 0).error().value() == EINVAL);
+  auto w = io::wait(p.a, kTapWritable, deadline_after_ms(10000));
+  REQUIRE(w.ok());
+  REQUIRE(*w == kTapWritable);
+  REQUIRE(io::wait(p.a, kTapReadable, deadline_after_ms(20)).error() == std::errc::timed_out);
+  REQUIRE(::write(p.b, "z", 1) == 1);
+  auto r = io::wait(p.a, kTapReadable, deadline_after_ms(10000));
+  REQUIRE(r.ok());
+  REQUIRE((*r & kTapReadable));
+  REQUIRE(io::read(-1, nullptr, 0).error().value() == EBADF);
+}
