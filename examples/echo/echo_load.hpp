@@ -1,0 +1,53 @@
+// The echo load generator and the plain-epoll echo server, shared by
+// examples/echo_client, examples/echo_server's baseline mode and
+// `ueq-bench echo`, so every server is measured by the same client.
+//
+// Client: `connections` TCP connections to 127.0.0.1:port. Ping-pong mode:
+// each connection sends `message` bytes, waits for all of them to come back,
+// and records the round-trip latency; streaming mode: each connection keeps
+// up to `window` bytes in flight and reads the echo back. Every payload byte
+// is a function of (connection, offset), and the client checks every echoed
+// byte: a single wrong or missing byte is an error. The run ends after
+// `seconds` or after `requests` round trips (ping-pong), whichever first.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ueq::echo {
+
+struct load_config {
+  std::uint16_t port = 0;
+  int connections = 100;
+  std::size_t message = 64;
+  bool streaming = false;
+  std::size_t window = 64 * 1024;  // streaming: bytes in flight per connection
+  double seconds = 2;
+  std::uint64_t requests = 0;  // 0 = until `seconds`
+};
+
+struct load_result {
+  std::uint64_t requests = 0;  // completed round trips (ping-pong) or messages (streaming)
+  std::uint64_t bytes = 0;     // bytes echoed back and verified
+  std::uint64_t errors = 0;    // connect failures, resets, wrong bytes
+  double seconds = 0;
+  double p50_us = 0, p99_us = 0, max_us = 0;  // ping-pong round-trip latency
+  std::string error;                          // the first error, if any
+  double requests_per_sec() const { return seconds > 0 ? requests / seconds : 0; }
+  double mb_per_sec() const { return seconds > 0 ? bytes / seconds / 1e6 : 0; }
+};
+
+// Runs the client on the calling thread (one epoll loop for all connections).
+load_result run_load(const load_config& cfg);
+
+// A listening socket on 127.0.0.1 (port 0 = any free port); returns the fd
+// and writes the port. -1 on error (errno set).
+int listen_loopback(std::uint16_t* port, int backlog = 4096);
+
+// The plain epoll echo server (the baseline): serves `listen_fd` on the
+// calling thread until `stop` becomes true (checked every 50 ms).
+void run_epoll_server(int listen_fd, const std::atomic<bool>& stop);
+
+}  // namespace ueq::echo
