@@ -91,7 +91,10 @@ status event_queue::post(std::uint32_t id, std::uint64_t bits, std::uint64_t blo
   }
   if (s) return s;
   stats_.add(kPosts);
-  if (fresh) notify();
+  if (fresh) {
+    notify();
+    if (post_hook_) post_hook_(post_hook_ctx_);
+  }
   return {};
 }
 

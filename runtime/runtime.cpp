@@ -1,6 +1,9 @@
 // Process-wide pieces of the runtime substrate: the yield hook and the thread
 // index pool.
+#include <fcntl.h>
 #include <sched.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <mutex>
@@ -86,6 +89,19 @@ std::size_t host_max_fds() noexcept {
     std::fclose(f);
   }
   return n;
+}
+
+int hide_fd(int fd) noexcept {
+  if (fd < 0) return fd;
+  rlimit rl;
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < 512) return fd;
+  // The top 256 numbers below the soft limit, searched from their bottom.
+  const long floor = static_cast<long>(rl.rlim_cur) - 256;
+  if (fd >= floor) return fd;
+  const int high = ::fcntl(fd, F_DUPFD_CLOEXEC, floor);
+  if (high < 0) return fd;
+  ::close(fd);
+  return high;
 }
 
 unsigned live_thread_indices() noexcept {

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <new>
 
+#include "ueq/runtime/chunked_table.hpp"
 #include "ueq/taps/backend.hpp"
 
 namespace ueq {
@@ -26,6 +27,7 @@ class epoll_backend final : public host_backend {
     ::close(ep_);
   }
   const char* name() const noexcept override { return "epoll"; }
+  int pollable_fd() const noexcept override { return ep_; }
 
   status add(int fd, std::uint32_t events, std::uint64_t key) noexcept override {
     return ctl(EPOLL_CTL_ADD, fd, events, key);
@@ -90,9 +92,11 @@ class epoll_backend final : public host_backend {
 }  // namespace
 
 result<std::unique_ptr<host_backend>> make_epoll_backend() {
-  const int ep = ::epoll_create1(EPOLL_CLOEXEC);
+  // Both descriptors are moved to high numbers so they do not shift the fd
+  // numbers the program sees.
+  const int ep = hide_fd(::epoll_create1(EPOLL_CLOEXEC));
   if (ep < 0) return errno_code(errno);
-  const int efd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  const int efd = hide_fd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
   if (efd < 0) {
     const int e = errno;
     ::close(ep);

@@ -289,8 +289,7 @@ void tap_service::forget_fd(int fd) {
   p_->drop_all(*e, fd);
 }
 
-status tap_service::close_fd(int fd) {
-  if (fd < 0 || ::fcntl(fd, F_GETFD) < 0) return status(EBADF);
+void tap_service::before_close(int fd) {
   std::vector<impl::callback> cbs;
   {
     std::lock_guard<std::mutex> g(p_->cb_mu);
@@ -299,6 +298,11 @@ status tap_service::close_fd(int fd) {
   for (auto& c : cbs)
     c.fn(fd, c.ctx);
   forget_fd(fd);
+}
+
+status tap_service::close_fd(int fd) {
+  if (fd < 0 || ::fcntl(fd, F_GETFD) < 0) return status(EBADF);
+  before_close(fd);
   return ::close(fd) == 0 ? status{} : status(errno);
 }
 
@@ -380,6 +384,9 @@ void tap_service::stop_poller_thread() {
 
 const char* tap_service::backend_name() const noexcept {
   return p_->backend->name();
+}
+int tap_service::pollable_fd() const noexcept {
+  return p_->backend->pollable_fd();
 }
 
 tap_counters tap_service::counters() const noexcept {

@@ -40,6 +40,7 @@ class uring_backend final : public host_backend {
     if (efd_ >= 0) ::close(efd_);
   }
   const char* name() const noexcept override { return "io_uring"; }
+  int pollable_fd() const noexcept override { return ring_.ring_fd; }
 
   static result<std::unique_ptr<host_backend>> create() {
     std::unique_ptr<uring_backend> b(new (std::nothrow) uring_backend);

@@ -108,6 +108,16 @@ class event_queue {
   // many. Without a handler it drains nothing and returns 0.
   std::size_t dispatch(std::size_t max = ~std::size_t{0});
 
+  // A function run after every post that creates a message (not after one
+  // that only coalesced), on the posting thread, after waiters were woken.
+  // The epoll facade keeps its host fd readable with it. Set it before the
+  // queue is shared; it must be cheap and must not block.
+  using post_hook_fn = void (*)(void* ctx) noexcept;
+  void set_post_hook(post_hook_fn fn, void* ctx) noexcept {
+    post_hook_ = fn;
+    post_hook_ctx_ = ctx;
+  }
+
   // Stops the queue: wakes every waiter, later posts fail with EPIPE.
   // Messages already in the mailbox stay readable. Idempotent.
   void close() noexcept;
@@ -145,6 +155,8 @@ class event_queue {
   const notify_policy policy_;
   const std::string name_;
   handler_fn handler_;
+  post_hook_fn post_hook_ = nullptr;  // set before sharing; read-only after
+  void* post_hook_ctx_ = nullptr;
   std::atomic<bool> closed_{false};
 
   // Waiters: an intrusive FIFO list (oldest first) guarded by lock_.

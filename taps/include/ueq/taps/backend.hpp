@@ -70,6 +70,10 @@ class host_backend {
   // Makes a concurrent or the next poll() return promptly. Cheap when
   // repeated: wakes coalesce until the poller has seen one.
   virtual void wake() noexcept = 0;
+  // A file descriptor that is readable while poll() has something to return
+  // (the host epoll fd, the io_uring ring fd), for waiters that sleep in
+  // ppoll() on it together with their own fds.
+  virtual int pollable_fd() const noexcept = 0;
 };
 
 // ENOSYS/EPERM/...: io_uring was asked for and is unavailable here.

@@ -133,6 +133,9 @@ class tap_service {
   // Runs the close callbacks, forgets fd's taps, then closes it.
   // EBADF if fd was not open.
   status close_fd(int fd);
+  // Everything close_fd does except the close itself: for calls that close
+  // an fd implicitly (dup2/dup3 over an open newfd, exec of a CLOEXEC fd).
+  void before_close(int fd);
   using close_callback = void (*)(int fd, void* ctx);
   // Registers a callback run by close_fd() (and by the facade's interposed
   // close) before the fd is closed. Returns an id for remove_close_callback.
@@ -155,6 +158,8 @@ class tap_service {
   void stop_poller_thread();
 
   const char* backend_name() const noexcept;
+  // Readable while a poll() would find host events (see host_backend).
+  int pollable_fd() const noexcept;
   tap_counters counters() const noexcept;
 
  private:

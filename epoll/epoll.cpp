@@ -1,0 +1,702 @@
+// The epoll facade.
+//
+// Locking (outermost first):
+//   g_reg.mu       the registry: epoll fd numbers -> sets, target fd -> the
+//                  sets that hold it, and the nesting checks of ADD.
+//   impl::mu       one per set: its entries, its ready list, the flags of
+//                  every entry. Held across the tap calls of ctl (which take
+//                  the tap service's per-fd locks) and the readiness probe.
+//   tap service / event queue locks (leaves).
+// Tap dispatch (the host poller's thread) posts into a set's CEQ without
+// any of these locks; the CEQ's post hook only touches atomics and the
+// set's eventfd. A set's lock is never held while taking the registry lock.
+//
+// The path of an event: host readiness -> the fd's tap posts {fd, bits} into
+// the set's CEQ (coalescing) -> the post hook makes the set's eventfd
+// readable -> a waiter sleeping in ppoll({eventfd, host fd}) wakes ->
+// harvest: CEQ messages put entries on the ready list; the entries at its
+// front are probed with one poll() (Linux re-polls every item it reports),
+// and those still ready are reported; level-triggered ones go to the back.
+#include "ueq/epoll/epoll.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <absl/container/flat_hash_map.h>
+#include <absl/container/flat_hash_set.h>
+#include <absl/container/node_hash_map.h>
+
+#include <atomic>
+#include <climits>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <vector>
+
+#include "ueq/ceq/event_queue.hpp"
+#include "ueq/epoll.h"
+#include "ueq/runtime/chunked_table.hpp"
+#include "ueq/taps/tap.hpp"
+
+namespace ueq {
+namespace {
+
+constexpr int kMaxNests = 4;  // Linux's EP_MAX_NESTS
+constexpr int kMaxEvents = INT_MAX / static_cast<int>(sizeof(epoll_event));
+constexpr std::uint32_t kExclusiveOk =
+    EPOLLIN | EPOLLOUT | EPOLLERR | EPOLLHUP | EPOLLWAKEUP | EPOLLET | EPOLLEXCLUSIVE;
+// What a tap can watch, from an epoll mask.
+std::uint32_t tap_filter(std::uint32_t events) {
+  std::uint32_t f = kTapError | kTapHangup;
+  if (events & (EPOLLIN | EPOLLRDNORM | EPOLLRDBAND)) f |= kTapReadable;
+  if (events & (EPOLLOUT | EPOLLWRNORM | EPOLLWRBAND)) f |= kTapWritable;
+  if (events & EPOLLPRI) f |= kTapPriority;
+  if (events & EPOLLRDHUP) f |= kTapRdhup;
+  return f;
+}
+// The poll(2) bits an entry reports: its requested events plus ERR/HUP.
+std::uint32_t report_mask(std::uint32_t events) {
+  return (events & ~(EPOLLET | EPOLLONESHOT | EPOLLEXCLUSIVE | EPOLLWAKEUP)) | EPOLLERR | EPOLLHUP;
+}
+
+// Opt-in diagnostics (UEQ_LOG=stderr or a path); silent otherwise.
+void log(const char* fmt, ...) {
+  static FILE* out = [] {
+    const char* v = std::getenv("UEQ_LOG");
+    if (!v || !*v) return static_cast<FILE*>(nullptr);
+    if (!std::strcmp(v, "stderr")) return stderr;
+    return std::fopen(v, "ae");
+  }();
+  if (!out) return;
+  va_list ap;
+  va_start(ap, fmt);
+  std::fprintf(out, "ueq-epoll: ");
+  std::vfprintf(out, fmt, ap);
+  std::fputc('\n', out);
+  va_end(ap);
+  std::fflush(out);
+}
+
+}  // namespace
+
+struct epoll_set::impl {
+  struct entry {
+    int fd = -1;
+    std::uint32_t events = 0;  // as given, flags included (ERR|HUP added)
+    epoll_data_t data{};
+    tap_handle tap;
+    bool disabled = false;  // EPOLLONESHOT entry that has fired
+    bool queued = false;    // on the ready list
+    entry* prev = nullptr;  // ready list links
+    entry* next = nullptr;
+    impl* child = nullptr;  // the target, if it is one of our sets (nesting graph edge)
+  };
+
+  tap_service* svc = nullptr;
+  event_queue_ptr q;  // CEQ mailbox, slot = target fd
+  // The program's epoll fd is a real kernel epoll fd (so read/write fail
+  // with EINVAL, F_GETFL says O_RDWR, and poll/select/epoll can watch it)
+  // that watches one hidden eventfd, level-triggered: the set makes the
+  // eventfd readable while events are pending. The eventfd lives at a high
+  // number (hide_fd) and dies with the set.
+  std::atomic<int> epfd{-1};          // an open number of the program's epoll fd
+  int evfd = -1;                      // the hidden eventfd
+  std::atomic<bool> signaled{false};  // evfd has been made readable
+  // Sets that hold this one, and the fd number they hold it under. A set
+  // nested in another of ours is not tapped through the host (our epoll fd
+  // watches the host's fd, which would make a kernel-level cycle): it posts
+  // into its parents' mailboxes itself when it becomes pending.
+  spin_lock parents_lock;
+  std::vector<std::pair<impl*, int>> parents;  // guarded by parents_lock
+  ~impl() {
+    if (evfd >= 0) ::close(evfd);
+  }
+
+  std::mutex mu;
+  absl::node_hash_map<int, entry> entries;  // guarded by mu
+  entry* head = nullptr;                    // ready list, guarded by mu
+  entry* tail = nullptr;
+  std::vector<int> numbers;  // epoll fd numbers naming this set; guarded by g_reg.mu
+  bool dead = false;         // guarded by mu: torn down, every ctl fails
+
+  // --- ready list (under mu) ---
+  void enqueue(entry& e) {
+    if (e.queued) return;
+    e.queued = true;
+    e.prev = tail;
+    e.next = nullptr;
+    (tail ? tail->next : head) = &e;
+    tail = &e;
+  }
+  void dequeue(entry& e) {
+    if (!e.queued) return;
+    (e.prev ? e.prev->next : head) = e.next;
+    (e.next ? e.next->prev : tail) = e.prev;
+    e.prev = e.next = nullptr;
+    e.queued = false;
+  }
+
+  // --- the eventfd that makes the set pollable ---
+  // Called on the posting (tap dispatch) thread for every message-creating
+  // post. seq_cst exchange: pairs with the clear in settle().
+  static void post_hook(void* ctx) noexcept {
+    auto* self = static_cast<impl*>(ctx);
+    if (self->signaled.exchange(true, std::memory_order_seq_cst)) return;
+    const std::uint64_t one = 1;
+    (void)::write(self->evfd, &one, sizeof one);
+    // Newly pending: tell the sets that hold us (each is one level up; the
+    // graph is acyclic, so these locks are taken bottom-up only).
+    std::lock_guard<spin_lock> g(self->parents_lock);
+    for (auto& [parent, fd] : self->parents)
+      (void)parent->q->post(static_cast<std::uint32_t>(fd), EPOLLIN);
+  }
+  // After a harvest (under mu): keep the eventfd readable while anything is
+  // pending, clear it otherwise. Clear first, then re-check the CEQ: a post
+  // that lands after the re-check sees signaled == false and writes again.
+  void settle() {
+    const bool pending = head != nullptr || !q->empty();
+    if (pending) {
+      post_hook(this);
+      return;
+    }
+    if (!signaled.load(std::memory_order_relaxed)) return;
+    signaled.store(false, std::memory_order_seq_cst);
+    std::uint64_t v;
+    (void)::read(evfd, &v, sizeof v);
+    if (!q->empty()) post_hook(this);
+  }
+
+  // Probes an entry's readiness now (poll with no timeout): the bits it
+  // would report, 0 if none or if the fd is gone. A nested set of ours is
+  // ready when its hidden eventfd is.
+  static std::uint32_t probe(const entry& e) {
+    pollfd p{e.child ? e.child->evfd : e.fd, static_cast<short>(report_mask(e.events) & 0xffff), 0};
+    const std::uint32_t events = e.events;
+    if (::poll(&p, 1, 0) != 1 || (p.revents & POLLNVAL)) return 0;
+    return static_cast<std::uint32_t>(p.revents) & report_mask(events);
+  }
+
+  // Moves CEQ messages onto the ready list (under mu).
+  void drain_mailbox() {
+    event_msg msgs[64];
+    while (std::size_t n = q->drain(msgs)) {
+      for (std::size_t i = 0; i < n; ++i) {
+        auto it = entries.find(static_cast<int>(msgs[i].id));
+        if (it == entries.end() || it->second.disabled) continue;  // stale, or ONESHOT spent
+        enqueue(it->second);
+      }
+      if (n < 64) break;
+    }
+  }
+
+  // Reports up to out.size() ready entries (under mu), probing each at the
+  // moment of reporting, and rotating level-triggered ones to the back.
+  int harvest(std::span<epoll_event> out) {
+    drain_mailbox();
+    int n = 0;
+    // Level-triggered entries reported now go to the back of the list after
+    // this harvest, so none is reported twice in one result.
+    std::vector<entry*> again;
+    std::vector<entry*> batch;
+    std::vector<pollfd> pfds;
+    while (n < static_cast<int>(out.size()) && head) {
+      // Take as many from the front as could still fit, probe them in one
+      // poll() call, report the ready ones in list order.
+      batch.clear();
+      pfds.clear();
+      for (entry* e = head; e && batch.size() < out.size() - n; e = e->next) {
+        batch.push_back(e);
+        pfds.push_back({e->child ? e->child->evfd : e->fd,
+                        static_cast<short>(report_mask(e->events) & 0xffff), 0});
+      }
+      if (::poll(pfds.data(), pfds.size(), 0) < 0) break;
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        entry& e = *batch[i];
+        const std::uint32_t bits =
+            (pfds[i].revents & POLLNVAL)
+                ? 0
+                : static_cast<std::uint32_t>(pfds[i].revents) & report_mask(e.events);
+        dequeue(e);
+        if (!bits) continue;  // no longer ready: Linux drops it too
+        out[n].events = bits;
+        out[n].data = e.data;
+        ++n;
+        if (e.events & EPOLLONESHOT)
+          e.disabled = true;
+        else if (!(e.events & EPOLLET))
+          again.push_back(&e);  // level-triggered: back of the list, probed next time
+      }
+    }
+    for (entry* e : again)
+      enqueue(*e);
+    settle();
+    return n;
+  }
+};
+
+struct epoll_access {
+  static epoll_set::impl& of(epoll_set& s) { return *s.p_; }
+};
+
+namespace {
+
+// The registry of sets, owned by the process and never freed (close
+// callbacks may run during exit). Guarded by mu.
+struct registry {
+  std::mutex mu;
+  absl::flat_hash_map<int, std::shared_ptr<epoll_set>> by_fd;               // epoll fd numbers
+  absl::flat_hash_map<int, absl::flat_hash_set<epoll_set::impl*>> members;  // target fd
+  // The nesting graph: parent set -> child set -> number of entries.
+  absl::flat_hash_map<epoll_set::impl*, absl::flat_hash_map<epoll_set::impl*, int>> children;
+  absl::flat_hash_map<epoll_set::impl*, absl::flat_hash_map<epoll_set::impl*, int>> parents;
+};
+registry& reg() {
+  static registry* r = new registry;
+  return *r;
+}
+
+void on_fd_close(int fd, void*);
+
+result<tap_service*> service() {
+  static std::once_flag once;
+  auto s = tap_service::instance();
+  if (!s) return s.error();
+  std::call_once(once, [&] { (*s)->add_close_callback(&on_fd_close, nullptr); });
+  return *s;
+}
+
+using impl = epoll_set::impl;
+
+// Longest chain of sets below c (0 = holds none); INT_MAX if `target` is
+// among them (a cycle). Under reg().mu.
+int depth_below(impl* c, const impl* target, int level = 0) {
+  if (c == target) return INT_MAX;
+  if (level > kMaxNests + 1) return level;  // deep enough to fail anyway
+  int d = 0;
+  auto it = reg().children.find(c);
+  if (it == reg().children.end()) return 0;
+  for (auto& [child, n] : it->second) {
+    const int below = depth_below(child, target, level + 1);
+    if (below == INT_MAX) return INT_MAX;
+    d = std::max(d, below + 1);
+  }
+  return d;
+}
+// Longest chain of sets above p (0 = none holds it). Under reg().mu.
+int depth_above(impl* p, int level = 0) {
+  if (level > kMaxNests + 1) return level;
+  int d = 0;
+  auto it = reg().parents.find(p);
+  if (it == reg().parents.end()) return 0;
+  for (auto& [parent, n] : it->second)
+    d = std::max(d, depth_above(parent, level + 1) + 1);
+  return d;
+}
+void add_edge(impl* parent, impl* child) {
+  ++reg().children[parent][child];
+  ++reg().parents[child][parent];
+}
+void remove_edge(impl* parent, impl* child) {
+  auto drop = [](auto& map, impl* a, impl* b) {
+    auto it = map.find(a);
+    if (it == map.end()) return;
+    if (--it->second[b] == 0) it->second.erase(b);
+    if (it->second.empty()) map.erase(it);
+  };
+  drop(reg().children, parent, child);
+  drop(reg().parents, child, parent);
+}
+
+std::shared_ptr<epoll_set> lookup(int fd) {
+  std::lock_guard<std::mutex> g(reg().mu);
+  auto it = reg().by_fd.find(fd);
+  return it == reg().by_fd.end() ? nullptr : it->second;
+}
+
+bool fd_open(int fd) {
+  return fd >= 0 && ::fcntl(fd, F_GETFD) >= 0;
+}
+
+// Removes one entry: its tap, its nesting edge, its place on the ready list
+// and in the membership index. Under reg().mu and s.mu.
+void remove_entry(impl& s, absl::node_hash_map<int, impl::entry>::iterator it) {
+  impl::entry& e = it->second;
+  if (e.tap.live()) (void)s.svc->remove(e.tap);
+  if (e.child) {
+    remove_edge(&s, e.child);
+    std::lock_guard<spin_lock> pg(e.child->parents_lock);
+    std::erase(e.child->parents, std::pair<impl*, int>(&s, it->first));
+  }
+  s.dequeue(e);
+  const int fd = it->first;
+  s.entries.erase(it);
+  auto m = reg().members.find(fd);
+  if (m != reg().members.end()) {
+    m->second.erase(&s);
+    if (m->second.empty()) reg().members.erase(m);
+  }
+  s.settle();
+}
+
+}  // namespace
+
+epoll_set::epoll_set(std::unique_ptr<impl> p) : p_(std::move(p)) {}
+
+// The last number was closed (on_fd_close emptied the set) and the last
+// waiter has left.
+epoll_set::~epoll_set() = default;
+
+int epoll_set::fd() const noexcept {
+  return p_->epfd.load(std::memory_order_relaxed);
+}
+
+result<std::shared_ptr<epoll_set>> epoll_set::create(int flags) {
+  if (flags & ~EPOLL_CLOEXEC) return errno_code(EINVAL);
+  auto svc = service();
+  if (!svc) return svc.error();
+  auto q = event_queue::create_ceq(
+      {.merge = ceq_merge::bit_or, .ring_size = 1024, .max_ids = host_max_fds()},
+      {.notify = notify_policy::wake_one, .name = "epoll"});
+  if (!q) return q.error();
+  std::unique_ptr<impl> p(new (std::nothrow) impl);
+  if (!p) return errno_code(ENOMEM);
+  // The hidden eventfd first (then moved high), so the program's epoll fd
+  // gets the number Linux would have given it.
+  p->evfd = hide_fd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  if (p->evfd < 0) return errno_code(errno);
+  const int efd = ::epoll_create1(flags & EPOLL_CLOEXEC);
+  if (efd < 0) return errno_code(errno);
+  // Level-triggered watches: the hidden eventfd (events pending in this
+  // set) and the tap service's host fd (host events not yet dispatched, which
+  // may be this set's: a program that polls this fd without any thread
+  // waiting in ueq must still see it readable, and its epoll_wait then
+  // dispatches them).
+  epoll_event watch{};
+  watch.events = EPOLLIN;
+  if (::epoll_ctl(efd, EPOLL_CTL_ADD, p->evfd, &watch) != 0 ||
+      ::epoll_ctl(efd, EPOLL_CTL_ADD, (*svc)->pollable_fd(), &watch) != 0) {
+    const int e = errno;
+    ::close(efd);
+    return errno_code(e);
+  }
+  p->svc = *svc;
+  p->q = *q;
+  p->epfd.store(efd, std::memory_order_relaxed);
+  p->numbers.push_back(efd);
+  p->q->set_post_hook(&impl::post_hook, p.get());
+  std::shared_ptr<epoll_set> set(new (std::nothrow) epoll_set(std::move(p)));
+  if (!set) {
+    ::close(efd);
+    return errno_code(ENOMEM);
+  }
+  std::lock_guard<std::mutex> g(reg().mu);
+  reg().by_fd[efd] = set;
+  log("create fd=%d flags=%#x", efd, flags);
+  return set;
+}
+
+result<std::shared_ptr<epoll_set>> epoll_set::from_fd(int fd) {
+  if (auto s = lookup(fd)) return s;
+  return errno_code(fd_open(fd) ? EINVAL : EBADF);
+}
+
+status epoll_set::ctl(int op, int fd, const epoll_event* event) {
+  // Linux's order: EFAULT (event needed but missing), EBADF (target), EPERM
+  // (target cannot be polled), EINVAL (fd is this set, flag rules, bad op),
+  // ELOOP, then EEXIST/ENOENT.
+  const bool has_event = op != EPOLL_CTL_DEL;
+  if (has_event && !event) return status(EFAULT);
+  epoll_event ev{};
+  if (has_event) ev = *event;
+  if (!fd_open(fd)) return status(EBADF);
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return status(EBADF);
+  if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) return status(EPERM);
+  auto target = lookup(fd);
+  if (target.get() == this) return status(EINVAL);
+  if (op != EPOLL_CTL_ADD && op != EPOLL_CTL_MOD && op != EPOLL_CTL_DEL) return status(EINVAL);
+  if (has_event && (ev.events & EPOLLEXCLUSIVE)) {
+    if (op == EPOLL_CTL_MOD) return status(EINVAL);
+    if (target || (ev.events & ~kExclusiveOk)) return status(EINVAL);
+  }
+  ev.events |= EPOLLERR | EPOLLHUP;
+
+  // The registry lock first (nesting checks, membership), then ours.
+  std::lock_guard<std::mutex> rg(reg().mu);
+  std::lock_guard<std::mutex> g(p_->mu);
+  if (p_->dead) return status(EBADF);
+  auto it = p_->entries.find(fd);
+  switch (op) {
+    case EPOLL_CTL_ADD: {
+      if (it != p_->entries.end()) return status(EEXIST);
+      impl* child = target ? &epoll_access::of(*target) : nullptr;
+      if (child) {
+        const int below = depth_below(child, p_.get());
+        if (below == INT_MAX || depth_above(p_.get()) + 1 + below > kMaxNests) return status(ELOOP);
+      }
+      tap_handle tap;
+      if (!child) {
+        auto t = p_->svc->add({.fd = fd,
+                               .filter = tap_filter(ev.events),
+                               .queue = p_->q,
+                               .id = static_cast<std::uint32_t>(fd)});
+        if (!t) return status(t.error().value());
+        tap = *t;
+      }
+      impl::entry& e = p_->entries[fd];
+      e.fd = fd;
+      e.events = ev.events;
+      e.data = ev.data;
+      e.tap = tap;
+      e.child = child;
+      if (child) {
+        add_edge(p_.get(), child);
+        std::lock_guard<spin_lock> pg(child->parents_lock);
+        child->parents.emplace_back(p_.get(), fd);
+      }
+      reg().members[fd].insert(p_.get());
+      // Readiness is evaluated at ADD.
+      if (impl::probe(e)) p_->enqueue(e);
+      p_->settle();
+      log("ctl fd=%d ADD %d events=%#x", fd_open(fd) ? fd : -1, fd, ev.events);
+      return {};
+    }
+    case EPOLL_CTL_MOD: {
+      if (it == p_->entries.end()) return status(ENOENT);
+      impl::entry& e = it->second;
+      if (e.events & EPOLLEXCLUSIVE) return status(EINVAL);
+      const std::uint32_t filter = tap_filter(ev.events);
+      if (e.tap && filter != tap_filter(e.events))
+        if (status s = p_->svc->modify(e.tap, filter, 0)) return s;
+      e.events = ev.events;
+      e.data = ev.data;
+      e.disabled = false;  // re-arms an EPOLLONESHOT entry
+      // Readiness is evaluated at MOD.
+      if (impl::probe(e))
+        p_->enqueue(e);
+      else
+        p_->dequeue(e);
+      p_->settle();
+      return {};
+    }
+    default:  // EPOLL_CTL_DEL
+      if (it == p_->entries.end()) return status(ENOENT);
+      remove_entry(*p_, it);
+      return {};
+  }
+}
+
+result<int> epoll_set::wait(std::span<epoll_event> out, mono_ns deadline, const sigset_t* sigmask) {
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> g(p_->mu);
+      if (int n = p_->harvest(out)) return n;
+    }
+    // Host events may be waiting to be dispatched: take them (without
+    // blocking; if another thread is dispatching, it will post for us).
+    (void)p_->svc->poll(monotonic_now());
+    {
+      std::lock_guard<std::mutex> g(p_->mu);
+      if (int n = p_->harvest(out)) return n;
+    }
+    const mono_ns now = monotonic_now();
+    if (now >= deadline) return 0;
+    // Sleep in the kernel on our eventfd and the host's poll fd, with the
+    // caller's signal mask installed atomically (ppoll): a signal handler
+    // that runs makes us return EINTR, as epoll_wait does.
+    pollfd fds[2] = {{p_->evfd, POLLIN, 0}, {p_->svc->pollable_fd(), POLLIN, 0}};
+    timespec ts, *tsp = nullptr;
+    if (deadline != kNoDeadline) {
+      ts = to_timespec(deadline - now);
+      tsp = &ts;
+    }
+    if (::ppoll(fds, 2, tsp, sigmask) < 0) {
+      if (errno == EINTR) return errno_code(EINTR);
+      return errno_code(errno);
+    }
+  }
+}
+
+namespace {
+
+// Runs for every fd closed through ueq (before the close): the fd leaves
+// every set that holds it; an epoll fd's number leaves its set, and the set
+// is torn down with its last number.
+void on_fd_close(int fd, void*) {
+  std::shared_ptr<epoll_set> dying;  // released after the locks
+  std::lock_guard<std::mutex> g(reg().mu);
+  if (auto m = reg().members.find(fd); m != reg().members.end()) {
+    const auto holders = m->second;  // remove_entry edits the map
+    for (impl* s : holders) {
+      std::lock_guard<std::mutex> sg(s->mu);
+      if (auto it = s->entries.find(fd); it != s->entries.end()) remove_entry(*s, it);
+    }
+  }
+  auto it = reg().by_fd.find(fd);
+  if (it == reg().by_fd.end()) return;
+  dying = std::move(it->second);
+  reg().by_fd.erase(it);
+  impl& s = epoll_access::of(*dying);
+  std::erase(s.numbers, fd);
+  if (!s.numbers.empty()) {
+    // dup'ed numbers keep the set alive; make sure we write to an open one.
+    s.epfd.store(s.numbers.front(), std::memory_order_relaxed);
+    dying.reset();  // the registry still holds it under the other numbers
+    return;
+  }
+  std::lock_guard<std::mutex> sg(s.mu);
+  while (!s.entries.empty())
+    remove_entry(s, s.entries.begin());
+  s.dead = true;
+  log("close epoll fd=%d", fd);
+}
+
+}  // namespace
+
+status epoll_close(int fd) {
+  if (service()) return close_fd(fd);  // runs on_fd_close, then closes
+  return ::close(fd) == 0 ? status{} : status(errno);
+}
+
+namespace {
+
+// A new number for an open file: if the file is one of our sets, the number
+// names the set too.
+void register_dup(int oldfd, int newfd) {
+  std::lock_guard<std::mutex> g(reg().mu);
+  auto it = reg().by_fd.find(oldfd);
+  if (it == reg().by_fd.end()) return;
+  auto set = it->second;
+  reg().by_fd[newfd] = set;
+  epoll_access::of(*set).numbers.push_back(newfd);
+}
+
+// dup2/dup3: newfd, if open, is closed by the call: let ueq forget it first.
+int dup_over(int oldfd, int newfd, int flags, bool is_dup2) {
+  if (!fd_open(oldfd)) {
+    errno = EBADF;
+    return -1;
+  }
+  if (oldfd == newfd) {
+    if (is_dup2) return newfd;
+    errno = EINVAL;
+    return -1;
+  }
+  if (fd_open(newfd))
+    if (auto svc = service()) (*svc)->before_close(newfd);
+  const int r = is_dup2 ? ::dup2(oldfd, newfd) : ::dup3(oldfd, newfd, flags);
+  if (r >= 0) register_dup(oldfd, r);
+  return r;
+}
+
+}  // namespace
+
+}  // namespace ueq
+
+// ------------------------------------------------------------------ C API
+
+namespace {
+
+int fail(int e) {
+  errno = e;
+  return -1;
+}
+int fail(const std::error_code& ec) {
+  return fail(ec.value());
+}
+
+int do_wait(int epfd, epoll_event* events, int maxevents, ueq::mono_ns deadline,
+            const sigset_t* sigmask) {
+  // Mainline (6.15+) order: EBADF, then maxevents, then the buffer, then
+  // "not an epoll fd".
+  auto set = ueq::lookup(epfd);
+  if (!set && !ueq::fd_open(epfd)) return fail(EBADF);
+  if (maxevents <= 0 || maxevents > ueq::kMaxEvents) return fail(EINVAL);
+  if (!set) return fail(EINVAL);
+  // A null buffer is only an error once there is something to write into it
+  // (Linux checks the range, which null passes, and faults on the copy).
+  epoll_event scratch[1];
+  std::span<epoll_event> out =
+      events ? std::span<epoll_event>(events, maxevents) : std::span<epoll_event>(scratch, 1);
+  auto n = set->wait(out, deadline, sigmask);
+  if (!n) return fail(n.error());
+  if (!events && *n > 0) return fail(EFAULT);
+  return *n;
+}
+
+}  // namespace
+
+extern "C" {
+
+int ueq_epoll_create(int size) {
+  if (size <= 0) return fail(EINVAL);
+  return ueq_epoll_create1(0);
+}
+
+int ueq_epoll_create1(int flags) {
+  auto s = ueq::epoll_set::create(flags);
+  return s ? (*s)->fd() : fail(s.error());
+}
+
+int ueq_epoll_ctl(int epfd, int op, int fd, struct epoll_event* event) {
+  if (op != EPOLL_CTL_DEL && !event) return fail(EFAULT);
+  auto set = ueq::lookup(epfd);
+  if (!set) {
+    if (!ueq::fd_open(epfd) || !ueq::fd_open(fd)) return fail(EBADF);
+    struct stat st;
+    if (::fstat(fd, &st) == 0 && (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))) return fail(EPERM);
+    return fail(EINVAL);  // epfd is not an epoll fd of ours
+  }
+  if (fd == epfd) return ueq::fd_open(fd) ? fail(EINVAL) : fail(EBADF);
+  ueq::status s = set->ctl(op, fd, event);
+  return s ? fail(s.value()) : 0;
+}
+
+int ueq_epoll_wait(int epfd, struct epoll_event* events, int maxevents, int timeout) {
+  return do_wait(epfd, events, maxevents, ueq::deadline_after_ms(timeout), nullptr);
+}
+
+int ueq_epoll_pwait(int epfd, struct epoll_event* events, int maxevents, int timeout,
+                    const sigset_t* sigmask) {
+  return do_wait(epfd, events, maxevents, ueq::deadline_after_ms(timeout), sigmask);
+}
+
+int ueq_epoll_pwait2(int epfd, struct epoll_event* events, int maxevents,
+                     const struct timespec* timeout, const sigset_t* sigmask) {
+  ueq::mono_ns deadline = ueq::kNoDeadline;
+  if (timeout) {
+    if (timeout->tv_sec < 0 || timeout->tv_nsec < 0 || timeout->tv_nsec >= 1000000000L)
+      return fail(EINVAL);
+    const std::int64_t max_sec = INT64_MAX / 1000000000 - 1;
+    deadline = timeout->tv_sec >= max_sec
+                   ? ueq::kNoDeadline
+                   : ueq::deadline_after_ns(timeout->tv_sec * 1000000000LL + timeout->tv_nsec);
+  }
+  return do_wait(epfd, events, maxevents, deadline, sigmask);
+}
+
+int ueq_close(int fd) {
+  ueq::status s = ueq::epoll_close(fd);
+  return s ? fail(s.value()) : 0;
+}
+
+int ueq_dup(int fd) {
+  const int n = ::dup(fd);
+  if (n >= 0) ueq::register_dup(fd, n);
+  return n;
+}
+
+int ueq_dup2(int oldfd, int newfd) {
+  return ueq::dup_over(oldfd, newfd, 0, true);
+}
+
+int ueq_dup3(int oldfd, int newfd, int flags) {
+  return ueq::dup_over(oldfd, newfd, flags, false);
+}
+
+}  // extern "C"

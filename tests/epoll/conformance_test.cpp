@@ -1,0 +1,316 @@
+// Hand-written conformance scenarios: each runs on the kernel's epoll and on
+// ueq's, and the two traces must be identical.
+#include <catch2/catch.hpp>
+#include <climits>
+
+#include "differential.hpp"
+
+using ueq::test::epoll_api;
+using ueq::test::run_both;
+using ueq::test::trace;
+
+namespace {
+
+struct fds {
+  int a = -1, b = -1;
+};
+fds pipe_nb() {
+  int p[2];
+  REQUIRE(::pipe2(p, O_NONBLOCK | O_CLOEXEC) == 0);
+  return {p[0], p[1]};
+}
+fds sockpair() {
+  int p[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, p) == 0);
+  return {p[0], p[1]};
+}
+epoll_event ev(std::uint32_t events, std::uint64_t data) {
+  epoll_event e{};
+  e.events = events;
+  e.data.u64 = data;
+  return e;
+}
+
+void check(const char* name, const ueq::test::scenario_fn& s) {
+  auto [k, u] = run_both(s);
+  INFO("scenario: " << name << "\n--- kernel ---\n" << k.str() << "--- ueq ---\n" << u.str());
+  REQUIRE(k.lines() == u.lines());
+}
+
+}  // namespace
+
+TEST_CASE("conformance: create errors and flags", "[epoll]") {
+  check("create", [](const epoll_api& api, trace& t) {
+    t.rc("create(0)", api.create(0));
+    t.rc("create(-1)", api.create(-1));
+    t.rc("create1(bad flag)", api.create1(0x1234));
+    const int e = t.fd("create(1)", api.create(1));
+    t.rc("F_GETFL & O_ACCMODE", ::fcntl(e, F_GETFL) & O_ACCMODE);
+    t.rc("FD_CLOEXEC without flag", ::fcntl(e, F_GETFD) & FD_CLOEXEC);
+    api.close(e);
+    const int c = t.fd("create1(EPOLL_CLOEXEC)", api.create1(EPOLL_CLOEXEC));
+    t.rc("FD_CLOEXEC with flag", ::fcntl(c, F_GETFD) & FD_CLOEXEC);
+    char buf[8];
+    t.rc("read on epoll fd", static_cast<int>(::read(c, buf, 8)));
+    api.close(c);
+  });
+}
+
+TEST_CASE("conformance: ctl errors, line by line", "[epoll]") {
+  check("ctl errors", [](const epoll_api& api, trace& t) {
+    const int e = api.create1(0);
+    auto p = pipe_nb();
+    epoll_event x = ev(EPOLLIN, 1);
+    t.rc("ADD null event", api.ctl(e, EPOLL_CTL_ADD, p.a, nullptr));
+    t.rc("MOD null event", api.ctl(e, EPOLL_CTL_MOD, p.a, nullptr));
+    t.rc("bad op null event", api.ctl(e, 99, p.a, nullptr));
+    t.rc("bad op", api.ctl(e, 99, p.a, &x));
+    t.rc("bad epfd", api.ctl(-1, EPOLL_CTL_ADD, p.a, &x));
+    t.rc("closed epfd number", api.ctl(9999, EPOLL_CTL_ADD, p.a, &x));
+    t.rc("bad fd", api.ctl(e, EPOLL_CTL_ADD, -1, &x));
+    t.rc("epfd not epoll", api.ctl(p.b, EPOLL_CTL_ADD, p.a, &x));
+    t.rc("fd == epfd", api.ctl(e, EPOLL_CTL_ADD, e, &x));
+    char path[] = "/tmp/ueq-conf-XXXXXX";
+    const int f = ::mkstemp(path);
+    t.rc("regular file", api.ctl(e, EPOLL_CTL_ADD, f, &x));
+    ::close(f);
+    ::unlink(path);
+    const int d = ::open("/tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    t.rc("directory", api.ctl(e, EPOLL_CTL_ADD, d, &x));
+    ::close(d);
+    t.rc("DEL not there", api.ctl(e, EPOLL_CTL_DEL, p.a, nullptr));
+    t.rc("MOD not there", api.ctl(e, EPOLL_CTL_MOD, p.a, &x));
+    t.rc("ADD", api.ctl(e, EPOLL_CTL_ADD, p.a, &x));
+    t.rc("ADD again", api.ctl(e, EPOLL_CTL_ADD, p.a, &x));
+    epoll_event ex = ev(EPOLLIN | EPOLLEXCLUSIVE, 2);
+    t.rc("MOD with EXCLUSIVE", api.ctl(e, EPOLL_CTL_MOD, p.a, &ex));
+    epoll_event exbad = ev(EPOLLIN | EPOLLEXCLUSIVE | EPOLLONESHOT, 2);
+    t.rc("ADD EXCLUSIVE|ONESHOT", api.ctl(e, EPOLL_CTL_ADD, p.b, &exbad));
+    t.rc("ADD EXCLUSIVE", api.ctl(e, EPOLL_CTL_ADD, p.b, &ex));
+    t.rc("MOD an EXCLUSIVE entry", api.ctl(e, EPOLL_CTL_MOD, p.b, &x));
+    const int e2 = api.create1(0);
+    t.rc("EXCLUSIVE on an epoll fd", api.ctl(e, EPOLL_CTL_ADD, e2, &ex));
+    epoll_event w = ev(EPOLLIN | EPOLLWAKEUP, 3);
+    t.rc("WAKEUP accepted", api.ctl(e2, EPOLL_CTL_ADD, p.a, &w));
+    t.rc("DEL ignores event", api.ctl(e, EPOLL_CTL_DEL, p.a, nullptr));
+    api.close(e2);
+    api.close(e);
+    ::close(p.a);
+    ::close(p.b);
+  });
+}
+
+TEST_CASE("conformance: wait errors", "[epoll]") {
+  check("wait errors", [](const epoll_api& api, trace& t) {
+    const int e = api.create1(0);
+    epoll_event out[4];
+    t.rc("bad epfd", api.wait(-1, out, 4, 0));
+    t.rc("bad epfd and maxevents (EBADF first)", api.wait(-1, out, 0, 0));
+    t.rc("maxevents 0", api.wait(e, out, 0, 0));
+    t.rc("maxevents -1", api.wait(e, out, -1, 0));
+    t.rc("maxevents huge", api.wait(e, out, INT_MAX, 0));
+    auto p = pipe_nb();
+    t.rc("not an epoll fd", api.wait(p.a, out, 4, 0));
+    t.rc("null buffer, nothing ready", api.wait(e, nullptr, 4, 0));
+    timespec bad{0, 1000000000L};
+    t.rc("pwait2 bad timespec", api.pwait2(e, out, 4, &bad, nullptr));
+    timespec neg{-1, 0};
+    t.rc("pwait2 negative timespec", api.pwait2(e, out, 4, &neg, nullptr));
+    timespec zero{0, 0};
+    t.rc("pwait2 zero", api.pwait2(e, out, 4, &zero, nullptr));
+    ::close(p.a);
+    ::close(p.b);
+    api.close(e);
+  });
+}
+
+TEST_CASE("conformance: level-triggered reports on every wait while ready", "[epoll]") {
+  check("LT", [](const epoll_api& api, trace& t) {
+    const int e = api.create1(0);
+    auto p = pipe_nb();
+    epoll_event x = ev(EPOLLIN, 7);
+    api.ctl(e, EPOLL_CTL_ADD, p.a, &x);
+    epoll_event out[4];
+    t.wait("empty", api.wait(e, out, 4, 0), out);
+    ::write(p.b, "ab", 2);
+    t.wait("ready", api.wait(e, out, 4, 0), out);
+    t.wait("still ready", api.wait(e, out, 4, 0), out);
+    char buf[4];
+    ::read(p.a, buf, 1);
+    t.wait("one byte left", api.wait(e, out, 4, 0), out);
+    ::read(p.a, buf, 1);
+    t.wait("drained", api.wait(e, out, 4, 0), out);
+    ::close(p.b);
+    t.wait("writer closed: HUP", api.wait(e, out, 4, 0), out);
+    ::close(p.a);
+    api.close(e);
+  });
+}
+
+TEST_CASE("conformance: edge-triggered reports new arrivals only", "[epoll]") {
+  check("ET", [](const epoll_api& api, trace& t) {
+    const int e = api.create1(0);
+    auto s = sockpair();
+    epoll_event x = ev(EPOLLIN | EPOLLET, 1);
+    api.ctl(e, EPOLL_CTL_ADD, s.a, &x);
+    epoll_event out[4];
+    t.wait("empty", api.wait(e, out, 4, 0), out);
+    ::write(s.b, "a", 1);
+    t.wait("arrival", api.wait(e, out, 4, 0), out);
+    t.wait("no new arrival", api.wait(e, out, 4, 0), out);
+    ::write(s.b, "b", 1);
+    t.wait("second arrival, undrained", api.wait(e, out, 4, 0), out);
+    char buf[4];
+    ::write(s.b, "c", 1);
+    ::read(s.a, buf, 4);
+    t.wait("arrived but drained before wait", api.wait(e, out, 4, 0), out);
+    ::close(s.a);
+    ::close(s.b);
+    api.close(e);
+  });
+}
+
+TEST_CASE("conformance: oneshot disables until MOD re-arms", "[epoll]") {
+  check("ONESHOT", [](const epoll_api& api, trace& t) {
+    const int e = api.create1(0);
+    auto p = pipe_nb();
+    epoll_event x = ev(EPOLLIN | EPOLLONESHOT, 3);
+    api.ctl(e, EPOLL_CTL_ADD, p.a, &x);
+    ::write(p.b, "a", 1);
+    epoll_event out[4];
+    t.wait("fires once", api.wait(e, out, 4, 0), out);
+    t.wait("disabled", api.wait(e, out, 4, 0), out);
+    ::write(p.b, "b", 1);
+    t.wait("still disabled", api.wait(e, out, 4, 0), out);
+    t.rc("ADD again: still registered", api.ctl(e, EPOLL_CTL_ADD, p.a, &x));
+    epoll_event y = ev(EPOLLIN | EPOLLONESHOT, 4);
+    t.rc("MOD re-arms", api.ctl(e, EPOLL_CTL_MOD, p.a, &y));
+    t.wait("fires with new data", api.wait(e, out, 4, 0), out);
+    ::close(p.a);
+    ::close(p.b);
+    api.close(e);
+  });
+}
+
+TEST_CASE("conformance: readiness at ADD and MOD; reported mask; latest data", "[epoll]") {
+  check("ADD/MOD readiness", [](const epoll_api& api, trace& t) {
+    const int e = api.create1(0);
+    auto s = sockpair();
+    epoll_event out[4];
+    epoll_event w = ev(EPOLLOUT, 1);
+    t.rc("ADD writable socket", api.ctl(e, EPOLL_CTL_ADD, s.a, &w));
+    t.wait("reported at once", api.wait(e, out, 4, 0), out);
+    epoll_event r = ev(EPOLLIN, 2);
+    t.rc("MOD to IN", api.ctl(e, EPOLL_CTL_MOD, s.a, &r));
+    t.wait("not readable", api.wait(e, out, 4, 0), out);
+    ::write(s.b, "x", 1);
+    epoll_event rw = ev(EPOLLIN | EPOLLOUT | EPOLLRDHUP, 3);
+    t.rc("MOD to IN|OUT|RDHUP", api.ctl(e, EPOLL_CTL_MOD, s.a, &rw));
+    t.wait("both, data 3", api.wait(e, out, 4, 0), out);
+    ::shutdown(s.b, SHUT_WR);
+    t.wait("RDHUP reported when asked", api.wait(e, out, 4, 0), out);
+    epoll_event only_out = ev(EPOLLOUT | EPOLLET, 4);
+    t.rc("MOD to OUT|ET", api.ctl(e, EPOLL_CTL_MOD, s.a, &only_out));
+    t.wait("RDHUP not asked: masked", api.wait(e, out, 4, 0), out);
+    ::close(s.b);
+    t.wait("peer gone: HUP always", api.wait(e, out, 4, 0), out);
+    ::close(s.a);
+    api.close(e);
+  });
+}
+
+TEST_CASE("conformance: maxevents smaller than the ready set rotates fairly", "[epoll]") {
+  check("rotation", [](const epoll_api& api, trace& t) {
+    const int e = api.create1(0);
+    std::vector<fds> ps;
+    for (int i = 0; i < 5; ++i) {
+      ps.push_back(pipe_nb());
+      ::write(ps.back().b, "x", 1);
+      epoll_event x = ev(EPOLLIN, i);
+      api.ctl(e, EPOLL_CTL_ADD, ps.back().a, &x);
+    }
+    epoll_event out[2];
+    // Level-triggered, all five stay ready: successive waits must cover them
+    // all before repeating one.
+    for (int round = 0; round < 5; ++round)
+      t.wait("wait 2 of 5", api.wait(e, out, 2, 0), out);
+    for (auto& p : ps) {
+      ::close(p.a);
+      ::close(p.b);
+    }
+    api.close(e);
+  });
+}
+
+TEST_CASE("conformance: nesting, cycles and the depth limit", "[epoll]") {
+  check("nesting", [](const epoll_api& api, trace& t) {
+    int e[8];
+    for (int& x : e)
+      x = api.create1(0);
+    epoll_event in = ev(EPOLLIN, 0);
+    for (int i = 0; i < 7; ++i) {
+      in.data.u64 = i;
+      t.rc("add e" + std::to_string(i + 1) + " into e" + std::to_string(i),
+           api.ctl(e[i], EPOLL_CTL_ADD, e[i + 1], &in));
+    }
+    t.rc("cycle", api.ctl(e[2], EPOLL_CTL_ADD, e[0], &in));
+    // Events propagate up: a pipe in e3 makes e2 readable.
+    auto p = pipe_nb();
+    in.data.u64 = 100;
+    t.rc("pipe into e3", api.ctl(e[3], EPOLL_CTL_ADD, p.a, &in));
+    epoll_event out[4];
+    t.wait("e2 before", api.wait(e[2], out, 4, 0), out);
+    ::write(p.b, "x", 1);
+    t.wait("e3", api.wait(e[3], out, 4, 0), out);
+    t.wait("e2 sees e3 readable", api.wait(e[2], out, 4, 0), out);
+    for (int& x : e)
+      api.close(x);
+    ::close(p.a);
+    ::close(p.b);
+  });
+}
+
+TEST_CASE("conformance: the same fd in several sets; closing removes it", "[epoll]") {
+  check("many sets", [](const epoll_api& api, trace& t) {
+    const int e1 = api.create1(0), e2 = api.create1(0);
+    auto p = pipe_nb();
+    epoll_event a = ev(EPOLLIN, 1), b = ev(EPOLLIN | EPOLLET, 2);
+    t.rc("into e1", api.ctl(e1, EPOLL_CTL_ADD, p.a, &a));
+    t.rc("into e2", api.ctl(e2, EPOLL_CTL_ADD, p.a, &b));
+    ::write(p.b, "x", 1);
+    epoll_event out[4];
+    t.wait("e1", api.wait(e1, out, 4, 0), out);
+    t.wait("e2", api.wait(e2, out, 4, 0), out);
+    api.close(p.a);  // the only reference: the entry goes in both sets
+    t.wait("e1 after close", api.wait(e1, out, 4, 0), out);
+    t.rc("DEL after close", api.ctl(e1, EPOLL_CTL_DEL, p.a, nullptr));
+    ::close(p.b);
+    api.close(e1);
+    api.close(e2);
+  });
+}
+
+TEST_CASE("conformance: the epoll fd is pollable and readable while events are pending",
+          "[epoll]") {
+  check("pollable", [](const epoll_api& api, trace& t) {
+    const int e = api.create1(0);
+    auto p = pipe_nb();
+    epoll_event x = ev(EPOLLIN, 1);
+    api.ctl(e, EPOLL_CTL_ADD, p.a, &x);
+    pollfd pf{e, POLLIN, 0};
+    t.rc("poll: nothing", ::poll(&pf, 1, 0));
+    ::write(p.b, "x", 1);
+    pf.revents = 0;
+    t.rc("poll: pending", ::poll(&pf, 1, 1000));
+    t.rc("revents", pf.revents);
+    const int k = ::epoll_create1(0);  // a kernel epoll watching ours
+    epoll_event kx = ev(EPOLLIN, 9);
+    t.rc("kernel epoll ADD", ::epoll_ctl(k, EPOLL_CTL_ADD, e, &kx));
+    epoll_event out[2];
+    t.wait("kernel sees it", ::epoll_wait(k, out, 2, 1000), out);
+    ::close(k);
+    ::close(p.a);
+    ::close(p.b);
+    api.close(e);
+  });
+}
