@@ -493,12 +493,9 @@ status epoll_set::ctl(int op, int fd, const epoll_event* event) {
 
 result<int> epoll_set::wait(std::span<epoll_event> out, mono_ns deadline, const sigset_t* sigmask) {
   for (;;) {
-    {
-      std::lock_guard<std::mutex> g(p_->mu);
-      if (int n = p_->harvest(out)) return n;
-    }
-    // Host events may be waiting to be dispatched: take them (without
-    // blocking; if another thread is dispatching, it will post for us).
+    // Dispatch host events that have not been taken yet (without blocking;
+    // if another thread is dispatching, it posts for us), so that whatever
+    // happened before this call is seen by it, as with Linux.
     (void)p_->svc->poll(monotonic_now());
     {
       std::lock_guard<std::mutex> g(p_->mu);

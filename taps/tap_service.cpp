@@ -15,6 +15,7 @@
 // The fd table is a chunked_table: entries live as long as the service, so a
 // host event for any fd number can always be looked up safely.
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -91,19 +92,15 @@ struct tap_service::impl {
 
   fd_entry* entry(int fd, bool create) { return table.get(fd, create); }
 
-  static std::uint32_t union_of(const fd_entry& e) {
-    std::uint32_t u = 0;
-    for (auto& t : e.taps)
-      u |= t->filter;
-    return u;
-  }
-
-  // Brings the host registration in line with the taps (under e.mu). With
-  // `rearm`, re-registers even if the union did not change, so the host
-  // reports current readiness (Linux evaluates readiness at ADD and MOD).
-  status sync_host(fd_entry& e, int fd, bool rearm) {
-    const std::uint32_t want = union_of(e);
-    if (want == 0) {
+  // Brings the host registration in line with the taps (under e.mu): one
+  // registration for every filter bit while the fd has any tap, none when
+  // it has none. Registering all bits, not the union of the taps' filters,
+  // means the host is never re-armed while taps exist: a re-arm (epoll MOD)
+  // re-reports current readiness to every tap of the fd, which would hand
+  // an edge-triggered tap an edge that never happened. Bits no tap wants
+  // are dropped in dispatch.
+  status sync_host(fd_entry& e, int fd) {
+    if (e.taps.empty()) {
       if (e.host_events != 0) {
         (void)backend->remove(fd, host_key(e.gen, fd));  // ENOENT/EBADF: already gone
         ++e.gen;
@@ -111,17 +108,22 @@ struct tap_service::impl {
       }
       return {};
     }
-    status s;
-    if (e.host_events == 0) {
-      s = backend->add(fd, want, host_key(e.gen, fd));
-      if (s.value() == EEXIST)  // a registration we lost track of: take it over
-        s = backend->modify(fd, want, host_key(e.gen, fd));
-    } else if (rearm || want != e.host_events) {
-      s = backend->modify(fd, want, host_key(e.gen, fd));
-      if (s.value() == ENOENT) s = backend->add(fd, want, host_key(e.gen, fd));
-    }
-    if (!s) e.host_events = want;
+    if (e.host_events != 0) return {};
+    status s = backend->add(fd, kTapAllFilters, host_key(e.gen, fd));
+    if (s.value() == EEXIST)  // a registration we lost track of: take it over
+      s = backend->modify(fd, kTapAllFilters, host_key(e.gen, fd));
+    if (!s) e.host_events = kTapAllFilters;
     return s;
+  }
+
+  // Readiness is evaluated when a tap is added or modified: probe the fd and
+  // post what the tap asked for to that tap alone (under e.mu, like
+  // dispatch, so it is ordered with the fd's other events).
+  void fire_initial(const detail::tap& t) {
+    pollfd p{t.fd, static_cast<short>(t.filter & 0xffff), 0};
+    if (::poll(&p, 1, 0) != 1 || (p.revents & POLLNVAL)) return;
+    const std::uint32_t bits = static_cast<std::uint32_t>(p.revents) & t.filter;
+    if (bits && !t.queue->post(t.id, bits, t.data)) stats.add(kPosts);
   }
 
   // Drops every tap of the entry and its registration (under e.mu).
@@ -129,7 +131,7 @@ struct tap_service::impl {
     for (auto& t : e.taps)
       t->live = false;
     e.taps.clear();
-    (void)sync_host(e, fd, false);
+    (void)sync_host(e, fd);
   }
 
   void dispatch(const host_event& ev) {
@@ -216,13 +218,16 @@ result<tap_handle> tap_service::add(const tap_spec& spec) {
   std::lock_guard<std::mutex> g(e->mu);
   if (e->host_events != 0 && (e->dev != st.st_dev || e->ino != st.st_ino))
     p_->drop_all(*e, spec.fd);  // the number was closed behind our back and reused
+  const bool fresh = e->host_events == 0;
   e->taps.push_back(t);
-  if (status s = p_->sync_host(*e, spec.fd, /*rearm=*/true)) {
+  if (status s = p_->sync_host(*e, spec.fd)) {
     e->taps.pop_back();
     t->live = false;
-    (void)p_->sync_host(*e, spec.fd, false);
     return s.code();
   }
+  // A fresh host registration reports current readiness by itself (to this,
+  // the only tap); otherwise probe for this tap alone.
+  if (!fresh) p_->fire_initial(*t);
   e->dev = st.st_dev;
   e->ino = st.st_ino;
   return tap_handle(std::move(t));
@@ -235,15 +240,9 @@ status tap_service::modify(const tap_handle& h, std::uint32_t filter, std::uint6
   if (!e) return status(ENOENT);
   std::lock_guard<std::mutex> g(e->mu);
   if (!h.t_->live) return status(ENOENT);
-  const std::uint32_t old_filter = h.t_->filter;
-  const std::uint64_t old_data = h.t_->data;
   h.t_->filter = filter;
   h.t_->data = data;
-  if (status s = p_->sync_host(*e, h.t_->fd, /*rearm=*/true)) {
-    h.t_->filter = old_filter;
-    h.t_->data = old_data;
-    return s;
-  }
+  p_->fire_initial(*h.t_);
   return {};
 }
 
@@ -255,7 +254,7 @@ status tap_service::remove(const tap_handle& h) {
   if (!h.t_->live) return status(ENOENT);
   h.t_->live = false;
   std::erase(e->taps, h.t_);
-  (void)p_->sync_host(*e, h.t_->fd, false);  // only narrows: cannot fail usefully
+  (void)p_->sync_host(*e, h.t_->fd);  // only deregisters: cannot fail usefully
   return {};
 }
 

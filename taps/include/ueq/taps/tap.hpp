@@ -12,7 +12,9 @@
 //   kTapError EPOLLERR, kTapHangup EPOLLHUP, kTapRdhup EPOLLRDHUP.
 // A tap receives only the bits it asked for (ask for error and hang-up to be
 // told about them). Events are edge-like: a tap fires when the fd's readiness
-// changes or new data arrives, and once at add/modify if the fd is ready.
+// changes or new data arrives, and once at add/modify if the fd is ready
+// (that initial event goes to the added or modified tap alone: the fd's
+// other taps see no edge that did not happen).
 //
 // Lifetime and fd reuse:
 //  - A tap lives until remove() or until its fd is closed through ueq
