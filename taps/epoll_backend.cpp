@@ -1,14 +1,28 @@
-// The host-epoll backend: one epoll instance, registrations edge-triggered
-// and persistent, plus an eventfd (registered with a reserved key) to break
-// a poll from another thread.
+// The host-epoll backend: registrations edge-triggered and persistent, plus
+// an eventfd (registered with a reserved key) to break a poll from another
+// thread.
+//
+// One epoll instance can hold an fd once; a second registration of the same
+// fd goes into a second instance ("lane"), and so on. Lanes beyond the first
+// are nested, level-triggered, into lane 0, which is the one the poller
+// waits on; a lane that becomes readable is drained without blocking. Lanes
+// are created on demand and live as long as the backend.
+//
+// Locking: mu_ guards lane_of_ and the creation of lanes. nlanes_ is read by
+// the poller without it (lanes only ever get added, and lanes_[i] is written
+// before nlanes_ is raised with release).
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <absl/container/flat_hash_map.h>
+
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <new>
 
 #include "ueq/runtime/chunked_table.hpp"
@@ -18,25 +32,58 @@ namespace ueq {
 namespace {
 
 constexpr std::uint64_t kWakeKey = ~std::uint64_t{0};
+constexpr std::uint64_t kLaneKey = 0xffffffff00000000ull;  // | lane index
+constexpr int kMaxLanes = 64;
 
 class epoll_backend final : public host_backend {
  public:
-  epoll_backend(int ep, int efd) : ep_(ep), efd_(efd) {}
+  epoll_backend(int ep, int efd) : efd_(efd) {
+    lanes_[0] = ep;
+    nlanes_.store(1, std::memory_order_relaxed);
+  }
   ~epoll_backend() override {
     ::close(efd_);
-    ::close(ep_);
+    for (int i = 0; i < nlanes_.load(std::memory_order_relaxed); ++i)
+      ::close(lanes_[i]);
   }
   const char* name() const noexcept override { return "epoll"; }
-  int pollable_fd() const noexcept override { return ep_; }
+  int pollable_fd() const noexcept override { return lanes_[0]; }
 
   status add(int fd, std::uint32_t events, std::uint64_t key) noexcept override {
-    return ctl(EPOLL_CTL_ADD, fd, events, key);
+    std::lock_guard<std::mutex> g(mu_);
+    if (lane_of_.contains(key)) return status(EEXIST);
+    for (int lane = 0; lane < kMaxLanes; ++lane) {
+      if (lane == nlanes_.load(std::memory_order_relaxed))
+        if (status s = add_lane_locked()) return s;
+      epoll_event e{};
+      e.events = events | EPOLLET;
+      e.data.u64 = key;
+      if (::epoll_ctl(lanes_[lane], EPOLL_CTL_ADD, fd, &e) == 0) {
+        lane_of_[key] = lane;
+        return {};
+      }
+      if (errno != EEXIST) return status(errno);  // the fd is in this lane: try the next
+    }
+    return status(ENOSPC);
   }
+
   status modify(int fd, std::uint32_t events, std::uint64_t key) noexcept override {
-    return ctl(EPOLL_CTL_MOD, fd, events, key);
+    std::lock_guard<std::mutex> g(mu_);
+    auto it = lane_of_.find(key);
+    if (it == lane_of_.end()) return status(ENOENT);
+    epoll_event e{};
+    e.events = events | EPOLLET;
+    e.data.u64 = key;
+    return ::epoll_ctl(lanes_[it->second], EPOLL_CTL_MOD, fd, &e) == 0 ? status{} : status(errno);
   }
-  status remove(int fd, std::uint64_t) noexcept override {
-    return ::epoll_ctl(ep_, EPOLL_CTL_DEL, fd, nullptr) == 0 ? status{} : status(errno);
+
+  status remove(int fd, std::uint64_t key) noexcept override {
+    std::lock_guard<std::mutex> g(mu_);
+    auto it = lane_of_.find(key);
+    if (it == lane_of_.end()) return status(ENOENT);
+    const int lane = it->second;
+    lane_of_.erase(it);
+    return ::epoll_ctl(lanes_[lane], EPOLL_CTL_DEL, fd, nullptr) == 0 ? status{} : status(errno);
   }
 
   result<std::size_t> poll(std::span<host_event> out, mono_ns deadline,
@@ -46,24 +93,35 @@ class epoll_backend final : public host_backend {
     if (max == 0) return errno_code(EINVAL);
     timespec rel, *tsp = nullptr;
     if (deadline != kNoDeadline) {
-      const mono_ns left = std::max<mono_ns>(0, deadline - monotonic_now());
-      rel = to_timespec(left);
+      rel = to_timespec(std::max<mono_ns>(0, deadline - monotonic_now()));
       tsp = &rel;
     }
-    const int n = ::epoll_pwait2(ep_, evs, max, tsp, sigmask);
+    const int n = ::epoll_pwait2(lanes_[0], evs, max, tsp, sigmask);
     if (n < 0) return errno_code(errno);
     std::size_t k = 0;
     for (int i = 0; i < n; ++i) {
-      if (evs[i].data.u64 == kWakeKey) {
+      const std::uint64_t key = evs[i].data.u64;
+      if (key == kWakeKey) {
         // Clear "wake pending" before draining the eventfd: a wake() after
         // the clear writes again, so none is lost (at worst one extra).
         // seq_cst pairs with the exchange in wake().
         wake_pending_.store(false, std::memory_order_seq_cst);
         std::uint64_t v;
         (void)::read(efd_, &v, sizeof v);
-        continue;
+      } else if ((key & kLaneKey) == kLaneKey) {
+        // A nested lane has events: take what fits, without blocking (it is
+        // level-triggered in lane 0, so leftovers come back next poll).
+        const int lane = static_cast<int>(key & 0xffff);
+        if (k < out.size()) {
+          epoll_event more[64];
+          const int room = static_cast<int>(std::min<std::size_t>(out.size() - k, 64));
+          const int m = ::epoll_wait(lanes_[lane], more, room, 0);
+          for (int j = 0; j < m; ++j)
+            out[k++] = {more[j].data.u64, more[j].events};
+        }
+      } else if (k < out.size()) {
+        out[k++] = {key, evs[i].events};
       }
-      out[k++] = {evs[i].data.u64, evs[i].events};
     }
     return k;
   }
@@ -77,15 +135,29 @@ class epoll_backend final : public host_backend {
   }
 
  private:
-  status ctl(int op, int fd, std::uint32_t events, std::uint64_t key) noexcept {
+  status add_lane_locked() noexcept {
+    const int n = nlanes_.load(std::memory_order_relaxed);
+    const int ep = hide_fd(::epoll_create1(EPOLL_CLOEXEC));
+    if (ep < 0) return status(errno);
     epoll_event e{};
-    e.events = events | EPOLLET;
-    e.data.u64 = key;
-    return ::epoll_ctl(ep_, op, fd, &e) == 0 ? status{} : status(errno);
+    e.events = EPOLLIN;  // level-triggered: lane 0 reports it until drained
+    e.data.u64 = kLaneKey | static_cast<std::uint64_t>(n);
+    if (::epoll_ctl(lanes_[0], EPOLL_CTL_ADD, ep, &e) != 0) {
+      const int err = errno;
+      ::close(ep);
+      return status(err);
+    }
+    lanes_[n] = ep;
+    // release: the poller that sees the new count sees the lane's fd.
+    nlanes_.store(n + 1, std::memory_order_release);
+    return {};
   }
 
-  const int ep_;
+  std::array<int, kMaxLanes> lanes_{};
+  std::atomic<int> nlanes_{0};
   const int efd_;
+  std::mutex mu_;
+  absl::flat_hash_map<std::uint64_t, int> lane_of_;  // key -> lane; guarded by mu_
   std::atomic<bool> wake_pending_{false};
 };
 

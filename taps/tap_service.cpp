@@ -1,19 +1,28 @@
 // The tap service: the fd table, the fan-out from host events to taps, and
 // who polls.
 //
-// Locking (outermost first):
-//   cb_mu_                 the close-callback list. Callbacks run without it.
-//   fd_entry::mu           one per fd number: the fd's taps, its host
-//                          registration (events, generation, file identity),
-//                          and every tap's filter/data/live. Held while
-//                          calling the backend for that fd and while posting
-//                          that fd's events into queues, so that after
-//                          remove() returns no event of the tap is posted.
-//   event queue locks      taken inside post() (leaf locks).
-// Nothing takes fd_entry::mu while holding a queue lock.
+// Every tap has its own host registration, named by a key made of a slot
+// number and that slot's generation. The host kernel then filters each
+// registration by its own events, exactly as it does for several epoll
+// instances watching one fd: an edge of one bit never reaches a tap that
+// watches another, adding or modifying one tap re-evaluates readiness for
+// that tap alone, and removing one leaves the others untouched.
 //
-// The fd table is a chunked_table: entries live as long as the service, so a
-// host event for any fd number can always be looked up safely.
+// Locking (outermost first):
+//   cb_mu                  the close-callback list. Callbacks run without it.
+//   fd_entry::mu           one per fd number: the fd's list of taps and the
+//                          identity (device, inode) of the file they watch.
+//   slot::mu               one per tap slot: the tap in it, its generation,
+//                          and the tap's filter/data/live. Held while posting
+//                          the slot's events, so after remove() returns no
+//                          event of the tap is posted.
+//   free_mu                the free-slot list.
+//   event queue locks      taken inside post() (leaf locks).
+// Dispatch takes only slot locks. Nothing takes fd_entry::mu or slot::mu
+// while holding a queue lock.
+//
+// The fd and slot tables are chunked_tables: entries live as long as the
+// service, so a host event for any key can always be looked up safely.
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/stat.h>
@@ -37,9 +46,10 @@ struct tap {
   int fd;
   event_queue_ptr queue;
   std::uint32_t id;
-  std::uint32_t filter;  // guarded by the fd entry's mu
-  std::uint64_t data;    // guarded by the fd entry's mu
-  bool live = true;      // guarded by the fd entry's mu
+  std::uint32_t slot;    // its host key is (slot << 32) | generation
+  std::uint32_t filter;  // guarded by the slot's mu
+  std::uint64_t data;    // guarded by the slot's mu
+  bool live = true;      // guarded by the slot's mu (written under the fd's mu too)
 };
 }  // namespace detail
 
@@ -54,16 +64,18 @@ namespace {
 
 struct fd_entry {
   std::mutex mu;
-  std::uint32_t gen = 0;          // changes whenever the registration is dropped
-  std::uint32_t host_events = 0;  // registered union; 0 = not registered
-  dev_t dev = 0;                  // identity of the file registered
+  dev_t dev = 0;  // identity of the file the taps watch
   ino_t ino = 0;
   std::vector<std::shared_ptr<detail::tap>> taps;
 };
 
-std::uint64_t host_key(std::uint32_t gen, int fd) {
-  return (std::uint64_t{gen} << 32) | static_cast<std::uint32_t>(fd);
-}
+struct tap_slot {
+  std::mutex mu;
+  std::uint32_t gen = 0;  // bumped when the slot's tap goes
+  std::shared_ptr<detail::tap> tap;
+};
+
+constexpr std::size_t kMaxSlots = std::size_t{1} << 24;
 
 }  // namespace
 
@@ -72,6 +84,10 @@ struct tap_service::impl {
 
   std::unique_ptr<host_backend> backend;
   chunked_table<fd_entry> table{host_max_fds()};
+  chunked_table<tap_slot, 10> slots{kMaxSlots};
+  std::mutex free_mu;
+  std::vector<std::uint32_t> free_slots;  // guarded by free_mu
+  std::uint32_t next_slot = 0;            // guarded by free_mu
   std::atomic<bool> polling{false};
 
   std::mutex cb_mu;
@@ -92,67 +108,80 @@ struct tap_service::impl {
 
   fd_entry* entry(int fd, bool create) { return table.get(fd, create); }
 
-  // Brings the host registration in line with the taps (under e.mu): one
-  // registration for every filter bit while the fd has any tap, none when
-  // it has none. Registering all bits, not the union of the taps' filters,
-  // means the host is never re-armed while taps exist: a re-arm (epoll MOD)
-  // re-reports current readiness to every tap of the fd, which would hand
-  // an edge-triggered tap an edge that never happened. Bits no tap wants
-  // are dropped in dispatch.
-  status sync_host(fd_entry& e, int fd) {
-    if (e.taps.empty()) {
-      if (e.host_events != 0) {
-        (void)backend->remove(fd, host_key(e.gen, fd));  // ENOENT/EBADF: already gone
-        ++e.gen;
-        e.host_events = 0;
-      }
-      return {};
+  static std::uint64_t key(std::uint32_t slot, std::uint32_t gen) {
+    return (std::uint64_t{slot} << 32) | gen;
+  }
+
+  // A free slot number, or -1 when there is none (ENOMEM).
+  long take_slot() {
+    std::lock_guard<std::mutex> g(free_mu);
+    if (!free_slots.empty()) {
+      const std::uint32_t s = free_slots.back();
+      free_slots.pop_back();
+      return s;
     }
-    if (e.host_events != 0) return {};
-    status s = backend->add(fd, kTapAllFilters, host_key(e.gen, fd));
-    if (s.value() == EEXIST)  // a registration we lost track of: take it over
-      s = backend->modify(fd, kTapAllFilters, host_key(e.gen, fd));
-    if (!s) e.host_events = kTapAllFilters;
+    if (next_slot + 1 >= kMaxSlots) return -1;
+    return next_slot++;
+  }
+  void give_slot(std::uint32_t s) {
+    std::lock_guard<std::mutex> g(free_mu);
+    free_slots.push_back(s);
+  }
+
+  // Registers the tap with the host under its slot (under the fd's mu).
+  // A fresh registration reports current readiness to this tap alone.
+  status attach(const std::shared_ptr<detail::tap>& t) {
+    tap_slot* sl = slots.get(t->slot, true);
+    if (!sl) return status(ENOMEM);
+    std::uint32_t gen;
+    {
+      std::lock_guard<std::mutex> g(sl->mu);
+      sl->tap = t;
+      gen = sl->gen;
+    }
+    status s = backend->add(t->fd, t->filter, key(t->slot, gen));
+    if (s) detach_slot(*t, /*host=*/false);
     return s;
   }
 
-  // Readiness is evaluated when a tap is added or modified: probe the fd and
-  // post what the tap asked for to that tap alone (under e.mu, like
-  // dispatch, so it is ordered with the fd's other events).
-  void fire_initial(const detail::tap& t) {
-    pollfd p{t.fd, static_cast<short>(t.filter & 0xffff), 0};
-    if (::poll(&p, 1, 0) != 1 || (p.revents & POLLNVAL)) return;
-    const std::uint32_t bits = static_cast<std::uint32_t>(p.revents) & t.filter;
-    if (bits && !t.queue->post(t.id, bits, t.data)) stats.add(kPosts);
+  // Ends the tap's registration (under the fd's mu): no event of it is
+  // posted after this returns.
+  void detach_slot(detail::tap& t, bool host) {
+    tap_slot* sl = slots.get(t.slot, false);
+    std::uint32_t gen = 0;
+    if (sl) {
+      std::lock_guard<std::mutex> g(sl->mu);
+      gen = sl->gen++;
+      sl->tap.reset();
+      t.live = false;
+    }
+    if (host) (void)backend->remove(t.fd, key(t.slot, gen));  // ENOENT/EBADF: already gone
+    give_slot(t.slot);
   }
 
-  // Drops every tap of the entry and its registration (under e.mu).
-  void drop_all(fd_entry& e, int fd) {
+  // Drops every tap of the entry (under e.mu).
+  void drop_all(fd_entry& e) {
     for (auto& t : e.taps)
-      t->live = false;
+      detach_slot(*t, true);
     e.taps.clear();
-    (void)sync_host(e, fd);
   }
 
   void dispatch(const host_event& ev) {
-    const int fd = static_cast<int>(ev.key & 0xffffffffu);
-    const std::uint32_t gen = static_cast<std::uint32_t>(ev.key >> 32);
-    fd_entry* e = entry(fd, false);
-    if (!e) {
+    const std::uint32_t slot = static_cast<std::uint32_t>(ev.key >> 32);
+    const std::uint32_t gen = static_cast<std::uint32_t>(ev.key);
+    tap_slot* sl = slots.get(slot, false);
+    if (!sl) {
       stats.add(kStale);
       return;
     }
-    std::lock_guard<std::mutex> g(e->mu);
-    if (e->gen != gen || e->host_events == 0) {
+    std::lock_guard<std::mutex> g(sl->mu);
+    if (sl->gen != gen || !sl->tap) {
       stats.add(kStale);
       return;
     }
-    std::uint64_t posts = 0;
-    for (auto& t : e->taps) {
-      const std::uint32_t bits = ev.events & t->filter;
-      if (bits && !t->queue->post(t->id, bits, t->data)) ++posts;
-    }
-    if (posts) stats.add(kPosts, posts);
+    const detail::tap& t = *sl->tap;
+    const std::uint32_t bits = ev.events & t.filter;
+    if (bits && !t.queue->post(t.id, bits, t.data)) stats.add(kPosts);
   }
 
   static void poll_hook(void* ctx, mono_ns deadline) noexcept {
@@ -174,7 +203,7 @@ result<std::unique_ptr<tap_service>> tap_service::create(backend_kind kind) {
   auto b = make_backend(kind);
   if (!b) return b.error();
   std::unique_ptr<impl> p(new (std::nothrow) impl);
-  if (!p || !p->table.ok()) return errno_code(ENOMEM);
+  if (!p || !p->table.ok() || !p->slots.ok()) return errno_code(ENOMEM);
   p->backend = std::move(b).value();
   std::unique_ptr<tap_service> s(new (std::nothrow) tap_service(std::move(p)));
   if (!s) return errno_code(ENOMEM);
@@ -213,23 +242,18 @@ result<tap_handle> tap_service::add(const tap_spec& spec) {
   if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) return errno_code(EPERM);
   fd_entry* e = p_->entry(spec.fd, true);
   if (!e) return errno_code(ENOMEM);
-  auto t = std::make_shared<detail::tap>(
-      detail::tap{spec.fd, spec.queue, spec.id, spec.filter, spec.data, true});
+  const long slot = p_->take_slot();
+  if (slot < 0) return errno_code(ENOMEM);
+  auto t = std::make_shared<detail::tap>(detail::tap{spec.fd, spec.queue, spec.id,
+                                                     static_cast<std::uint32_t>(slot), spec.filter,
+                                                     spec.data, true});
   std::lock_guard<std::mutex> g(e->mu);
-  if (e->host_events != 0 && (e->dev != st.st_dev || e->ino != st.st_ino))
-    p_->drop_all(*e, spec.fd);  // the number was closed behind our back and reused
-  const bool fresh = e->host_events == 0;
-  e->taps.push_back(t);
-  if (status s = p_->sync_host(*e, spec.fd)) {
-    e->taps.pop_back();
-    t->live = false;
-    return s.code();
-  }
-  // A fresh host registration reports current readiness by itself (to this,
-  // the only tap); otherwise probe for this tap alone.
-  if (!fresh) p_->fire_initial(*t);
+  if (!e->taps.empty() && (e->dev != st.st_dev || e->ino != st.st_ino))
+    p_->drop_all(*e);  // the number was closed behind our back and reused
+  if (status s = p_->attach(t)) return s.code();
   e->dev = st.st_dev;
   e->ino = st.st_ino;
+  e->taps.push_back(t);
   return tap_handle(std::move(t));
 }
 
@@ -237,13 +261,20 @@ status tap_service::modify(const tap_handle& h, std::uint32_t filter, std::uint6
   if (!h) return status(EINVAL);
   if (filter == 0 || (filter & ~kTapAllFilters)) return status(EINVAL);
   fd_entry* e = p_->entry(h.t_->fd, false);
-  if (!e) return status(ENOENT);
+  tap_slot* sl = p_->slots.get(h.t_->slot, false);
+  if (!e || !sl) return status(ENOENT);
   std::lock_guard<std::mutex> g(e->mu);
-  if (!h.t_->live) return status(ENOENT);
-  h.t_->filter = filter;
-  h.t_->data = data;
-  p_->fire_initial(*h.t_);
-  return {};
+  std::uint32_t gen;
+  {
+    std::lock_guard<std::mutex> sg(sl->mu);
+    if (!h.t_->live) return status(ENOENT);
+    h.t_->filter = filter;
+    h.t_->data = data;
+    gen = sl->gen;
+  }
+  // Re-arms this tap's registration alone: the host re-evaluates readiness
+  // for it, as Linux does at EPOLL_CTL_MOD.
+  return p_->backend->modify(h.t_->fd, filter, impl::key(h.t_->slot, gen));
 }
 
 status tap_service::remove(const tap_handle& h) {
@@ -252,9 +283,8 @@ status tap_service::remove(const tap_handle& h) {
   if (!e) return status(ENOENT);
   std::lock_guard<std::mutex> g(e->mu);
   if (!h.t_->live) return status(ENOENT);
-  h.t_->live = false;
+  p_->detach_slot(*h.t_, true);
   std::erase(e->taps, h.t_);
-  (void)p_->sync_host(*e, h.t_->fd);  // only deregisters: cannot fail usefully
   return {};
 }
 
@@ -285,7 +315,7 @@ void tap_service::forget_fd(int fd) {
   fd_entry* e = p_->entry(fd, false);
   if (!e) return;
   std::lock_guard<std::mutex> g(e->mu);
-  p_->drop_all(*e, fd);
+  p_->drop_all(*e);
 }
 
 void tap_service::before_close(int fd) {

@@ -1,4 +1,6 @@
-// The io_uring backend: one multishot POLL_ADD per registration.
+// The io_uring backend: one multishot POLL_ADD per registration (several
+// polls on one fd are independent requests, so several registrations of an
+// fd need nothing special).
 //
 // Each arming gets a fresh 64-bit "arm id" as its user_data; arms_ maps it to
 // {fd, events, key}. Removing or modifying cancels the arm (POLL_REMOVE runs
@@ -9,7 +11,7 @@
 // again under a new id. io_uring polls hold a file reference, so closing the
 // fd does not cancel them: the taps layer removes before it closes.
 //
-// Locking: mu_ guards the submission queue and arms_/by_fd_. The completion
+// Locking: mu_ guards the submission queue and arms_/by_key_. The completion
 // ring is only touched by the single poller (poll() is one-at-a-time), which
 // takes mu_ while looking up arms and re-arming.
 #include <fcntl.h>
@@ -74,19 +76,19 @@ class uring_backend final : public host_backend {
 
   status add(int fd, std::uint32_t events, std::uint64_t key) noexcept override {
     std::lock_guard<std::mutex> g(mu_);
-    if (by_fd_.contains(fd)) return status(EEXIST);
+    if (by_key_.contains(key)) return status(EEXIST);
     if (::fcntl(fd, F_GETFD) < 0) return status(EBADF);
     const std::uint64_t id = next_arm_++;
     if (status s = arm_locked(fd, events, id)) return s;
     arms_[id] = {fd, events, key};
-    by_fd_[fd] = id;
+    by_key_[key] = id;
     return submit_locked();
   }
 
   status modify(int fd, std::uint32_t events, std::uint64_t key) noexcept override {
     std::lock_guard<std::mutex> g(mu_);
-    auto it = by_fd_.find(fd);
-    if (it == by_fd_.end()) return status(ENOENT);
+    auto it = by_key_.find(key);
+    if (it == by_key_.end()) return status(ENOENT);
     if (status s = cancel_locked(it->second)) return s;
     arms_.erase(it->second);
     const std::uint64_t id = next_arm_++;
@@ -96,12 +98,12 @@ class uring_backend final : public host_backend {
     return submit_locked();
   }
 
-  status remove(int fd, std::uint64_t) noexcept override {
+  status remove(int, std::uint64_t key) noexcept override {
     std::lock_guard<std::mutex> g(mu_);
-    auto it = by_fd_.find(fd);
-    if (it == by_fd_.end()) return status(ENOENT);
+    auto it = by_key_.find(key);
+    if (it == by_key_.end()) return status(ENOENT);
     const std::uint64_t id = it->second;
-    by_fd_.erase(it);
+    by_key_.erase(it);
     arms_.erase(id);
     if (status s = cancel_locked(id)) return s;
     return submit_locked();
@@ -151,14 +153,14 @@ class uring_backend final : public host_backend {
         // id, unless the fd itself is gone (then report an error event).
         arms_.erase(it);
         if (cqe->res == -EBADF) {  // the file is gone: say so once, do not re-arm
-          by_fd_.erase(a.fd);
+          by_key_.erase(a.key);
           if (k < out.size()) out[k++] = {a.key, EPOLLERR | EPOLLHUP};
           continue;
         }
         const std::uint64_t nid = next_arm_++;
         if (!arm_locked(a.fd, a.events, nid)) {
           arms_[nid] = a;
-          by_fd_[a.fd] = nid;
+          by_key_[a.key] = nid;
         }
       }
     }
@@ -216,9 +218,9 @@ class uring_backend final : public host_backend {
   bool inited_ = false;
   int efd_ = -1;
   std::mutex mu_;
-  absl::flat_hash_map<std::uint64_t, arm> arms_;   // guarded by mu_
-  absl::flat_hash_map<int, std::uint64_t> by_fd_;  // guarded by mu_
-  std::uint64_t next_arm_ = 1;                     // guarded by mu_
+  absl::flat_hash_map<std::uint64_t, arm> arms_;              // guarded by mu_
+  absl::flat_hash_map<std::uint64_t, std::uint64_t> by_key_;  // key -> arm id; guarded by mu_
+  std::uint64_t next_arm_ = 1;                                // guarded by mu_
   std::atomic<bool> wake_pending_{false};
 };
 

@@ -9,6 +9,10 @@
 // poll with a deadline, and break a poll from another thread.
 //
 // Semantics every backend keeps:
+//  - A registration is named by its key, and one fd may have several
+//    registrations under different keys (each with its own events), which
+//    the host kernel filters independently, exactly as it does for several
+//    epoll instances watching one fd.
 //  - Registrations are persistent and edge-like: an event is reported when
 //    the file's readiness changes or new data arrives, not on every poll; a
 //    registration that is already ready reports once right after add() or
@@ -58,6 +62,8 @@ class host_backend {
  public:
   virtual ~host_backend() = default;
   virtual const char* name() const noexcept = 0;
+  // EEXIST if `key` is registered already; modify/remove: ENOENT if not.
+  // Keys with all of their upper 32 bits set are reserved to backends.
   virtual status add(int fd, std::uint32_t events, std::uint64_t key) noexcept = 0;
   virtual status modify(int fd, std::uint32_t events, std::uint64_t key) noexcept = 0;
   virtual status remove(int fd, std::uint64_t key) noexcept = 0;

@@ -3,9 +3,9 @@
 // What it is for: "when fd N becomes readable (writable, hung up, ...), post
 // {id, what happened, data} into this event queue". A tap is that rule. Many
 // taps may watch one fd (one fd can feed many queues: several epoll sets, a
-// reader and a writer); the service keeps one host registration per fd with
-// the union of its taps' filters and fans each host event out to the taps
-// whose filter matches (Akaros allowed one tap per fd).
+// reader and a writer; Akaros allowed one tap per fd). Each tap has its own
+// host registration, so the host kernel filters each by its own events, as
+// it does for several epoll instances watching one fd.
 //
 // Filters are Linux's EPOLL* bit values, so translation is free:
 //   kTapReadable EPOLLIN, kTapPriority EPOLLPRI, kTapWritable EPOLLOUT,
@@ -13,16 +13,15 @@
 // A tap receives only the bits it asked for (ask for error and hang-up to be
 // told about them). Events are edge-like: a tap fires when the fd's readiness
 // changes or new data arrives, and once at add/modify if the fd is ready
-// (that initial event goes to the added or modified tap alone: the fd's
-// other taps see no edge that did not happen).
+// (to the added or modified tap alone: the fd's other taps see no edge).
 //
 // Lifetime and fd reuse:
 //  - A tap lives until remove() or until its fd is closed through ueq
 //    (ueq::close_fd, or the epoll facade's interposed close). After remove()
 //    returns, the tap posts nothing more.
-//  - Every host registration carries the fd number and a generation; the
-//    generation changes whenever the fd's registration is dropped, so a late
-//    host event of an old registration is discarded.
+//  - Every host registration carries a slot number and a generation; the
+//    generation changes whenever the slot's tap goes, so a late host event
+//    of an old registration is discarded.
 //  - Closing a tapped fd behind ueq's back (plain ::close) is detected when
 //    the fd number is tapped again for a different file (device and inode
 //    differ): the old taps are dropped then. Until then they stay (a host
