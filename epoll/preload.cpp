@@ -1,0 +1,116 @@
+// libueq-epoll-preload.so: the epoll API under its real names, for
+// unmodified dynamically linked programs (LD_PRELOAD, or the ueq-run
+// launcher).
+//
+// Interposed: epoll_create, epoll_create1, epoll_ctl, epoll_wait,
+// epoll_pwait, epoll_pwait2 (served by ueq), and close, dup, dup2, dup3
+// (watched, so registrations follow the program's descriptors). Not
+// interposed: closes that glibc makes internally (fclose, for instance,
+// closes through an internal entry point), close_range, fcntl(F_DUPFD),
+// and the raw system calls; an fd closed that way keeps its registration
+// until its number is reused (see docs/guide.md, "epoll compatibility").
+//
+// ueq itself uses these same functions (its host epoll, its descriptors):
+// a thread-local guard sends every call made from inside ueq straight to
+// the C library's version.
+#include <dlfcn.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "ueq/epoll.h"
+
+namespace {
+
+thread_local bool tl_inside = false;  // constant-initialised: no guard
+
+struct scope {
+  scope() { tl_inside = true; }
+  ~scope() { tl_inside = false; }
+};
+
+template <class Fn>
+Fn real(const char* name) {
+  static_assert(sizeof(Fn) == sizeof(void*));
+  return reinterpret_cast<Fn>(::dlsym(RTLD_NEXT, name));
+}
+
+// The C library's versions, resolved once at load.
+struct reals {
+  int (*close)(int) = real<int (*)(int)>("close");
+  int (*dup)(int) = real<int (*)(int)>("dup");
+  int (*dup2)(int, int) = real<int (*)(int, int)>("dup2");
+  int (*dup3)(int, int, int) = real<int (*)(int, int, int)>("dup3");
+  int (*epoll_create)(int) = real<int (*)(int)>("epoll_create");
+  int (*epoll_create1)(int) = real<int (*)(int)>("epoll_create1");
+  int (*epoll_ctl)(int, int, int,
+                   epoll_event*) = real<int (*)(int, int, int, epoll_event*)>("epoll_ctl");
+  int (*epoll_wait)(int, epoll_event*, int,
+                    int) = real<int (*)(int, epoll_event*, int, int)>("epoll_wait");
+  int (*epoll_pwait)(int, epoll_event*, int, int, const sigset_t*) =
+      real<int (*)(int, epoll_event*, int, int, const sigset_t*)>("epoll_pwait");
+  int (*epoll_pwait2)(int, epoll_event*, int, const timespec*, const sigset_t*) =
+      real<int (*)(int, epoll_event*, int, const timespec*, const sigset_t*)>("epoll_pwait2");
+};
+const reals& R() {
+  static const reals r;
+  return r;
+}
+
+}  // namespace
+
+#define UEQ_EXPORT extern "C" __attribute__((visibility("default")))
+
+UEQ_EXPORT int epoll_create(int size) {
+  if (tl_inside) return R().epoll_create(size);
+  scope s;
+  return ueq_epoll_create(size);
+}
+UEQ_EXPORT int epoll_create1(int flags) {
+  if (tl_inside) return R().epoll_create1(flags);
+  scope s;
+  return ueq_epoll_create1(flags);
+}
+UEQ_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event* ev) {
+  if (tl_inside) return R().epoll_ctl(epfd, op, fd, ev);
+  scope s;
+  return ueq_epoll_ctl(epfd, op, fd, ev);
+}
+UEQ_EXPORT int epoll_wait(int epfd, struct epoll_event* ev, int max, int timeout) {
+  if (tl_inside) return R().epoll_wait(epfd, ev, max, timeout);
+  scope s;
+  return ueq_epoll_wait(epfd, ev, max, timeout);
+}
+UEQ_EXPORT int epoll_pwait(int epfd, struct epoll_event* ev, int max, int timeout,
+                           const sigset_t* mask) {
+  if (tl_inside) return R().epoll_pwait(epfd, ev, max, timeout, mask);
+  scope s;
+  return ueq_epoll_pwait(epfd, ev, max, timeout, mask);
+}
+UEQ_EXPORT int epoll_pwait2(int epfd, struct epoll_event* ev, int max, const struct timespec* t,
+                            const sigset_t* mask) {
+  if (tl_inside) return R().epoll_pwait2(epfd, ev, max, t, mask);
+  scope s;
+  return ueq_epoll_pwait2(epfd, ev, max, t, mask);
+}
+UEQ_EXPORT int close(int fd) {
+  if (tl_inside) return R().close(fd);
+  scope s;
+  return ueq_close(fd);
+}
+UEQ_EXPORT int dup(int fd) {
+  if (tl_inside) return R().dup(fd);
+  scope s;
+  return ueq_dup(fd);
+}
+UEQ_EXPORT int dup2(int oldfd, int newfd) {
+  if (tl_inside) return R().dup2(oldfd, newfd);
+  scope s;
+  return ueq_dup2(oldfd, newfd);
+}
+UEQ_EXPORT int dup3(int oldfd, int newfd, int flags) {
+  if (tl_inside) return R().dup3(oldfd, newfd, flags);
+  scope s;
+  return ueq_dup3(oldfd, newfd, flags);
+}
