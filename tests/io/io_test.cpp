@@ -167,10 +167,19 @@ TEST_CASE("io: accept and connect on TCP loopback; refused connects fail", "[io]
   REQUIRE((::fcntl(accepted.load(), F_GETFL) & O_NONBLOCK));
   REQUIRE_FALSE(io::close(accepted.load()));
   REQUIRE_FALSE(io::close(c));
-  ::close(l);  // now nothing listens on that port
+  REQUIRE_FALSE(io::close(l));
+  // A refused connect: a port nothing listens on (bound, never listened).
+  const int idle = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in none{};
+  none.sin_family = AF_INET;
+  none.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t nlen = sizeof none;
+  REQUIRE(::bind(idle, reinterpret_cast<sockaddr*>(&none), sizeof none) == 0);
+  REQUIRE(::getsockname(idle, reinterpret_cast<sockaddr*>(&none), &nlen) == 0);
   const int r = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  REQUIRE(io::connect(r, reinterpret_cast<sockaddr*>(&addr), sizeof addr, deadline_after_ms(10000))
+  REQUIRE(io::connect(r, reinterpret_cast<sockaddr*>(&none), sizeof none, deadline_after_ms(10000))
               .value() == ECONNREFUSED);
+  ::close(idle);
   ::close(r);
 }
 

@@ -12,7 +12,12 @@
 // Per fd, the first call that has to wait creates two small event queues
 // (read side, write side) and two persistent taps into them; later waits
 // reuse them. close() (or ueq::close_fd) removes them and wakes anyone still
-// waiting on the fd with EBADF. Close fds used here through ueq. If a plain
+// waiting on the fd with EBADF. Close fds used here through ueq: with the
+// io_uring backend a tap's poll holds a reference to the file, so a plain
+// ::close does not even close it (a listening socket goes on listening)
+// until ueq learns of the close; and even through ueq the kernel releases
+// that reference a moment after the cancelled poll completes, not at once.
+// If a plain
 // ::close slips through and the number is reused, the next call that has to
 // wait notices (the file's device and inode changed) and starts afresh; but
 // the first call on a reused number that names a *blocking* file may block
