@@ -8,9 +8,10 @@
 // waits on; a lane that becomes readable is drained without blocking. Lanes
 // are created on demand and live as long as the backend.
 //
-// Locking: mu_ guards lane_of_ and the creation of lanes. nlanes_ is read by
-// the poller without it (lanes only ever get added, and lanes_[i] is written
-// before nlanes_ is raised with release).
+// Locking: mu_ guards lane_of_ and the creation of lanes. The poller reads
+// lanes_ without it: a lane's fd is stored (release) before the lane is
+// registered in lane 0, so a poller that sees the lane's event and loads its
+// fd (acquire) finds it. Lanes only ever get added.
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -38,13 +39,13 @@ constexpr int kMaxLanes = 64;
 class epoll_backend final : public host_backend {
  public:
   epoll_backend(int ep, int efd) : efd_(efd) {
-    lanes_[0] = ep;
-    nlanes_.store(1, std::memory_order_relaxed);
+    lanes_[0].store(ep, std::memory_order_relaxed);
+    nlanes_ = 1;
   }
   ~epoll_backend() override {
     ::close(efd_);
-    for (int i = 0; i < nlanes_.load(std::memory_order_relaxed); ++i)
-      ::close(lanes_[i]);
+    for (int i = 0; i < nlanes_; ++i)
+      ::close(lane(i));
   }
   const char* name() const noexcept override { return "epoll"; }
   int pollable_fd() const noexcept override { return lanes_[0]; }
@@ -52,14 +53,14 @@ class epoll_backend final : public host_backend {
   status add(int fd, std::uint32_t events, std::uint64_t key) noexcept override {
     std::lock_guard<std::mutex> g(mu_);
     if (lane_of_.contains(key)) return status(EEXIST);
-    for (int lane = 0; lane < kMaxLanes; ++lane) {
-      if (lane == nlanes_.load(std::memory_order_relaxed))
+    for (int i = 0; i < kMaxLanes; ++i) {
+      if (i == nlanes_)
         if (status s = add_lane_locked()) return s;
       epoll_event e{};
       e.events = events | EPOLLET;
       e.data.u64 = key;
-      if (::epoll_ctl(lanes_[lane], EPOLL_CTL_ADD, fd, &e) == 0) {
-        lane_of_[key] = lane;
+      if (::epoll_ctl(lane(i), EPOLL_CTL_ADD, fd, &e) == 0) {
+        lane_of_[key] = i;
         return {};
       }
       if (errno != EEXIST) return status(errno);  // the fd is in this lane: try the next
@@ -74,16 +75,16 @@ class epoll_backend final : public host_backend {
     epoll_event e{};
     e.events = events | EPOLLET;
     e.data.u64 = key;
-    return ::epoll_ctl(lanes_[it->second], EPOLL_CTL_MOD, fd, &e) == 0 ? status{} : status(errno);
+    return ::epoll_ctl(lane(it->second), EPOLL_CTL_MOD, fd, &e) == 0 ? status{} : status(errno);
   }
 
   status remove(int fd, std::uint64_t key) noexcept override {
     std::lock_guard<std::mutex> g(mu_);
     auto it = lane_of_.find(key);
     if (it == lane_of_.end()) return status(ENOENT);
-    const int lane = it->second;
+    const int i = it->second;
     lane_of_.erase(it);
-    return ::epoll_ctl(lanes_[lane], EPOLL_CTL_DEL, fd, nullptr) == 0 ? status{} : status(errno);
+    return ::epoll_ctl(lane(i), EPOLL_CTL_DEL, fd, nullptr) == 0 ? status{} : status(errno);
   }
 
   result<std::size_t> poll(std::span<host_event> out, mono_ns deadline,
@@ -96,7 +97,7 @@ class epoll_backend final : public host_backend {
       rel = to_timespec(std::max<mono_ns>(0, deadline - monotonic_now()));
       tsp = &rel;
     }
-    const int n = ::epoll_pwait2(lanes_[0], evs, max, tsp, sigmask);
+    const int n = ::epoll_pwait2(lane(0), evs, max, tsp, sigmask);
     if (n < 0) return errno_code(errno);
     std::size_t k = 0;
     for (int i = 0; i < n; ++i) {
@@ -111,11 +112,11 @@ class epoll_backend final : public host_backend {
       } else if ((key & kLaneKey) == kLaneKey) {
         // A nested lane has events: take what fits, without blocking (it is
         // level-triggered in lane 0, so leftovers come back next poll).
-        const int lane = static_cast<int>(key & 0xffff);
+        const int which = static_cast<int>(key & 0xffff);
         if (k < out.size()) {
           epoll_event more[64];
           const int room = static_cast<int>(std::min<std::size_t>(out.size() - k, 64));
-          const int m = ::epoll_wait(lanes_[lane], more, room, 0);
+          const int m = ::epoll_wait(lane(which), more, room, 0);
           for (int j = 0; j < m; ++j)
             out[k++] = {more[j].data.u64, more[j].events};
         }
@@ -135,26 +136,30 @@ class epoll_backend final : public host_backend {
   }
 
  private:
+  // acquire: pairs with the release store in add_lane_locked().
+  int lane(int i) const noexcept { return lanes_[i].load(std::memory_order_acquire); }
+
   status add_lane_locked() noexcept {
-    const int n = nlanes_.load(std::memory_order_relaxed);
+    const int n = nlanes_;
     const int ep = hide_fd(::epoll_create1(EPOLL_CLOEXEC));
     if (ep < 0) return status(errno);
+    // release: stored before the lane can produce an event in lane 0.
+    lanes_[n].store(ep, std::memory_order_release);
     epoll_event e{};
     e.events = EPOLLIN;  // level-triggered: lane 0 reports it until drained
     e.data.u64 = kLaneKey | static_cast<std::uint64_t>(n);
-    if (::epoll_ctl(lanes_[0], EPOLL_CTL_ADD, ep, &e) != 0) {
+    if (::epoll_ctl(lane(0), EPOLL_CTL_ADD, ep, &e) != 0) {
       const int err = errno;
       ::close(ep);
+      lanes_[n].store(-1, std::memory_order_relaxed);
       return status(err);
     }
-    lanes_[n] = ep;
-    // release: the poller that sees the new count sees the lane's fd.
-    nlanes_.store(n + 1, std::memory_order_release);
+    nlanes_ = n + 1;
     return {};
   }
 
-  std::array<int, kMaxLanes> lanes_{};
-  std::atomic<int> nlanes_{0};
+  std::array<std::atomic<int>, kMaxLanes> lanes_{};
+  int nlanes_ = 0;  // guarded by mu_ (the destructor runs alone)
   const int efd_;
   std::mutex mu_;
   absl::flat_hash_map<std::uint64_t, int> lane_of_;  // key -> lane; guarded by mu_
