@@ -1,0 +1,303 @@
+// ueq-bench epoll: the facade against the kernel's epoll running identical
+// call sequences in the same run.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <climits>
+#include <cstdio>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "echo/echo_load.hpp"
+#include "harness.hpp"
+#include "ueq/epoll.h"
+
+namespace {
+
+using ueq::bench::alternate;
+using ueq::bench::now_ns;
+
+struct api {
+  int (*create1)(int);
+  int (*ctl)(int, int, int, epoll_event*);
+  int (*wait)(int, epoll_event*, int, int);
+  int (*close)(int);
+};
+const api kKernel{::epoll_create1, ::epoll_ctl, ::epoll_wait, ::close};
+const api kUeq{ueq_epoll_create1, ueq_epoll_ctl, ueq_epoll_wait, ueq_close};
+
+// Raises the soft RLIMIT_NOFILE towards `want`; returns the limit in force.
+rlim_t raise_fd_limit(rlim_t want) {
+  rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 0;
+  if (rl.rlim_cur < want) {
+    rl.rlim_cur = std::min(rl.rlim_max, want);
+    (void)setrlimit(RLIMIT_NOFILE, &rl);
+    getrlimit(RLIMIT_NOFILE, &rl);
+  }
+  return rl.rlim_cur;
+}
+
+// n eventfds, the first `ready` of them readable (count 1, level-triggered).
+std::vector<int> eventfds(int n, int ready) {
+  std::vector<int> v;
+  for (int i = 0; i < n; ++i)
+    v.push_back(::eventfd(i < ready ? 1 : 0, EFD_NONBLOCK | EFD_CLOEXEC));
+  return v;
+}
+
+// ns per MOD that changes only data and mask bits (the fd stays registered).
+double ctl_mod(const api& a, int iters) {
+  const int ep = a.create1(0);
+  const int fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  a.ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+  const std::uint64_t t0 = now_ns();
+  for (int i = 0; i < iters; ++i) {
+    ev.events = (i & 1) ? EPOLLIN : EPOLLIN | EPOLLRDHUP;
+    ev.data.u64 = static_cast<std::uint64_t>(i);
+    a.ctl(ep, EPOLL_CTL_MOD, fd, &ev);
+  }
+  const double r = double(now_ns() - t0) / iters;
+  a.close(fd);
+  a.close(ep);
+  return r;
+}
+
+// ns per returned event, `ready` of `registered` eventfds readable.
+double wait_ready(const api& a, int registered, int ready, int iters, int max) {
+  const int ep = a.create1(0);
+  auto fds = eventfds(registered, ready);
+  for (int i = 0; i < registered; ++i) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = static_cast<std::uint64_t>(i);
+    a.ctl(ep, EPOLL_CTL_ADD, fds[i], &ev);
+  }
+  std::vector<epoll_event> out(max);
+  a.wait(ep, out.data(), max, 0);  // warm: everything harvested once
+  std::uint64_t events = 0;
+  const std::uint64_t t0 = now_ns();
+  for (int i = 0; i < iters; ++i)
+    events += static_cast<std::uint64_t>(a.wait(ep, out.data(), max, 0));
+  const double r = double(now_ns() - t0) / double(events ? events : 1);
+  for (int fd : fds)
+    a.close(fd);
+  a.close(ep);
+  return r;
+}
+
+double wait_idle(const api& a, int iters) {
+  const int ep = a.create1(0);
+  const int fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  a.ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+  epoll_event out[8];
+  const std::uint64_t t0 = now_ns();
+  for (int i = 0; i < iters; ++i)
+    a.wait(ep, out, 8, 0);
+  const double r = double(now_ns() - t0) / iters;
+  a.close(fd);
+  a.close(ep);
+  return r;
+}
+
+// Round trip through epoll_wait: two threads ping-pong a byte over a
+// socketpair, each blocked in epoll_wait on its end.
+double pingpong(const api& a, int iters) {
+  int sv[2];
+  ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv);
+  auto side = [&](int fd, bool starts) {
+    const int ep = a.create1(0);
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    a.ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+    char c = 'p';
+    if (starts) (void)::write(fd, &c, 1);
+    epoll_event out[1];
+    for (int i = 0; i < iters; ++i) {
+      while (a.wait(ep, out, 1, 5000) != 1) {
+      }
+      (void)::read(fd, &c, 1);
+      if (!starts || i + 1 < iters) (void)::write(fd, &c, 1);
+    }
+    a.close(ep);
+  };
+  const std::uint64_t t0 = now_ns();
+  std::thread other(side, sv[1], false);
+  side(sv[0], true);
+  other.join();
+  const double r = double(now_ns() - t0) / iters;
+  ::close(sv[0]);
+  ::close(sv[1]);
+  return r;
+}
+
+// Directory of this executable (build/bench or the install's bin).
+std::string self_dir() {
+  char buf[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return ".";
+  std::string p(buf, static_cast<std::size_t>(n));
+  return p.substr(0, p.rfind('/'));
+}
+
+// Starts `argv` with stdout on a pipe, reads "listening on PORT", returns
+// the child's pid (port in *port), or -1.
+pid_t start_server(std::vector<std::string> argv, std::uint16_t* port) {
+  int out[2];
+  if (::pipe2(out, O_CLOEXEC) != 0) return -1;
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(out[1], 1);
+    std::vector<char*> args;
+    for (auto& a : argv)
+      args.push_back(a.data());
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  ::close(out[1]);
+  char line[128] = {};
+  std::size_t got = 0;
+  while (got < sizeof line - 1) {
+    const ssize_t r = ::read(out[0], line + got, 1);
+    if (r <= 0 || line[got] == '\n') break;
+    ++got;
+  }
+  ::close(out[0]);
+  unsigned p = 0;
+  if (std::sscanf(line, "listening on %u", &p) != 1) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    return -1;
+  }
+  *port = static_cast<std::uint16_t>(p);
+  return pid;
+}
+
+// Requests per second of the plain epoll echo server, natively or under
+// ueq-run, measured by the shared client.
+double echo_server_rps(bool preload, double seconds) {
+  const std::string dir = self_dir();
+  std::vector<std::string> argv;
+  if (preload) argv.push_back(dir + "/../epoll/ueq-run");
+  argv.push_back(dir + "/../examples/epoll_echo_server");
+  argv.push_back("--port");
+  argv.push_back("0");
+  std::uint16_t port = 0;
+  const pid_t pid = start_server(argv, &port);
+  if (pid < 0) return 0;
+  ueq::echo::load_config cfg;
+  cfg.port = port;
+  cfg.connections = 100;
+  cfg.message = 64;
+  cfg.seconds = seconds;
+  const auto r = ueq::echo::run_load(cfg);
+  ::kill(pid, SIGTERM);
+  ::waitpid(pid, nullptr, 0);
+  if (r.errors) std::fprintf(stderr, "echo_under_preload: %s\n", r.error.c_str());
+  return r.errors ? 0 : r.requests_per_sec();
+}
+
+}  // namespace
+
+UEQ_BENCH(epoll, "the epoll facade vs the kernel's epoll, identical call sequences") {
+  const int rounds = ctx.rounds();
+  {
+    const int iters = static_cast<int>(ctx.work(200000));
+    auto [v, b] = alternate(
+        rounds, [&] { return ctl_mod(kUeq, iters); }, [&] { return ctl_mod(kKernel, iters); });
+    ctx.report({.name = "ctl_mod",
+                .unit = "ns/op",
+                .value = v,
+                .baseline = "kernel_epoll",
+                .baseline_value = b,
+                .goal = "<= 0.3",
+                .note = "EPOLL_CTL_MOD changing data and mask on a registered eventfd"});
+  }
+  {
+    const int iters = static_cast<int>(ctx.work(20000));
+    auto [v, b] = alternate(
+        rounds, [&] { return wait_ready(kUeq, 256, 256, iters, 256); },
+        [&] { return wait_ready(kKernel, 256, 256, iters, 256); });
+    ctx.report({.name = "wait_ready_256",
+                .unit = "ns/event",
+                .value = v,
+                .baseline = "kernel_epoll",
+                .baseline_value = b,
+                .goal = "<= 0.5",
+                .note = "256 level-triggered eventfds always readable, timeout 0"});
+  }
+  {
+    const int iters = static_cast<int>(ctx.work(500000));
+    auto [v, b] = alternate(
+        rounds, [&] { return wait_idle(kUeq, iters); }, [&] { return wait_idle(kKernel, iters); });
+    ctx.report({.name = "wait_idle",
+                .unit = "ns/op",
+                .value = v,
+                .baseline = "kernel_epoll",
+                .baseline_value = b,
+                .goal = "<= 1.1",
+                .note = "timeout 0, nothing ready"});
+  }
+  {
+    const int iters = static_cast<int>(ctx.work(50000));
+    auto [v, b] = alternate(
+        rounds, [&] { return pingpong(kUeq, iters); }, [&] { return pingpong(kKernel, iters); });
+    ctx.report({.name = "pingpong_socketpair",
+                .unit = "ns/roundtrip",
+                .value = v,
+                .baseline = "kernel_epoll",
+                .baseline_value = b,
+                .goal = "<= 1.15",
+                .note = "two threads, each blocked in epoll_wait on its end"});
+  }
+  {
+    // 100k registered fds where the hard RLIMIT_NOFILE allows it; as many as
+    // it allows otherwise (the note says how many).
+    const int want = ctx.quick() ? 20000 : 100000;
+    const rlim_t lim = raise_fd_limit(static_cast<rlim_t>(want) + 1024);
+    const int big = static_cast<int>(std::min<rlim_t>(want, lim > 1024 ? lim - 1024 : 0));
+    if (big >= 1000) {
+      const int iters = static_cast<int>(ctx.work(100000));
+      auto [v, b] = alternate(
+          std::max(3, rounds / 3), [&] { return wait_ready(kUeq, big, 1, iters, 64); },
+          [&] { return wait_ready(kUeq, 100, 1, iters, 64); });
+      ctx.report(
+          {.name = "scale_100k_registered",
+           .unit = "ns/event",
+           .value = v,
+           .baseline = "ueq_100_registered",
+           .baseline_value = b,
+           .goal = "<= 1.2",
+           .note = std::to_string(big) + " registered eventfds, 1 ready, vs 100 registered"});
+    } else {
+      std::fprintf(stderr, "scale_100k_registered: RLIMIT_NOFILE too low, skipped\n");
+    }
+  }
+  {
+    const double secs = ctx.quick() ? 0.5 : 2;
+    auto [v, b] = alternate(
+        std::max(3, rounds / 3), [&] { return echo_server_rps(true, secs); },
+        [&] { return echo_server_rps(false, secs); });
+    ctx.report({.name = "echo_under_preload",
+                .unit = "requests/s",
+                .value = v,
+                .baseline = "native",
+                .baseline_value = b,
+                .higher_is_better = true,
+                .goal = ">= 0.95",
+                .note = "examples/epoll_echo_server natively and under ueq-run; 100 "
+                        "connections x 64 bytes ping-pong, same client"});
+  }
+}
