@@ -86,7 +86,9 @@ bool goal_met(const std::string& goal, double ratio) {
 void context::report(const case_result& r) {
   const bool has_base = !r.baseline.empty() && r.baseline_value != 0;
   const double ratio = has_base ? r.value / r.baseline_value : 0;
-  const bool met = r.goal.empty() || !has_base || goal_met(r.goal, ratio);
+  const bool met = r.goal.empty() || (r.goal_on_value ? goal_met(r.goal, r.value)
+                                                      : !has_base || goal_met(r.goal, ratio));
+  const char* goal_of = r.goal_on_value ? "value" : "ratio";
   if (!met) ++missed_;
   if (json_) {
     std::printf("{\"bench\":\"%s\",\"case\":\"%s\",\"unit\":\"%s\",\"value\":%.6g",
@@ -97,14 +99,16 @@ void context::report(const case_result& r) {
                   json_escape(r.baseline).c_str(), r.baseline_value, ratio);
     if (r.higher_is_better) std::printf(",\"higher_is_better\":true");
     if (!r.goal.empty())
-      std::printf(",\"goal\":\"ratio %s\",\"goal_met\":%s", r.goal.c_str(), met ? "true" : "false");
+      std::printf(",\"goal\":\"%s %s\",\"goal_met\":%s", goal_of, r.goal.c_str(),
+                  met ? "true" : "false");
     if (!r.note.empty()) std::printf(",\"note\":\"%s\"", json_escape(r.note).c_str());
     std::printf("}\n");
   } else {
     std::printf("%-8s %-30s %12.4g %-9s", bench_.c_str(), r.name.c_str(), r.value, r.unit.c_str());
     if (has_base)
       std::printf(" | %-26s %12.4g | ratio %7.3f", r.baseline.c_str(), r.baseline_value, ratio);
-    if (!r.goal.empty()) std::printf("  goal %s %s", r.goal.c_str(), met ? "ok" : "MISSED");
+    if (!r.goal.empty())
+      std::printf("  goal %s %s %s", goal_of, r.goal.c_str(), met ? "ok" : "MISSED");
     std::printf("\n");
     if (!r.note.empty()) std::printf("         %s\n", r.note.c_str());
   }

@@ -29,6 +29,7 @@ struct case_result {
   double baseline_value = 0;      // median of the baseline
   bool higher_is_better = false;  // throughputs
   std::string goal;               // e.g. "<= 1.5" on the ratio ("" = report only)
+  bool goal_on_value = false;     // the goal bounds the value itself, not the ratio
   std::string note;               // free text (how it was measured)
 };
 

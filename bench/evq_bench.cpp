@@ -1,0 +1,129 @@
+// ueq-bench evq: blocking on event queues, from plain threads.
+//
+// The uthread cases of the evq area (blockon_roundtrip_same_vcore) need the
+// uthread runtime and are not built yet; the cases here block OS threads.
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <barrier>
+#include <thread>
+#include <vector>
+
+#include "harness.hpp"
+#include "ueq/ceq/block_on.hpp"
+
+namespace {
+
+using ueq::bench::alternate;
+using ueq::bench::now_ns;
+
+ueq::event_queue_ptr queue(ueq::notify_policy p = ueq::notify_policy::wake_all) {
+  return std::move(ueq::event_queue::create_messages({.notify = p})).value();
+}
+
+// Two threads pinned to different CPUs ping-pong through two event queues.
+double blockon_roundtrip(int iters) {
+  auto ping = queue(), pong = queue();
+  std::thread other([&] {
+    ueq::bench::pin_to_cpu(1);
+    for (int i = 0; i < iters; ++i) {
+      (void)ueq::block_on({ping.get()});
+      (void)pong->post(1);
+    }
+  });
+  ueq::bench::pin_to_cpu(0);
+  const std::uint64_t t0 = now_ns();
+  for (int i = 0; i < iters; ++i) {
+    (void)ping->post(1);
+    (void)ueq::block_on({pong.get()});
+  }
+  const double r = double(now_ns() - t0) / iters;
+  other.join();
+  return r;
+}
+
+// The same round trip through two eventfds (blocking reads).
+double eventfd_roundtrip(int iters) {
+  const int a = ::eventfd(0, EFD_CLOEXEC), b = ::eventfd(0, EFD_CLOEXEC);
+  std::thread other([&] {
+    ueq::bench::pin_to_cpu(1);
+    std::uint64_t v;
+    for (int i = 0; i < iters; ++i) {
+      (void)::read(a, &v, 8);
+      v = 1;
+      (void)::write(b, &v, 8);
+    }
+  });
+  ueq::bench::pin_to_cpu(0);
+  const std::uint64_t t0 = now_ns();
+  std::uint64_t v = 1;
+  for (int i = 0; i < iters; ++i) {
+    v = 1;
+    (void)::write(a, &v, 8);
+    (void)::read(b, &v, 8);
+  }
+  const double r = double(now_ns() - t0) / iters;
+  other.join();
+  ::close(a);
+  ::close(b);
+  return r;
+}
+
+// 64 threads blocked on one queue; `messages` posted one at a time, each
+// after the previous was taken. Value: wakeups per message.
+double herd(ueq::notify_policy p, int messages) {
+  constexpr int kWaiters = 64;
+  auto q = queue(p);
+  std::atomic<int> taken{0};
+  std::vector<std::thread> ts;
+  for (int w = 0; w < kWaiters; ++w)
+    ts.emplace_back([&] {
+      while (ueq::block_on({q.get()}, ueq::deadline_after_ms(60000)))
+        taken.fetch_add(1);
+    });
+  for (int i = 0; i < messages; ++i) {
+    while (q->waiters() < kWaiters || taken.load() != i)
+      std::this_thread::yield();
+    (void)q->post(static_cast<std::uint32_t>(i));
+  }
+  while (taken.load() != messages)
+    std::this_thread::yield();
+  const double wakeups = double(q->counters().wakeups);
+  q->close();
+  for (auto& t : ts)
+    t.join();
+  return wakeups / messages;
+}
+
+}  // namespace
+
+UEQ_BENCH(evq, "block_on round trips and wake-one herds, plain threads") {
+  {
+    const int iters = static_cast<int>(ctx.work(50000));
+    auto [v, b] = alternate(
+        ctx.rounds(), [&] { return blockon_roundtrip(iters); },
+        [&] { return eventfd_roundtrip(iters); });
+    ctx.report({.name = "blockon_roundtrip_cross_vcore",
+                .unit = "ns/roundtrip",
+                .value = v,
+                .baseline = "eventfd_pingpong",
+                .baseline_value = b,
+                .goal = "<= 1.1",
+                .note = "OS threads pinned to cpus 0 and 1 (uthreads pending)"});
+  }
+  {
+    const int messages = static_cast<int>(ctx.work(2000));
+    auto [v, b] = alternate(
+        std::max(3, ctx.rounds() / 3), [&] { return herd(ueq::notify_policy::wake_one, messages); },
+        [&] { return herd(ueq::notify_policy::wake_all, messages); });
+    ctx.report({.name = "wake_one_herd_64",
+                .unit = "wakeups/message",
+                .value = v,
+                .baseline = "wake_all",
+                .baseline_value = b,
+                .goal = "<= 1.05",
+                .goal_on_value = true,
+                .note = "64 OS threads blocked on one queue (uthreads pending)"});
+  }
+}
