@@ -138,8 +138,10 @@ double per_event(ueq::tap_service* svc, int n, int active, int rounds) {
     ns += now_ns() - t0;
     events += static_cast<std::uint64_t>(got);
   }
-  for (auto& t : taps)
-    (void)svc->remove(t);
+  if (svc) {
+    for (auto& t : taps)
+      (void)svc->remove(t);
+  }
   if (ep >= 0) ::close(ep);
   for (auto& p : ps) {
     ::close(p.a);
