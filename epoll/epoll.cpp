@@ -95,6 +95,8 @@ struct epoll_set::impl {
     entry* prev = nullptr;  // ready list links
     entry* next = nullptr;
     impl* child = nullptr;  // the target, if it is one of our sets (nesting graph edge)
+    dev_t dev = 0;          // the file registered (to notice a number closed behind
+    ino_t ino = 0;          // our back and reused for another file)
   };
 
   tap_service* svc = nullptr;
@@ -431,6 +433,12 @@ status epoll_set::ctl(int op, int fd, const epoll_event* event) {
   std::lock_guard<std::mutex> g(p_->mu);
   if (p_->dead) return status(EBADF);
   auto it = p_->entries.find(fd);
+  if (it != p_->entries.end() && (it->second.dev != st.st_dev || it->second.ino != st.st_ino)) {
+    // The number was closed without ueq seeing it and now names another
+    // file: Linux dropped that entry with the file, so do we.
+    remove_entry(*p_, it);
+    it = p_->entries.end();
+  }
   switch (op) {
     case EPOLL_CTL_ADD: {
       if (it != p_->entries.end()) return status(EEXIST);
@@ -454,6 +462,8 @@ status epoll_set::ctl(int op, int fd, const epoll_event* event) {
       e.data = ev.data;
       e.tap = tap;
       e.child = child;
+      e.dev = st.st_dev;
+      e.ino = st.st_ino;
       if (child) {
         add_edge(p_.get(), child);
         std::lock_guard<spin_lock> pg(child->parents_lock);

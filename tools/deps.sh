@@ -5,7 +5,7 @@
 set -euo pipefail
 
 packages=(
-  g++                  # compiler (its libgcc-12-dev brings ASan, UBSan, TSan)
+  gcc g++              # compilers (libgcc-12-dev brings ASan, UBSan, TSan)
   meson ninja-build pkg-config
   libboost-context-dev # uthread stacks and switches (boost::context::fiber)
   libboost-dev         # boost::lockfree (a benchmark baseline)

@@ -314,3 +314,31 @@ TEST_CASE("conformance: the epoll fd is pollable and readable while events are p
     api.close(e);
   });
 }
+
+TEST_CASE("conformance: an fd closed behind the facade's back and reused can be added again",
+          "[epoll]") {
+  check("reuse", [](const epoll_api& api, trace& t) {
+    const int e = api.create1(0);
+    auto p = pipe_nb();
+    epoll_event x = ev(EPOLLIN, 1);
+    t.rc("ADD", api.ctl(e, EPOLL_CTL_ADD, p.a, &x));
+    const int num = p.a;
+    ::close(p.a);  // not through the API under test: ueq does not see it
+    int q[2];
+    REQUIRE(::pipe2(q, O_NONBLOCK | O_CLOEXEC) == 0);
+    if (q[0] != num) {  // make the new read end take the old number
+      REQUIRE(::dup2(q[0], num) == num);
+      ::close(q[0]);
+    }
+    epoll_event y = ev(EPOLLIN, 2);
+    t.rc("MOD the new file", api.ctl(e, EPOLL_CTL_MOD, num, &y));
+    t.rc("ADD the new file", api.ctl(e, EPOLL_CTL_ADD, num, &y));
+    ::write(q[1], "x", 1);
+    epoll_event out[4];
+    t.wait("only the new registration", api.wait(e, out, 4, 0), out);
+    api.close(num);
+    ::close(q[1]);
+    ::close(p.b);
+    api.close(e);
+  });
+}

@@ -136,7 +136,10 @@ class trace {
         s += n;
         m &= ~bit;
       }
-    if (m) s += (s.empty() ? "" : "|") + std::to_string(m);
+    if (m) {
+      if (!s.empty()) s += "|";
+      s += std::to_string(m);
+    }
     return s.empty() ? "0" : s;
   }
 
