@@ -114,18 +114,10 @@ void bench_post(ueq::bench::context& ctx) {
   }
 }
 
-bool raise_fd_limit(std::size_t need) {
-  rlimit rl;
-  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return false;
-  if (rl.rlim_cur >= need) return true;
-  rl.rlim_cur = std::min<rlim_t>(rl.rlim_max, need);
-  return setrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur >= need;
-}
-
 void bench_drain(ueq::bench::context& ctx) {
   const double overhead = window_overhead_ns();
   for (std::uint32_t n : {1u, 16u, 256u, 4096u}) {
-    if (!raise_fd_limit(n + 64)) {
+    if (ueq::bench::raise_fd_limit(n + 64) < n + 64) {
       std::fprintf(stderr, "drain_%u: cannot raise RLIMIT_NOFILE, skipped\n", n);
       continue;
     }
@@ -207,54 +199,18 @@ void bench_mp(ueq::bench::context& ctx) {
       return hot ? 0 : static_cast<std::uint32_t>(p * kIdsPerProducer + (i % kIdsPerProducer));
     };
     std::uint64_t messages = 0;
-    auto run_ceq = [&] {
-      auto q = make(2 * kIdsPerProducer);
-      std::atomic<int> left{2};
-      std::barrier start(3);
-      std::uint64_t t0 = 0, t1 = 0, msgs = 0;
-      std::thread cons([&] {
-        start.arrive_and_wait();
-        ueq::ceq_event buf[256];
-        for (;;) {
-          const bool done = left.load(std::memory_order_acquire) == 0;
-          const std::size_t n = q->get_batch(buf);
-          msgs += n;
-          if (n == 0 && done) break;
-        }
-        t1 = now_ns();
-      });
-      std::vector<std::thread> prods;
-      for (int p = 0; p < 2; ++p)
-        prods.emplace_back([&, p] {
-          ueq::bench::pin_to_cpu(p);
-          start.arrive_and_wait();
-          if (p == 0) t0 = now_ns();
-          for (std::uint64_t i = 0; i < per_producer; ++i)
-            (void)q->post(id_of(p, i), 1ull << p);
-          left.fetch_sub(1, std::memory_order_release);
-        });
-      for (auto& t : prods)
-        t.join();
-      cons.join();
-      messages = msgs;
-      return double(2 * per_producer) / (double(t1 - t0) / 1e9);
-    };
-    auto run_queue = [&] {
-      boost::lockfree::queue<std::uint32_t> lq(1 << 16);
+    // Two pinned producers call post(p, i); one consumer calls drain() (which
+    // returns how much it took) until the producers are done and it finds
+    // nothing. Returns posts per second.
+    auto run = [&](auto post, auto drain) {
       std::atomic<int> left{2};
       std::barrier start(3);
       std::uint64_t t0 = 0, t1 = 0;
       std::thread cons([&] {
         start.arrive_and_wait();
-        std::uint32_t id;
         for (;;) {
           const bool done = left.load(std::memory_order_acquire) == 0;
-          bool any = false;
-          while (lq.pop(id)) {
-            keep(id);
-            any = true;
-          }
-          if (!any && done) break;
+          if (drain() == 0 && done) break;
         }
         t1 = now_ns();
       });
@@ -265,14 +221,43 @@ void bench_mp(ueq::bench::context& ctx) {
           start.arrive_and_wait();
           if (p == 0) t0 = now_ns();
           for (std::uint64_t i = 0; i < per_producer; ++i)
-            while (!lq.push(id_of(p, i))) {
-            }
+            post(p, i);
           left.fetch_sub(1, std::memory_order_release);
         });
       for (auto& t : prods)
         t.join();
       cons.join();
       return double(2 * per_producer) / (double(t1 - t0) / 1e9);
+    };
+    auto run_ceq = [&] {
+      auto q = make(2 * kIdsPerProducer);
+      std::uint64_t msgs = 0;
+      const double r = run([&](int p, std::uint64_t i) { (void)q->post(id_of(p, i), 1ull << p); },
+                           [&] {
+                             ueq::ceq_event buf[256];
+                             const std::size_t n = q->get_batch(buf);
+                             msgs += n;
+                             return n;
+                           });
+      messages = msgs;
+      return r;
+    };
+    auto run_queue = [&] {
+      boost::lockfree::queue<std::uint32_t> lq(1 << 16);
+      return run(
+          [&](int p, std::uint64_t i) {
+            while (!lq.push(id_of(p, i))) {
+            }
+          },
+          [&] {
+            std::size_t n = 0;
+            std::uint32_t id;
+            while (lq.pop(id)) {
+              keep(id);
+              ++n;
+            }
+            return n;
+          });
     };
     auto [v, b] = alternate(ctx.rounds(), run_ceq, run_queue);
     char note[160];

@@ -33,18 +33,6 @@ struct api {
 const api kKernel{::epoll_create1, ::epoll_ctl, ::epoll_wait, ::close};
 const api kUeq{ueq_epoll_create1, ueq_epoll_ctl, ueq_epoll_wait, ueq_close};
 
-// Raises the soft RLIMIT_NOFILE towards `want`; returns the limit in force.
-rlim_t raise_fd_limit(rlim_t want) {
-  rlimit rl;
-  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 0;
-  if (rl.rlim_cur < want) {
-    rl.rlim_cur = std::min(rl.rlim_max, want);
-    (void)setrlimit(RLIMIT_NOFILE, &rl);
-    getrlimit(RLIMIT_NOFILE, &rl);
-  }
-  return rl.rlim_cur;
-}
-
 // n eventfds, the first `ready` of them readable (count 1, level-triggered).
 std::vector<int> eventfds(int n, int ready) {
   std::vector<int> v;
@@ -266,8 +254,8 @@ UEQ_BENCH(epoll, "the epoll facade vs the kernel's epoll, identical call sequenc
     // 100k registered fds where the hard RLIMIT_NOFILE allows it; as many as
     // it allows otherwise (the note says how many).
     const int want = ctx.quick() ? 20000 : 100000;
-    const rlim_t lim = raise_fd_limit(static_cast<rlim_t>(want) + 1024);
-    const int big = static_cast<int>(std::min<rlim_t>(want, lim > 1024 ? lim - 1024 : 0));
+    const std::size_t lim = ueq::bench::raise_fd_limit(static_cast<std::size_t>(want) + 1024);
+    const int big = static_cast<int>(std::min<std::size_t>(want, lim > 1024 ? lim - 1024 : 0));
     if (big >= 1000) {
       const int iters = static_cast<int>(ctx.work(100000));
       auto [v, b] = alternate(

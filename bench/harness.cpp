@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -54,6 +55,17 @@ std::pair<double, double> alternate(int rounds, const std::function<double()>& m
 int cpu_count() {
   const long n = sysconf(_SC_NPROCESSORS_ONLN);
   return n > 0 ? static_cast<int>(n) : 1;
+}
+
+std::size_t raise_fd_limit(std::size_t want) {
+  rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 0;
+  if (rl.rlim_cur < want) {
+    rl.rlim_cur = std::min<rlim_t>(rl.rlim_max, want);
+    (void)setrlimit(RLIMIT_NOFILE, &rl);
+    (void)getrlimit(RLIMIT_NOFILE, &rl);
+  }
+  return rl.rlim_cur;
 }
 
 bool pin_to_cpu(int cpu) {

@@ -85,6 +85,10 @@ std::pair<double, double> alternate(int rounds, const std::function<double()>& m
 bool pin_to_cpu(int cpu);
 int cpu_count();
 
+// Raises the soft RLIMIT_NOFILE towards `want` (never above the hard
+// limit); returns the soft limit now in force.
+std::size_t raise_fd_limit(std::size_t want);
+
 // Keeps a value alive so the compiler cannot drop the computation.
 template <class T>
 inline void keep(T const& v) {

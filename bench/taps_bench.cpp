@@ -150,17 +150,6 @@ double per_event(ueq::tap_service* svc, int n, int active, int rounds) {
   return double(ns) / double(events);
 }
 
-bool fd_room(int need) {
-  rlimit rl;
-  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return false;
-  if (rl.rlim_cur < static_cast<rlim_t>(need)) {
-    rl.rlim_cur = std::min<rlim_t>(rl.rlim_max, need);
-    setrlimit(RLIMIT_NOFILE, &rl);
-    getrlimit(RLIMIT_NOFILE, &rl);
-  }
-  return rl.rlim_cur >= static_cast<rlim_t>(need);
-}
-
 }  // namespace
 
 UEQ_BENCH(taps, "host readiness to a running waiter; per-event cost with many sockets") {
@@ -181,7 +170,7 @@ UEQ_BENCH(taps, "host readiness to a running waiter; per-event cost with many so
   auto epoll_svc = ueq::tap_service::create(ueq::backend_kind::epoll);
   auto uring_svc = ueq::tap_service::create(ueq::backend_kind::io_uring);
   for (int n : {1000, 10000}) {
-    if (!fd_room(2 * n + 256)) {
+    if (ueq::bench::raise_fd_limit(2 * n + 256) < static_cast<std::size_t>(2 * n + 256)) {
       std::fprintf(stderr, "taps: RLIMIT_NOFILE too low for %d socketpairs, skipped\n", n);
       continue;
     }

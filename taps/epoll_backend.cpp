@@ -28,6 +28,7 @@
 
 #include "ueq/runtime/chunked_table.hpp"
 #include "ueq/taps/backend.hpp"
+#include "wake_channel.hpp"
 
 namespace ueq {
 namespace {
@@ -38,12 +39,11 @@ constexpr int kMaxLanes = 64;
 
 class epoll_backend final : public host_backend {
  public:
-  epoll_backend(int ep, int efd) : efd_(efd) {
+  explicit epoll_backend(int ep) {
     lanes_[0].store(ep, std::memory_order_relaxed);
     nlanes_ = 1;
   }
   ~epoll_backend() override {
-    ::close(efd_);
     for (int i = 0; i < nlanes_; ++i)
       ::close(lane(i));
   }
@@ -103,12 +103,7 @@ class epoll_backend final : public host_backend {
     for (int i = 0; i < n; ++i) {
       const std::uint64_t key = evs[i].data.u64;
       if (key == kWakeKey) {
-        // Clear "wake pending" before draining the eventfd: a wake() after
-        // the clear writes again, so none is lost (at worst one extra).
-        // seq_cst pairs with the exchange in wake().
-        wake_pending_.store(false, std::memory_order_seq_cst);
-        std::uint64_t v;
-        (void)::read(efd_, &v, sizeof v);
+        wake_.drained();
       } else if ((key & kLaneKey) == kLaneKey) {
         // A nested lane has events: take what fits, without blocking (it is
         // level-triggered in lane 0, so leftovers come back next poll).
@@ -127,13 +122,8 @@ class epoll_backend final : public host_backend {
     return k;
   }
 
-  void wake() noexcept override {
-    // Only the first wake() since the poller last drained writes: wakes
-    // coalesce. seq_cst: see poll().
-    if (wake_pending_.exchange(true, std::memory_order_seq_cst)) return;
-    const std::uint64_t one = 1;
-    (void)::write(efd_, &one, sizeof one);
-  }
+  void wake() noexcept override { wake_.wake(); }
+  detail::wake_channel& wake_channel() noexcept { return wake_; }
 
  private:
   // acquire: pairs with the release store in add_lane_locked().
@@ -160,41 +150,29 @@ class epoll_backend final : public host_backend {
 
   std::array<std::atomic<int>, kMaxLanes> lanes_{};
   int nlanes_ = 0;  // guarded by mu_ (the destructor runs alone)
-  const int efd_;
+  detail::wake_channel wake_;
   std::mutex mu_;
   absl::flat_hash_map<std::uint64_t, int> lane_of_;  // key -> lane; guarded by mu_
-  std::atomic<bool> wake_pending_{false};
 };
 
 }  // namespace
 
 result<std::unique_ptr<host_backend>> make_epoll_backend() {
-  // Both descriptors are moved to high numbers so they do not shift the fd
-  // numbers the program sees.
+  // Moved to a high number so it does not shift the fd numbers the program
+  // sees (so is the wake channel's eventfd).
   const int ep = hide_fd(::epoll_create1(EPOLL_CLOEXEC));
   if (ep < 0) return errno_code(errno);
-  const int efd = hide_fd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-  if (efd < 0) {
-    const int e = errno;
-    ::close(ep);
-    return errno_code(e);
-  }
-  epoll_event e{};
-  e.events = EPOLLIN | EPOLLET;
-  e.data.u64 = kWakeKey;
-  if (::epoll_ctl(ep, EPOLL_CTL_ADD, efd, &e) != 0) {
-    const int err = errno;
-    ::close(efd);
-    ::close(ep);
-    return errno_code(err);
-  }
-  std::unique_ptr<host_backend> b(new (std::nothrow) epoll_backend(ep, efd));
+  std::unique_ptr<epoll_backend> b(new (std::nothrow) epoll_backend(ep));
   if (!b) {
-    ::close(efd);
     ::close(ep);
     return errno_code(ENOMEM);
   }
-  return b;
+  if (!b->wake_channel().ok()) return errno_code(b->wake_channel().error());
+  epoll_event e{};
+  e.events = EPOLLIN | EPOLLET;
+  e.data.u64 = kWakeKey;
+  if (::epoll_ctl(ep, EPOLL_CTL_ADD, b->wake_channel().fd(), &e) != 0) return errno_code(errno);
+  return std::unique_ptr<host_backend>(std::move(b));
 }
 
 result<std::unique_ptr<host_backend>> make_backend(backend_kind kind) {

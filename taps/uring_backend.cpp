@@ -28,6 +28,7 @@
 #include <new>
 
 #include "ueq/taps/backend.hpp"
+#include "wake_channel.hpp"
 
 namespace ueq {
 namespace {
@@ -39,7 +40,6 @@ class uring_backend final : public host_backend {
  public:
   ~uring_backend() override {
     if (inited_) io_uring_queue_exit(&ring_);
-    if (efd_ >= 0) ::close(efd_);
   }
   const char* name() const noexcept override { return "io_uring"; }
   int pollable_fd() const noexcept override { return ring_.ring_fd; }
@@ -51,17 +51,15 @@ class uring_backend final : public host_backend {
     b->inited_ = true;
     // Deadlines without a timeout SQE need EXT_ARG (Linux 5.11).
     if (!(b->ring_.features & IORING_FEAT_EXT_ARG)) return errno_code(ENOSYS);
-    b->efd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (b->efd_ < 0) return errno_code(errno);
+    if (!b->wake_.ok()) return errno_code(b->wake_.error());
     // Probe multishot poll for real: arm the wake eventfd, poke it, and
     // expect a completion that says more will follow.
     {
       std::lock_guard<std::mutex> g(b->mu_);
-      if (status s = b->arm_locked(b->efd_, EPOLLIN, kWakeArm)) return s.code();
+      if (status s = b->arm_locked(b->wake_.fd(), EPOLLIN, kWakeArm)) return s.code();
       if (status s = b->submit_locked()) return s.code();
     }
-    const std::uint64_t one = 1;
-    (void)::write(b->efd_, &one, sizeof one);
+    b->wake_.wake();
     io_uring_cqe* cqe = nullptr;
     __kernel_timespec ts{1, 0};
     if (int rc = io_uring_wait_cqe_timeout(&b->ring_, &cqe, &ts); rc < 0) return errno_code(-rc);
@@ -69,8 +67,7 @@ class uring_backend final : public host_backend {
     const int res = cqe->res;
     io_uring_cqe_seen(&b->ring_, cqe);
     if (!ok) return errno_code(res < 0 ? -res : ENOSYS);
-    std::uint64_t v;
-    (void)::read(b->efd_, &v, sizeof v);
+    b->wake_.drained();
     return std::unique_ptr<host_backend>(std::move(b));
   }
 
@@ -134,11 +131,8 @@ class uring_backend final : public host_backend {
       const bool more = cqe->flags & IORING_CQE_F_MORE;
       if (id == kIgnore) continue;
       if (id == kWakeArm) {
-        // As in the epoll backend: clear, then drain, so no wake is lost.
-        wake_pending_.store(false, std::memory_order_seq_cst);
-        std::uint64_t v;
-        (void)::read(efd_, &v, sizeof v);
-        if (!more) (void)arm_locked(efd_, EPOLLIN, kWakeArm);
+        wake_.drained();
+        if (!more) (void)arm_locked(wake_.fd(), EPOLLIN, kWakeArm);
         continue;
       }
       auto it = arms_.find(id);
@@ -169,11 +163,7 @@ class uring_backend final : public host_backend {
     return k;
   }
 
-  void wake() noexcept override {
-    if (wake_pending_.exchange(true, std::memory_order_seq_cst)) return;
-    const std::uint64_t one = 1;
-    (void)::write(efd_, &one, sizeof one);
-  }
+  void wake() noexcept override { wake_.wake(); }
 
  private:
   struct arm {
@@ -216,12 +206,11 @@ class uring_backend final : public host_backend {
 
   io_uring ring_{};
   bool inited_ = false;
-  int efd_ = -1;
+  detail::wake_channel wake_;
   std::mutex mu_;
   absl::flat_hash_map<std::uint64_t, arm> arms_;              // guarded by mu_
   absl::flat_hash_map<std::uint64_t, std::uint64_t> by_key_;  // key -> arm id; guarded by mu_
   std::uint64_t next_arm_ = 1;                                // guarded by mu_
-  std::atomic<bool> wake_pending_{false};
 };
 
 }  // namespace

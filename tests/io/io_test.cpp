@@ -139,14 +139,8 @@ TEST_CASE("io: closing the fd through ueq wakes its waiter with EBADF", "[io]") 
 }
 
 TEST_CASE("io: accept and connect on TCP loopback; refused connects fail", "[io]") {
-  const int l = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  REQUIRE(::bind(l, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  REQUIRE(::listen(l, 16) == 0);
-  REQUIRE(::getsockname(l, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  sockaddr_in addr;
+  const int l = ueq::test::bound_loopback(SOCK_STREAM, &addr);
   std::atomic<int> accepted{-1};
   std::thread server([&] {
     auto c = io::accept(l, nullptr, nullptr, SOCK_CLOEXEC, deadline_after_ms(10000));
@@ -169,13 +163,8 @@ TEST_CASE("io: accept and connect on TCP loopback; refused connects fail", "[io]
   REQUIRE_FALSE(io::close(c));
   REQUIRE_FALSE(io::close(l));
   // A refused connect: a port nothing listens on (bound, never listened).
-  const int idle = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in none{};
-  none.sin_family = AF_INET;
-  none.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t nlen = sizeof none;
-  REQUIRE(::bind(idle, reinterpret_cast<sockaddr*>(&none), sizeof none) == 0);
-  REQUIRE(::getsockname(idle, reinterpret_cast<sockaddr*>(&none), &nlen) == 0);
+  sockaddr_in none;
+  const int idle = ueq::test::bound_loopback(SOCK_STREAM, &none, /*listen=*/false);
   const int r = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   REQUIRE(io::connect(r, reinterpret_cast<sockaddr*>(&none), sizeof none, deadline_after_ms(10000))
               .value() == ECONNREFUSED);
@@ -184,13 +173,8 @@ TEST_CASE("io: accept and connect on TCP loopback; refused connects fail", "[io]
 }
 
 TEST_CASE("io: UDP sendto/recvfrom; recvmsg/sendmsg and readv/writev", "[io]") {
-  const int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  REQUIRE(::bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  REQUIRE(::getsockname(s, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  sockaddr_in addr;
+  const int s = ueq::test::bound_loopback(SOCK_DGRAM, &addr);
   std::thread sender([&] {
     const int u = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     (void)io::sendto(u, "dgram", 5, 0, reinterpret_cast<sockaddr*>(&addr), sizeof addr);

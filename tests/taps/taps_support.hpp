@@ -67,17 +67,25 @@ inline void make_socketpair(fd_pair& p) {
   p.b = f[1];
 }
 
+// A socket of `type` bound to 127.0.0.1 on a free port (listening, for
+// SOCK_STREAM, if `listen` is set); its address goes to *addr.
+inline int bound_loopback(int type, sockaddr_in* addr, bool listen = true) {
+  const int s = ::socket(AF_INET, type | SOCK_CLOEXEC, 0);
+  REQUIRE(s >= 0);
+  *addr = {};
+  addr->sin_family = AF_INET;
+  addr->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof *addr;
+  REQUIRE(::bind(s, reinterpret_cast<sockaddr*>(addr), sizeof *addr) == 0);
+  if (type == SOCK_STREAM && listen) REQUIRE(::listen(s, 16) == 0);
+  REQUIRE(::getsockname(s, reinterpret_cast<sockaddr*>(addr), &len) == 0);
+  return s;
+}
+
 // A connected TCP pair on 127.0.0.1 (a = client, b = accepted server side).
 inline void make_tcp(fd_pair& p) {
-  const int l = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  REQUIRE(l >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  REQUIRE(::bind(l, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  REQUIRE(::listen(l, 4) == 0);
-  REQUIRE(::getsockname(l, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  sockaddr_in addr;
+  const int l = bound_loopback(SOCK_STREAM, &addr);
   p.a = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   REQUIRE(::connect(p.a, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
   p.b = ::accept4(l, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
