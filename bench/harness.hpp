@@ -1,4 +1,4 @@
-// The benchmark harness behind `ueq-bench` (see ../../shared/bench-protocol.md).
+// The benchmark harness behind `ueq-bench`.
 //
 // Every case measures the thing and its baseline in the same run, in
 // alternating rounds, and reports the medians and their ratio. Areas register
