@@ -8,8 +8,10 @@
 //                  the tap service's per-fd locks) and the readiness probe.
 //   tap service / event queue locks (leaves).
 // Tap dispatch (the host poller's thread) posts into a set's CEQ without
-// any of these locks; the CEQ's post hook only touches atomics and the
-// set's eventfd. A set's lock is never held while taking the registry lock.
+// any of these locks; the CEQ's post hook touches atomics and the set's
+// eventfd, and posts into the parents' mailboxes under the set's
+// parents_lock (taken child before parent; the nesting graph is acyclic).
+// A set's lock is never held while taking the registry lock.
 //
 // The path of an event: host readiness -> the fd's tap posts {fd, bits} into
 // the set's CEQ (coalescing) -> the post hook makes the set's eventfd
