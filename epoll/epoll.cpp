@@ -1,7 +1,7 @@
 // The epoll facade.
 //
 // Locking (outermost first):
-//   g_reg.mu       the registry: epoll fd numbers -> sets, target fd -> the
+//   reg().mu       the registry: epoll fd numbers -> sets, target fd -> the
 //                  sets that hold it, and the nesting checks of ADD.
 //   impl::mu       one per set: its entries, its ready list, the flags of
 //                  every entry. Held across the tap calls of ctl (which take
