@@ -147,7 +147,8 @@ TEST_CASE("wake-all wakes every waiter for one message; the rest go back to slee
   }));
   const auto c = q->counters();
   q->close();
-  for (auto& t : ts) t.join();
+  for (auto& t : ts)
+    t.join();
   REQUIRE(c.wakeups == kWaiters);
   REQUIRE(got.load() == 1);
 }
