@@ -23,6 +23,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -111,6 +112,9 @@ struct epoll_set::impl {
   std::atomic<int> epfd{-1};          // an open number of the program's epoll fd
   int evfd = -1;                      // the hidden eventfd
   std::atomic<bool> signaled{false};  // evfd has been made readable
+  // tap_service::fork_generation() when the set was made: a fork()ed child
+  // cannot use its parent's sets (their taps live in the parent's poller).
+  std::uint64_t fork_gen = 0;
   // Sets that hold this one, and the fd number they hold it under. A set
   // nested in another of ours is not tapped through the host (our epoll fd
   // watches the host's fd, which would make a kernel-level cycle): it posts
@@ -264,17 +268,34 @@ registry& reg() {
   return *r;
 }
 
+std::mutex g_service_mu;
+tap_service* g_registered = nullptr;  // guarded by g_service_mu
+
+// fork(): only the forking thread survives; a lock another thread held
+// would never be released. The registry itself is inherited as it is.
+void relock_in_child() noexcept {
+  new (&reg().mu) std::mutex;
+  new (&g_service_mu) std::mutex;
+}
+
 void on_fd_close(int fd, void*);
 
+// The tap service, with our close callback registered on it (once per
+// service: a fork()ed child gets a new one).
 result<tap_service*> service() {
-  static std::once_flag once;
   auto s = tap_service::instance();
   if (!s) return s.error();
-  std::call_once(once, [&] { (*s)->add_close_callback(&on_fd_close, nullptr); });
+  std::lock_guard<std::mutex> g(g_service_mu);
+  if (*s != g_registered) {
+    (*s)->add_close_callback(&on_fd_close, nullptr);
+    g_registered = *s;
+  }
   return *s;
 }
 
 using impl = epoll_set::impl;
+
+[[maybe_unused]] const int g_atfork = ::pthread_atfork(nullptr, nullptr, &relock_in_child);
 
 // Longest chain of sets below c (0 = holds none); INT_MAX if `target` is
 // among them (a cycle). Under reg().mu.
@@ -389,6 +410,7 @@ result<std::shared_ptr<epoll_set>> epoll_set::create(int flags) {
     return errno_code(e);
   }
   p->svc = *svc;
+  p->fork_gen = tap_service::fork_generation();
   p->q = *q;
   p->epfd.store(efd, std::memory_order_relaxed);
   p->numbers.push_back(efd);
@@ -430,6 +452,7 @@ status epoll_set::ctl(int op, int fd, const epoll_event* event) {
   }
   ev.events |= EPOLLERR | EPOLLHUP;
 
+  if (p_->fork_gen != tap_service::fork_generation()) return status(ENOSYS);
   // The registry lock first (nesting checks, membership), then ours.
   std::lock_guard<std::mutex> rg(reg().mu);
   std::lock_guard<std::mutex> g(p_->mu);
@@ -504,6 +527,7 @@ status epoll_set::ctl(int op, int fd, const epoll_event* event) {
 }
 
 result<int> epoll_set::wait(std::span<epoll_event> out, mono_ns deadline, const sigset_t* sigmask) {
+  if (p_->fork_gen != tap_service::fork_generation()) return errno_code(ENOSYS);
   for (;;) {
     // Dispatch host events that have not been taken yet (without blocking;
     // if another thread is dispatching, it posts for us), so that whatever

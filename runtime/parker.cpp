@@ -24,6 +24,7 @@
 #include "ueq/runtime/parker.hpp"
 
 #include <linux/futex.h>
+#include <pthread.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -108,6 +109,20 @@ void offer_leadership() noexcept {
     }
   }
 }
+
+// fork(): only the forking thread lives on in the child. A leader or
+// follower that was another thread is gone, and so is any host poller
+// (the taps layer installs its child's own). Start from scratch.
+void reset_after_fork_in_child() noexcept {
+  g_poller.store(nullptr, std::memory_order_relaxed);
+  g_leader.store(false, std::memory_order_relaxed);
+  g_list_lock.unlock();
+  g_followers = nullptr;
+  g_nfollowers.store(0, std::memory_order_relaxed);
+  tl_polling = nullptr;
+}
+[[maybe_unused]] const int g_atfork =
+    ::pthread_atfork(nullptr, nullptr, &reset_after_fork_in_child);
 
 }  // namespace
 

@@ -65,14 +65,20 @@ void on_close(int fd, void* ctx) {
   teardown_locked(st->svc, *e);
 }
 
-// Created on first use, never destroyed (close callbacks may run late).
+// Created on first use, never destroyed (close callbacks may run late). A
+// fork()ed child starts a new one on its own tap service.
+std::mutex g_state_mu;
+std::atomic<io_state*> g_state{nullptr};
+std::atomic<std::uint64_t> g_state_fork_gen{0};
+
 result<io_state*> state() {
-  static std::mutex mu;
-  static std::atomic<io_state*> st{nullptr};
+  const std::uint64_t gen = tap_service::fork_generation();
   // acquire: pairs with the release store below.
-  if (io_state* s = st.load(std::memory_order_acquire)) return s;
-  std::lock_guard<std::mutex> g(mu);
-  if (io_state* s = st.load(std::memory_order_relaxed)) return s;
+  io_state* cur = g_state.load(std::memory_order_acquire);
+  if (cur && g_state_fork_gen.load(std::memory_order_relaxed) == gen) return cur;
+  std::lock_guard<std::mutex> g(g_state_mu);
+  cur = g_state.load(std::memory_order_relaxed);
+  if (cur && g_state_fork_gen.load(std::memory_order_relaxed) == gen) return cur;
   auto svc = tap_service::instance();
   if (!svc) return svc.error();
   auto* s = new (std::nothrow) io_state;
@@ -82,7 +88,8 @@ result<io_state*> state() {
   }
   s->svc = *svc;
   s->svc->add_close_callback(&on_close, s);
-  st.store(s, std::memory_order_release);
+  g_state_fork_gen.store(gen, std::memory_order_relaxed);
+  g_state.store(s, std::memory_order_release);
   return s;
 }
 

@@ -25,6 +25,7 @@
 // service, so a host event for any key can always be looked up safely.
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -215,6 +216,18 @@ namespace {
 // (threads may still poll through it while static destructors run).
 std::mutex g_default_mu;
 std::atomic<tap_service*> g_default{nullptr};
+std::atomic<std::uint64_t> g_fork_generation{0};
+
+// fork(): the child must not share the parent's host poller (its epoll
+// instance is one open file for both). The child forgets the inherited
+// service (leaking it: its poller thread, if any, did not survive the fork,
+// so it cannot be shut down cleanly) and makes its own on first use.
+void forget_default_in_child() noexcept {
+  new (&g_default_mu) std::mutex;  // a thread that held it is gone
+  g_default.store(nullptr, std::memory_order_relaxed);
+  g_fork_generation.fetch_add(1, std::memory_order_relaxed);
+}
+[[maybe_unused]] const int g_atfork = ::pthread_atfork(nullptr, nullptr, &forget_default_in_child);
 
 result<tap_service*> default_service() {
   // acquire: pairs with the release store below.
@@ -232,6 +245,10 @@ result<tap_service*> default_service() {
 
 result<tap_service*> tap_service::instance() {
   return default_service();
+}
+
+std::uint64_t tap_service::fork_generation() noexcept {
+  return g_fork_generation.load(std::memory_order_relaxed);
 }
 
 result<tap_handle> tap_service::add(const tap_spec& spec) {

@@ -2,6 +2,9 @@
 # Installs the Debian 12 packages ueq needs to build, test and benchmark,
 # skipping those already installed. Safe to run again. Needs root (or sudo)
 # only when something is missing.
+#   tools/deps.sh              build, tests, benchmarks
+#   tools/deps.sh --programs   also the real programs the epoll suite runs
+#                              under ueq-run (nginx, memcached, curl, wrk)
 set -euo pipefail
 
 packages=(
@@ -15,6 +18,10 @@ packages=(
   liburing-dev         # the io_uring backend of taps/
   clang-format         # formatting check in CI
 )
+
+if [ "${1:-}" = "--programs" ]; then
+  packages+=(nginx-light memcached curl wrk)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -31,5 +38,13 @@ if [ "$(id -u)" -ne 0 ]; then
   sudo="sudo"
 fi
 export DEBIAN_FRONTEND=noninteractive
+# Installing a server package must not start its service: the tests start
+# their own instances on free ports.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
+  $sudo chmod +x /usr/sbin/policy-rc.d
+  remove_policy=1
+fi
 $sudo apt-get update -q
 $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+if [ "${remove_policy:-0}" = 1 ]; then $sudo rm -f /usr/sbin/policy-rc.d; fi

@@ -177,10 +177,12 @@ TEST_CASE("epoll: several threads waiting on one instance, level- and edge-trigg
     for (auto& t : ts)
       t.join();
     INFO("mode " << mode << ": " << wakeups.load() << " wakeups for " << kEvents << " events");
-    // Every event consumed; waiters did not storm (at most one wake per
-    // waiter per event).
+    // Every event consumed (a lost wakeup would have stalled a wait_until
+    // above); waiters did not storm: at most one wake per waiter per event.
+    // (A waiter may take two events in one wake: its read loop can catch
+    // the next byte, written as soon as the previous one was consumed.)
     REQUIRE(consumed.load() == kEvents);
-    REQUIRE(wakeups.load() >= kEvents);
+    REQUIRE(wakeups.load() > 0);
     REQUIRE(wakeups.load() <= kEvents * kWaiters);
     ueq_close(ep);
   }

@@ -118,6 +118,11 @@ class tap_service {
   // the host poller of parked threads. Fails (EMFILE, ENOMEM) only if it
   // cannot be created; a later call tries again.
   static result<tap_service*> instance();
+  // Counts the fork()s this process is a child of (0 in the original
+  // process). After a fork the child's instance() is a new service; objects
+  // bound to the old one (an epoll set made before the fork) can compare
+  // generations to notice.
+  static std::uint64_t fork_generation() noexcept;
   static result<std::unique_ptr<tap_service>> create(backend_kind kind);
   ~tap_service();
 
