@@ -26,6 +26,7 @@
 #include <pthread.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <absl/container/flat_hash_map.h>
@@ -643,22 +644,67 @@ int fail(const std::error_code& ec) {
   return fail(ec.value());
 }
 
+// Copies between the caller's memory and ours without trusting the
+// pointer: a bad address gives false (the kernel's EFAULT), never a crash.
+// Where the host refuses process_vm_readv/writev on ourselves (a seccomp
+// filter), plain copies are used and a bad pointer crashes as it would in
+// the caller's own code.
+bool copy_in(void* dst, const void* src, std::size_t n) {
+  if (!src) return false;
+  iovec local{dst, n}, remote{const_cast<void*>(src), n};
+  const ssize_t r = ::process_vm_readv(::getpid(), &local, 1, &remote, 1, 0);
+  if (r == static_cast<ssize_t>(n)) return true;
+  if (r < 0 && (errno == ENOSYS || errno == EPERM)) {
+    std::memcpy(dst, src, n);
+    return true;
+  }
+  return false;
+}
+bool copy_out(void* dst, const void* src, std::size_t n) {
+  if (!dst) return false;
+  iovec local{const_cast<void*>(src), n}, remote{dst, n};
+  const ssize_t r = ::process_vm_writev(::getpid(), &local, 1, &remote, 1, 0);
+  if (r == static_cast<ssize_t>(n)) return true;
+  if (r < 0 && (errno == ENOSYS || errno == EPERM)) {
+    std::memcpy(dst, src, n);
+    return true;
+  }
+  return false;
+}
+
+// Linux's access_ok: the range must lie in user space (x86-64: below
+// 0x7ffffffff000). Null passes; it faults only when written.
+bool user_range(const void* p, std::size_t n) {
+  constexpr std::uintptr_t kTaskSize = 0x7ffffffff000ull;
+  const auto a = reinterpret_cast<std::uintptr_t>(p);
+  return a <= kTaskSize && n <= kTaskSize - a;
+}
+
 int do_wait(int epfd, epoll_event* events, int maxevents, ueq::mono_ns deadline,
-            const sigset_t* sigmask) {
-  // Mainline (6.15+) order: EBADF, then maxevents, then the buffer, then
-  // "not an epoll fd".
+            const sigset_t* user_mask) {
+  // The signal mask is read first, as the kernel does.
+  // The kernel's sigset is 8 bytes (glibc's sigset_t is larger): read only
+  // those, as the system call would.
+  sigset_t mask;
+  sigemptyset(&mask);
+  if (user_mask && !copy_in(&mask, user_mask, _NSIG / 8)) return fail(EFAULT);
+  // Mainline (6.15+) order: EBADF, then maxevents, then the buffer's range,
+  // then "not an epoll fd".
   auto set = ueq::lookup(epfd);
   if (!set && !ueq::fd_open(epfd)) return fail(EBADF);
   if (maxevents <= 0 || maxevents > ueq::kMaxEvents) return fail(EINVAL);
+  if (!user_range(events, static_cast<std::size_t>(maxevents) * sizeof(epoll_event)))
+    return fail(EFAULT);
   if (!set) return fail(EINVAL);
-  // A null buffer is only an error once there is something to write into it
-  // (Linux checks the range, which null passes, and faults on the copy).
-  epoll_event scratch[1];
-  std::span<epoll_event> out =
-      events ? std::span<epoll_event>(events, maxevents) : std::span<epoll_event>(scratch, 1);
-  auto n = set->wait(out, deadline, sigmask);
+  // Events are gathered here and copied out in one go, so an unwritable
+  // buffer gives EFAULT (a wait returns at most this many; more wait for the
+  // next call, as when maxevents is smaller).
+  epoll_event local[512];
+  const int room = std::min(maxevents, 512);
+  auto n = set->wait(std::span<epoll_event>(local, room), deadline, user_mask ? &mask : nullptr);
   if (!n) return fail(n.error());
-  if (!events && *n > 0) return fail(EFAULT);
+  if (*n > 0 && !copy_out(events, local, static_cast<std::size_t>(*n) * sizeof(epoll_event)))
+    return fail(EFAULT);
   return *n;
 }
 
@@ -676,8 +722,14 @@ int ueq_epoll_create1(int flags) {
   return s ? (*s)->fd() : fail(s.error());
 }
 
-int ueq_epoll_ctl(int epfd, int op, int fd, struct epoll_event* event) {
-  if (op != EPOLL_CTL_DEL && !event) return fail(EFAULT);
+int ueq_epoll_ctl(int epfd, int op, int fd, struct epoll_event* user_event) {
+  // The event is copied in first (for every op but DEL), as the kernel does.
+  epoll_event copy{};
+  epoll_event* event = nullptr;
+  if (op != EPOLL_CTL_DEL) {
+    if (!copy_in(&copy, user_event, sizeof copy)) return fail(EFAULT);
+    event = &copy;
+  }
   auto set = ueq::lookup(epfd);
   if (!set) {
     if (!ueq::fd_open(epfd) || !ueq::fd_open(fd)) return fail(EBADF);
@@ -700,8 +752,14 @@ int ueq_epoll_pwait(int epfd, struct epoll_event* events, int maxevents, int tim
 }
 
 int ueq_epoll_pwait2(int epfd, struct epoll_event* events, int maxevents,
-                     const struct timespec* timeout, const sigset_t* sigmask) {
+                     const struct timespec* user_timeout, const sigset_t* sigmask) {
   ueq::mono_ns deadline = ueq::kNoDeadline;
+  timespec t;
+  const timespec* timeout = nullptr;
+  if (user_timeout) {
+    if (!copy_in(&t, user_timeout, sizeof t)) return fail(EFAULT);
+    timeout = &t;
+  }
   if (timeout) {
     if (timeout->tv_sec < 0 || timeout->tv_nsec < 0 || timeout->tv_nsec >= 1000000000L)
       return fail(EINVAL);

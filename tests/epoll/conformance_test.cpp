@@ -342,3 +342,27 @@ TEST_CASE("conformance: an fd closed behind the facade's back and reused can be 
     api.close(e);
   });
 }
+
+TEST_CASE("conformance: bad pointers give EFAULT, never a crash", "[epoll]") {
+  check("EFAULT", [](const epoll_api& api, trace& t) {
+    const int e = api.create1(0);
+    auto p = pipe_nb();
+    auto* unmapped = reinterpret_cast<epoll_event*>(16);  // the zero page
+    auto* kernel = reinterpret_cast<epoll_event*>(0xffff800000000000ull);
+    t.rc("ADD unmapped event", api.ctl(e, EPOLL_CTL_ADD, p.a, unmapped));
+    t.rc("ADD kernel-space event", api.ctl(e, EPOLL_CTL_ADD, p.a, kernel));
+    epoll_event x = ev(EPOLLIN, 1);
+    t.rc("ADD", api.ctl(e, EPOLL_CTL_ADD, p.a, &x));
+    t.rc("wait, kernel-space buffer", api.wait(e, kernel, 4, 0));
+    t.rc("wait, unmapped buffer, nothing ready", api.wait(e, unmapped, 4, 0));
+    ::write(p.b, "x", 1);
+    t.rc("wait, unmapped buffer, one ready", api.wait(e, unmapped, 4, 0));
+    epoll_event out[4];
+    t.rc("pwait, unmapped sigmask", api.pwait(e, out, 4, 0, reinterpret_cast<sigset_t*>(16)));
+    t.rc("pwait2, unmapped timeout",
+         api.pwait2(e, out, 4, reinterpret_cast<timespec*>(16), nullptr));
+    ::close(p.a);
+    ::close(p.b);
+    api.close(e);
+  });
+}
