@@ -27,14 +27,13 @@ bool any_closed(std::span<event_queue* const> qs) noexcept {
   return false;
 }
 
-// A waiter woken by a wake-one queue that leaves without taking a message
-// from it (timed out, or took one elsewhere) while it still holds messages
-// hands the wakeup on, so the queue is not stranded with sleepers. A waiter
-// that did take from it needs not: every message-creating post wakes its
-// own waiter.
-void pass_on(event_queue* woken_by, const event_queue* took_from) noexcept {
-  if (woken_by && woken_by != took_from && woken_by->policy() == notify_policy::wake_one &&
-      !woken_by->empty())
+// A waiter woken by a wake-one queue that leaves while the queue still holds
+// messages hands the wakeup on, so the queue is not stranded with sleepers.
+// This holds even when the waiter took a message from that queue: it may
+// have taken one on its own (the re-check before parking) and been woken for
+// another (the model in tests/model/wakeup.pml found exactly that).
+void pass_on(event_queue* woken_by) noexcept {
+  if (woken_by && woken_by->policy() == notify_policy::wake_one && !woken_by->empty())
     woken_by->wake_one_waiter();
 }
 
@@ -76,11 +75,11 @@ result<block_result> block_on(std::span<event_queue* const> queues, mono_ns dead
     event_queue* by = w.woken_by();
     if (!got) got = try_all(queues, r);
     if (got) {
-      pass_on(by, r.queue);
+      pass_on(by);
       return r;
     }
     if (closed || any_closed(queues)) {
-      pass_on(by, nullptr);
+      pass_on(by);
       return errno_code(ECANCELED);
     }
     if (by) {
@@ -90,7 +89,7 @@ result<block_result> block_on(std::span<event_queue* const> queues, mono_ns dead
     if (monotonic_now() >= deadline) {
       for (event_queue* q : queues)
         q->note_timeout();
-      pass_on(by, nullptr);
+      pass_on(by);
       return errno_code(ETIMEDOUT);
     }
   }

@@ -17,6 +17,7 @@ packages=(
   catch2               # Catch2 v2 test framework
   liburing-dev         # the io_uring backend of taps/
   clang-format         # formatting check in CI
+  spin                 # model checking of the CEQ and wakeup protocols
 )
 
 if [ "${1:-}" = "--programs" ]; then

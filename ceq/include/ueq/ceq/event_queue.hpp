@@ -17,8 +17,8 @@
 // waiter and was announced by the post that created it.
 //
 // Wake-one: each post that creates a message wakes at most one waiter (the
-// longest waiting); a woken waiter that leaves without taking a message while
-// the queue is non-empty passes the wakeup on (block_on does this).
+// longest waiting); a woken waiter that leaves while the queue is non-empty
+// passes the wakeup on (block_on does this).
 //
 // Ownership: queues are held by std::shared_ptr. A producer keeps a
 // reference for as long as it may post; the owner calls close() when done,
