@@ -203,9 +203,14 @@ tap_service::~tap_service() {
 result<std::unique_ptr<tap_service>> tap_service::create(backend_kind kind) {
   auto b = make_backend(kind);
   if (!b) return b.error();
+  return create(std::move(b).value());
+}
+
+result<std::unique_ptr<tap_service>> tap_service::create(std::unique_ptr<host_backend> backend) {
+  if (!backend) return errno_code(EINVAL);
   std::unique_ptr<impl> p(new (std::nothrow) impl);
   if (!p || !p->table.ok() || !p->slots.ok()) return errno_code(ENOMEM);
-  p->backend = std::move(b).value();
+  p->backend = std::move(backend);
   std::unique_ptr<tap_service> s(new (std::nothrow) tap_service(std::move(p)));
   if (!s) return errno_code(ENOMEM);
   return s;
@@ -281,17 +286,27 @@ status tap_service::modify(const tap_handle& h, std::uint32_t filter, std::uint6
   tap_slot* sl = p_->slots.get(h.t_->slot, false);
   if (!e || !sl) return status(ENOENT);
   std::lock_guard<std::mutex> g(e->mu);
-  std::uint32_t gen;
+  std::uint32_t gen, old_filter;
+  std::uint64_t old_data;
   {
     std::lock_guard<std::mutex> sg(sl->mu);
     if (!h.t_->live) return status(ENOENT);
+    old_filter = h.t_->filter;
+    old_data = h.t_->data;
     h.t_->filter = filter;
     h.t_->data = data;
     gen = sl->gen;
   }
   // Re-arms this tap's registration alone: the host re-evaluates readiness
-  // for it, as Linux does at EPOLL_CTL_MOD.
-  return p_->backend->modify(h.t_->fd, filter, impl::key(h.t_->slot, gen));
+  // for it, as Linux does at EPOLL_CTL_MOD. On failure the tap keeps what it
+  // had (the host still has the old registration).
+  status s = p_->backend->modify(h.t_->fd, filter, impl::key(h.t_->slot, gen));
+  if (s) {
+    std::lock_guard<std::mutex> sg(sl->mu);
+    h.t_->filter = old_filter;
+    h.t_->data = old_data;
+  }
+  return s;
 }
 
 status tap_service::remove(const tap_handle& h) {

@@ -24,6 +24,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstdlib>
 #include <mutex>
 #include <new>
 
@@ -216,6 +217,10 @@ class uring_backend final : public host_backend {
 }  // namespace
 
 result<std::unique_ptr<host_backend>> make_uring_backend() {
+  // An operator's (and the fault tests') switch: behave as if the kernel
+  // refused io_uring.
+  if (const char* off = std::getenv("UEQ_DISABLE_IO_URING"); off && *off && *off != '0')
+    return errno_code(ENOSYS);
   return uring_backend::create();
 }
 

@@ -124,6 +124,8 @@ class tap_service {
   // generations to notice.
   static std::uint64_t fork_generation() noexcept;
   static result<std::unique_ptr<tap_service>> create(backend_kind kind);
+  // A service on a backend of the caller's (fault injection, experiments).
+  static result<std::unique_ptr<tap_service>> create(std::unique_ptr<host_backend> backend);
   ~tap_service();
 
   result<tap_handle> add(const tap_spec& spec);
