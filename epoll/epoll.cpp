@@ -205,9 +205,15 @@ struct epoll_set::impl {
 
   // Reports up to out.size() ready entries (under mu), probing each at the
   // moment of reporting, and rotating level-triggered ones to the back.
-  int harvest(std::span<epoll_event> out) {
+  // `deliver`, if given, gets the results before the harvest is final (under
+  // mu); if it fails, the harvest is undone (reported entries go back to the
+  // front of the list, a ONESHOT entry is re-armed) and -1 is returned, as
+  // Linux puts an item back when copying it to the caller faults.
+  using deliver_fn = epoll_set::deliver_fn;
+  int harvest(std::span<epoll_event> out, deliver_fn deliver = nullptr, void* ctx = nullptr) {
     drain_mailbox();
     int n = 0;
+    std::vector<entry*> reported;
     // Level-triggered entries reported now go to the back of the list after
     // this harvest, so none is reported twice in one result.
     std::vector<entry*> again;
@@ -235,11 +241,27 @@ struct epoll_set::impl {
         out[n].events = bits;
         out[n].data = e.data;
         ++n;
+        reported.push_back(&e);
         if (e.events & EPOLLONESHOT)
           e.disabled = true;
         else if (!(e.events & EPOLLET))
           again.push_back(&e);  // level-triggered: back of the list, probed next time
       }
+    }
+    if (n > 0 && deliver && !deliver(out.data(), n, ctx)) {
+      // Undo, in reverse, each to the front: the list is as it was.
+      for (auto it = reported.rbegin(); it != reported.rend(); ++it) {
+        entry& e = **it;
+        e.disabled = false;
+        dequeue(e);
+        e.queued = true;
+        e.prev = nullptr;
+        e.next = head;
+        (head ? head->prev : tail) = &e;
+        head = &e;
+      }
+      settle();
+      return -1;
     }
     for (entry* e : again)
       enqueue(*e);
@@ -348,6 +370,21 @@ bool fd_open(int fd) {
   return fd >= 0 && ::fcntl(fd, F_GETFD) >= 0;
 }
 
+// Linux refuses files that have no poll operation (EPERM): regular files,
+// directories, and some devices (/dev/null). ueq cannot see the operation,
+// so for devices it asks the kernel: a trial ADD to a private epoll fd
+// (made once, kept at a high number).
+bool pollable(int fd, const struct stat& st) {
+  if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) return false;
+  if (!S_ISCHR(st.st_mode) && !S_ISBLK(st.st_mode)) return true;
+  static const int probe = hide_fd(::epoll_create1(EPOLL_CLOEXEC));
+  if (probe < 0) return true;  // cannot tell: let the tap decide
+  epoll_event e{};
+  if (::epoll_ctl(probe, EPOLL_CTL_ADD, fd, &e) != 0) return errno != EPERM;
+  (void)::epoll_ctl(probe, EPOLL_CTL_DEL, fd, nullptr);
+  return true;
+}
+
 // Removes one entry: its tap, its nesting edge, its place on the ready list
 // and in the membership index. Under reg().mu and s.mu.
 void remove_entry(impl& s, absl::node_hash_map<int, impl::entry>::iterator it) {
@@ -443,7 +480,7 @@ status epoll_set::ctl(int op, int fd, const epoll_event* event) {
   if (!fd_open(fd)) return status(EBADF);
   struct stat st;
   if (::fstat(fd, &st) != 0) return status(EBADF);
-  if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) return status(EPERM);
+  if (!pollable(fd, st)) return status(EPERM);
   auto target = lookup(fd);
   if (target.get() == this) return status(EINVAL);
   if (op != EPOLL_CTL_ADD && op != EPOLL_CTL_MOD && op != EPOLL_CTL_DEL) return status(EINVAL);
@@ -527,7 +564,8 @@ status epoll_set::ctl(int op, int fd, const epoll_event* event) {
   }
 }
 
-result<int> epoll_set::wait(std::span<epoll_event> out, mono_ns deadline, const sigset_t* sigmask) {
+result<int> epoll_set::wait(std::span<epoll_event> out, mono_ns deadline, const sigset_t* sigmask,
+                            deliver_fn deliver, void* ctx) {
   if (p_->fork_gen != tap_service::fork_generation()) return errno_code(ENOSYS);
   for (;;) {
     // Dispatch host events that have not been taken yet (without blocking;
@@ -536,7 +574,9 @@ result<int> epoll_set::wait(std::span<epoll_event> out, mono_ns deadline, const 
     (void)p_->svc->poll(monotonic_now());
     {
       std::lock_guard<std::mutex> g(p_->mu);
-      if (int n = p_->harvest(out)) return n;
+      const int n = p_->harvest(out, deliver, ctx);
+      if (n < 0) return errno_code(EFAULT);
+      if (n > 0) return n;
     }
     const mono_ns now = monotonic_now();
     if (now >= deadline) return 0;
@@ -701,10 +741,13 @@ int do_wait(int epfd, epoll_event* events, int maxevents, ueq::mono_ns deadline,
   // next call, as when maxevents is smaller).
   epoll_event local[512];
   const int room = std::min(maxevents, 512);
-  auto n = set->wait(std::span<epoll_event>(local, room), deadline, user_mask ? &mask : nullptr);
+  auto n = set->wait(
+      std::span<epoll_event>(local, room), deadline, user_mask ? &mask : nullptr,
+      [](const epoll_event* ev, int k, void* dst) {
+        return copy_out(dst, ev, static_cast<std::size_t>(k) * sizeof(epoll_event));
+      },
+      events);
   if (!n) return fail(n.error());
-  if (*n > 0 && !copy_out(events, local, static_cast<std::size_t>(*n) * sizeof(epoll_event)))
-    return fail(EFAULT);
   return *n;
 }
 
@@ -734,7 +777,7 @@ int ueq_epoll_ctl(int epfd, int op, int fd, struct epoll_event* user_event) {
   if (!set) {
     if (!ueq::fd_open(epfd) || !ueq::fd_open(fd)) return fail(EBADF);
     struct stat st;
-    if (::fstat(fd, &st) == 0 && (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))) return fail(EPERM);
+    if (::fstat(fd, &st) == 0 && !ueq::pollable(fd, st)) return fail(EPERM);
     return fail(EINVAL);  // epfd is not an epoll fd of ours
   }
   if (fd == epfd) return ueq::fd_open(fd) ? fail(EINVAL) : fail(EBADF);

@@ -53,8 +53,12 @@ class epoll_set {
   status ctl(int op, int fd, const epoll_event* event);
   // Waits until events (returns how many, >= 1), the deadline (0), or a
   // signal handler runs (EINTR). With a sigmask it is installed atomically
-  // for the wait, as epoll_pwait does.
-  result<int> wait(std::span<epoll_event> out, mono_ns deadline, const sigset_t* sigmask = nullptr);
+  // for the wait, as epoll_pwait does. `deliver`, if given, is handed the
+  // results before they are final; if it returns false the events stay
+  // pending (as when Linux fails to copy them out) and wait gives EFAULT.
+  using deliver_fn = bool (*)(const epoll_event* events, int n, void* ctx);
+  result<int> wait(std::span<epoll_event> out, mono_ns deadline, const sigset_t* sigmask = nullptr,
+                   deliver_fn deliver = nullptr, void* ctx = nullptr);
 
   struct impl;
 
