@@ -5,6 +5,7 @@
 #   tools/deps.sh              build, tests, benchmarks
 #   tools/deps.sh --programs   also the real programs the epoll suite runs
 #                              under ueq-run (nginx, memcached, curl, wrk)
+#   tools/deps.sh --fuzz       also clang and libFuzzer, for the fuzz targets
 set -euo pipefail
 
 packages=(
@@ -20,9 +21,13 @@ packages=(
   spin                 # model checking of the CEQ and wakeup protocols
 )
 
-if [ "${1:-}" = "--programs" ]; then
-  packages+=(nginx-light memcached curl wrk)
-fi
+for opt in "$@"; do
+  case "$opt" in
+    --programs) packages+=(nginx-light memcached curl wrk) ;;
+    --fuzz) packages+=(clang libclang-rt-14-dev) ;;
+    *) echo "ueq: unknown option $opt" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${packages[@]}"; do

@@ -25,7 +25,8 @@ void hostile_call(Pick&& pick, const epoll_api& api, trace& t, int ep, int fd) {
                                           reinterpret_cast<epoll_event*>(0xffff800000000000ull)};
   static const int kOps[] = {EPOLL_CTL_ADD, EPOLL_CTL_MOD, EPOLL_CTL_DEL, 0, 4, -1, 99};
   static const int kFds[] = {-1, 100000, 0};
-  static const int kMax[] = {0, -1, 1, INT_MAX, INT_MAX / 12 + 1};
+  // Valid sizes leave room for every ready fd (see the note at the top).
+  static const int kMax[] = {0, -1, 16, INT_MAX, INT_MAX / 12 + 1};
   const int which = pick(6);
   epoll_event ev{};
   ev.events = static_cast<std::uint32_t>(pick(1 << 16)) | (pick(2) ? EPOLLEXCLUSIVE : 0u) |
@@ -40,16 +41,16 @@ void hostile_call(Pick&& pick, const epoll_api& api, trace& t, int ep, int fd) {
            api.ctl(pick(2) ? ep : kFds[pick(3)], kOps[pick(3)], pick(2) ? fd : kFds[pick(3)], &ev));
       break;
     case 2: {
-      epoll_event out[4];
+      epoll_event out[16];
       t.rc("hostile wait", api.wait(pick(2) ? ep : kFds[pick(3)], pick(2) ? out : kBadPtrs[pick(3)],
                                     kMax[pick(5)], 0));
       break;
     }
     case 3: {
-      epoll_event out[4];
+      epoll_event out[16];
       timespec bad{pick(2) ? -1 : 0, pick(2) ? 1000000000L : 0};
       t.rc("hostile pwait2",
-           api.pwait2(ep, out, 4, pick(2) ? &bad : reinterpret_cast<timespec*>(16), nullptr));
+           api.pwait2(ep, out, 16, pick(2) ? &bad : reinterpret_cast<timespec*>(16), nullptr));
       break;
     }
     case 4:
