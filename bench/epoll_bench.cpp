@@ -130,60 +130,17 @@ double pingpong(const api& a, int iters) {
   return r;
 }
 
-// Directory of this executable (build/bench or the install's bin).
-std::string self_dir() {
-  char buf[4096];
-  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (n <= 0) return ".";
-  std::string p(buf, static_cast<std::size_t>(n));
-  return p.substr(0, p.rfind('/'));
-}
-
-// Starts `argv` with stdout on a pipe, reads "listening on PORT", returns
-// the child's pid (port in *port), or -1.
-pid_t start_server(std::vector<std::string> argv, std::uint16_t* port) {
-  int out[2];
-  if (::pipe2(out, O_CLOEXEC) != 0) return -1;
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    ::dup2(out[1], 1);
-    std::vector<char*> args;
-    for (auto& a : argv)
-      args.push_back(a.data());
-    args.push_back(nullptr);
-    ::execv(args[0], args.data());
-    ::_exit(127);
-  }
-  ::close(out[1]);
-  char line[128] = {};
-  std::size_t got = 0;
-  while (got < sizeof line - 1) {
-    const ssize_t r = ::read(out[0], line + got, 1);
-    if (r <= 0 || line[got] == '\n') break;
-    ++got;
-  }
-  ::close(out[0]);
-  unsigned p = 0;
-  if (std::sscanf(line, "listening on %u", &p) != 1) {
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
-    return -1;
-  }
-  *port = static_cast<std::uint16_t>(p);
-  return pid;
-}
-
 // Requests per second of the plain epoll echo server, natively or under
 // ueq-run, measured by the shared client.
 double echo_server_rps(bool preload, double seconds) {
-  const std::string dir = self_dir();
+  const std::string dir = ueq::echo::self_dir();
   std::vector<std::string> argv;
   if (preload) argv.push_back(dir + "/../epoll/ueq-run");
   argv.push_back(dir + "/../examples/epoll_echo_server");
   argv.push_back("--port");
   argv.push_back("0");
   std::uint16_t port = 0;
-  const pid_t pid = start_server(argv, &port);
+  const pid_t pid = ueq::echo::spawn_server(argv, &port);
   if (pid < 0) return 0;
   ueq::echo::load_config cfg;
   cfg.port = port;

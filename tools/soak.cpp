@@ -33,6 +33,8 @@
 #include <thread>
 #include <vector>
 
+#include "echo/echo_load.hpp"
+
 namespace {
 
 struct stats {
@@ -150,20 +152,12 @@ long fd_count(pid_t pid) {
   return n;
 }
 
-std::string self_dir() {
-  char buf[4096];
-  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (n <= 0) return ".";
-  std::string p(buf, static_cast<std::size_t>(n));
-  return p.substr(0, p.rfind('/'));
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   double seconds = 10;
   int clients = 4;
-  std::string dir = self_dir();
+  std::string dir = ueq::echo::self_dir();
   std::string server = dir + "/../examples/epoll_echo_server";
   std::string runner = dir + "/../epoll/ueq-run";
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -182,21 +176,9 @@ int main(int argc, char** argv) {
     }
   }
   ::signal(SIGPIPE, SIG_IGN);
-  int pipefd[2];
-  if (::pipe(pipefd) != 0) return 1;
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    ::dup2(pipefd[1], 1);
-    ::execl(runner.c_str(), runner.c_str(), server.c_str(), "--port", "0", nullptr);
-    ::_exit(127);
-  }
-  ::close(pipefd[1]);
-  char line[128] = {};
-  std::size_t got = 0;
-  while (got < sizeof line - 1 && ::read(pipefd[0], line + got, 1) == 1 && line[got] != '\n')
-    ++got;
-  unsigned port = 0;
-  if (std::sscanf(line, "listening on %u", &port) != 1) {
+  std::uint16_t port = 0;
+  const pid_t pid = ueq::echo::spawn_server({runner, server, "--port", "0"}, &port);
+  if (pid < 0) {
     std::fprintf(stderr, "soak: the server did not start (%s under %s)\n", server.c_str(),
                  runner.c_str());
     return 1;
@@ -206,7 +188,7 @@ int main(int argc, char** argv) {
   std::atomic<bool> stop{false};
   std::vector<std::thread> ts;
   for (int c = 0; c < clients; ++c)
-    ts.emplace_back(client, c, static_cast<std::uint16_t>(port), std::cref(stop), std::ref(st));
+    ts.emplace_back(client, c, port, std::cref(stop), std::ref(st));
   std::vector<long> rss, fds;
   const auto t0 = std::chrono::steady_clock::now();
   const auto end = t0 + std::chrono::duration<double>(seconds);

@@ -4,13 +4,16 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <signal.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <unordered_map>
 
@@ -38,6 +41,46 @@ void set_nonblock(int fd) {
 }
 
 }  // namespace
+
+int spawn_server(std::vector<std::string> argv, std::uint16_t* port) {
+  int out[2];
+  if (::pipe2(out, O_CLOEXEC) != 0) return -1;
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(out[1], 1);
+    std::vector<char*> args;
+    for (auto& a : argv)
+      args.push_back(a.data());
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  ::close(out[1]);
+  char line[128] = {};
+  std::size_t got = 0;
+  while (got < sizeof line - 1) {
+    const ssize_t r = ::read(out[0], line + got, 1);
+    if (r <= 0 || line[got] == '\n') break;
+    ++got;
+  }
+  ::close(out[0]);
+  unsigned p = 0;
+  if (std::sscanf(line, "listening on %u", &p) != 1) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    return -1;
+  }
+  *port = static_cast<std::uint16_t>(p);
+  return pid;
+}
+
+std::string self_dir() {
+  char buf[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return ".";
+  std::string p(buf, static_cast<std::size_t>(n));
+  return p.substr(0, p.rfind('/'));
+}
 
 int listen_loopback(std::uint16_t* port, int backlog) {
   const int l = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);

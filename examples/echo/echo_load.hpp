@@ -50,4 +50,13 @@ int listen_loopback(std::uint16_t* port, int backlog = 4096);
 // calling thread until `stop` becomes true (checked every 50 ms).
 void run_epoll_server(int listen_fd, const std::atomic<bool>& stop);
 
+// Starts a server program (argv[0] is its path) with its stdout on a pipe
+// and waits for its "listening on PORT" line; returns the child's pid and
+// writes the port, or -1 if it did not start. The caller kills and reaps it.
+int spawn_server(std::vector<std::string> argv, std::uint16_t* port);
+
+// The directory of the running executable (to find the programs built
+// beside it).
+std::string self_dir();
+
 }  // namespace ueq::echo
