@@ -1,0 +1,152 @@
+// The default 2LS: per-vcore FIFO run queues, stealing, and idle vcores
+// that park with a check-sleep-check protocol.
+//
+// Shared state and who writes it:
+//   vq.head/tail     the run queue, under vq.lock (any thread pushes; the
+//                    owning vcore pops from the head; idle vcores steal from
+//                    the head too).
+//   vq.n             its length, written under vq.lock, read without it as a
+//                    hint and in the sleep handshake below.
+//   vq.sleeping      written by the owning vcore around its park.
+//   vq.idle_parker   parked on by the owning vcore; unparked by anyone who
+//                    queues work it must see, and by stop().
+//   nsleeping_       how many vcores are sleeping (a hint to skip scanning).
+//   stop_            set once by stop().
+//
+// The sleep handshake (a store-then-load on each side, hence seq_cst):
+//   waker:   push u (vq.n += 1 under the lock); fence; load sleeping.
+//   sleeper: reset its parker; store sleeping = true; fence; load every n.
+// Either the sleeper sees the new work and does not park, or the waker sees
+// `sleeping` and unparks it (the parker keeps the permit if the unpark lands
+// before the park). No wakeup is lost.
+#include <memory>
+
+#include "ueq/runtime/backoff.hpp"
+#include "ueq/runtime/parker.hpp"
+#include "ueq/runtime/vcore.hpp"
+#include "ueq/uthread/sched.hpp"
+
+namespace ueq {
+namespace {
+
+using detail::link_of;
+using detail::uthread;
+
+class default_scheduler final : public scheduler_2ls {
+ public:
+  void init(unsigned nvcores) override {
+    n_ = nvcores ? nvcores : 1;
+    q_ = std::make_unique<vq[]>(n_);
+  }
+
+  void thread_runnable(uthread* u) noexcept override {
+    const unsigned self = this_vcore();
+    const bool local = self < n_;
+    const unsigned target = local ? self : link_of(u).vcore % n_;
+    push(q_[target], u);
+    // seq_cst fence: the waker half of the sleep handshake.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    vq& t = q_[target];
+    if (t.sleeping.load(std::memory_order_relaxed)) {
+      t.idle_parker.unpark();
+      return;
+    }
+    // The target is awake but busy (or it is us, with more work queued):
+    // let a sleeping vcore steal it, so it runs promptly.
+    if ((!local || t.n.load(std::memory_order_relaxed) > 1) &&
+        nsleeping_.load(std::memory_order_relaxed) > 0)
+      wake_one_sleeper();
+  }
+
+  void thread_paused(uthread* u) noexcept override {
+    const unsigned self = this_vcore();
+    push(q_[self < n_ ? self : link_of(u).vcore % n_], u);
+  }
+
+  void thread_has_blocked(uthread*, block_reason) noexcept override {}
+  void thread_exited(uthread*) noexcept override {}
+
+  uthread* pick_next(unsigned v) noexcept override {
+    if (uthread* u = pop(q_[v])) return u;
+    for (unsigned j = 1; j < n_; ++j)
+      if (uthread* u = pop(q_[(v + j) % n_])) return u;
+    return nullptr;
+  }
+
+  void idle(unsigned v, mono_ns deadline) noexcept override {
+    vq& q = q_[v];
+    q.idle_parker.reset();
+    // seq_cst: the sleeper half of the handshake (store, fence, loads).
+    q.sleeping.store(true, std::memory_order_seq_cst);
+    nsleeping_.fetch_add(1, std::memory_order_seq_cst);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    bool work = stop_.load(std::memory_order_relaxed);
+    for (unsigned j = 0; !work && j < n_; ++j)
+      work = q_[j].n.load(std::memory_order_relaxed) != 0;
+    if (!work) q.idle_parker.park(deadline);
+    // relaxed: a stale `true` only costs a waker a spare unpark.
+    q.sleeping.store(false, std::memory_order_relaxed);
+    nsleeping_.fetch_sub(1, std::memory_order_relaxed);
+  }
+
+  void stop() noexcept override {
+    stop_.store(true, std::memory_order_seq_cst);
+    for (unsigned j = 0; j < n_; ++j)
+      q_[j].idle_parker.unpark();
+  }
+
+ private:
+  struct alignas(64) vq {
+    spin_lock lock;
+    uthread* head = nullptr;
+    uthread* tail = nullptr;
+    std::atomic<std::size_t> n{0};
+    std::atomic<bool> sleeping{false};
+    parker idle_parker;
+  };
+
+  static void push(vq& q, uthread* u) noexcept {
+    link_of(u).next = nullptr;
+    std::lock_guard<spin_lock> g(q.lock);
+    if (q.tail)
+      link_of(q.tail).next = u;
+    else
+      q.head = u;
+    q.tail = u;
+    // relaxed: under the lock; the handshake's fences order it.
+    q.n.store(q.n.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
+
+  static uthread* pop(vq& q) noexcept {
+    // relaxed: a hint; the lock orders the real check.
+    if (q.n.load(std::memory_order_relaxed) == 0) return nullptr;
+    std::lock_guard<spin_lock> g(q.lock);
+    uthread* u = q.head;
+    if (!u) return nullptr;
+    q.head = link_of(u).next;
+    if (!q.head) q.tail = nullptr;
+    q.n.store(q.n.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+    return u;
+  }
+
+  void wake_one_sleeper() noexcept {
+    for (unsigned j = 0; j < n_; ++j)
+      if (q_[j].sleeping.load(std::memory_order_relaxed)) {
+        q_[j].idle_parker.unpark();
+        return;
+      }
+  }
+
+  unsigned n_ = 1;
+  std::unique_ptr<vq[]> q_;
+  std::atomic<unsigned> nsleeping_{0};
+  std::atomic<bool> stop_{false};
+};
+
+}  // namespace
+
+std::unique_ptr<scheduler_2ls> make_default_scheduler() {
+  return std::make_unique<default_scheduler>();
+}
+
+}  // namespace ueq
