@@ -10,7 +10,10 @@
 //   vq.sleeping      written by the owning vcore around its park.
 //   vq.idle_parker   parked on by the owning vcore; unparked by anyone who
 //                    queues work it must see, and by stop().
-//   nsleeping_       how many vcores are sleeping (a hint to skip scanning).
+//   nsleeping_       how many vcores are sleeping (a hint to skip scanning;
+//                    also the sleeper's side of the timer handshake: a
+//                    vcore that arms an earlier timer fences, then wakes a
+//                    sleeper if it sees one).
 //   stop_            set once by stop().
 //
 // The sleep handshake (a store-then-load on each side, hence seq_cst):
@@ -73,7 +76,7 @@ class default_scheduler final : public scheduler_2ls {
     return nullptr;
   }
 
-  void idle(unsigned v, mono_ns deadline) noexcept override {
+  void idle(unsigned v, const timer_service& timers) noexcept override {
     vq& q = q_[v];
     q.idle_parker.reset();
     // seq_cst: the sleeper half of the handshake (store, fence, loads).
@@ -83,10 +86,19 @@ class default_scheduler final : public scheduler_2ls {
     bool work = stop_.load(std::memory_order_relaxed);
     for (unsigned j = 0; !work && j < n_; ++j)
       work = q_[j].n.load(std::memory_order_relaxed) != 0;
-    if (!work) q.idle_parker.park(deadline);
+    // Read after the fence: a timer armed earlier than this either is seen
+    // here, or its arming vcore sees us sleeping (timer_armed) and wakes us.
+    if (!work) q.idle_parker.park(timers.next_deadline());
     // relaxed: a stale `true` only costs a waker a spare unpark.
     q.sleeping.store(false, std::memory_order_relaxed);
     nsleeping_.fetch_sub(1, std::memory_order_relaxed);
+  }
+
+  void timer_armed() noexcept override {
+    // seq_cst fence: the arm (earliest_ store) before, the sleepers after;
+    // pairs with the fence in idle().
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (nsleeping_.load(std::memory_order_relaxed) > 0) wake_one_sleeper();
   }
 
   void stop() noexcept override {

@@ -287,7 +287,7 @@ void vcore_loop(runtime_state* r, unsigned i) noexcept {
     }
     // acquire: pairs with run()'s release store of stopping.
     if (r->stopping.load(std::memory_order_acquire)) break;
-    r->sched->idle(i, r->timers.next_deadline());
+    r->sched->idle(i, r->timers);
   }
   tl_vc = nullptr;
 }
@@ -328,7 +328,10 @@ bool hook_park(parker& p, mono_ns deadline) noexcept {
         auto* c = static_cast<park_ctx*>(arg);
         // Arm first: the uthread cannot resume before begin_block succeeds,
         // so its stack (c, the timer) is still ours.
-        if (c->deadline != kNoDeadline) c->r->timers.arm(*c->t, c->deadline);
+        // A new earliest deadline: a vcore asleep with a later one must
+        // take it (we may stay busy for a long time).
+        if (c->deadline != kNoDeadline && c->r->timers.arm(*c->t, c->deadline))
+          c->r->sched->timer_armed();
         // After a successful begin_block we must not touch c: an unpark or
         // the timer may already have made u runnable elsewhere.
         if (!c->p->begin_block(u)) c->r->sched->thread_runnable(u);

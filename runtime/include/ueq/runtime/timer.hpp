@@ -58,8 +58,9 @@ class timer_service {
   bool cancel(timer& t) noexcept;
   // Runs the handlers of every timer due at `now`; returns how many ran.
   std::size_t run_expired(mono_ns now) noexcept;
-  // The earliest armed deadline, or kNoDeadline. Racy by nature (a relaxed
-  // snapshot): a driver that must not miss an arm is woken by arm()'s caller.
+  // The earliest armed deadline, or kNoDeadline: a snapshot. A driver that
+  // must not miss a later arm pairs this with arm()'s result (the uthread
+  // scheduler fences and wakes a sleeping vcore when arm() returns true).
   mono_ns next_deadline() const noexcept { return earliest_.load(std::memory_order_acquire); }
   std::size_t size() const noexcept;
 

@@ -11,9 +11,11 @@
 //   thread_exited       it ended (its stack is already released);
 //   pick_next           the vcore's scheduler asks for the next uthread;
 //   idle                nothing to run: park the vcore until work arrives,
-//                       `deadline` (the next timer) passes, or stop() is
+//                       the next timer deadline passes, or stop() is
 //                       called, with a check-sleep-check so no
-//                       thread_runnable is missed.
+//                       thread_runnable (and no earlier timer) is missed;
+//   timer_armed         a timer became the earliest: a sleeping vcore must
+//                       wake and take the new deadline.
 // The default 2LS (default_scheduler) keeps one FIFO run queue per vcore,
 // steals from the others when its own is empty, and wakes a sleeping vcore
 // when work arrives that its own vcore may not get to soon.
@@ -33,6 +35,7 @@
 #include <type_traits>
 
 #include "ueq/runtime/clock.hpp"
+#include "ueq/runtime/timer.hpp"
 #include "ueq/uthread/uthread.hpp"
 
 namespace ueq {
@@ -49,7 +52,9 @@ class scheduler_2ls {
   virtual void thread_has_blocked(detail::uthread* u, block_reason why) noexcept = 0;
   virtual void thread_exited(detail::uthread* u) noexcept = 0;
   virtual detail::uthread* pick_next(unsigned vcore) noexcept = 0;
-  virtual void idle(unsigned vcore, mono_ns deadline) noexcept = 0;
+  // Reads timers.next_deadline() after publishing that it sleeps.
+  virtual void idle(unsigned vcore, const timer_service& timers) noexcept = 0;
+  virtual void timer_armed() noexcept = 0;
   // Ends every idle() now and makes later ones return at once.
   virtual void stop() noexcept = 0;
 };
