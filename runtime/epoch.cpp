@@ -28,10 +28,6 @@ epoch_domain::~epoch_domain() {
     r.del(r.p);
 }
 
-epoch_domain::slot& epoch_domain::my_slot() noexcept {
-  return slots_[this_thread_index() % kMaxThreads];
-}
-
 void epoch_domain::enter() noexcept {
   const unsigned idx = this_thread_index();
   if (idx >= kMaxThreads) {

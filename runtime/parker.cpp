@@ -29,6 +29,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <sched.h>
+
 #include <cerrno>
 
 #include "ueq/runtime/backoff.hpp"
@@ -56,6 +58,7 @@ std::atomic<std::size_t> g_nfollowers{0};
 thread_local parker* tl_polling = nullptr;
 
 constexpr int kSpins = 300;  // ~1-3 us of pause before sleeping
+constexpr int kYieldEvery = 50;
 
 void futex_wake(std::atomic<std::uint32_t>* w) noexcept {
   syscall(SYS_futex, w, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
@@ -141,7 +144,13 @@ bool parker::park(mono_ns deadline) noexcept {
     return h->park(*this, deadline);
   for (int i = 0; i < kSpins; ++i) {
     if (state_.load(std::memory_order_acquire) == kNotified) return true;
-    cpu_relax();
+    // Every kYieldEvery pauses, offer the CPU: a waker that shares our CPU
+    // (a vcore pinned beside us) cannot run while we spin, and sched_yield
+    // costs little when nobody else wants the CPU.
+    if (i % kYieldEvery == kYieldEvery - 1)
+      ::sched_yield();
+    else
+      cpu_relax();
   }
   for (;;) {
     if (state_.load(std::memory_order_acquire) == kNotified) return true;

@@ -71,7 +71,6 @@ class epoch_domain {
     deleter_fn del;
     std::uint64_t epoch;
   };
-  slot& my_slot() noexcept;
 
   std::atomic<std::uint64_t> epoch_{1};
   slot slots_[kMaxThreads];
