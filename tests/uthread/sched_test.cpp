@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "support.hpp"
+#include "ueq/runtime/backoff.hpp"
 #include "ueq/uthread/sched.hpp"
 #include "ueq/uthread/uthread.hpp"
 
@@ -184,4 +185,26 @@ TEST_CASE("a plain thread can spawn and join uthreads while the runtime runs", "
   REQUIRE(r.ok());
   CHECK(!err);
   CHECK(sum.load() == 5050);
+}
+
+TEST_CASE("ueq::backoff in a uthread yields to the other uthreads of its vcore", "[sched]") {
+  bool flag_seen = false;
+  std::uint32_t yields = 0;
+  auto r = ueq::run(
+      [&] {
+        bool flag = false;  // one vcore: no data race, only interleaving
+        auto setter = ueq::spawn([&] { flag = true; });
+        ueq::backoff b;
+        // Without the yield hook the setter could never run on this vcore;
+        // bounded so a regression fails instead of hanging.
+        for (int i = 0; i < 1'000'000 && !flag; ++i)
+          b.pause();
+        flag_seen = flag;
+        yields = b.yields();
+        (void)setter->join();
+      },
+      {.vcores = 1});
+  REQUIRE(r.ok());
+  CHECK(flag_seen);
+  CHECK(yields >= 1);
 }

@@ -8,7 +8,9 @@
 // (wake-one accounting depends on that).
 //
 // How a plain thread waits: it spins briefly (a cross-CPU futex wake costs
-// tens of microseconds on a VM, an observed store a fraction of one), then,
+// tens of microseconds on a VM, an observed store a fraction of one;
+// it offers the CPU with sched_yield every 50 pauses, so a waker pinned to
+// the same CPU gets to run), then,
 // if a host poller is installed (set_host_poller: taps/ installs one) and no
 // other thread is polling, it becomes the poller and waits inside the host
 // kernel's poll (events it finds are dispatched, and may wake it); otherwise
