@@ -251,8 +251,10 @@ bool parker::timeout_block() noexcept {
 void parker::end_block() noexcept {
   std::uint32_t s = kTimedOut;
   // relaxed: only the waiter itself runs this, after it resumed; an unpark
-  // that replaced kTimedOut with kNotified wins and stays.
-  state_.compare_exchange_strong(s, kIdle, std::memory_order_relaxed, std::memory_order_relaxed);
+  // that replaced kTimedOut with kNotified wins and stays. The plain load
+  // first skips the locked instruction in the common case (no timeout mark).
+  if (state_.load(std::memory_order_relaxed) == kTimedOut)
+    state_.compare_exchange_strong(s, kIdle, std::memory_order_relaxed, std::memory_order_relaxed);
 }
 
 void set_park_hook(const park_hook* h) noexcept {

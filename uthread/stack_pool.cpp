@@ -6,6 +6,7 @@
 //   g_carve     size -> the slab being carved: next free address, stacks left.
 //   g_guarded   how many stacks have a guard page; bounded by g_guard_budget.
 //   g_stats     counters.
+//   last_size / last_free   allocate()'s cache of one free list.
 #include "ueq/uthread/stack_pool.hpp"
 
 #include <sys/mman.h>
@@ -33,6 +34,8 @@ struct pool_state {
   std::unordered_map<std::size_t, std::vector<stack_slot>> free;
   std::unordered_map<std::size_t, carve_state> carve;
   std::size_t guard_budget = 0;
+  std::size_t last_size = 0;                     // cache for allocate()
+  std::vector<stack_slot>* last_free = nullptr;  // &free[last_size]
   stack_pool_stats stats;
 };
 
@@ -65,7 +68,13 @@ stack_slot allocate(std::size_t size) noexcept {
   const std::size_t stride = size + ps;  // one guard (or canary) page below
   auto& p = pool();
   std::lock_guard<spin_lock> g(p.lock);
-  auto& fl = p.free[size];
+  // The last size asked for (nearly always the default) skips the hash.
+  // unordered_map nodes are stable, so the cached pointer stays valid.
+  if (size != p.last_size) {
+    p.last_size = size;
+    p.last_free = &p.free[size];
+  }
+  auto& fl = *p.last_free;
   if (!fl.empty()) {
     stack_slot s = fl.back();
     fl.pop_back();
