@@ -8,6 +8,8 @@
 //                 while a host poller is installed, guarded by g_list_lock;
 //                 g_nfollowers is its length, written under the lock.
 //
+//   g_park_hook   the installed uthread park hook or null (atomic pointer).
+//
 // Per parker: state_ (kIdle / kNotified / kSleeping / kPolling), and
 // lead_offer_, set by a leaving leader to hand its role to this follower.
 //
@@ -28,6 +30,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <sched.h>
+
 #include <cerrno>
 
 #include "ueq/runtime/backoff.hpp"
@@ -45,6 +49,7 @@ struct parker_access {
 namespace {
 
 std::atomic<const host_poller*> g_poller{nullptr};
+std::atomic<const park_hook*> g_park_hook{nullptr};
 std::atomic<bool> g_leader{false};
 spin_lock g_list_lock;
 parker* g_followers = nullptr;  // guarded by g_list_lock
@@ -54,6 +59,7 @@ std::atomic<std::size_t> g_nfollowers{0};
 thread_local parker* tl_polling = nullptr;
 
 constexpr int kSpins = 300;  // ~1-3 us of pause before sleeping
+constexpr int kYieldEvery = 50;
 
 void futex_wake(std::atomic<std::uint32_t>* w) noexcept {
   syscall(SYS_futex, w, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
@@ -132,6 +138,14 @@ bool parker::unpark() noexcept {
   const std::uint32_t prev = state_.exchange(kNotified, std::memory_order_acq_rel);
   if (prev == kSleeping) {
     futex_wake(&state_);
+  } else if (prev == kBlocked) {
+    // We replaced kBlocked, so we are the one party that makes the uthread
+    // runnable. blocked_ was written before the waiter's release CAS to
+    // kBlocked, which our acq_rel exchange read: we see it. Read it before
+    // wake(): once runnable, the waiter may return and reuse the parker.
+    void* who = blocked_;
+    // acquire: pairs with the release in set_park_hook.
+    g_park_hook.load(std::memory_order_acquire)->wake(who);
   } else if (prev == kPolling && tl_polling != this) {
     if (const host_poller* hp = g_poller.load(std::memory_order_acquire)) hp->wake(hp->ctx);
   }
@@ -139,9 +153,19 @@ bool parker::unpark() noexcept {
 }
 
 bool parker::park(mono_ns deadline) noexcept {
+  // acquire: pairs with set_park_hook's release, so the hook's functions
+  // and whatever they use are visible.
+  if (const park_hook* h = g_park_hook.load(std::memory_order_acquire); h && h->active())
+    return h->park(*this, deadline);
   for (int i = 0; i < kSpins; ++i) {
     if (state_.load(std::memory_order_acquire) == kNotified) return true;
-    cpu_relax();
+    // Every kYieldEvery pauses, offer the CPU: a waker that shares our CPU
+    // (a vcore pinned beside us) cannot run while we spin, and sched_yield
+    // costs little when nobody else wants the CPU.
+    if (i % kYieldEvery == kYieldEvery - 1)
+      ::sched_yield();
+    else
+      cpu_relax();
   }
   for (;;) {
     if (state_.load(std::memory_order_acquire) == kNotified) return true;
@@ -205,6 +229,52 @@ void parker::sleep(mono_ns deadline, bool follower) noexcept {
   const bool returning = state_.load(std::memory_order_acquire) == kNotified ||
                          (deadline != kNoDeadline && monotonic_now() >= deadline);
   if (returning && follower && !g_leader.load(std::memory_order_acquire)) offer_leadership();
+}
+
+bool parker::begin_block(void* who) noexcept {
+  blocked_ = who;
+  std::uint32_t s = kIdle;
+  // release: publishes blocked_ to the unpark() that replaces kBlocked.
+  // Fails, seeing kNotified, if an unpark came first: the hook resumes the
+  // waiter itself. One word decides, so no fence is needed.
+  return state_.compare_exchange_strong(s, kBlocked, std::memory_order_acq_rel,
+                                        std::memory_order_acquire);
+}
+
+bool parker::timeout_block() noexcept {
+  // acquire: we may go on to make the waiter runnable; see its writes.
+  std::uint32_t s = state_.load(std::memory_order_acquire);
+  for (;;) {
+    if (s == kBlocked) {
+      // acq_rel: competes with unpark()'s exchange on the same word;
+      // whichever replaces kBlocked first makes the waiter runnable.
+      if (state_.compare_exchange_weak(s, kIdle, std::memory_order_acq_rel,
+                                       std::memory_order_acquire))
+        return true;
+    } else if (s == kIdle) {
+      // The waiter has not blocked yet (its post-switch callback is still to
+      // run): leave a mark so its begin_block fails and it resumes itself.
+      if (state_.compare_exchange_weak(s, kTimedOut, std::memory_order_acq_rel,
+                                       std::memory_order_acquire))
+        return false;
+    } else {
+      return false;  // kNotified (or already kTimedOut): nothing to do
+    }
+  }
+}
+
+void parker::end_block() noexcept {
+  std::uint32_t s = kTimedOut;
+  // relaxed: only the waiter itself runs this, after it resumed; an unpark
+  // that replaced kTimedOut with kNotified wins and stays. The plain load
+  // first skips the locked instruction in the common case (no timeout mark).
+  if (state_.load(std::memory_order_relaxed) == kTimedOut)
+    state_.compare_exchange_strong(s, kIdle, std::memory_order_relaxed, std::memory_order_relaxed);
+}
+
+void set_park_hook(const park_hook* h) noexcept {
+  // release: the hook object is fully built before anyone can use it.
+  g_park_hook.store(h, std::memory_order_release);
 }
 
 void set_host_poller(const host_poller* p) noexcept {

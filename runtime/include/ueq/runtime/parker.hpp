@@ -8,12 +8,22 @@
 // (wake-one accounting depends on that).
 //
 // How a plain thread waits: it spins briefly (a cross-CPU futex wake costs
-// tens of microseconds on a VM, an observed store a fraction of one), then,
+// tens of microseconds on a VM, an observed store a fraction of one;
+// it offers the CPU with sched_yield every 50 pauses, so a waker pinned to
+// the same CPU gets to run), then,
 // if a host poller is installed (set_host_poller: taps/ installs one) and no
 // other thread is polling, it becomes the poller and waits inside the host
 // kernel's poll (events it finds are dispatched, and may wake it); otherwise
 // it sleeps on a futex. When the polling thread leaves, it hands the role to
 // a sleeping waiter, so while anyone waits, someone polls.
+//
+// How a uthread waits: when a park hook is installed (set_park_hook; uthread/
+// installs one) and the caller is a uthread, park() hands the parker to the
+// hook, which switches to the scheduler and, in the callback that runs after
+// the uthread's context is saved, moves the state kIdle -> kBlocked
+// (begin_block). unpark() that replaces kBlocked asks the hook to make the
+// uthread runnable; a timeout does the same after winning timeout_block(). Both
+// go through the one state word, so exactly one of them makes it runnable.
 //
 // Thread-safety: park() and reset() by the owning waiter only; unpark() from
 // any thread, any number of times.
@@ -45,6 +55,17 @@ class parker {
   void reset() noexcept { state_.store(kIdle, std::memory_order_relaxed); }
   bool woken() const noexcept { return state_.load(std::memory_order_acquire) == kNotified; }
 
+  // For park hooks only. begin_block: records `who` and moves kIdle ->
+  // kBlocked; false if an unpark or a timeout got there first (then the hook
+  // resumes the waiter itself). timeout_block: the waiter's deadline passed;
+  // moves kBlocked -> kIdle and returns true (the caller must then make `who`
+  // runnable), or kIdle -> kTimedOut (so a begin_block still to come fails)
+  // and returns false, or does nothing if an unpark came first. end_block:
+  // the resumed waiter clears a kTimedOut left behind.
+  bool begin_block(void* who) noexcept;
+  bool timeout_block() noexcept;
+  void end_block() noexcept;
+
  private:
   friend struct parker_access;
   enum : std::uint32_t {
@@ -52,14 +73,31 @@ class parker {
     kNotified = 1,  // unpark() happened this round
     kSleeping = 2,  // the waiter sleeps (or is about to) on the futex
     kPolling = 3,   // the waiter is inside the host poller
+    kBlocked = 4,   // a uthread waiter is switched out; blocked_ names it
+    kTimedOut = 5,  // a uthread waiter's deadline passed before it blocked
   };
   void sleep(mono_ns deadline, bool follower) noexcept;
   void poll_host(mono_ns deadline) noexcept;
 
   std::atomic<std::uint32_t> state_{kIdle};
-  parker* next_ = nullptr;  // in the followers list; guarded by its lock
+  void* blocked_ = nullptr;  // written before the kBlocked CAS, read after
+  parker* next_ = nullptr;   // in the followers list; guarded by its lock
   parker* prev_ = nullptr;
 };
+
+// How a parker blocks a uthread (see the header comment). active() tells
+// whether the caller is a uthread; park() blocks it (it must call
+// begin_block from its post-switch callback); wake(who) makes the uthread
+// recorded by begin_block runnable. Callable from any thread.
+struct park_hook {
+  bool (*active)() noexcept;
+  bool (*park)(parker& p, mono_ns deadline) noexcept;
+  void (*wake)(void* who) noexcept;
+};
+
+// Installs (or, with nullptr, removes) the process's park hook. The object
+// must outlive every park() and unpark() that may use it.
+void set_park_hook(const park_hook* h) noexcept;
 
 // The host kernel poll that a blocked thread may run instead of sleeping.
 // poll() waits for host events until the deadline or until wake() is called,

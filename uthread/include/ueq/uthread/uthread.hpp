@@ -1,0 +1,109 @@
+// ueq/uthread/uthread.hpp — cooperative user threads.
+//
+// What it is for: many cheap threads of control (100k is fine) that block
+// without blocking a host thread. A uthread runs on a boost::context::fiber
+// with a stack from the stack pool, on one of N vcores (host threads) of the
+// scheduler started by ueq::run(). It runs until it yields or blocks (a
+// mutex, a condition variable, a join, a sleep, any ueq::parker); blocking
+// switches to the vcore's scheduler, which runs another uthread. Nothing
+// preempts a uthread.
+//
+// Thread-safety: spawn() and uthread_handle::join()/detach() from uthreads
+// and from plain threads while the runtime runs; this_uthread:: functions
+// from the uthread itself (from a plain thread, yield and sleep fall back to
+// the host thread's equivalents). A handle is owned by one party.
+//
+// Errors: spawn() returns ENXIO when no runtime is running, ENOMEM when no
+// stack can be mapped, EINVAL for a stack size over 1 GiB.
+//
+// Usage:
+//   int main() {
+//     return ueq::run([] {
+//       auto h = ueq::spawn([] { ueq::this_uthread::sleep_for(std::chrono::milliseconds(1)); },
+//                           {.name = "sleeper"});
+//       if (h) (*h).join();
+//     }).value();
+//   }
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <system_error>
+
+#include "ueq/runtime/clock.hpp"
+#include "ueq/runtime/result.hpp"
+
+namespace ueq {
+
+namespace detail {
+struct uthread;
+}  // namespace detail
+class scheduler_2ls;
+
+struct spawn_options {
+  // Usable stack bytes, rounded up to pages; 0 = default_stack_size().
+  std::size_t stack_size = 0;
+  const char* name = nullptr;  // copied; for debugging
+  bool detached = false;       // no handle needed; freed when it ends
+};
+
+// A joinable uthread. Move-only; must be joined or detached before it is
+// destroyed (the destructor detaches, so nothing leaks).
+class uthread_handle {
+ public:
+  uthread_handle() = default;
+  explicit uthread_handle(detail::uthread* u) noexcept : u_(u) {}
+  uthread_handle(uthread_handle&& o) noexcept : u_(o.u_) { o.u_ = nullptr; }
+  uthread_handle& operator=(uthread_handle&& o) noexcept;
+  uthread_handle(const uthread_handle&) = delete;
+  uthread_handle& operator=(const uthread_handle&) = delete;
+  ~uthread_handle() { detach(); }
+
+  bool joinable() const noexcept { return u_ != nullptr; }
+  // Waits for the uthread to end (blocking this uthread, or this plain
+  // thread). EINVAL if not joinable, EDEADLK on joining oneself.
+  std::error_code join() noexcept;
+  void detach() noexcept;
+
+ private:
+  detail::uthread* u_ = nullptr;
+};
+
+// The default usable stack: 128 KiB (256 KiB in sanitizer builds), reserved
+// and committed lazily, so a parked uthread costs only the pages it touched.
+std::size_t default_stack_size() noexcept;
+
+// Starts a uthread running fn. fn must not throw (an escaping exception
+// terminates the process, as with std::thread).
+result<uthread_handle> spawn(std::function<void()> fn, spawn_options opts = {});
+
+struct run_options {
+  unsigned vcores = 0;             // 0 = one per CPU this process may use
+  scheduler_2ls* sched = nullptr;  // null = the default scheduler
+};
+
+// Starts the runtime (vcores and scheduler), runs fn in a uthread, and
+// returns once fn has returned and every other uthread has ended; then the
+// vcores are joined and everything is freed. EBUSY if a runtime is already
+// running. One runtime at a time; run() may be called again afterwards.
+result<int> run(std::function<void()> fn, run_options opts = {});
+
+namespace this_uthread {
+// True when the caller is a uthread.
+bool active() noexcept;
+// The running uthread, or null on a plain thread.
+detail::uthread* current() noexcept;
+// Its name ("" if none, or on a plain thread).
+const char* name() noexcept;
+// Lets every other runnable uthread on this vcore run first.
+void yield() noexcept;
+// Blocks until the deadline (CLOCK_MONOTONIC); never returns early.
+void sleep_until(mono_ns deadline) noexcept;
+template <class Rep, class Period>
+void sleep_for(std::chrono::duration<Rep, Period> d) noexcept {
+  sleep_until(deadline_after_ns(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count()));
+}
+}  // namespace this_uthread
+
+}  // namespace ueq

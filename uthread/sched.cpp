@@ -1,0 +1,241 @@
+// The default 2LS: per-vcore FIFO run queues, stealing, and idle vcores
+// that park with a check-sleep-check protocol.
+//
+// Shared state and who writes it:
+//   vq.local         the owner vcore's private FIFO: only the owning vcore
+//                    thread (its scheduler, or a uthread running on it)
+//                    touches it, so it needs no lock. Work made runnable by
+//                    the vcore itself goes here.
+//   vq.head/tail     the shared run queue, under vq.lock: other vcores and
+//                    plain threads push here; the owner pops; idle vcores
+//                    steal from the head.
+//   vq.n             its length, written under vq.lock, read without it as a
+//                    hint and in the sleep handshake below.
+//
+// Local work is invisible to thieves, so an owner with surplus local work
+// moves half of it to its shared queue when it sees a sleeping vcore
+// (nsleeping_ > 0, checked at every pick) and wakes one. Local work never
+// strands: the owner is awake whenever its local queue is non-empty (it only
+// idles after finding it empty), so the sleep handshake needs to cover only
+// the shared queues.
+//   vq.sleeping      written by the owning vcore around its park.
+//   vq.idle_parker   parked on by the owning vcore; unparked by anyone who
+//                    queues work it must see, and by stop().
+//   nsleeping_       how many vcores are sleeping (a hint to skip scanning;
+//                    also the sleeper's side of the timer handshake: a
+//                    vcore that arms an earlier timer fences, then wakes a
+//                    sleeper if it sees one).
+//   stop_            set once by stop().
+//
+// The sleep handshake (a store-then-load on each side, hence seq_cst):
+//   waker:   push u (vq.n += 1 under the lock); fence; load sleeping.
+//   sleeper: reset its parker; store sleeping = true; fence; load every n.
+// Either the sleeper sees the new work and does not park, or the waker sees
+// `sleeping` and unparks it (the parker keeps the permit if the unpark lands
+// before the park). No wakeup is lost.
+#include <memory>
+
+#include "ueq/runtime/backoff.hpp"
+#include "ueq/runtime/parker.hpp"
+#include "ueq/runtime/vcore.hpp"
+#include "ueq/uthread/sched.hpp"
+
+namespace ueq {
+namespace {
+
+using detail::link_of;
+using detail::uthread;
+
+class default_scheduler final : public scheduler_2ls {
+ public:
+  void init(unsigned nvcores) override {
+    n_ = nvcores ? nvcores : 1;
+    q_ = std::make_unique<vq[]>(n_);
+  }
+
+  void thread_runnable(uthread* u) noexcept override {
+    const unsigned self = this_vcore();
+    if (self < n_) {
+      vq& q = q_[self];
+      push_local(q, u);
+      // We are awake and will run it, but maybe not soon (the running
+      // uthread may keep going): with a vcore asleep, hand half over.
+      // relaxed: a hint; see share_half for the handshake.
+      if (q.local_n > 1 && nsleeping_.load(std::memory_order_relaxed) > 0) share_half(q);
+      return;
+    }
+    const unsigned target = link_of(u).vcore % n_;
+    push(q_[target], u);
+    // seq_cst fence: the waker half of the sleep handshake.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    vq& t = q_[target];
+    if (t.sleeping.load(std::memory_order_relaxed)) {
+      t.idle_parker.unpark();
+      return;
+    }
+    // The target is awake but busy: let a sleeping vcore steal it, so it
+    // runs promptly.
+    if (nsleeping_.load(std::memory_order_relaxed) > 0) wake_one_sleeper();
+  }
+
+  void thread_paused(uthread* u) noexcept override {
+    const unsigned self = this_vcore();
+    if (self < n_)
+      push_local(q_[self], u);
+    else
+      push(q_[link_of(u).vcore % n_], u);
+  }
+
+  void thread_has_blocked(uthread*, block_reason) noexcept override {}
+  void thread_exited(uthread*) noexcept override {}
+
+  uthread* pick_next(unsigned v) noexcept override {
+    vq& q = q_[v];
+    // relaxed: a hint; a sleeper that we miss here is seen at the next pick.
+    if (q.local_n > 1 && nsleeping_.load(std::memory_order_relaxed) > 0) share_half(q);
+    // Alternate between the shared and the local queue when both have work,
+    // so neither starves the other.
+    const bool shared_first = (++q.ticks & 1) != 0;
+    if (shared_first)
+      if (uthread* u = pop(q)) return u;
+    if (uthread* u = pop_local(q)) return u;
+    if (uthread* u = pop(q)) return u;
+    for (unsigned j = 1; j < n_; ++j)
+      if (uthread* u = pop(q_[(v + j) % n_])) return u;
+    return nullptr;
+  }
+
+  void idle(unsigned v, const timer_service& timers) noexcept override {
+    vq& q = q_[v];
+    q.idle_parker.reset();
+    // seq_cst: the sleeper half of the handshake (store, fence, loads).
+    q.sleeping.store(true, std::memory_order_seq_cst);
+    nsleeping_.fetch_add(1, std::memory_order_seq_cst);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    bool work = stop_.load(std::memory_order_relaxed);
+    for (unsigned j = 0; !work && j < n_; ++j)
+      work = q_[j].n.load(std::memory_order_relaxed) != 0;
+    // Read after the fence: a timer armed earlier than this either is seen
+    // here, or its arming vcore sees us sleeping (timer_armed) and wakes us.
+    if (!work) q.idle_parker.park(timers.next_deadline());
+    // relaxed: a stale `true` only costs a waker a spare unpark.
+    q.sleeping.store(false, std::memory_order_relaxed);
+    nsleeping_.fetch_sub(1, std::memory_order_relaxed);
+  }
+
+  void timer_armed() noexcept override {
+    // seq_cst fence: the arm (earliest_ store) before, the sleepers after;
+    // pairs with the fence in idle().
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (nsleeping_.load(std::memory_order_relaxed) > 0) wake_one_sleeper();
+  }
+
+  void stop() noexcept override {
+    stop_.store(true, std::memory_order_seq_cst);
+    for (unsigned j = 0; j < n_; ++j)
+      q_[j].idle_parker.unpark();
+  }
+
+ private:
+  struct alignas(64) vq {
+    // Owner only.
+    uthread* local_head = nullptr;
+    uthread* local_tail = nullptr;
+    std::size_t local_n = 0;
+    unsigned ticks = 0;
+    // Shared.
+    alignas(64) spin_lock lock;
+    uthread* head = nullptr;
+    uthread* tail = nullptr;
+    std::atomic<std::size_t> n{0};
+    std::atomic<bool> sleeping{false};
+    parker idle_parker;
+  };
+
+  static void push(vq& q, uthread* u) noexcept {
+    link_of(u).next = nullptr;
+    std::lock_guard<spin_lock> g(q.lock);
+    if (q.tail)
+      link_of(q.tail).next = u;
+    else
+      q.head = u;
+    q.tail = u;
+    // relaxed: under the lock; the handshake's fences order it.
+    q.n.store(q.n.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
+
+  static void push_local(vq& q, uthread* u) noexcept {
+    link_of(u).next = nullptr;
+    if (q.local_tail)
+      link_of(q.local_tail).next = u;
+    else
+      q.local_head = u;
+    q.local_tail = u;
+    ++q.local_n;
+  }
+
+  static uthread* pop_local(vq& q) noexcept {
+    uthread* u = q.local_head;
+    if (!u) return nullptr;
+    q.local_head = link_of(u).next;
+    if (!q.local_head) q.local_tail = nullptr;
+    --q.local_n;
+    return u;
+  }
+
+  // Moves the older half of the local queue to the shared one, in order,
+  // and wakes a sleeper to steal it.
+  void share_half(vq& q) noexcept {
+    std::size_t k = q.local_n / 2;
+    {
+      std::lock_guard<spin_lock> g(q.lock);
+      for (; k > 0; --k) {
+        uthread* u = pop_local(q);
+        link_of(u).next = nullptr;
+        if (q.tail)
+          link_of(q.tail).next = u;
+        else
+          q.head = u;
+        q.tail = u;
+        // relaxed: under the lock; the fence below orders it for sleepers.
+        q.n.store(q.n.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+      }
+    }
+    // seq_cst fence: the waker half of the sleep handshake.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    wake_one_sleeper();
+  }
+
+  static uthread* pop(vq& q) noexcept {
+    // relaxed: a hint; the lock orders the real check.
+    if (q.n.load(std::memory_order_relaxed) == 0) return nullptr;
+    std::lock_guard<spin_lock> g(q.lock);
+    uthread* u = q.head;
+    if (!u) return nullptr;
+    q.head = link_of(u).next;
+    if (!q.head) q.tail = nullptr;
+    q.n.store(q.n.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+    return u;
+  }
+
+  void wake_one_sleeper() noexcept {
+    for (unsigned j = 0; j < n_; ++j)
+      if (q_[j].sleeping.load(std::memory_order_relaxed)) {
+        q_[j].idle_parker.unpark();
+        return;
+      }
+  }
+
+  unsigned n_ = 1;
+  std::unique_ptr<vq[]> q_;
+  std::atomic<unsigned> nsleeping_{0};
+  std::atomic<bool> stop_{false};
+};
+
+}  // namespace
+
+std::unique_ptr<scheduler_2ls> make_default_scheduler() {
+  return std::make_unique<default_scheduler>();
+}
+
+}  // namespace ueq

@@ -1,0 +1,542 @@
+// The uthread core: contexts, switching, spawn/join/exit, the park and
+// yield hooks, and run().
+//
+// Shared state and who writes it:
+//   g_rt                 the running runtime or null; written by run() only
+//                        (release when set, before any vcore starts), read
+//                        with acquire by spawn() and the hooks.
+//   runtime_state.live   uthreads spawned and not yet ended: spawn()
+//                        increments before the uthread can run; the vcore
+//                        that sees it end decrements and, at zero, unparks
+//                        run()'s `done` parker.
+//   uthread.ctx          the saved context. Written by the post-switch
+//                        trampoline on the scheduler stack of the vcore it
+//                        left, before anyone can learn it is blocked; read by
+//                        the vcore that resumes it, which got the uthread
+//                        through the 2LS (a lock or an atomic hand-off, so
+//                        the write happens before the read).
+//   uthread.join_state   kJoinable -> kDetached (detach) | kJoining (join)
+//                        -> kExited (the vcore that saw it end). Whoever
+//                        moves it last frees the uthread.
+//   vcore_ctx            one per vcore thread, touched only by that thread
+//                        (the uthread running on it counts as that thread).
+//
+// A uthread is on exactly one of: a vcore (running), a 2LS run queue, or a
+// wait structure (blocked). Making it runnable twice is the bug to avoid:
+// every path that does it first wins a CAS on some state word (the parker's,
+// or a lock-protected dequeue), so exactly one party re-queues it.
+//
+// TLS and migration: a uthread may resume on another vcore, so code in a
+// uthread never caches the vcore context across a switch; cur_vc() is
+// noinline so the compiler cannot keep a thread-local address across one.
+#include "ueq/uthread/uthread.hpp"
+
+#include <sched.h>
+
+#include <atomic>
+#include <boost/context/fiber.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+
+#include "ueq/runtime/backoff.hpp"
+#include "ueq/runtime/parker.hpp"
+#include "ueq/runtime/timer.hpp"
+#include "ueq/runtime/vcore.hpp"
+#include "ueq/uthread/sched.hpp"
+#include "ueq/uthread/stack_pool.hpp"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define UEQ_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UEQ_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define UEQ_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UEQ_TSAN 1
+#endif
+#endif
+
+#ifdef UEQ_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+#ifdef UEQ_TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
+
+namespace ctx = boost::context;
+
+namespace ueq {
+namespace detail {
+
+enum : std::uint32_t { kJoinable = 0, kDetached = 1, kJoining = 2, kExited = 3 };
+
+struct uthread {
+  ctx::fiber ctx;
+  std::function<void()> fn;
+  stack_slot stack;
+  sched_link link;
+  std::atomic<std::uint32_t> join_state{kJoinable};
+  parker* joiner = nullptr;  // written before the kJoining CAS (release)
+  char name[32] = {};
+  void* tsan_fiber = nullptr;
+  void* asan_fake = nullptr;
+};
+
+sched_link& link_of(uthread* u) noexcept {
+  return u->link;
+}
+
+namespace {
+
+struct runtime_state {
+  scheduler_2ls* sched = nullptr;
+  std::unique_ptr<scheduler_2ls> owned;
+  timer_service timers;
+  vcore_group vcores;
+  std::atomic<std::size_t> live{0};
+  std::atomic<bool> stopping{false};
+  parker done;
+};
+
+std::atomic<runtime_state*> g_rt{nullptr};
+
+struct vcore_ctx {
+  unsigned index = 0;
+  ctx::fiber sched;            // the scheduler's context while a uthread runs
+  uthread* current = nullptr;  // the running uthread
+  uthread* exited = nullptr;   // set by a uthread's last act
+  post_switch_fn post = nullptr;
+  void* post_arg = nullptr;
+  block_reason why = block_reason::misc;
+  // Sanitizer bookkeeping for the scheduler's own (host thread) stack.
+  void* tsan_sched = nullptr;
+  void* asan_fake = nullptr;
+  const void* stack_bottom = nullptr;
+  std::size_t stack_size = 0;
+  bool asan_finished = false;
+};
+
+thread_local vcore_ctx* tl_vc = nullptr;
+
+__attribute__((noinline)) vcore_ctx* cur_vc() noexcept {
+  asm volatile("" ::: "memory");
+  return tl_vc;
+}
+
+runtime_state* rt() noexcept {
+  // acquire: pairs with run()'s release store; everything run() built is
+  // visible.
+  return g_rt.load(std::memory_order_acquire);
+}
+
+// --- sanitizer annotations -------------------------------------------------
+// Scheduler -> uthread.
+inline void annotate_enter(vcore_ctx* vc, uthread* u) noexcept {
+#ifdef UEQ_TSAN
+  __tsan_switch_to_fiber(u->tsan_fiber, 0);
+#endif
+#ifdef UEQ_ASAN
+  __sanitizer_start_switch_fiber(&vc->asan_fake, u->stack.base, u->stack.size);
+#endif
+  (void)vc;
+  (void)u;
+}
+// First thing on the uthread side after a switch in.
+inline void annotate_entered(vcore_ctx* vc, uthread* u) noexcept {
+#ifdef UEQ_ASAN
+  __sanitizer_finish_switch_fiber(u->asan_fake, &vc->stack_bottom, &vc->stack_size);
+#endif
+  (void)vc;
+  (void)u;
+}
+// Uthread -> scheduler (dying: the uthread's fake stack can go).
+inline void annotate_leave(vcore_ctx* vc, uthread* u, bool dying) noexcept {
+#ifdef UEQ_TSAN
+  __tsan_switch_to_fiber(vc->tsan_sched, 0);
+#endif
+#ifdef UEQ_ASAN
+  __sanitizer_start_switch_fiber(dying ? nullptr : &u->asan_fake, vc->stack_bottom, vc->stack_size);
+#endif
+  (void)vc;
+  (void)u;
+  (void)dying;
+}
+// First thing on the scheduler side after a switch back.
+inline void annotate_back(vcore_ctx* vc) noexcept {
+#ifdef UEQ_ASAN
+  if (!vc->asan_finished) __sanitizer_finish_switch_fiber(vc->asan_fake, nullptr, nullptr);
+  vc->asan_finished = true;
+#endif
+  (void)vc;
+}
+
+// --- stacks for boost::context ---------------------------------------------
+struct pool_stack {
+  stack_slot slot;
+  ctx::stack_context allocate() {
+    ctx::stack_context sc;
+    sc.sp = slot.base + slot.size;
+    sc.size = slot.size;
+    return sc;
+  }
+  // Runs on the scheduler stack when the fiber's entry function returns.
+  void deallocate(ctx::stack_context&) noexcept { stack_pool::release(slot); }
+};
+
+void check_canary(uthread* u) noexcept {
+  if (!stack_pool::canary_intact(u->stack)) {
+    std::fprintf(stderr, "ueq: uthread stack overflow in '%s' (stack %zu bytes)\n", u->name,
+                 u->stack.size);
+    std::abort();
+  }
+}
+
+// --- switching ---------------------------------------------------------------
+void free_uthread(uthread* u) noexcept {
+#ifdef UEQ_TSAN
+  if (u->tsan_fiber) __tsan_destroy_fiber(u->tsan_fiber);
+#endif
+  delete u;
+}
+
+// The vcore saw u's entry function return (its stack is already released).
+void on_exit(runtime_state* r, uthread* u) noexcept {
+  r->sched->thread_exited(u);
+  // acq_rel: release publishes everything the uthread did to its joiner
+  // (which acquires kExited); acquire sees a joiner/detacher's writes
+  // (u->joiner was written before their CAS, so re-read it if needed).
+  const std::uint32_t prev = u->join_state.exchange(kExited, std::memory_order_acq_rel);
+  if (prev == kDetached) {
+    free_uthread(u);
+  } else if (prev == kJoining) {
+    // u->joiner was written before the joiner's release CAS, which we read.
+    u->joiner->unpark();  // the joiner frees u; do not touch it after this
+  }
+  // acq_rel: the last decrement sees every uthread's end; run() acquires.
+  if (r->live.fetch_sub(1, std::memory_order_acq_rel) == 1) r->done.unpark();
+}
+
+void run_one(runtime_state* r, vcore_ctx* vc, uthread* u) noexcept {
+  vc->current = u;
+  u->link.vcore = vc->index;
+  vc->asan_finished = false;
+  annotate_enter(vc, u);
+  ctx::fiber back = std::move(u->ctx).resume();
+  (void)back;  // always empty: the trampoline or the exit returns nothing to resume
+  annotate_back(vc);
+  if (uthread* dead = vc->exited) {
+    vc->exited = nullptr;
+    on_exit(r, dead);
+  }
+}
+
+// Runs on the scheduler stack right after a uthread switched out.
+ctx::fiber trampoline(ctx::fiber&& f) noexcept {
+  vcore_ctx* vc = tl_vc;  // scheduler side: no migration here
+  annotate_back(vc);
+  uthread* u = vc->current;
+  vc->current = nullptr;
+  u->ctx = std::move(f);
+  check_canary(u);
+  runtime_state* r = rt();
+  if (vc->why == block_reason::yield)
+    r->sched->thread_paused(u);
+  else
+    r->sched->thread_has_blocked(u, vc->why);
+  // May publish u: after this line u may be running elsewhere.
+  if (vc->post) vc->post(u, vc->post_arg);
+  return {};
+}
+
+void switch_out(block_reason why, post_switch_fn fn, void* arg) noexcept {
+  vcore_ctx* vc = cur_vc();
+  uthread* u = vc->current;
+  vc->why = why;
+  vc->post = fn;
+  vc->post_arg = arg;
+  annotate_leave(vc, u, false);
+  ctx::fiber from = std::move(vc->sched).resume_with(trampoline);
+  // Resumed, perhaps on another vcore.
+  vc = cur_vc();
+  vc->sched = std::move(from);
+  annotate_entered(vc, u);
+}
+
+void yield_post(uthread*, void*) noexcept {}
+
+void vcore_loop(runtime_state* r, unsigned i) noexcept {
+  vcore_ctx vc;
+  vc.index = i;
+#ifdef UEQ_TSAN
+  vc.tsan_sched = __tsan_get_current_fiber();
+#endif
+  tl_vc = &vc;
+  for (;;) {
+    // acquire: a timer's deadline is a hint; run_expired takes the lock.
+    const mono_ns nd = r->timers.next_deadline();
+    if (nd != kNoDeadline && nd <= monotonic_now()) r->timers.run_expired(monotonic_now());
+    if (uthread* u = r->sched->pick_next(i)) {
+      run_one(r, &vc, u);
+      continue;
+    }
+    // acquire: pairs with run()'s release store of stopping.
+    if (r->stopping.load(std::memory_order_acquire)) break;
+    r->sched->idle(i, r->timers);
+  }
+  tl_vc = nullptr;
+}
+
+// --- hooks installed into runtime/ ----------------------------------------
+bool hook_active() noexcept {
+  vcore_ctx* vc = cur_vc();
+  return vc && vc->current;
+}
+
+struct park_ctx {
+  parker* p;
+  timer* t;
+  mono_ns deadline;
+  runtime_state* r;
+  uthread* u;
+};
+
+void park_timeout(timer*, void* arg) noexcept {
+  auto* c = static_cast<park_ctx*>(arg);
+  // Runs on some vcore's scheduler stack. Only the winner of the parker's
+  // state word makes the waiter runnable.
+  uthread* u = c->u;  // read first: once runnable, u may free c
+  if (c->p->timeout_block()) make_runnable(u);
+}
+
+bool hook_park(parker& p, mono_ns deadline) noexcept {
+  if (p.woken()) return true;
+  if (deadline != kNoDeadline && monotonic_now() >= deadline) return false;
+  runtime_state* r = rt();
+  timer t;
+  park_ctx c{&p, &t, deadline, r, cur_vc()->current};
+  t.fn = &park_timeout;
+  t.arg = &c;
+  detail::block_with_raw(
+      block_reason::park,
+      [](uthread* u, void* arg) noexcept {
+        auto* c = static_cast<park_ctx*>(arg);
+        // Arm first: the uthread cannot resume before begin_block succeeds,
+        // so its stack (c, the timer) is still ours.
+        // A new earliest deadline: a vcore asleep with a later one must
+        // take it (we may stay busy for a long time).
+        if (c->deadline != kNoDeadline && c->r->timers.arm(*c->t, c->deadline))
+          c->r->sched->timer_armed();
+        // After a successful begin_block we must not touch c: an unpark or
+        // the timer may already have made u runnable elsewhere.
+        if (!c->p->begin_block(u)) c->r->sched->thread_runnable(u);
+      },
+      &c);
+  if (deadline != kNoDeadline) r->timers.cancel(t);  // cancelled, or its handler finished
+  p.end_block();
+  return p.woken();
+}
+
+void hook_wake(void* who) noexcept {
+  make_runnable(static_cast<uthread*>(who));
+}
+
+const park_hook g_park_hook_impl{&hook_active, &hook_park, &hook_wake};
+
+void hook_yield() noexcept {
+  if (hook_active())
+    this_uthread::yield();
+  else
+    ::sched_yield();
+}
+
+}  // namespace
+
+void block_with_raw(block_reason why, post_switch_fn fn, void* arg) noexcept {
+  switch_out(why, fn, arg);
+}
+
+}  // namespace detail
+
+using detail::uthread;
+
+void make_runnable(uthread* u) noexcept {
+  detail::rt()->sched->thread_runnable(u);
+}
+
+std::size_t default_stack_size() noexcept {
+#if defined(UEQ_ASAN) || defined(UEQ_TSAN)
+  return std::size_t{256} << 10;
+#else
+  return std::size_t{128} << 10;
+#endif
+}
+
+result<uthread_handle> spawn(std::function<void()> fn, spawn_options opts) {
+  detail::runtime_state* r = detail::rt();
+  if (!r) return errno_code(ENXIO);
+  std::size_t size = opts.stack_size ? opts.stack_size : default_stack_size();
+  if (size > (std::size_t{1} << 30)) return errno_code(EINVAL);
+  stack_slot s = stack_pool::allocate(size);
+  if (!s.base) return errno_code(ENOMEM);
+  auto* u = new uthread;
+  u->fn = std::move(fn);
+  u->stack = s;
+  if (opts.name) std::strncpy(u->name, opts.name, sizeof u->name - 1);
+  if (opts.detached) u->join_state.store(detail::kDetached, std::memory_order_relaxed);
+#ifdef UEQ_TSAN
+  u->tsan_fiber = __tsan_create_fiber(0);
+#endif
+  u->ctx = ctx::fiber(std::allocator_arg, detail::pool_stack{s}, [u](ctx::fiber&& sched) {
+    detail::vcore_ctx* vc = detail::cur_vc();
+    detail::annotate_entered(vc, u);
+    vc->sched = std::move(sched);
+    u->fn();
+    u->fn = nullptr;  // destroy the callable's state while still on our stack
+    vc = detail::cur_vc();
+    detail::check_canary(u);
+    vc->exited = u;
+    // From here on we are "the scheduler" for the yield hook: the stack is
+    // released on the scheduler's side under the pool's spin lock, whose
+    // backoff must not try to switch a uthread that no longer exists.
+    vc->current = nullptr;
+    detail::annotate_leave(vc, u, true);
+    return std::move(vc->sched);
+  });
+  const unsigned v = this_vcore();
+  u->link.vcore = v != kNoVcore ? v : 0;
+  // relaxed: run() waits for zero with acq_rel/acquire on the decrements;
+  // this increment is ordered before the uthread can run (and decrement) by
+  // the 2LS hand-off below.
+  r->live.fetch_add(1, std::memory_order_relaxed);
+  uthread_handle h(opts.detached ? nullptr : u);
+  r->sched->thread_runnable(u);
+  return h;
+}
+
+uthread_handle& uthread_handle::operator=(uthread_handle&& o) noexcept {
+  if (this != &o) {
+    detach();
+    u_ = o.u_;
+    o.u_ = nullptr;
+  }
+  return *this;
+}
+
+std::error_code uthread_handle::join() noexcept {
+  if (!u_) return errno_code(EINVAL);
+  if (u_ == this_uthread::current()) return errno_code(EDEADLK);
+  uthread* u = u_;
+  u_ = nullptr;
+  parker p;
+  u->joiner = &p;
+  std::uint32_t s = detail::kJoinable;
+  // acq_rel: release publishes u->joiner to the exiting vcore; on failure
+  // (kExited) acquire sees everything the uthread did.
+  if (u->join_state.compare_exchange_strong(s, detail::kJoining, std::memory_order_acq_rel,
+                                            std::memory_order_acquire)) {
+    // The exit path unparks us after its acq_rel exchange to kExited.
+    while (!p.park()) {
+    }
+    // acquire: synchronise with that exchange (the parker's acquire already
+    // does; this documents it and costs nothing on x86).
+    (void)u->join_state.load(std::memory_order_acquire);
+  }
+  detail::free_uthread(u);
+  return {};
+}
+
+void uthread_handle::detach() noexcept {
+  if (!u_) return;
+  uthread* u = u_;
+  u_ = nullptr;
+  std::uint32_t s = detail::kJoinable;
+  // acq_rel: on failure it already exited and we free it (acquire sees its
+  // last writes); on success the exit path frees it.
+  if (!u->join_state.compare_exchange_strong(s, detail::kDetached, std::memory_order_acq_rel,
+                                             std::memory_order_acquire))
+    detail::free_uthread(u);
+}
+
+result<int> run(std::function<void()> fn, run_options opts) {
+  auto* r = new detail::runtime_state;
+  detail::runtime_state* expected = nullptr;
+  // acq_rel: claim the one runtime slot; release publishes r's construction.
+  // The 2LS is set up below before any uthread exists, and spawn() from
+  // another thread between here and there would find sched null, so we
+  // build it first.
+  if (opts.sched) {
+    r->sched = opts.sched;
+  } else {
+    r->owned = make_default_scheduler();
+    r->sched = r->owned.get();
+  }
+  const unsigned n = opts.vcores ? opts.vcores : default_vcore_count();
+  r->sched->init(n);
+  if (!detail::g_rt.compare_exchange_strong(expected, r, std::memory_order_acq_rel)) {
+    delete r;
+    return errno_code(EBUSY);
+  }
+  set_park_hook(&detail::g_park_hook_impl);
+  set_yield_hook(&detail::hook_yield);
+  auto h = spawn(std::move(fn), {.name = "main", .detached = true});
+  if (!h) {
+    set_yield_hook(nullptr);
+    set_park_hook(nullptr);
+    detail::g_rt.store(nullptr, std::memory_order_release);
+    delete r;
+    return h.error();
+  }
+  r->vcores.start(n, [r](unsigned i) { detail::vcore_loop(r, i); });
+  // acquire: every uthread's effects happen before we return.
+  while (r->live.load(std::memory_order_acquire) != 0)
+    r->done.park();
+  // release: vcores that see stopping see that no uthread is left.
+  r->stopping.store(true, std::memory_order_release);
+  r->sched->stop();
+  r->vcores.join();
+  set_yield_hook(nullptr);
+  set_park_hook(nullptr);
+  detail::g_rt.store(nullptr, std::memory_order_release);
+  delete r;
+  return 0;
+}
+
+namespace this_uthread {
+
+bool active() noexcept {
+  return detail::hook_active();
+}
+
+uthread* current() noexcept {
+  detail::vcore_ctx* vc = detail::cur_vc();
+  return vc ? vc->current : nullptr;
+}
+
+const char* name() noexcept {
+  uthread* u = current();
+  return u ? u->name : "";
+}
+
+void yield() noexcept {
+  if (!active()) {
+    ::sched_yield();
+    return;
+  }
+  detail::switch_out(block_reason::yield, &detail::yield_post, nullptr);
+}
+
+void sleep_until(mono_ns deadline) noexcept {
+  parker p;
+  while (monotonic_now() < deadline)
+    p.park(deadline);
+}
+
+}  // namespace this_uthread
+
+}  // namespace ueq
