@@ -3,6 +3,11 @@
 // under a waiter; non-blocking connect.
 #include <arpa/inet.h>
 #include <poll.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
 
 #include <atomic>
 #include <numeric>
@@ -118,19 +123,27 @@ TEST_CASE("io: closing the fd through ueq wakes its waiter with EBADF", "[io]") 
   fd_pair p;
   ueq::test::make_pipe(p);
   std::atomic<int> err{0};
-  std::atomic<bool> started{false};
+  std::atomic<pid_t> tid{0};
   std::thread reader([&] {
     char c;
-    started.store(true);
+    tid.store(static_cast<pid_t>(::syscall(SYS_gettid)));
     auto n = io::read(p.a, &c, 1, deadline_after_ms(20000));
     err.store(n ? 0 : n.error().value());
   });
-  REQUIRE(ueq::test::wait_until([&] { return started.load(); }));
-  // The reader may not be parked yet; whether it is or not, it must end with
-  // EBADF (closed while waiting) rather than wait out its deadline.
+  // Close only once the reader sleeps in the kernel (state S: parked on a
+  // futex or polling the host), i.e. after its read found nothing: closing
+  // before its read would be a race on the fd, not the case under test.
   REQUIRE(ueq::test::wait_until([&] {
-    auto st = tap_service::instance();
-    return st.ok() && (*st)->counters().polls > 0;
+    const pid_t t = tid.load();
+    if (t == 0) return false;
+    char path[64], buf[256] = {};
+    std::snprintf(path, sizeof path, "/proc/self/task/%d/stat", t);
+    FILE* f = std::fopen(path, "re");
+    if (!f) return false;
+    const std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+    std::fclose(f);
+    const char* close_paren = std::strrchr(buf, ')');
+    return n > 0 && close_paren && close_paren[1] == ' ' && close_paren[2] == 'S';
   }));
   REQUIRE_FALSE(io::close(p.a));
   p.a = -1;
