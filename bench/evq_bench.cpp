@@ -1,7 +1,4 @@
-// ueq-bench evq: blocking on event queues, from plain threads.
-//
-// The uthread cases of the evq area (blockon_roundtrip_same_vcore) need the
-// uthread runtime and are not built yet; the cases here block OS threads.
+// ueq-bench evq: blocking on event queues, from uthreads and plain threads.
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -11,7 +8,9 @@
 #include <vector>
 
 #include "harness.hpp"
+#include "roundtrips.hpp"
 #include "ueq/ceq/block_on.hpp"
+#include "ueq/uthread/uthread.hpp"
 
 namespace {
 
@@ -20,6 +19,30 @@ using ueq::bench::now_ns;
 
 ueq::event_queue_ptr queue(ueq::notify_policy p = ueq::notify_policy::wake_all) {
   return std::move(ueq::event_queue::create_messages({.notify = p})).value();
+}
+
+// Two uthreads on one vcore ping-pong through two event queues.
+double blockon_same_vcore(int iters) {
+  double r = 0;
+  (void)ueq::run(
+      [&] {
+        auto ping = queue(), pong = queue();
+        auto other = ueq::spawn([&] {
+          for (int i = 0; i < iters; ++i) {
+            (void)ueq::block_on({ping.get()});
+            (void)pong->post(1);
+          }
+        });
+        const std::uint64_t t0 = now_ns();
+        for (int i = 0; i < iters; ++i) {
+          (void)ping->post(1);
+          (void)ueq::block_on({pong.get()});
+        }
+        r = double(now_ns() - t0) / iters;
+        (void)other->join();
+      },
+      {.vcores = 1});
+  return r;
 }
 
 // Two threads pinned to different CPUs ping-pong through two event queues.
@@ -98,7 +121,21 @@ double herd(ueq::notify_policy p, int messages) {
 
 }  // namespace
 
-UEQ_BENCH(evq, "block_on round trips and wake-one herds, plain threads") {
+UEQ_BENCH(evq, "block_on round trips (uthreads, threads) and wake-one herds") {
+  {
+    const int iters = static_cast<int>(ctx.work(500000));
+    auto [v, b] = alternate(
+        ctx.rounds(), [&] { return blockon_same_vcore(iters); },
+        [&] { return ueq::bench::park_roundtrip_same_vcore(iters); });
+    ctx.report({.name = "blockon_roundtrip_same_vcore",
+                .unit = "ns/roundtrip",
+                .value = v,
+                .baseline = "park_unpark_roundtrip",
+                .baseline_value = b,
+                .goal = "<= 1.5",
+                .note = "two uthreads on one vcore through two message queues, vs the same "
+                        "round trip through two bare parkers"});
+  }
   {
     const int iters = static_cast<int>(ctx.work(50000));
     auto [v, b] = alternate(

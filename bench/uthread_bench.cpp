@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "harness.hpp"
+#include "roundtrips.hpp"
 #include "ueq/runtime/parker.hpp"
 #include "ueq/runtime/timer.hpp"
 #include "ueq/uthread/sync.hpp"
@@ -94,7 +95,9 @@ double boost_fiber_spawn_join(int iters) {
 }
 
 // ns per round trip: A unparks B and parks; B wakes, unparks A and parks.
-double ueq_block_wake(int iters) {
+}  // namespace
+
+double ueq::bench::park_roundtrip_same_vcore(int iters) {
   double r = 0;
   (void)ueq::run(
       [&] {
@@ -120,6 +123,8 @@ double ueq_block_wake(int iters) {
       {.vcores = 1});
   return r;
 }
+
+namespace {
 
 // A round trip of the raw fiber: two switches.
 double raw_fiber_roundtrip(int iters) {
@@ -210,7 +215,8 @@ UEQ_BENCH(uthread, "uthread switch/spawn/block vs raw fiber and Boost.Fiber; mem
   {
     const int n = static_cast<int>(ctx.work(500'000));
     auto [v, b] = alternate(
-        ctx.rounds(), [&] { return ueq_block_wake(n); }, [&] { return raw_fiber_roundtrip(n); });
+        ctx.rounds(), [&] { return ueq::bench::park_roundtrip_same_vcore(n); },
+        [&] { return raw_fiber_roundtrip(n); });
     ctx.report({.name = "block_wake_same_vcore",
                 .unit = "ns/roundtrip",
                 .value = v,
