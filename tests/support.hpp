@@ -7,10 +7,15 @@
 #pragma once
 
 #include <sched.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 namespace ueq::test {
 
@@ -44,6 +49,25 @@ bool wait_until(Cond cond, std::chrono::milliseconds limit = std::chrono::second
     ::sched_yield();
   }
   return true;
+}
+
+// The calling thread's kernel id, for thread_sleeping().
+inline pid_t current_tid() { return static_cast<pid_t>(::syscall(SYS_gettid)); }
+
+// True when thread `tid` of this process sleeps in the kernel (state S in
+// /proc): parked on a futex or polling the host, hence past any check it
+// makes before sleeping. Tests use it to start a step only once a waiter is
+// really asleep, not merely registered.
+inline bool thread_sleeping(pid_t tid) {
+  if (tid <= 0) return false;
+  char path[64], buf[256] = {};
+  std::snprintf(path, sizeof path, "/proc/self/task/%d/stat", static_cast<int>(tid));
+  FILE* f = std::fopen(path, "re");
+  if (!f) return false;
+  const std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  const char* close_paren = std::strrchr(buf, ')');
+  return n > 0 && close_paren && close_paren[1] == ' ' && close_paren[2] == 'S';
 }
 
 }  // namespace ueq::test

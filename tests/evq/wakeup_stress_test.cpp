@@ -100,18 +100,27 @@ TEST_CASE("wake-one: one wakeup per message, spread over the waiters", "[evq]") 
   auto q = make(2, notify_policy::wake_one);
   std::vector<std::atomic<int>> got(kWaiters);
   std::atomic<int> total{0};
+  std::vector<std::atomic<pid_t>> tids(kWaiters);
   std::vector<std::thread> ts;
   for (int w = 0; w < kWaiters; ++w)
     ts.emplace_back([&, w] {
+      tids[w].store(ueq::test::current_tid());
       while (block_on({q.get()}, deadline_after_ms(30000)).ok()) {
         got[w].fetch_add(1);
         total.fetch_add(1);
       }
     });
   for (int i = 0; i < messages; ++i) {
-    // Post the next only when every waiter is parked again: each post then
-    // faces the whole herd.
-    REQUIRE(ueq::test::wait_until([&] { return q->waiters() == kWaiters && total.load() == i; }));
+    // Post the next only when every waiter is asleep again, past its
+    // re-check: each post then faces the whole herd. (Registered is not
+    // enough: a waiter between registering and its re-check takes the
+    // message itself while the post wakes another, which is then spurious.)
+    REQUIRE(ueq::test::wait_until([&] {
+      if (q->waiters() != kWaiters || total.load() != i) return false;
+      for (auto& t : tids)
+        if (!ueq::test::thread_sleeping(t.load())) return false;
+      return true;
+    }));
     REQUIRE_FALSE(q->post(i));
   }
   REQUIRE(ueq::test::wait_until([&] { return total.load() == messages; }));

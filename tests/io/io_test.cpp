@@ -126,25 +126,14 @@ TEST_CASE("io: closing the fd through ueq wakes its waiter with EBADF", "[io]") 
   std::atomic<pid_t> tid{0};
   std::thread reader([&] {
     char c;
-    tid.store(static_cast<pid_t>(::syscall(SYS_gettid)));
+    tid.store(ueq::test::current_tid());
     auto n = io::read(p.a, &c, 1, deadline_after_ms(20000));
     err.store(n ? 0 : n.error().value());
   });
   // Close only once the reader sleeps in the kernel (state S: parked on a
   // futex or polling the host), i.e. after its read found nothing: closing
   // before its read would be a race on the fd, not the case under test.
-  REQUIRE(ueq::test::wait_until([&] {
-    const pid_t t = tid.load();
-    if (t == 0) return false;
-    char path[64], buf[256] = {};
-    std::snprintf(path, sizeof path, "/proc/self/task/%d/stat", t);
-    FILE* f = std::fopen(path, "re");
-    if (!f) return false;
-    const std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
-    std::fclose(f);
-    const char* close_paren = std::strrchr(buf, ')');
-    return n > 0 && close_paren && close_paren[1] == ' ' && close_paren[2] == 'S';
-  }));
+  REQUIRE(ueq::test::wait_until([&] { return ueq::test::thread_sleeping(tid.load()); }));
   REQUIRE_FALSE(io::close(p.a));
   p.a = -1;
   reader.join();

@@ -1,0 +1,92 @@
+// echo_server: a TCP echo server in blocking style, one uthread per
+// connection, on ueq::io. Every wait parks only its uthread; idle vcores
+// poll the host kernel.
+//
+//   echo_server [--port P] [--vcores N] [--seconds S]
+// Prints "listening on PORT" once ready; serves until S seconds pass (0 =
+// until SIGINT/SIGTERM).
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "echo/echo_load.hpp"
+#include "ueq/taps/io.hpp"
+#include "ueq/uthread/uthread.hpp"
+
+namespace {
+std::atomic<bool> g_stop{false};
+void on_signal(int) {
+  g_stop.store(true);
+}
+
+void serve(int fd) {
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  char buf[16384];
+  for (;;) {
+    auto n = ueq::io::read(fd, buf, sizeof buf);
+    if (!n || *n == 0) break;                    // error or peer closed
+    if (ueq::io::write_all(fd, buf, *n)) break;  // peer gone
+  }
+  (void)ueq::io::close(fd);
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::uint16_t port = 0;
+  unsigned vcores = 0;
+  double seconds = 0;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--port"))
+      port = static_cast<std::uint16_t>(std::atoi(argv[i + 1]));
+    else if (!std::strcmp(argv[i], "--vcores"))
+      vcores = static_cast<unsigned>(std::atoi(argv[i + 1]));
+    else if (!std::strcmp(argv[i], "--seconds"))
+      seconds = std::atof(argv[i + 1]);
+    else {
+      std::fprintf(stderr, "usage: echo_server [--port P] [--vcores N] [--seconds S]\n");
+      return 2;
+    }
+  }
+  const int l = ueq::echo::listen_loopback(&port);
+  if (l < 0) {
+    std::perror("echo_server: listen");
+    return 1;
+  }
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+  std::printf("listening on %u\n", port);
+  std::fflush(stdout);
+  const ueq::mono_ns end = seconds > 0
+                               ? ueq::deadline_after_ns(static_cast<std::int64_t>(seconds * 1e9))
+                               : ueq::kNoDeadline;
+  auto r = ueq::run(
+      [&] {
+        // Accept in short slices so a stop request or the end is noticed.
+        while (!g_stop.load() && ueq::monotonic_now() < end) {
+          auto c = ueq::io::accept(l, nullptr, nullptr, SOCK_CLOEXEC,
+                                   std::min(end, ueq::deadline_after_ms(100)));
+          if (!c) continue;  // ETIMEDOUT: look at the clock and the flag again
+          const int fd = *c;
+          if (!ueq::spawn([fd] { serve(fd); }, {.detached = true})) (void)ueq::io::close(fd);
+        }
+        // Connections still open end when their clients close them; close
+        // the listener so no new ones come.
+        (void)ueq::io::close(l);
+      },
+      {.vcores = vcores});
+  if (!r) {
+    std::fprintf(stderr, "echo_server: %s\n", r.error().message().c_str());
+    return 1;
+  }
+  return 0;
+}
