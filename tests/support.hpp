@@ -52,7 +52,9 @@ bool wait_until(Cond cond, std::chrono::milliseconds limit = std::chrono::second
 }
 
 // The calling thread's kernel id, for thread_sleeping().
-inline pid_t current_tid() { return static_cast<pid_t>(::syscall(SYS_gettid)); }
+inline pid_t current_tid() {
+  return static_cast<pid_t>(::syscall(SYS_gettid));
+}
 
 // True when thread `tid` of this process sleeps in the kernel (state S in
 // /proc): parked on a futex or polling the host, hence past any check it
