@@ -16,8 +16,9 @@
 // moves half of it to its shared queue when it sees a sleeping vcore
 // (nsleeping_ > 0, checked at every pick) and wakes one. Local work never
 // strands: the owner is awake whenever its local queue is non-empty (it only
-// idles after finding it empty), so the sleep handshake needs to cover only
-// the shared queues.
+// idles after finding it empty, and work it makes runnable from inside its
+// idle park, when its own host poll dispatches an event, ends that park), so
+// the sleep handshake needs to cover only the shared queues.
 //   vq.sleeping      written by the owning vcore around its park.
 //   vq.idle_parker   parked on by the owning vcore; unparked by anyone who
 //                    queues work it must see, and by stop().
@@ -58,6 +59,14 @@ class default_scheduler final : public scheduler_2ls {
     if (self < n_) {
       vq& q = q_[self];
       push_local(q, u);
+      // We are inside our own idle(): the host poll it runs dispatched an
+      // event that made u runnable. End the park so the loop runs u (the
+      // unpark of our own polling parker only sets its permit). relaxed:
+      // `sleeping` is written by this thread alone.
+      if (q.sleeping.load(std::memory_order_relaxed)) {
+        q.idle_parker.unpark();
+        return;
+      }
       // We are awake and will run it, but maybe not soon (the running
       // uthread may keep going): with a vcore asleep, hand half over.
       // relaxed: a hint; see share_half for the handshake.
