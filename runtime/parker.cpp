@@ -170,7 +170,7 @@ bool parker::park(mono_ns deadline) noexcept {
   for (;;) {
     if (state_.load(std::memory_order_acquire) == kNotified) return true;
     if (deadline != kNoDeadline && monotonic_now() >= deadline) return woken();
-    const host_poller* hp = g_poller.load(std::memory_order_acquire);
+    const host_poller* hp = may_poll_host_ ? g_poller.load(std::memory_order_acquire) : nullptr;
     if (hp && try_lead()) {
       poll_host(deadline);
       continue;

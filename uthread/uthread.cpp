@@ -101,7 +101,9 @@ struct runtime_state {
   vcore_group vcores;
   std::atomic<std::size_t> live{0};
   std::atomic<bool> stopping{false};
-  parker done;
+  // run()'s caller waits here without polling the host: idle vcores do
+  // that, and dispatching on this thread would hand every event across.
+  parker done{parker::no_host_poll};
 };
 
 std::atomic<runtime_state*> g_rt{nullptr};

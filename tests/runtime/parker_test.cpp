@@ -142,3 +142,23 @@ TEST_CASE("with a host poller, one parked thread polls at a time and hands over 
   REQUIRE(host.max_inside.load() == 1);  // never two pollers at once
   REQUIRE(host.inside.load() == 0);
 }
+
+TEST_CASE("a no_host_poll parker sleeps without polling, and is woken", "[runtime]") {
+  fake_host host;
+  ueq::set_host_poller(&host.ops);
+  parker p{parker::no_host_poll};
+  std::atomic<pid_t> tid{0};
+  std::atomic<bool> woken{false};
+  std::thread t([&] {
+    tid.store(ueq::test::current_tid());
+    woken.store(p.park(deadline_after_ms(30000)));
+  });
+  // Asleep in the kernel, and never inside the host poll.
+  REQUIRE(ueq::test::wait_until([&] { return ueq::test::thread_sleeping(tid.load()); }));
+  REQUIRE(host.polls.load() == 0);
+  REQUIRE(p.unpark());
+  t.join();
+  REQUIRE(woken.load());
+  ueq::set_host_poller(nullptr);
+  REQUIRE(host.polls.load() == 0);
+}

@@ -43,6 +43,17 @@ namespace ueq {
 
 class parker {
  public:
+  // A parker that never polls the host: its plain-thread waiter only spins
+  // and sleeps on its futex. For a thread whose wait is better left to
+  // others' polling, such as ueq::run()'s caller while the vcores (which
+  // poll the host when idle) run the program.
+  struct no_host_poll_t {};
+  static constexpr no_host_poll_t no_host_poll{};
+  parker() = default;
+  explicit parker(no_host_poll_t) noexcept : may_poll_host_(false) {}
+  parker(const parker&) = delete;
+  parker& operator=(const parker&) = delete;
+
   // Waits until unparked (true) or the deadline passes (false). An unpark
   // that races with the timeout may land just after park() returned false:
   // woken() tells.
@@ -83,6 +94,7 @@ class parker {
   void* blocked_ = nullptr;  // written before the kBlocked CAS, read after
   parker* next_ = nullptr;   // in the followers list; guarded by its lock
   parker* prev_ = nullptr;
+  const bool may_poll_host_ = true;
 };
 
 // How a parker blocks a uthread (see the header comment). active() tells
