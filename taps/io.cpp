@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <mutex>
@@ -109,22 +110,39 @@ result<io_entry*> prepare(int fd) {
   return e;
 }
 
-// The queue of one side of the fd, created with its tap on first use. Called
-// only when the caller is about to block, so it can afford to check that the
-// fd still names the file the sides were made for: an fd closed behind
-// ueq's back (plain ::close) and reused must not wait on the old file's tap.
-result<event_queue_ptr> side_queue(int fd, io_entry& e, bool write) {
+// How long a wait may sit on a side's tap before the fd's file is checked
+// again. An fd closed behind ueq's back (plain ::close) and reused for a new
+// file leaves its old tap deaf: the host dropped that registration with the
+// old file. The file is checked when a side is made and whenever a wait
+// slice passes without an event, so such a waiter recovers within one slice
+// while the common path pays no check (an fstat per wait cost ~10% of an
+// echo server's CPU).
+constexpr std::int64_t kRecheckNs = 1'000'000'000;
+
+// The queue of one side of the fd, created with its tap on first use. With
+// `check_file`, first makes sure the fd still names the file the sides were
+// made for, and starts over if not.
+result<event_queue_ptr> side_queue(int fd, io_entry& e, bool write, bool check_file) {
+  auto st = state();
+  if (!st) return st.error();
+  std::unique_lock<std::mutex> g(e.mu);
+  side& s = write ? e.wr : e.rd;
+  if (s.queue && !check_file) return s.queue;
+  g.unlock();
   struct stat sb;
   if (::fstat(fd, &sb) != 0) return errno_code(errno);
-  auto st = state();
-  std::lock_guard<std::mutex> g(e.mu);
+  g.lock();
   if ((e.rd.queue || e.wr.queue) && (e.dev != sb.st_dev || e.ino != sb.st_ino)) {
+    // A new file behind the old number: drop the old file's taps, and make
+    // the new one non-blocking (the flag we cached was the old file's).
     teardown_locked((*st)->svc, e);
-    e.nonblock.store(true, std::memory_order_relaxed);  // prepare() just set it
+    const int fl = ::fcntl(fd, F_GETFL);
+    if (fl < 0 || (!(fl & O_NONBLOCK) && ::fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0))
+      return errno_code(errno);
+    e.nonblock.store(true, std::memory_order_relaxed);
   }
   e.dev = sb.st_dev;
   e.ino = sb.st_ino;
-  side& s = write ? e.wr : e.rd;
   if (s.queue) return s.queue;
   auto q = event_queue::create_bitmap(1);
   if (!q) return q.error();
@@ -136,10 +154,33 @@ result<event_queue_ptr> side_queue(int fd, io_entry& e, bool write) {
   return s.queue;
 }
 
-status wait_on(std::initializer_list<event_queue*> qs, mono_ns deadline) {
-  auto r = block_on(qs, deadline);
+// Blocks on the fd's read side, write side, or both until an event, the
+// deadline (ETIMEDOUT) or a close through ueq (EBADF). Returns early, with
+// no error, when a slice passed: the caller retries its call, and the next
+// wait checks the file first.
+status wait_sides(int fd, io_entry& e, bool rd, bool wr, mono_ns deadline, bool& check_file) {
+  event_queue_ptr rq, wq;
+  if (rd) {
+    auto q = side_queue(fd, e, false, check_file);
+    if (!q) return status(q.error().value());
+    rq = std::move(*q);
+  }
+  if (wr) {
+    auto q = side_queue(fd, e, true, check_file && !rd);
+    if (!q) return status(q.error().value());
+    wq = std::move(*q);
+  }
+  const mono_ns slice = std::min(deadline, deadline_after_ns(kRecheckNs));
+  auto r =
+      rq && wq ? block_on({rq.get(), wq.get()}, slice) : block_on({(rq ? rq : wq).get()}, slice);
+  check_file = false;
   if (r) return {};
-  return status(r.error() == std::errc::operation_canceled ? EBADF : r.error().value());
+  if (r.error() == std::errc::operation_canceled) return status(EBADF);
+  if (r.error() == std::errc::timed_out && slice < deadline) {
+    check_file = true;
+    return {};
+  }
+  return status(r.error().value());
 }
 
 // The retry loop every call shares.
@@ -147,14 +188,13 @@ template <class Op>
 result<std::size_t> retry(int fd, bool write, mono_ns deadline, Op op) {
   auto e = prepare(fd);
   if (!e) return e.error();
+  bool check_file = false;
   for (;;) {
     const ssize_t r = op();
     if (r >= 0) return static_cast<std::size_t>(r);
     if (errno == EINTR) continue;
     if (errno != EAGAIN && errno != EWOULDBLOCK) return errno_code(errno);
-    auto q = side_queue(fd, **e, write);
-    if (!q) return q.error();
-    if (status s = wait_on({q->get()}, deadline)) return s.code();
+    if (status s = wait_sides(fd, **e, !write, write, deadline, check_file)) return s.code();
   }
 }
 
@@ -219,8 +259,7 @@ status connect(int fd, const sockaddr* addr, socklen_t addrlen, mono_ns deadline
   if (::connect(fd, addr, addrlen) == 0) return {};
   // EINTR: the connection goes on asynchronously, exactly like EINPROGRESS.
   if (errno != EINPROGRESS && errno != EINTR && errno != EAGAIN) return status(errno);
-  auto q = side_queue(fd, **e, true);
-  if (!q) return status(q.error().value());
+  bool check_file = false;
   for (;;) {
     // Ask the socket itself, never the (possibly stale) event: only a real
     // POLLOUT/POLLERR/POLLHUP ends a connect in progress.
@@ -231,7 +270,7 @@ status connect(int fd, const sockaddr* addr, socklen_t addrlen, mono_ns deadline
       if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return status(errno);
       return err ? status(err) : status{};
     }
-    if (status s = wait_on({q->get()}, deadline)) return s;
+    if (status s = wait_sides(fd, **e, false, true, deadline, check_file)) return s;
   }
 }
 
@@ -240,17 +279,7 @@ result<std::uint32_t> wait(int fd, std::uint32_t filter, mono_ns deadline) {
   auto e = prepare(fd);
   if (!e) return e.error();
   const bool want_rd = filter & kReadFilter, want_wr = filter & kTapWritable;
-  event_queue_ptr rq, wq;
-  if (want_rd || !want_wr) {
-    auto q = side_queue(fd, **e, false);
-    if (!q) return q.error();
-    rq = *q;
-  }
-  if (want_wr) {
-    auto q = side_queue(fd, **e, true);
-    if (!q) return q.error();
-    wq = *q;
-  }
+  bool check_file = false;
   for (;;) {
     // The fd's real state decides (poll with no timeout): events in the
     // queues only say "look again".
@@ -259,9 +288,8 @@ result<std::uint32_t> wait(int fd, std::uint32_t filter, mono_ns deadline) {
     if (p.revents & POLLNVAL) return errno_code(EBADF);
     const std::uint32_t fired = static_cast<std::uint32_t>(p.revents) & (filter | kAlways);
     if (fired) return fired;
-    status s = rq && wq ? wait_on({rq.get(), wq.get()}, deadline)
-                        : wait_on({(rq ? rq : wq).get()}, deadline);
-    if (s) return s.code();
+    if (status s = wait_sides(fd, **e, want_rd || !want_wr, want_wr, deadline, check_file))
+      return s.code();
   }
 }
 

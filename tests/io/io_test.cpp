@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include <atomic>
+#include <chrono>
 #include <numeric>
 #include <thread>
 #include <vector>
@@ -228,4 +229,44 @@ TEST_CASE("io: wait reports the fd's real readiness; bad filters are EINVAL", "[
   REQUIRE(r.ok());
   REQUIRE((*r & kTapReadable));
   REQUIRE(io::read(-1, nullptr, 0).error().value() == EBADF);
+}
+
+TEST_CASE("io: an fd closed behind ueq's back and reused recovers within a wait slice", "[io]") {
+  fd_pair old_pair;
+  ueq::test::make_socketpair(old_pair);
+  // Make the read side's tap for the old file: one wait that times out.
+  char c;
+  REQUIRE(io::read(old_pair.a, &c, 1, deadline_after_ms(20)).error() == std::errc::timed_out);
+  const int num = old_pair.a;
+  // A new file under the same number: dup2 closes the old file behind
+  // ueq's back (the misuse) and puts a pipe's read end there.
+  int f[2];
+  REQUIRE(::pipe2(f, O_NONBLOCK | O_CLOEXEC) == 0);
+  REQUIRE(::dup2(f[0], num) == num);
+  old_pair.a = -1;
+  ::close(f[0]);
+  fd_pair fresh;
+  fresh.a = num;
+  fresh.b = f[1];
+  std::atomic<pid_t> tid{0};
+  std::atomic<int> result{-1};
+  const auto t0 = std::chrono::steady_clock::now();
+  std::thread reader([&] {
+    tid.store(ueq::test::current_tid());
+    // No data yet: EAGAIN, then a wait on the old file's deaf tap until
+    // a slice passes and the new file is noticed.
+    auto n = io::read(num, &c, 1, deadline_after_ms(20000));
+    result.store(n ? static_cast<int>(*n) : -n.error().value());
+  });
+  const bool slept = ueq::test::wait_until(
+      [&] { return result.load() != -1 || ueq::test::thread_sleeping(tid.load()); });
+  REQUIRE(::write(fresh.b, "q", 1) == 1);
+  reader.join();
+  INFO("result " << result.load());
+  REQUIRE(slept);
+  const auto took = std::chrono::steady_clock::now() - t0;
+  REQUIRE(result.load() == 1);
+  REQUIRE(c == 'q');
+  // Within one 1 s slice of the write (plus slack), never the 20 s deadline.
+  REQUIRE(took < std::chrono::seconds(5));
 }

@@ -18,10 +18,14 @@
 // until ueq learns of the close; and even through ueq the kernel releases
 // that reference a moment after the cancelled poll completes, not at once.
 // If a plain
-// ::close slips through and the number is reused, the next call that has to
-// wait notices (the file's device and inode changed) and starts afresh; but
-// the first call on a reused number that names a *blocking* file may block
-// its thread, since the fd is assumed non-blocking until then.
+// ::close slips through and the number is reused, a wait on the old file's
+// taps notices within a second (each wait is cut into 1 s slices; when a
+// slice passes without an event, the fd's device and inode are compared
+// with the file the taps were made for) and starts afresh, making the new
+// file non-blocking. Checking at every wait would cost a system call per
+// wait. Until then, the first call on a reused number that names a
+// *blocking* file may block its thread, since the fd is assumed
+// non-blocking.
 //
 // Results: byte counts (or the new fd) as result<T>; errors are the system
 // call's errno, ETIMEDOUT when the deadline passes first, EBADF when the fd
