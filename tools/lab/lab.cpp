@@ -749,6 +749,9 @@ int run_main(int argc, char** argv) {
 
   // Tables.
   std::vector<std::pair<std::string, std::string>> files;  // table -> file
+  // The main table first, then the others in the order they were first used.
+  std::stable_partition(ctx.table_order_.begin(), ctx.table_order_.end(),
+                        [](const std::string& t) { return t.empty(); });
   for (auto& t : ctx.table_order_) {
     const std::string file = std::string(e->name) + (t.empty() ? "" : "-" + t) + ".csv";
     write_csv(ctx.out_ + "/" + file, ctx.get_table(t));
