@@ -85,10 +85,10 @@ bool run_point(context& ctx, const point& p) {
   // The workload: which pair, and the gap before each write.
   digest dg;
   std::vector<std::pair<int, mono_ns>> plan(events);
+  const auto gap_ns = static_cast<std::uint64_t>(gap_us * 1000);
   for (auto& [pair, gap] : plan) {
     pair = static_cast<int>(ctx.rng()() % static_cast<std::uint64_t>(fds));
-    gap = gap_us > 0 ? static_cast<mono_ns>(ctx.rng()() % static_cast<std::uint64_t>(gap_us * 1000))
-                     : 0;
+    gap = gap_ns ? static_cast<mono_ns>(ctx.rng()() % gap_ns) : 0;
     dg.add(static_cast<std::uint64_t>(pair));
     dg.add(static_cast<std::uint64_t>(gap));
   }
