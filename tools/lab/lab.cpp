@@ -725,6 +725,7 @@ int run_main(int argc, char** argv) {
             .title = std::string(e->name) + ": median delay of each stage (trace)",
             .xlabel = "stage",
             .ylabel = "median delay (ns)",
+            .logy = true,
             .xtic_labels = {"host->tap", "tap->post", "post->wake", "wake->consume"}};
     const table& t = ctx.get_table("stages");
     static const char* const kCols[] = {"host_to_tap_median_ns", "tap_to_post_median_ns",
