@@ -203,11 +203,18 @@ void context::trace_end() {
     chain c = open[r.id];
     open.erase(r.id);
     if (!c.at[2]) continue;  // no post seen: not a whole delivery
+    // A wake stamped before this post belongs to an earlier delivery (a
+    // waiter that took that message on its re-check while still registered
+    // was woken after it had consumed): not this delivery's wake.
+    if (c.at[3] < c.at[2]) c.at[3] = 0;
     d[0].push_back(static_cast<double>(r.ts - c.at[2]));
     c.at[4] = r.ts;
-    for (int k = 1; k < kTraceStages; ++k)
+    for (int k = 1; k < kTraceStages; ++k) {
+      // wake -> consume needs a wake; without one the step is post -> consume.
+      if (k == 4 && !c.at[3]) continue;
       if (c.at[k - 1] && c.at[k] && c.at[k] >= c.at[k - 1])
         d[k].push_back(static_cast<double>(c.at[k] - c.at[k - 1]));
+    }
   }
   static const char* const kNames[] = {"post_to_consume", "host_to_tap", "tap_to_post",
                                        "post_to_wake", "wake_to_consume"};
