@@ -19,6 +19,7 @@
 #include <new>
 
 #include "ueq/ceq/block_on.hpp"
+#include "ueq/runtime/trace.hpp"
 
 namespace ueq {
 
@@ -70,6 +71,9 @@ status event_queue::post(std::uint32_t id, std::uint64_t bits, std::uint64_t blo
   // particular; close() only promises that posts which see it closed fail.
   if (closed_.load(std::memory_order_acquire)) [[unlikely]]
     return status(EPIPE);
+  // Trace: the post's timestamp is taken before the mailbox publishes it,
+  // so a consumer that takes the message at once still stamps it later.
+  const mono_ns trace_ts = trace_enabled() ? monotonic_now() : 0;
   bool fresh = true;  // did this post create a message (vs merge into one)?
   status s;
   switch (mb_.index()) {
@@ -91,18 +95,24 @@ status event_queue::post(std::uint32_t id, std::uint64_t bits, std::uint64_t blo
   }
   if (s) return s;
   stats_.add(kPosts);
+  if (trace_ts)
+    trace_at(trace_ts, trace_stage::post, id, fresh ? bits : bits | kTraceCoalesced,
+             reinterpret_cast<std::uintptr_t>(this));
   if (fresh) {
-    notify();
+    notify(id);
     if (post_hook_) post_hook_(post_hook_ctx_);
   }
   return {};
 }
 
-void event_queue::notify() noexcept {
+void event_queue::notify(std::uint32_t id) noexcept {
   // seq_cst fence: the producer half of the handshake at the top. Our
   // mailbox publication is ordered before the load of nwaiters_.
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (nwaiters_.load(std::memory_order_relaxed) == 0) return;
+  // Trace: stamped before the first unpark, so the woken consumer's
+  // "consume" comes after it in time.
+  const mono_ns trace_ts = trace_enabled() ? monotonic_now() : 0;
   std::lock_guard<spin_lock> g(lock_);
   std::uint64_t woken = 0;
   for (detail::evq_link* l = head_; l; l = l->next) {
@@ -111,14 +121,23 @@ void event_queue::notify() noexcept {
       if (policy_ == notify_policy::wake_one) break;
     }
   }
-  if (woken) stats_.add(kWakeups, woken);
+  if (woken) {
+    stats_.add(kWakeups, woken);
+    if (trace_ts)
+      trace_at(trace_ts, trace_stage::wake, id, woken, reinterpret_cast<std::uintptr_t>(this));
+  }
 }
 
 bool event_queue::wake_one_waiter() noexcept {
+  const mono_ns trace_ts = trace_enabled() ? monotonic_now() : 0;
   std::lock_guard<spin_lock> g(lock_);
   for (detail::evq_link* l = head_; l; l = l->next)
     if (l->waiter->wake(this)) {
       stats_.add(kWakeups);
+      // A hand-off is for no particular message: id kTraceNoId.
+      if (trace_ts)
+        trace_at(trace_ts, trace_stage::wake, kTraceNoId, 1,
+                 reinterpret_cast<std::uintptr_t>(this));
       return true;
     }
   return false;
@@ -148,14 +167,25 @@ bool event_queue::try_get(event_msg& out) noexcept {
 }
 
 std::size_t event_queue::drain(std::span<event_msg> out) noexcept {
+  std::size_t n;
   switch (mb_.index()) {
     case 0:
-      return std::get<0>(mb_)->get_batch(out);
+      n = std::get<0>(mb_)->get_batch(out);
+      break;
     case 1:
-      return std::get<1>(mb_)->get_batch(out);
+      n = std::get<1>(mb_)->get_batch(out);
+      break;
     default:
-      return std::get<2>(mb_)->get_batch(out);
+      n = std::get<2>(mb_)->get_batch(out);
+      break;
   }
+  if (trace_enabled() && n) {
+    const mono_ns now = monotonic_now();
+    for (std::size_t i = 0; i < n; ++i)
+      trace_at(now, trace_stage::consume, out[i].id, out[i].bits,
+               reinterpret_cast<std::uintptr_t>(this));
+  }
+  return n;
 }
 
 bool event_queue::empty() const noexcept {

@@ -38,6 +38,7 @@
 #include "ueq/runtime/chunked_table.hpp"
 #include "ueq/runtime/parker.hpp"
 #include "ueq/runtime/sharded_counters.hpp"
+#include "ueq/runtime/trace.hpp"
 #include "ueq/taps/tap.hpp"
 
 namespace ueq {
@@ -167,7 +168,8 @@ struct tap_service::impl {
     e.taps.clear();
   }
 
-  void dispatch(const host_event& ev) {
+  // `trace_ts`: when the host poll returned (nonzero only while tracing).
+  void dispatch(const host_event& ev, mono_ns trace_ts) {
     const std::uint32_t slot = static_cast<std::uint32_t>(ev.key >> 32);
     const std::uint32_t gen = static_cast<std::uint32_t>(ev.key);
     tap_slot* sl = slots.get(slot, false);
@@ -182,6 +184,11 @@ struct tap_service::impl {
     }
     const detail::tap& t = *sl->tap;
     const std::uint32_t bits = ev.events & t.filter;
+    if (trace_ts) {
+      const auto fd = static_cast<std::uint64_t>(t.fd);
+      trace_at(trace_ts, trace_stage::host_event, t.id, ev.events, fd);
+      if (bits) trace(trace_stage::tap, t.id, bits, fd);
+    }
     if (bits && !t.queue->post(t.id, bits, t.data)) stats.add(kPosts);
   }
 
@@ -386,8 +393,9 @@ result<std::size_t> tap_service::poll(mono_ns deadline, const sigset_t* sigmask)
   p_->stats.add(impl::kPolls);
   if (n) {
     p_->stats.add(impl::kHostEvents, *n);
+    const mono_ns trace_ts = trace_enabled() ? monotonic_now() : 0;
     for (std::size_t i = 0; i < *n; ++i)
-      p_->dispatch(evs[i]);
+      p_->dispatch(evs[i], trace_ts);
   }
   p_->polling.store(false, std::memory_order_release);
   return n;

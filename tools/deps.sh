@@ -19,6 +19,7 @@ packages=(
   liburing-dev         # the io_uring backend of taps/
   clang-format         # formatting check in CI
   spin                 # model checking of the CEQ and wakeup protocols
+  gnuplot-nox          # ueq-lab renders its charts (SVG, PNG through pngcairo)
 )
 
 for opt in "$@"; do

@@ -20,6 +20,10 @@
 // longest waiting); a woken waiter that leaves while the queue is non-empty
 // passes the wakeup on (block_on does this).
 //
+// Tracing (runtime/trace.hpp): post() records a `post` stage, a post that
+// wakes waiters a `wake`, and try_get()/drain() a `consume` per message
+// taken, while the trace is on (off, each point is a relaxed load).
+//
 // Ownership: queues are held by std::shared_ptr. A producer keeps a
 // reference for as long as it may post; the owner calls close() when done,
 // which wakes every waiter (their block_on returns ECANCELED) and makes later
@@ -148,7 +152,7 @@ class event_queue {
   using mailbox = std::variant<std::unique_ptr<ueq::ceq>, std::unique_ptr<bitmap_mailbox>,
                                std::unique_ptr<message_queue>>;
   event_queue(mailbox mb, const evq_options& o);
-  void notify() noexcept;
+  void notify(std::uint32_t id) noexcept;
   enum { kPosts, kWakeups, kSpurious, kTimeouts, kCount };
 
   mailbox mb_;

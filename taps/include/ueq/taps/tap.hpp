@@ -35,6 +35,10 @@
 // one at a time; start_poller_thread() instead dedicates a thread to it
 // (Akaros's "the kernel produces asynchronously" shape, for experiments).
 //
+// Tracing (runtime/trace.hpp): while the trace is on, each host event that
+// reaches a live tap is recorded as `host_event` (stamped when the host poll
+// returned) and, if the tap's filter matches, `tap`, both with the tap's id.
+//
 // Errors: EBADF (not an open fd), EPERM (a regular file or directory: the
 // host cannot poll it), EINVAL (no filter, unknown filter bits, no queue),
 // ENOENT (modify/remove of a removed tap), ENOMEM/ENOSPC from the host.
