@@ -14,6 +14,7 @@ packages=(
   libboost-context-dev # uthread stacks and switches (boost::context::fiber)
   libboost-dev         # boost::lockfree (a benchmark baseline)
   libboost-fiber-dev   # Boost.Fiber (a benchmark baseline)
+  libevent-dev         # libevent (a benchmark baseline of the taps)
   libabsl-dev          # abseil: containers, synchronisation, time
   catch2               # Catch2 v2 test framework
   liburing-dev         # the io_uring backend of taps/
