@@ -18,51 +18,51 @@
 namespace ueq {
 
 void timer_service::sift_up(std::size_t i) noexcept {
-  timer* t = heap_[i];
+  const heap_entry e = heap_[i];
   while (i > 0) {
     std::size_t p = (i - 1) / 2;
-    if (heap_[p]->deadline <= t->deadline) break;
+    if (heap_[p].deadline <= e.deadline) break;
     heap_[i] = heap_[p];
-    heap_[i]->heap_index = static_cast<std::int32_t>(i);
+    heap_[i].t->heap_index = static_cast<std::int32_t>(i);
     i = p;
   }
-  heap_[i] = t;
-  t->heap_index = static_cast<std::int32_t>(i);
+  heap_[i] = e;
+  e.t->heap_index = static_cast<std::int32_t>(i);
 }
 
 void timer_service::sift_down(std::size_t i) noexcept {
-  timer* t = heap_[i];
+  const heap_entry e = heap_[i];
   const std::size_t n = heap_.size();
   for (;;) {
     std::size_t c = 2 * i + 1;
     if (c >= n) break;
-    if (c + 1 < n && heap_[c + 1]->deadline < heap_[c]->deadline) ++c;
-    if (t->deadline <= heap_[c]->deadline) break;
+    if (c + 1 < n && heap_[c + 1].deadline < heap_[c].deadline) ++c;
+    if (e.deadline <= heap_[c].deadline) break;
     heap_[i] = heap_[c];
-    heap_[i]->heap_index = static_cast<std::int32_t>(i);
+    heap_[i].t->heap_index = static_cast<std::int32_t>(i);
     i = c;
   }
-  heap_[i] = t;
-  t->heap_index = static_cast<std::int32_t>(i);
+  heap_[i] = e;
+  e.t->heap_index = static_cast<std::int32_t>(i);
 }
 
 void timer_service::remove_at(std::size_t i) noexcept {
-  timer* removed = heap_[i];
-  timer* last = heap_.back();
+  timer* removed = heap_[i].t;
+  const heap_entry last = heap_.back();
   heap_.pop_back();
   removed->heap_index = -1;
-  if (removed != last) {
+  if (removed != last.t) {
     heap_[i] = last;
-    last->heap_index = static_cast<std::int32_t>(i);
+    last.t->heap_index = static_cast<std::int32_t>(i);
     sift_up(i);
-    sift_down(static_cast<std::size_t>(last->heap_index));
+    sift_down(static_cast<std::size_t>(last.t->heap_index));
   }
 }
 
 void timer_service::publish_earliest() noexcept {
   // release: a driver that reads a deadline also sees the timer it belongs
   // to (only as a hint; it takes lock_ before touching the heap).
-  earliest_.store(heap_.empty() ? kNoDeadline : heap_[0]->deadline, std::memory_order_release);
+  earliest_.store(heap_.empty() ? kNoDeadline : heap_[0].deadline, std::memory_order_release);
 }
 
 bool timer_service::arm(timer& t, mono_ns deadline) noexcept {
@@ -73,9 +73,9 @@ bool timer_service::arm(timer& t, mono_ns deadline) noexcept {
     remove_at(static_cast<std::size_t>(t.heap_index));
   t.deadline = deadline;
   t.state.store(kArmed, std::memory_order_relaxed);  // relaxed: under lock_
-  heap_.push_back(&t);
+  heap_.push_back({deadline, &t});
   sift_up(heap_.size() - 1);
-  const bool first = heap_[0] == &t;
+  const bool first = heap_[0].t == &t;
   publish_earliest();
   return first;
 }
@@ -106,8 +106,8 @@ std::size_t timer_service::run_expired(mono_ns now) noexcept {
     timer* t;
     {
       std::lock_guard<spin_lock> g(lock_);
-      if (heap_.empty() || heap_[0]->deadline > now) return n;
-      t = heap_[0];
+      if (heap_.empty() || heap_[0].deadline > now) return n;
+      t = heap_[0].t;
       remove_at(0);
       t->state.store(kRunning, std::memory_order_relaxed);  // relaxed: under lock_
       publish_earliest();

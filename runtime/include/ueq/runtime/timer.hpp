@@ -72,7 +72,13 @@ class timer_service {
   void publish_earliest() noexcept;
 
   mutable spin_lock lock_;
-  std::vector<timer*> heap_;  // guarded by lock_
+  // The deadline is copied into the heap so that ordering never touches
+  // the timers themselves (they live on many different uthread stacks).
+  struct heap_entry {
+    mono_ns deadline;
+    timer* t;
+  };
+  std::vector<heap_entry> heap_;  // guarded by lock_
   // Copy of heap_[0]->deadline, written under lock_, read without it.
   std::atomic<mono_ns> earliest_{kNoDeadline};
 };
