@@ -42,9 +42,11 @@
 #include <mutex>
 #include <vector>
 
+#include "ueq/ceq/block_on.hpp"
 #include "ueq/ceq/event_queue.hpp"
 #include "ueq/epoll.h"
 #include "ueq/runtime/chunked_table.hpp"
+#include "ueq/runtime/parker.hpp"
 #include "ueq/taps/tap.hpp"
 
 namespace ueq {
@@ -105,6 +107,9 @@ struct epoll_set::impl {
 
   tap_service* svc = nullptr;
   event_queue_ptr q;  // CEQ mailbox, slot = target fd
+  // Where uthread waiters park (a plain thread sleeps in ppoll on evfd
+  // instead): a one-bit mailbox posted whenever evfd is made readable.
+  event_queue_ptr wakeq;
   // The program's epoll fd is a real kernel epoll fd (so read/write fail
   // with EINVAL, F_GETFL says O_RDWR, and poll/select/epoll can watch it)
   // that watches one hidden eventfd, level-triggered: the set makes the
@@ -158,6 +163,7 @@ struct epoll_set::impl {
     if (self->signaled.exchange(true, std::memory_order_seq_cst)) return;
     const std::uint64_t one = 1;
     (void)::write(self->evfd, &one, sizeof one);
+    (void)self->wakeq->post(0);
     // Newly pending: tell the sets that hold us (each is one level up; the
     // graph is acyclic, so these locks are taken bottom-up only).
     std::lock_guard<spin_lock> g(self->parents_lock);
@@ -428,6 +434,9 @@ result<std::shared_ptr<epoll_set>> epoll_set::create(int flags) {
   if (!q) return q.error();
   std::unique_ptr<impl> p(new (std::nothrow) impl);
   if (!p) return errno_code(ENOMEM);
+  auto wakeq = event_queue::create_bitmap(1);
+  if (!wakeq) return wakeq.error();
+  p->wakeq = std::move(*wakeq);
   // The hidden eventfd first (then moved high), so the program's epoll fd
   // gets the number Linux would have given it.
   p->evfd = hide_fd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
@@ -580,6 +589,15 @@ result<int> epoll_set::wait(std::span<epoll_event> out, mono_ns deadline, const 
     }
     const mono_ns now = monotonic_now();
     if (now >= deadline) return 0;
+    // A uthread parks alone on wakeq, which every "now pending" posts to;
+    // the idle vcores poll the host meanwhile. A post after our harvest
+    // left its bit there, so nothing is missed. With a signal mask, ppoll
+    // below keeps the mask atomic (at the price of holding the vcore).
+    if (!sigmask && parks_as_uthread()) {
+      auto r = block_on({p_->wakeq.get()}, deadline);
+      if (!r && r.error() != std::errc::timed_out) return r.error();
+      continue;
+    }
     // Sleep in the kernel on our eventfd and the host's poll fd, with the
     // caller's signal mask installed atomically (ppoll): a signal handler
     // that runs makes us return EINTR, as epoll_wait does.

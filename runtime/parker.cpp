@@ -272,6 +272,12 @@ void parker::end_block() noexcept {
     state_.compare_exchange_strong(s, kIdle, std::memory_order_relaxed, std::memory_order_relaxed);
 }
 
+bool parks_as_uthread() noexcept {
+  // acquire: pairs with set_park_hook's release (the hook's functions).
+  const park_hook* h = g_park_hook.load(std::memory_order_acquire);
+  return h && h->active();
+}
+
 void set_park_hook(const park_hook* h) noexcept {
   // release: the hook object is fully built before anyone can use it.
   g_park_hook.store(h, std::memory_order_release);

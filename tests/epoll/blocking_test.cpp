@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <climits>
 #include <limits>
 #include <thread>
@@ -18,6 +19,7 @@
 #include "../support.hpp"
 #include "ueq/epoll.h"
 #include "ueq/runtime/clock.hpp"
+#include "ueq/uthread/uthread.hpp"
 
 namespace {
 std::atomic<int> g_handled{0};
@@ -205,4 +207,45 @@ TEST_CASE("epoll: closing a registered fd while another thread waits removes it"
   waiter.join();
   REQUIRE(result.load() == 0);
   ueq_close(ep);
+}
+
+TEST_CASE("epoll: from a uthread, epoll_wait parks only that uthread", "[epoll][uthread]") {
+  // One vcore: if the waiting uthread held it (blocked in the kernel), the
+  // writer uthread could not run until the 20 s timeout, and the wait
+  // would return 0.
+  pipe_fds p;
+  const int ep = ueq_epoll_create1(EPOLL_CLOEXEC);
+  REQUIRE(ep >= 0);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = 77;
+  REQUIRE(ueq_epoll_ctl(ep, EPOLL_CTL_ADD, p.r, &ev) == 0);
+  int n = -2;
+  epoll_event out[4]{};
+  std::atomic<bool> waiter_started{false};
+  std::int64_t waited_ms = -1;
+  auto ran = ueq::run(
+      [&] {
+        auto waiter = ueq::spawn([&] {
+          waiter_started.store(true);
+          const auto t0 = std::chrono::steady_clock::now();
+          n = ueq_epoll_wait(ep, out, 4, 20000);
+          waited_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now() - t0)
+                          .count();
+        });
+        // Let the waiter reach its wait first: it runs when we yield.
+        while (!waiter_started.load())
+          ueq::this_uthread::yield();
+        ueq::this_uthread::yield();
+        (void)::write(p.w, "x", 1);
+        if (waiter) (void)waiter->join();
+      },
+      {.vcores = 1});
+  REQUIRE(ran.ok());
+  REQUIRE(n == 1);
+  REQUIRE(out[0].data.u64 == 77);
+  REQUIRE((out[0].events & EPOLLIN));
+  REQUIRE(waited_ms < 10000);
+  REQUIRE(ueq_close(ep) == 0);
 }

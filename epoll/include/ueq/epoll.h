@@ -19,7 +19,10 @@
  *    print, abort or crash on bad arguments (bad pointers give EFAULT).
  *  - Thread-safe: any call from any thread, on any instance. A thread
  *    blocked in ueq_epoll_wait sleeps in the kernel; a signal handler that
- *    runs meanwhile makes it return EINTR (never restarted).
+ *    runs meanwhile makes it return EINTR (never restarted). Called from a
+ *    uthread (with no signal mask), the wait parks only that uthread and
+ *    is not interrupted by signals; with a signal mask it sleeps in the
+ *    kernel like a thread, holding its vcore (docs/guide.md, compatibility).
  *  - Diagnostics go nowhere unless UEQ_LOG=stderr or UEQ_LOG=/path is set.
  *
  * Usage:

@@ -111,6 +111,11 @@ struct park_hook {
 // must outlive every park() and unpark() that may use it.
 void set_park_hook(const park_hook* h) noexcept;
 
+// True when a park() by the caller would go through the park hook, i.e. the
+// caller is a uthread: then blocking in the host kernel (a blocking system
+// call) would stall its whole vcore, and waits should park instead.
+bool parks_as_uthread() noexcept;
+
 // The host kernel poll that a blocked thread may run instead of sleeping.
 // poll() waits for host events until the deadline or until wake() is called,
 // and dispatches what it finds (which may unpark parkers); it is called by one
