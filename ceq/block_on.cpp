@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <memory>
+#include <new>
 #include <vector>
 
 #include "ueq/runtime/backoff.hpp"
@@ -46,9 +47,11 @@ result<block_result> block_on(std::span<event_queue* const> queues, mono_ns dead
   block_result r;
   if (try_all(queues, r)) return r;
 
-  detail::evq_link small[64];
+  // Links for up to 64 queues live on the stack, uninitialised until used:
+  // building all 64 on every call cost as much as the rest of the wait.
+  alignas(detail::evq_link) unsigned char small[64 * sizeof(detail::evq_link)];
   std::unique_ptr<detail::evq_link[]> big;
-  detail::evq_link* links = small;
+  detail::evq_link* links = reinterpret_cast<detail::evq_link*>(small);
   if (queues.size() > 64) {
     big.reset(new (std::nothrow) detail::evq_link[queues.size()]);
     if (!big) return errno_code(ENOMEM);
@@ -56,7 +59,7 @@ result<block_result> block_on(std::span<event_queue* const> queues, mono_ns dead
   }
   detail::evq_waiter w;
   for (std::size_t i = 0; i < queues.size(); ++i)
-    links[i].waiter = &w;
+    new (&links[i]) detail::evq_link{nullptr, nullptr, &w};  // trivially destructible
 
   for (;;) {
     w.reset();
