@@ -251,8 +251,9 @@ double per_event(consumer kind, ueq::tap_service* svc, const receivers& rx, int 
     ns += now_ns() - t0;
     events += static_cast<std::uint64_t>(got);
   }
-  for (auto& t : taps)
-    (void)svc->remove(t);
+  if (svc)
+    for (auto& t : taps)
+      (void)svc->remove(t);
   if (ep >= 0) ::close(ep);
   for (event* e : evs)
     event_free(e);

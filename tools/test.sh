@@ -16,6 +16,9 @@ for a in "$@"; do
     *) test_args+=("$a") ;;
   esac
 done
+# The real-program tests of the epoll suite need nginx, memcached, curl and
+# wrk: install them too, so every suite runs rather than skipping.
+bash tools/deps.sh --programs
 bash tools/build.sh "$dir" "${opts[@]}"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
