@@ -109,8 +109,17 @@ double herd(ueq::notify_policy p, int messages) {
             while (ueq::block_on({q.get()}, ueq::deadline_after_ms(60000)))
               taken.fetch_add(1);
           }));
+        // Post only once every waiter is registered afresh: each wakeup
+        // so far has been used up, by the take or as a spurious wakeup
+        // (a waiter still holding an unused wakeup would not be woken
+        // again, which would understate the herd).
+        auto settled = [&](int i) {
+          if (q->waiters() < kWaiters || taken.load() != i) return false;
+          const auto c = q->counters();
+          return c.wakeups <= c.spurious_wakeups + static_cast<std::uint64_t>(i);
+        };
         for (int i = 0; i < messages; ++i) {
-          while (q->waiters() < kWaiters || taken.load() != i)
+          while (!settled(i))
             ueq::this_uthread::yield();
           (void)q->post(static_cast<std::uint32_t>(i));
         }
