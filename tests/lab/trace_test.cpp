@@ -79,6 +79,18 @@ void require_all_stages_in_order(const std::vector<trace_record>& rs, const even
   CHECK(rs[1].aux == rs[4].aux);     // the tap's bits are the consumed bits
 }
 
+// Traces one event written on `writer` and delivered into q under id, and
+// returns its records, checked for every stage in order.
+std::vector<trace_record> traced_delivery(event_queue& q, int writer, std::uint32_t id) {
+  REQUIRE_FALSE(trace_start(1 << 12));
+  const event_msg m = deliver_one(q, writer);
+  trace_stop();
+  CHECK(m.id == id);
+  auto rs = records_of(id);
+  require_all_stages_in_order(rs, q);
+  return rs;
+}
+
 }  // namespace
 
 TEST_CASE(
@@ -89,12 +101,7 @@ TEST_CASE(
   constexpr std::uint32_t kId = 424242;
   auto t = tap_add({.fd = p.b, .filter = kTapReadable, .queue = q, .id = kId});
   REQUIRE(t.ok());
-  REQUIRE_FALSE(trace_start(1 << 12));
-  const event_msg m = deliver_one(*q, p.a);
-  trace_stop();
-  CHECK(m.id == kId);
-  auto rs = records_of(kId);
-  require_all_stages_in_order(rs, *q);
+  const auto rs = traced_delivery(*q, p.a, kId);
   CHECK(rs[0].obj == static_cast<std::uint64_t>(p.b));  // host event: the fd
   // Integrated polling: the waiter itself polled, posted, woke and consumed.
   CHECK(rs[0].thread == rs[4].thread);
@@ -109,12 +116,7 @@ TEST_CASE("trace: the same stages in order when a dedicated poller thread delive
   constexpr std::uint32_t kId = 515151;
   auto t = svc->add({.fd = p.b, .filter = kTapReadable, .queue = q, .id = kId});
   REQUIRE(t.ok());
-  REQUIRE_FALSE(trace_start(1 << 12));
-  const event_msg m = deliver_one(*q, p.a);
-  trace_stop();
-  CHECK(m.id == kId);
-  auto rs = records_of(kId);
-  require_all_stages_in_order(rs, *q);
+  const auto rs = traced_delivery(*q, p.a, kId);
   // The poller saw, posted and woke; the waiter consumed.
   CHECK(rs[0].thread == rs[3].thread);
   CHECK(rs[3].thread != rs[4].thread);
