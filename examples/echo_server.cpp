@@ -54,18 +54,8 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  const int l = ueq::echo::listen_loopback(&port);
-  if (l < 0) {
-    std::perror("echo_server: listen");
-    return 1;
-  }
-  struct sigaction sa {};
-  sa.sa_handler = on_signal;
-  ::sigaction(SIGINT, &sa, nullptr);
-  ::sigaction(SIGTERM, &sa, nullptr);
-  ::signal(SIGPIPE, SIG_IGN);
-  std::printf("listening on %u\n", port);
-  std::fflush(stdout);
+  const int l = ueq::echo::start_server("echo_server", port, on_signal);
+  if (l < 0) return 1;
   const ueq::mono_ns end = seconds > 0
                                ? ueq::deadline_after_ns(static_cast<std::int64_t>(seconds * 1e9))
                                : ueq::kNoDeadline;

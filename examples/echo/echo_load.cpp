@@ -103,6 +103,22 @@ int listen_loopback(std::uint16_t* port, int backlog) {
   return l;
 }
 
+int start_server(const char* name, std::uint16_t port, void (*on_stop)(int)) {
+  const int l = listen_loopback(&port);
+  if (l < 0) {
+    std::fprintf(stderr, "%s: listen: %s\n", name, std::strerror(errno));
+    return -1;
+  }
+  struct sigaction sa {};
+  sa.sa_handler = on_stop;
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+  std::printf("listening on %u\n", port);
+  std::fflush(stdout);
+  return l;
+}
+
 load_result run_load(const load_config& cfg) {
   load_result res;
   auto fail = [&](const std::string& what) {

@@ -46,6 +46,12 @@ load_result run_load(const load_config& cfg);
 // and writes the port. -1 on error (errno set).
 int listen_loopback(std::uint16_t* port, int backlog = 4096);
 
+// What the example servers do at start: listen on 127.0.0.1:port (0 = any
+// free port), route SIGINT and SIGTERM to `on_stop`, ignore SIGPIPE, and
+// print "listening on PORT" (flushed; spawn_server waits for that line).
+// Returns the listening fd, or -1 after printing why (prefixed by `name`).
+int start_server(const char* name, std::uint16_t port, void (*on_stop)(int));
+
 // The plain epoll echo server (the baseline): serves `listen_fd` on the
 // calling thread until `stop` becomes true (checked every 50 ms).
 void run_epoll_server(int listen_fd, const std::atomic<bool>& stop);
