@@ -7,13 +7,15 @@
 //   g_followers   intrusive list of parked threads sleeping on their futex
 //                 while a host poller is installed, guarded by g_list_lock;
 //                 g_nfollowers is its length, written under the lock.
+//   g_poller_users  how many unpark() calls are between loading g_poller and
+//                 returning from its wake(); removal waits for zero.
 //
 //   g_park_hook   the installed uthread park hook or null (atomic pointer).
 //
 // Per parker: state_ (kIdle / kNotified / kSleeping / kPolling), and
 // lead_offer_, set by a leaving leader to hand its role to this follower.
 //
-// Two store-then-load handshakes, hence the seq_cst fences:
+// Three store-then-load handshakes, hence the seq_cst operations:
 //  (1) waker vs waiter (the state word): unpark() exchanges kNotified in and
 //      looks at what it replaced; the waiter moves kIdle -> kSleeping or
 //      kPolling with a CAS that fails if kNotified is already there. A single
@@ -23,6 +25,12 @@
 //      fences, then looks for a sleeping follower. Whichever is second sees
 //      the other: either the follower sees no leader (and tries to lead), or
 //      the leader sees the follower (and offers it the role).
+//  (3) waker vs poller removal: a waker of a polling leader counts itself in
+//      g_poller_users, then loads g_poller; set_host_poller(nullptr) swaps
+//      g_poller out, then reads g_poller_users. Whichever is second sees the
+//      other: the waker sees null (and touches nothing), or the remover sees
+//      the waker and waits until it has left wake(). So the poller object
+//      may be freed as soon as set_host_poller(nullptr) returns.
 #include "ueq/runtime/parker.hpp"
 
 #include <linux/futex.h>
@@ -54,6 +62,8 @@ std::atomic<bool> g_leader{false};
 spin_lock g_list_lock;
 parker* g_followers = nullptr;  // guarded by g_list_lock
 std::atomic<std::size_t> g_nfollowers{0};
+std::atomic<std::uint32_t> g_poller_users{0};
+std::atomic<const detail::parker_test_hooks*> g_test_hooks{nullptr};
 // The parker this thread is polling for, so that a dispatch that unparks it
 // (its own event) skips the pointless wake of the poll it is already in.
 thread_local parker* tl_polling = nullptr;
@@ -125,10 +135,28 @@ void reset_after_fork_in_child() noexcept {
   g_list_lock.unlock();
   g_followers = nullptr;
   g_nfollowers.store(0, std::memory_order_relaxed);
+  g_poller_users.store(0, std::memory_order_relaxed);
   tl_polling = nullptr;
 }
 [[maybe_unused]] const int g_atfork =
     ::pthread_atfork(nullptr, nullptr, &reset_after_fork_in_child);
+
+// Breaks the host poll of a polling leader: handshake (3).
+void wake_host_poller() noexcept {
+  // seq_cst: handshake (3). The increment must be ordered before the load of
+  // g_poller in the single total order, against set_host_poller's exchange
+  // of g_poller and its load of g_poller_users.
+  g_poller_users.fetch_add(1, std::memory_order_seq_cst);
+  if (const host_poller* hp = g_poller.load(std::memory_order_seq_cst)) {
+    // relaxed: tests install the hooks before the threads they observe start.
+    if (const auto* t = g_test_hooks.load(std::memory_order_relaxed); t && t->in_poller_use)
+      t->in_poller_use();
+    hp->wake(hp->ctx);
+  }
+  // release: our use of *hp happens before the remover's acquire load that
+  // reads zero here, and so before the poller is freed.
+  g_poller_users.fetch_sub(1, std::memory_order_release);
+}
 
 }  // namespace
 
@@ -147,7 +175,7 @@ bool parker::unpark() noexcept {
     // acquire: pairs with the release in set_park_hook.
     g_park_hook.load(std::memory_order_acquire)->wake(who);
   } else if (prev == kPolling && tl_polling != this) {
-    if (const host_poller* hp = g_poller.load(std::memory_order_acquire)) hp->wake(hp->ctx);
+    wake_host_poller();
   }
   return prev != kNotified;
 }
@@ -284,7 +312,8 @@ void set_park_hook(const park_hook* h) noexcept {
 }
 
 void set_host_poller(const host_poller* p) noexcept {
-  const host_poller* old = g_poller.exchange(p, std::memory_order_acq_rel);
+  // seq_cst: handshake (3), against wake_host_poller().
+  const host_poller* old = g_poller.exchange(p, std::memory_order_seq_cst);
   if (p) {
     // Followers asleep without a leader (no poller until now) may take the
     // role: wake one.
@@ -292,12 +321,28 @@ void set_host_poller(const host_poller* p) noexcept {
     return;
   }
   if (!old) return;
-  // Removal: break the running poll and wait until its leader has left.
+  // Removal: break the running poll and wait until its leader has left, and
+  // until every waker that loaded the old poller has left its wake().
   backoff b;
   while (g_leader.load(std::memory_order_acquire)) {
     old->wake(old->ctx);
     b.pause();
   }
+  // seq_cst on the first load: handshake (3); acquire is what the later ones
+  // need (pairs with the waker's release decrement).
+  if (g_poller_users.load(std::memory_order_seq_cst) == 0) return;
+  while (g_poller_users.load(std::memory_order_acquire) != 0) {
+    // relaxed: see wake_host_poller().
+    if (const auto* t = g_test_hooks.load(std::memory_order_relaxed); t && t->removal_waits)
+      t->removal_waits();
+    b.pause();
+  }
 }
+
+namespace detail {
+void set_parker_test_hooks(const parker_test_hooks* h) noexcept {
+  g_test_hooks.store(h, std::memory_order_relaxed);
+}
+}  // namespace detail
 
 }  // namespace ueq

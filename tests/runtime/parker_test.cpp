@@ -7,6 +7,9 @@
 #include <atomic>
 #include <barrier>
 #include <catch2/catch.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -161,4 +164,71 @@ TEST_CASE("a no_host_poll parker sleeps without polling, and is woken", "[runtim
   REQUIRE(woken.load());
   ueq::set_host_poller(nullptr);
   REQUIRE(host.polls.load() == 0);
+}
+
+namespace {
+
+// Where the waker and the remover are, for the poller-removal test. The
+// hooks are plain functions, so they reach it through a pointer.
+struct removal_window {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool waker_inside = false;     // the waker holds the loaded poller
+  bool remover_waiting = false;  // set_host_poller(nullptr) waits for it
+  bool remover_done = false;     // set_host_poller(nullptr) has returned
+  bool waker_saw_done = false;   // the waker found the removal finished
+};
+removal_window* g_window = nullptr;
+
+// in_poller_use: hold the waker inside its window until the remover either
+// waits for it (correct) or has finished without waiting (the poller is
+// about to be freed under the waker).
+void hold_waker_in_window() {
+  removal_window& w = *g_window;
+  std::unique_lock<std::mutex> l(w.mu);
+  w.waker_inside = true;
+  w.cv.notify_all();
+  w.cv.wait_for(l, std::chrono::seconds(20), [&] { return w.remover_waiting || w.remover_done; });
+  w.waker_saw_done = w.remover_done;
+}
+
+void note_removal_waits() {
+  std::lock_guard<std::mutex> l(g_window->mu);
+  g_window->remover_waiting = true;
+  g_window->cv.notify_all();
+}
+
+}  // namespace
+
+TEST_CASE("removing the host poller waits for an unpark inside its wake(); then it may be freed",
+          "[runtime]") {
+  auto* host = new fake_host;
+  ueq::set_host_poller(&host->ops);
+  removal_window w;
+  g_window = &w;
+  const ueq::detail::parker_test_hooks hooks{&hold_waker_in_window, &note_removal_waits};
+  ueq::detail::set_parker_test_hooks(&hooks);
+
+  parker p;
+  std::thread leader([&] { (void)p.park(deadline_after_ms(30000)); });
+  REQUIRE(ueq::test::wait_until([&] { return host->inside.load() == 1; }));  // polling
+  std::thread waker([&] { p.unpark(); });  // replaces kPolling: wakes the poll
+  {
+    std::unique_lock<std::mutex> l(w.mu);
+    REQUIRE(w.cv.wait_for(l, std::chrono::seconds(20), [&] { return w.waker_inside; }));
+  }
+  ueq::set_host_poller(nullptr);
+  {
+    std::lock_guard<std::mutex> l(w.mu);
+    w.remover_done = true;
+    w.cv.notify_all();
+  }
+  delete host;  // under ASan, a wake() after this is a use-after-free report
+  waker.join();
+  leader.join();
+  ueq::detail::set_parker_test_hooks(nullptr);
+  g_window = nullptr;
+  REQUIRE(w.remover_waiting);
+  REQUIRE_FALSE(w.waker_saw_done);
+  REQUIRE(p.woken());
 }

@@ -127,9 +127,23 @@ struct host_poller {
   void* ctx;
 };
 
-// Installs (or, with nullptr, removes) the process's host poller. The object
-// must outlive every park() that may use it. Removal waits for a running
-// poll to finish.
+// Installs (or, with nullptr, removes) the process's host poller. Removal
+// waits for a running poll to finish and for every unpark() that is calling
+// the poller's wake(): once it returns, the old object may be freed.
 void set_host_poller(const host_poller* p) noexcept;
+
+namespace detail {
+// Test-only hooks that let a test hold one party inside a handshake window.
+// Production code never installs them; install before starting the threads
+// the test observes, remove after joining them.
+struct parker_test_hooks {
+  // unpark() of a polling leader: after loading the poller, before its wake().
+  void (*in_poller_use)() = nullptr;
+  // set_host_poller(nullptr): each time it waits for an unpark() still
+  // inside the old poller's wake().
+  void (*removal_waits)() = nullptr;
+};
+void set_parker_test_hooks(const parker_test_hooks* h) noexcept;
+}  // namespace detail
 
 }  // namespace ueq
