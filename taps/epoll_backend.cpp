@@ -99,25 +99,33 @@ class epoll_backend final : public host_backend {
     }
     const int n = ::epoll_pwait2(lane(0), evs, max, tsp, sigmask);
     if (n < 0) return errno_code(errno);
+    // Two passes, so no host event is ever dropped. Lane 0's own events are
+    // edge-triggered: one not handed out now would never be reported again.
+    // They all fit, since n <= max <= out.size(). Nested lanes get the room
+    // that is left; they are level-triggered in lane 0, so what does not fit
+    // is reported again by the next poll. Each lane reported here took one
+    // of the n host slots, so it gets at least one slot of output.
     std::size_t k = 0;
+    bool lanes = false;
     for (int i = 0; i < n; ++i) {
       const std::uint64_t key = evs[i].data.u64;
       if (key == kWakeKey) {
         wake_.drained();
       } else if ((key & kLaneKey) == kLaneKey) {
-        // A nested lane has events: take what fits, without blocking (it is
-        // level-triggered in lane 0, so leftovers come back next poll).
-        const int which = static_cast<int>(key & 0xffff);
-        if (k < out.size()) {
-          epoll_event more[64];
-          const int room = static_cast<int>(std::min<std::size_t>(out.size() - k, 64));
-          const int m = ::epoll_wait(lane(which), more, room, 0);
-          for (int j = 0; j < m; ++j)
-            out[k++] = {more[j].data.u64, more[j].events};
-        }
-      } else if (k < out.size()) {
+        lanes = true;
+      } else {
         out[k++] = {key, evs[i].events};
       }
+    }
+    for (int i = 0; lanes && i < n && k < out.size(); ++i) {
+      const std::uint64_t key = evs[i].data.u64;
+      if (key == kWakeKey || (key & kLaneKey) != kLaneKey) continue;
+      const int which = static_cast<int>(key & 0xffff);
+      epoll_event more[64];
+      const int room = static_cast<int>(std::min<std::size_t>(out.size() - k, 64));
+      const int m = ::epoll_wait(lane(which), more, room, 0);
+      for (int j = 0; j < m; ++j)
+        out[k++] = {more[j].data.u64, more[j].events};
     }
     return k;
   }
