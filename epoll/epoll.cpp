@@ -157,7 +157,8 @@ struct epoll_set::impl {
 
   // --- the eventfd that makes the set pollable ---
   // Called on the posting (tap dispatch) thread for every message-creating
-  // post. seq_cst exchange: pairs with the clear in settle().
+  // post, after the post. seq_cst exchange (release is what settle() needs;
+  // it pairs with settle()'s exchange): the first post after a clear writes.
   static void post_hook(void* ctx) noexcept {
     auto* self = static_cast<impl*>(ctx);
     if (self->signaled.exchange(true, std::memory_order_seq_cst)) return;
@@ -171,18 +172,28 @@ struct epoll_set::impl {
       (void)parent->q->post(static_cast<std::uint32_t>(fd), EPOLLIN);
   }
   // After a harvest (under mu): keep the eventfd readable while anything is
-  // pending, clear it otherwise. Clear first, then re-check the CEQ: a post
-  // that lands after the re-check sees signaled == false and writes again.
+  // pending, clear it otherwise. Drain the eventfd first, then clear the
+  // flag, then re-check the CEQ (tests/model/settle.pml). The other order
+  // loses a post: one between the clear and the read writes, the read
+  // swallows it, and the flag stays set over an empty eventfd.
+  //  - A post_hook() whose exchange comes before ours in the flag's
+  //    modification order found it set and did not write; our exchange
+  //    (acq_rel, an RMW: it reads that post_hook's release exchange or a
+  //    later one) makes its CEQ post visible to the re-check, which
+  //    signals again.
+  //  - A post_hook() whose exchange comes after ours finds the flag clear
+  //    and writes; its write follows our read, so the eventfd stays readable.
   void settle() {
     const bool pending = head != nullptr || !q->empty();
     if (pending) {
       post_hook(this);
       return;
     }
+    // relaxed: only skips work; a set flag is re-read by the exchange.
     if (!signaled.load(std::memory_order_relaxed)) return;
-    signaled.store(false, std::memory_order_seq_cst);
     std::uint64_t v;
     (void)::read(evfd, &v, sizeof v);
+    (void)signaled.exchange(false, std::memory_order_acq_rel);
     if (!q->empty()) post_hook(this);
   }
 
@@ -367,6 +378,7 @@ void remove_edge(impl* parent, impl* child) {
 }
 
 std::shared_ptr<epoll_set> lookup(int fd) {
+  tap_service::inside_ueq in;
   std::lock_guard<std::mutex> g(reg().mu);
   auto it = reg().by_fd.find(fd);
   return it == reg().by_fd.end() ? nullptr : it->second;
@@ -425,6 +437,7 @@ int epoll_set::fd() const noexcept {
 }
 
 result<std::shared_ptr<epoll_set>> epoll_set::create(int flags) {
+  tap_service::inside_ueq in;  // a handler's close meanwhile defers (tap.hpp)
   if (flags & ~EPOLL_CLOEXEC) return errno_code(EINVAL);
   auto svc = service();
   if (!svc) return svc.error();
@@ -479,6 +492,7 @@ result<std::shared_ptr<epoll_set>> epoll_set::from_fd(int fd) {
 }
 
 status epoll_set::ctl(int op, int fd, const epoll_event* event) {
+  tap_service::inside_ueq in;  // a handler's close meanwhile defers (tap.hpp)
   // Linux's order: EFAULT (event needed but missing), EBADF (target), EPERM
   // (target cannot be polled), EINVAL (fd is this set, flag rules, bad op),
   // ELOOP, then EEXIST/ENOENT.
@@ -575,6 +589,7 @@ status epoll_set::ctl(int op, int fd, const epoll_event* event) {
 
 result<int> epoll_set::wait(std::span<epoll_event> out, mono_ns deadline, const sigset_t* sigmask,
                             deliver_fn deliver, void* ctx) {
+  if (out.empty()) return errno_code(EINVAL);  // as epoll_wait with maxevents 0
   if (p_->fork_gen != tap_service::fork_generation()) return errno_code(ENOSYS);
   for (;;) {
     // Dispatch host events that have not been taken yet (without blocking;
@@ -582,6 +597,8 @@ result<int> epoll_set::wait(std::span<epoll_event> out, mono_ns deadline, const 
     // happened before this call is seen by it, as with Linux.
     (void)p_->svc->poll(monotonic_now());
     {
+      // Not across the blocking below: a uthread may resume on another vcore.
+      tap_service::inside_ueq in;
       std::lock_guard<std::mutex> g(p_->mu);
       const int n = p_->harvest(out, deliver, ctx);
       if (n < 0) return errno_code(EFAULT);
@@ -660,6 +677,7 @@ namespace {
 // A new number for an open file: if the file is one of our sets, the number
 // names the set too.
 void register_dup(int oldfd, int newfd) {
+  tap_service::inside_ueq in;
   std::lock_guard<std::mutex> g(reg().mu);
   auto it = reg().by_fd.find(oldfd);
   if (it == reg().by_fd.end()) return;
@@ -679,6 +697,12 @@ int dup_over(int oldfd, int newfd, int flags, bool is_dup2) {
     errno = EINVAL;
     return -1;
   }
+  // From a signal handler that interrupted ueq on this thread, take no lock:
+  // the new number is not known as an epoll fd, and registrations of the
+  // file it replaces stay until their identity is checked (as after a raw
+  // dup2).
+  if (tap_service::inside_ueq::active())
+    return is_dup2 ? ::dup2(oldfd, newfd) : ::dup3(oldfd, newfd, flags);
   if (fd_open(newfd))
     if (auto svc = service()) (*svc)->before_close(newfd);
   const int r = is_dup2 ? ::dup2(oldfd, newfd) : ::dup3(oldfd, newfd, flags);
@@ -838,6 +862,8 @@ int ueq_close(int fd) {
 }
 
 int ueq_dup(int fd) {
+  // From a signal handler that interrupted ueq: no lock (see dup_over).
+  if (ueq::tap_service::inside_ueq::active()) return ::dup(fd);
   const int n = ::dup(fd);
   if (n >= 0) ueq::register_dup(fd, n);
   return n;

@@ -13,6 +13,12 @@
 // ueq itself uses these same functions (its host epoll, its descriptors):
 // a thread-local guard sends every call made from inside ueq straight to
 // the C library's version.
+//
+// close() from a signal handler never waits for a lock of ueq's: on a thread
+// inside one of these calls, the guard sends it to the C library (the
+// registrations of that number are then left as after a raw close); on a
+// thread inside ueq otherwise (dispatch on a runtime thread), ueq_close
+// closes at once and defers its bookkeeping (tap_service::close_fd).
 #include <dlfcn.h>
 #include <sys/epoll.h>
 #include <unistd.h>

@@ -23,6 +23,13 @@
 //
 // The fd and slot tables are chunked_tables: entries live as long as the
 // service, so a host event for any key can always be looked up safely.
+//
+// Closing from a signal handler: every public call that takes the locks
+// above runs inside an inside_ueq scope (a per-thread depth). A close_fd()
+// on a thread whose depth is not zero is a signal handler that interrupted
+// that thread, maybe while it holds one of the locks: it closes in the
+// kernel and pushes (service, fd) on the thread's deferred-close stack,
+// taking no lock; the outermost scope's end pops and runs the bookkeeping.
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
@@ -42,6 +49,81 @@
 #include "ueq/taps/tap.hpp"
 
 namespace ueq {
+
+namespace {
+
+// Per thread: how deep this thread is inside ueq, and the closes a signal
+// handler made meanwhile. Only the thread itself and its signal handlers
+// touch them; a handler runs to completion before the code it interrupted
+// goes on, so lock-free atomics (the counter) and signal fences order them.
+struct deferred_close {
+  tap_service* svc;
+  int fd;
+};
+constexpr int kMaxDeferred = 256;
+thread_local int tl_depth = 0;
+thread_local std::atomic<int> tl_ndeferred{0};
+thread_local deferred_close tl_deferred[kMaxDeferred];
+
+// In a signal handler (or any code on a thread inside ueq). False if full.
+bool push_deferred(tap_service* svc, int fd) noexcept {
+  int n = tl_ndeferred.load(std::memory_order_relaxed);
+  do {
+    if (n == kMaxDeferred) return false;
+    // Claim slot n before writing it: a nested handler that runs between
+    // the claim and the write claims n + 1. The thread reads slots only when
+    // no handler is running, so every claimed slot is written by then.
+  } while (!tl_ndeferred.compare_exchange_weak(n, n + 1, std::memory_order_relaxed));
+  tl_deferred[n] = {svc, fd};
+  std::atomic_signal_fence(std::memory_order_release);
+  return true;
+}
+
+// On the thread, not in a handler: pops the top entry, if any. A handler
+// that pushes between the read of the top and the CAS makes the CAS fail,
+// and the loop reads the new top.
+bool pop_deferred(deferred_close& out) noexcept {
+  int n = tl_ndeferred.load(std::memory_order_relaxed);
+  while (n > 0) {
+    std::atomic_signal_fence(std::memory_order_acquire);
+    out = tl_deferred[n - 1];
+    if (tl_ndeferred.compare_exchange_weak(n, n - 1, std::memory_order_relaxed)) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+tap_service::inside_ueq::inside_ueq() noexcept {
+  ++tl_depth;
+  std::atomic_signal_fence(std::memory_order_seq_cst);  // before any lock is taken
+}
+
+bool tap_service::inside_ueq::active() noexcept {
+  return tl_depth > 0;
+}
+
+tap_service::inside_ueq::~inside_ueq() {
+  std::atomic_signal_fence(std::memory_order_seq_cst);  // after every lock is released
+  if (tl_depth > 1 || tl_ndeferred.load(std::memory_order_relaxed) == 0) {
+    --tl_depth;
+    return;
+  }
+  // Outermost: run the deferred bookkeeping, still inside (a handler's close
+  // meanwhile is deferred too, and popped by this loop).
+  deferred_close d;
+  while (pop_deferred(d))
+    d.svc->before_close(d.fd);
+  --tl_depth;
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  // A handler that ran between the last pop and the decrement saw depth 1
+  // and deferred: run it now (handlers from here on see depth 0 and do
+  // their own bookkeeping).
+  while (pop_deferred(d)) {
+    inside_ueq again;
+    d.svc->before_close(d.fd);
+  }
+}
 
 namespace detail {
 struct tap {
@@ -264,6 +346,7 @@ std::uint64_t tap_service::fork_generation() noexcept {
 }
 
 result<tap_handle> tap_service::add(const tap_spec& spec) {
+  inside_ueq in;
   if (spec.fd < 0) return errno_code(EBADF);
   if (spec.filter == 0 || (spec.filter & ~kTapAllFilters) || !spec.queue) return errno_code(EINVAL);
   struct stat st;
@@ -287,6 +370,7 @@ result<tap_handle> tap_service::add(const tap_spec& spec) {
 }
 
 status tap_service::modify(const tap_handle& h, std::uint32_t filter, std::uint64_t data) {
+  inside_ueq in;
   if (!h) return status(EINVAL);
   if (filter == 0 || (filter & ~kTapAllFilters)) return status(EINVAL);
   fd_entry* e = p_->entry(h.t_->fd, false);
@@ -317,6 +401,7 @@ status tap_service::modify(const tap_handle& h, std::uint32_t filter, std::uint6
 }
 
 status tap_service::remove(const tap_handle& h) {
+  inside_ueq in;
   if (!h) return status(EINVAL);
   fd_entry* e = p_->entry(h.t_->fd, false);
   if (!e) return status(ENOENT);
@@ -351,6 +436,7 @@ std::size_t tap_service::apply(std::span<tap_request> reqs) {
 }
 
 void tap_service::forget_fd(int fd) {
+  inside_ueq in;
   fd_entry* e = p_->entry(fd, false);
   if (!e) return;
   std::lock_guard<std::mutex> g(e->mu);
@@ -358,6 +444,7 @@ void tap_service::forget_fd(int fd) {
 }
 
 void tap_service::before_close(int fd) {
+  inside_ueq in;
   std::vector<impl::callback> cbs;
   {
     std::lock_guard<std::mutex> g(p_->cb_mu);
@@ -370,22 +457,33 @@ void tap_service::before_close(int fd) {
 
 status tap_service::close_fd(int fd) {
   if (fd < 0 || ::fcntl(fd, F_GETFD) < 0) return status(EBADF);
+  if (tl_depth > 0) {
+    // A signal handler that interrupted this thread inside ueq: take no
+    // lock. Close now; the bookkeeping runs as the thread leaves ueq (if the
+    // stack is full it never runs, and the stale registrations are caught
+    // by the identity checks of a later add, as after a raw close).
+    (void)push_deferred(this, fd);
+    return ::close(fd) == 0 ? status{} : status(errno);
+  }
   before_close(fd);
   return ::close(fd) == 0 ? status{} : status(errno);
 }
 
 std::uint64_t tap_service::add_close_callback(close_callback cb, void* ctx) {
+  inside_ueq in;
   std::lock_guard<std::mutex> g(p_->cb_mu);
   p_->callbacks.push_back({p_->next_cb, cb, ctx});
   return p_->next_cb++;
 }
 
 void tap_service::remove_close_callback(std::uint64_t id) {
+  inside_ueq in;
   std::lock_guard<std::mutex> g(p_->cb_mu);
   std::erase_if(p_->callbacks, [id](const impl::callback& c) { return c.id == id; });
 }
 
 result<std::size_t> tap_service::poll(mono_ns deadline, const sigset_t* sigmask) {
+  inside_ueq in;  // dispatch takes slot locks
   // acquire: the previous poller's dispatching happened before ours.
   if (p_->polling.exchange(true, std::memory_order_acquire)) return std::size_t{0};
   host_event evs[256];

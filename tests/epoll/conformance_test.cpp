@@ -4,6 +4,7 @@
 #include <climits>
 
 #include "differential.hpp"
+#include "ueq/epoll/epoll.hpp"
 
 using ueq::test::epoll_api;
 using ueq::test::run_both;
@@ -122,6 +123,15 @@ TEST_CASE("conformance: wait errors", "[epoll]") {
     ::close(p.b);
     api.close(e);
   });
+}
+
+TEST_CASE("epoll_set::wait with an empty span gives EINVAL, as maxevents 0 does", "[epoll]") {
+  auto ep = ueq::epoll_set::create(EPOLL_CLOEXEC);
+  REQUIRE(ep.ok());
+  auto n = (*ep)->wait({}, ueq::deadline_after_ms(0));
+  REQUIRE_FALSE(n.ok());
+  REQUIRE(n.error() == std::errc::invalid_argument);
+  REQUIRE(ueq_close((*ep)->fd()) == 0);
 }
 
 TEST_CASE("conformance: level-triggered reports on every wait while ready", "[epoll]") {

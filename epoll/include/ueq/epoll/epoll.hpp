@@ -52,7 +52,8 @@ class epoll_set {
   // DEL; EFAULT if it is null for ADD/MOD).
   status ctl(int op, int fd, const epoll_event* event);
   // Waits until events (returns how many, >= 1), the deadline (0), or a
-  // signal handler runs (EINTR). With a sigmask it is installed atomically
+  // signal handler runs (EINTR); EINVAL if `out` is empty, as epoll_wait
+  // gives for maxevents 0. With a sigmask it is installed atomically
   // for the wait, as epoll_pwait does. `deliver`, if given, is handed the
   // results before they are final; if it returns false the events stay
   // pending (as when Linux fails to copy them out) and wait gives EFAULT.

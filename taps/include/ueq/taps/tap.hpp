@@ -143,7 +143,11 @@ class tap_service {
   // (close_fd does it for you).
   void forget_fd(int fd);
   // Runs the close callbacks, forgets fd's taps, then closes it.
-  // EBADF if fd was not open.
+  // EBADF if fd was not open. Async-signal-safe with respect to ueq's locks:
+  // called on a thread that is inside ueq (a signal handler that
+  // interrupted it; see inside_ueq), it closes the fd at once and leaves
+  // the callbacks and forget_fd to that thread, which runs them as it
+  // leaves ueq.
   status close_fd(int fd);
   // Everything close_fd does except the close itself: for calls that close
   // an fd implicitly (dup2/dup3 over an open newfd, exec of a CLOEXEC fd).
@@ -153,6 +157,21 @@ class tap_service {
   // close) before the fd is closed. Returns an id for remove_close_callback.
   std::uint64_t add_close_callback(close_callback cb, void* ctx);
   void remove_close_callback(std::uint64_t id);
+
+  // Marks the calling thread as inside ueq (it may take ueq's locks) for
+  // the scope's lifetime; nests. A close_fd() by a signal handler on a
+  // thread inside ueq defers its bookkeeping to the outermost scope's end,
+  // where it runs on that thread with no ueq lock held. A scope must end on
+  // the thread that began it: never hold one across a uthread block.
+  class inside_ueq {
+   public:
+    inside_ueq() noexcept;
+    ~inside_ueq();
+    inside_ueq(const inside_ueq&) = delete;
+    inside_ueq& operator=(const inside_ueq&) = delete;
+    // True while the calling thread is inside such a scope.
+    static bool active() noexcept;
+  };
 
   // One backend poll (until an event, the deadline, wake() or a signal:
   // EINTR), dispatching every event to its taps. One thread at a time
