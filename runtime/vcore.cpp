@@ -19,6 +19,10 @@ unsigned default_vcore_count() noexcept {
   return n ? n : 1;
 }
 
+unsigned max_vcore_count() noexcept {
+  return kVcoresPerCpu * default_vcore_count();
+}
+
 unsigned this_vcore() noexcept {
   return tl_vcore;
 }

@@ -382,6 +382,7 @@ std::size_t default_stack_size() noexcept {
 result<uthread_handle> spawn(std::function<void()> fn, spawn_options opts) {
   detail::runtime_state* r = detail::rt();
   if (!r) return errno_code(ENXIO);
+  if (!fn) return errno_code(EINVAL);
   std::size_t size = opts.stack_size ? opts.stack_size : default_stack_size();
   if (size > (std::size_t{1} << 30)) return errno_code(EINVAL);
   stack_slot s = stack_pool::allocate(size);
@@ -466,6 +467,7 @@ void uthread_handle::detach() noexcept {
 }
 
 result<int> run(std::function<void()> fn, run_options opts) {
+  if (!fn || opts.vcores > max_vcore_count()) return errno_code(EINVAL);
   auto* r = new detail::runtime_state;
   detail::runtime_state* expected = nullptr;
   // acq_rel: claim the one runtime slot; release publishes r's construction.

@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <functional>
 #include <sstream>
 #include <string>
@@ -68,8 +69,13 @@ class trace {
     rc(label, r);
     if (r > 0) {
       std::vector<std::pair<std::uint64_t, std::uint32_t>> v;
-      for (int i = 0; i < r; ++i)
-        v.emplace_back(ev[i].data.u64, ev[i].events);
+      for (int i = 0; i < r; ++i) {
+        // epoll_event is packed on x86-64: its fields may be misaligned, so
+        // they are copied out, never bound to emplace_back's references.
+        const std::uint64_t data = ev[i].data.u64;
+        const std::uint32_t events = ev[i].events;
+        v.emplace_back(data, events);
+      }
       std::sort(v.begin(), v.end());
       std::ostringstream o;
       o << "  events:";

@@ -2,11 +2,14 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <climits>
+#include <functional>
 #include <thread>
 #include <vector>
 
 #include "support.hpp"
 #include "ueq/runtime/backoff.hpp"
+#include "ueq/runtime/vcore.hpp"
 #include "ueq/uthread/sched.hpp"
 #include "ueq/uthread/uthread.hpp"
 
@@ -38,6 +41,44 @@ TEST_CASE("a second concurrent run is refused with EBUSY", "[sched]") {
   });
   REQUIRE(r.ok());
   CHECK(inner == std::errc::device_or_resource_busy);
+}
+
+TEST_CASE("run refuses an empty function with EINVAL", "[sched][bad_input]") {
+  auto r = ueq::run(std::function<void()>{});
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error() == std::errc::invalid_argument);
+  // The refusal left no runtime behind: the next run works.
+  bool ran = false;
+  auto again = ueq::run([&] { ran = true; });
+  CHECK(again.ok());
+  CHECK(ran);
+}
+
+TEST_CASE("spawn refuses an empty function with EINVAL", "[sched][bad_input]") {
+  std::error_code err;
+  auto r = ueq::run([&] {
+    auto h = ueq::spawn(std::function<void()>{});
+    if (!h) err = h.error();
+  });
+  REQUIRE(r.ok());
+  CHECK(err == std::errc::invalid_argument);
+}
+
+TEST_CASE("run refuses more vcores than max_vcore_count with EINVAL", "[sched][bad_input]") {
+  const unsigned max = ueq::max_vcore_count();
+  CHECK(max == ueq::kVcoresPerCpu * ueq::default_vcore_count());
+  for (unsigned n : {UINT_MAX, max + 1}) {
+    bool ran = false;
+    auto r = ueq::run([&] { ran = true; }, {.vcores = n});
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error() == std::errc::invalid_argument);
+    CHECK_FALSE(ran);
+  }
+  // More vcores than CPUs is allowed.
+  std::atomic<int> ran{0};
+  auto r = ueq::run([&] { ran.fetch_add(1); }, {.vcores = ueq::default_vcore_count() + 1});
+  REQUIRE(r.ok());
+  CHECK(ran.load() == 1);
 }
 
 TEST_CASE("on one vcore uthreads run in spawn order and yield round-robin", "[sched]") {

@@ -26,6 +26,15 @@ inline constexpr unsigned kNoVcore = ~0u;
 // The number of CPUs this process may run on (at least 1).
 unsigned default_vcore_count() noexcept;
 
+// How many vcores per CPU a group may have: oversubscribing is allowed (a
+// vcore blocked in the kernel leaves its CPU to another), within reason.
+inline constexpr unsigned kVcoresPerCpu = 64;
+
+// The most vcores a group may have: kVcoresPerCpu * default_vcore_count().
+// Every vcore is a host thread with its own run queue, so a count past this
+// is a mistake, not a configuration (UINT_MAX would ask for hundreds of GiB).
+unsigned max_vcore_count() noexcept;
+
 // This thread's vcore index, or kNoVcore.
 unsigned this_vcore() noexcept;
 
@@ -37,6 +46,7 @@ class vcore_group {
   ~vcore_group() { join(); }
 
   // Starts n vcores (n == 0 means default_vcore_count()), each running fn(i).
+  // n must not exceed max_vcore_count(); callers check it.
   void start(unsigned n, std::function<void(unsigned)> fn);
   // Waits for every vcore's fn to return.
   void join();

@@ -14,7 +14,10 @@
 // the host thread's equivalents). A handle is owned by one party.
 //
 // Errors: spawn() returns ENXIO when no runtime is running, ENOMEM when no
-// stack can be mapped, EINVAL for a stack size over 1 GiB.
+// stack can be mapped, EINVAL for an empty fn or a stack size over 1 GiB.
+// run() returns EINVAL for an empty fn or more vcores than
+// max_vcore_count() (64 per CPU this process may run on), EBUSY while
+// another runtime runs.
 //
 // Usage:
 //   int main() {
@@ -33,6 +36,7 @@
 
 #include "ueq/runtime/clock.hpp"
 #include "ueq/runtime/result.hpp"
+#include "ueq/runtime/vcore.hpp"
 
 namespace ueq {
 
@@ -79,13 +83,15 @@ std::size_t default_stack_size() noexcept;
 result<uthread_handle> spawn(std::function<void()> fn, spawn_options opts = {});
 
 struct run_options {
-  unsigned vcores = 0;             // 0 = one per CPU this process may use
+  // 0 = one per CPU this process may use; at most max_vcore_count().
+  unsigned vcores = 0;
   scheduler_2ls* sched = nullptr;  // null = the default scheduler
 };
 
 // Starts the runtime (vcores and scheduler), runs fn in a uthread, and
 // returns once fn has returned and every other uthread has ended; then the
-// vcores are joined and everything is freed. EBUSY if a runtime is already
+// vcores are joined and everything is freed. EINVAL if fn is empty or
+// opts.vcores exceeds max_vcore_count(); EBUSY if a runtime is already
 // running. One runtime at a time; run() may be called again afterwards.
 result<int> run(std::function<void()> fn, run_options opts = {});
 
@@ -98,11 +104,18 @@ detail::uthread* current() noexcept;
 const char* name() noexcept;
 // Lets every other runnable uthread on this vcore run first.
 void yield() noexcept;
-// Blocks until the deadline (CLOCK_MONOTONIC); never returns early.
+// Blocks until the deadline (CLOCK_MONOTONIC); never returns early. A
+// deadline already past returns at once.
 void sleep_until(mono_ns deadline) noexcept;
+// Blocks for at least d. As std::this_thread::sleep_for, zero or a negative
+// d returns at once; a d too long for nanoseconds sleeps for good.
 template <class Rep, class Period>
 void sleep_for(std::chrono::duration<Rep, Period> d) noexcept {
-  sleep_until(deadline_after_ns(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count()));
+  if (!(d > d.zero())) return;  // also a floating-point NaN
+  using long_ns = std::chrono::duration<long double, std::nano>;
+  if (long_ns(d) >= long_ns(std::chrono::nanoseconds::max())) return sleep_until(kNoDeadline);
+  // Rounded up, so a fraction of a nanosecond still waits.
+  sleep_until(deadline_after_ns(std::chrono::ceil<std::chrono::nanoseconds>(d).count()));
 }
 }  // namespace this_uthread
 
