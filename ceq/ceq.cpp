@@ -196,7 +196,13 @@ void ceq::post_publish(slot* s, std::uint32_t id, ceq_post_status& st) noexcept 
     // release: pairs with the consumer's acquire of overflow_ (in empty()
     // and recover_one()) so the scan sees posted == true, our bits and the
     // raised max_plus1_.
-    overflow_.store(true, std::memory_order_release);
+    // An RMW, not a store: it continues the release sequence of every earlier
+    // producer's raise of the flag (a plain store would start a new one and
+    // end theirs), so the consumer's acquire exchange, whichever producer's
+    // true it reads, synchronises with every producer that raised the flag
+    // before it, and its scan bound covers all their IDs.
+    // tests/model/ceq.pml -DBUG_OVERFLOW_STORE shows the loss with a store.
+    overflow_.exchange(true, std::memory_order_release);
     stats_.add(kOverflows);
     st = ceq_post_status::overflowed;
   }

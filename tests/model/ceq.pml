@@ -1,177 +1,339 @@
-/* The CEQ protocol (ceq/ceq.cpp), small enough to check every interleaving:
- * 2 producers post bits to 2 slots, 3 posts each, into a ring of ONE cell
- * (so the overflow flag and the recovery scan are exercised); a consumer
- * runs get() concurrently; after everything else is done, a final consumer
- * drains until get() says "empty". Property: every bit posted was delivered
- * (no bit lost), and get() never says "empty" while the ring, an overflow or
- * a recovery still holds one (checked by the final drain).
+/* The CEQ protocol, every interleaving of a small configuration.
  *
- * Each Promela statement is one atomic step; the C++ code's separate loads,
- * stores and RMWs are separate statements here. (Spin explores sequentially
- * consistent interleavings: the C++ memory-order argument is in ceq.cpp.)
+ * Models (a change to these lines without a matching change here is a
+ * review failure):
+ *   ceq/include/ueq/ceq/ceq.hpp:175-181  ceq::find_slot()
+ *   ceq/include/ueq/ceq/ceq.hpp:228-262  ceq::post() (fast path)
+ *   ceq/ceq.cpp:134-150   ceq::map_slot()        (chunk install by CAS)
+ *   ceq/ceq.cpp:175-237   ceq::post_unmapped(), post_publish(), push_ring()
+ *   ceq/ceq.cpp:241-304   ceq::pop_ring(), ceq::extract()
+ *   ceq/ceq.cpp:306-389   ceq::recover_one(), ceq::get_batch()
+ *
+ * Configuration: NSLOT = 3 IDs in chunks of CHUNK = 2 (chunk 0 = IDs 0-1,
+ * chunk 1 = ID 2), all unmapped at the start; a ring of RING cells (1 by
+ * default, so the overflow flag and the recovery scan are exercised; -DRING=2
+ * makes batch claims of two cells possible); OR merge. Two producers with
+ * fixed scripts (producer 1 posts bit 1 to IDs 0 then 2; producer 2 posts
+ * bit 2 to IDs 1 then 0), so both race to map chunk 0 and the overflow path
+ * sees a high ID and a low one (-DSHORT: producer 2 posts only once). NC
+ * consumers (default 1; -DNC=2 for two racing on the ring's indices) each
+ * run get_batch() with room for OUT = 2 messages, GETS times (default 2),
+ * concurrently with the producers; when all are done, a final consumer
+ * calls get_batch() until it reports empty.
+ * Property: every bit posted was delivered (no bit lost), which also checks
+ * that get_batch() never reports "empty" while the ring, an overflow or a
+ * recovery scan still holds a message.
+ *
+ * Each Promela statement is one atomic step; the code's separate loads,
+ * stores and RMWs are separate statements. Spin explores sequentially
+ * consistent interleavings, with one exception that the code's correctness
+ * rests on: which producers' raises of the scan bound (max_plus1_) a
+ * recovery scan is guaranteed to see. max_plus1_ is raised with relaxed
+ * operations; the scanner learns it through the overflow flag: its acquire
+ * exchange synchronises with every producer whose release of the flag heads
+ * a release sequence containing the value it reads. Each producer's raise of
+ * the flag is an RMW, which continues the sequences of all earlier raises,
+ * so the flag carries the largest bound any of them knew (ovf_bound below); a
+ * plain store would start a new sequence carrying only its own writer's
+ * bound. The scanner's bound is that carried bound, or (a load may read the
+ * newest value) the current max_plus1_.
+ *
+ * Bug variants, each rejected:
+ *  -DBUG_OVERFLOW_STORE  the producer sets the overflow flag with a plain
+ *                        release store: a later, lower-ID overflow hides an
+ *                        earlier, higher one from the scan bound.
+ *  -DBUG_CHUNK_STORE     map_slot() installs its chunk with a plain store:
+ *                        a second mapper replaces a chunk already posted to.
+ *  -DBUG_RETIRE          a consumer retires its cells without waiting for
+ *                        earlier consumers (with -DRING=2 -DNC=2): a
+ *                        producer reuses a cell before it was read.
+ * Not modeled: the blob (last writer wins, not part of the no-loss claim),
+ * the ADD merge (the same protocol with another RMW), user data, reserve(),
+ * empty() (a snapshot), the free-running counters' wrap-around.
  */
-#define NSLOT 2
+#ifndef RING
 #define RING 1
-#define POSTS 3
-#define EMPTY 255
+#endif
+#ifndef NC
+#define NC 1
+#endif
+#ifndef GETS
+#define GETS 2
+#endif
+#define NSLOT 3
+#define CHUNK 2
+#define NCHUNK 2
+#define OUT 2
 
-byte coalesce[NSLOT];
-bool posted[NSLOT];
-byte ring[RING];            /* slot + 1; 0 = empty cell */
-byte prod, pvt, pub;        /* free-running indices */
+/* Slots live in chunk copies: copy 1 is mapped by producer 1, copy 2 by
+ * producer 2 (a loser of the install race unmaps its copy). */
+byte co[2 * NSLOT];         /* slot.coalesce, per copy */
+bool po[2 * NSLOT];         /* slot.posted, per copy */
+#define CO(cp, s) co[((cp) - 1) * NSLOT + (s)]
+#define PO(cp, s) po[((cp) - 1) * NSLOT + (s)]
+byte dir[NCHUNK];           /* dir_[c]: 0 = unmapped, else the copy installed */
+
+byte ring[RING];            /* ID + 1; 0 = kEmptyCell */
+byte prod, pvt, pub;        /* prod_, cons_pvt_, cons_pub_ */
+byte max_plus1;             /* max_plus1_ */
 bool overflow, recovering, rlock;
-byte cursor;
-byte sent[NSLOT];           /* every bit ever posted, per slot */
-byte delivered[NSLOT];      /* every bit ever returned, per slot */
+byte cursor;                /* recovery_cursor_, guarded by rlock */
+byte scan_seen;             /* the scanner's bound, guarded by rlock */
+byte ovf_bound;             /* the scan bound the overflow flag carries (see top) */
+
+byte sent[NSLOT];           /* every bit ever posted, per ID */
+byte delivered[NSLOT];      /* every bit ever returned, per ID */
 byte finished;
 
-inline extract(id, got) {
-  if
-  :: posted[id] ->
-       posted[id] = false;                                   /* relaxed store */
-       atomic { delivered[id] = delivered[id] | coalesce[id]; coalesce[id] = 0 };  /* exchange */
-       got = true
-  :: else -> got = false                                     /* stale entry */
-  fi
-}
+/* ------------------------------------------------------------ producer */
 
-/* Locals of the callers: p, q, p2 (push), was, ok (post), c, id, got,
- * took (get): Promela hoists inline declarations, so they live in the
- * proctypes. */
-inline push(s, ok) {
+/* Locals of the callers (Promela hoists inline declarations, so they are
+ * declared in the proctypes): p, q, p2, cp, was, ok. */
+inline push_ring(s, ok) {
+  p = prod;                                        /* relaxed load */
   do
-  :: p = prod;
-     q = pub;
+  :: q = pub;                                      /* acquire load */
      if
-     :: p - q >= RING ->
-          p2 = prod;
+     :: p - q > RING - 1 ->                        /* full */
+          p2 = prod;                               /* re-read once */
           if
-          :: p2 == p -> ok = false; break                    /* full */
-          :: else -> skip                                    /* moved on: retry */
+          :: p2 == p -> ok = false; break
+          :: else -> p = p2
           fi
      :: else ->
           if
-          :: atomic { prod == p -> prod = p + 1 } -> break   /* CAS won */
-          :: atomic { prod != p -> skip }                    /* CAS lost: retry */
+          :: atomic { prod == p -> prod = p + 1 }; ok = true; break   /* CAS won */
+          :: else -> p = prod                      /* CAS lost: retry */
           fi
      fi
   od;
   if
-  :: p - q < RING -> ring[p % RING] = s + 1; ok = true     /* publish the ID */
+  :: ok -> ring[p % RING] = s + 1                  /* release store of the ID */
   :: else -> skip
   fi
 }
 
-inline post(s, b) {
-  atomic { coalesce[s] = coalesce[s] | b; sent[s] = sent[s] | b };       /* RMW */
+inline post(me, s, b) {
+  cp = dir[s / CHUNK];                             /* find_slot: acquire load */
   if
-  :: posted[s] -> skip                                       /* coalesced (load) */
+  :: cp == 0 ->                                    /* post_unmapped -> map_slot */
+#ifdef BUG_CHUNK_STORE
+       dir[s / CHUNK] = me;
+#else
+       atomic { if :: dir[s / CHUNK] == 0 -> dir[s / CHUNK] = me :: else -> skip fi };
+#endif
+       cp = dir[s / CHUNK]                         /* post() again: find_slot */
+  :: else -> skip
+  fi;
+  /* Raise the scan bound (CAS loop). kn: the bound this producer knows. */
+  atomic { if :: max_plus1 < s + 1 -> max_plus1 = s + 1 :: else -> skip fi; kn = max_plus1 };
+  atomic { CO(cp, s) = CO(cp, s) | b; sent[s] = sent[s] | b };   /* fetch_or, acq_rel */
+  if
+  :: PO(cp, s) -> skip                             /* coalesced (acquire load) */
   :: else ->
-       atomic { was = posted[s]; posted[s] = true };         /* exchange */
+       atomic { was = PO(cp, s); PO(cp, s) = true };   /* post_publish: exchange */
        if
-       :: was -> skip
+       :: was -> skip                              /* another producer flipped it */
        :: else ->
-            push(s, ok);
+            push_ring(s, ok);
             if
             :: ok -> skip
-            :: else -> overflow = true                       /* recovery owns it */
+            :: else ->                             /* full: the scan owns the slot */
+#ifdef BUG_OVERFLOW_STORE
+                 atomic { overflow = true; ovf_bound = kn }   /* store(release) */
+#else
+                 atomic { overflow = true; if :: ovf_bound < kn -> ovf_bound = kn :: else -> skip fi }  /* exchange(release) */
+#endif
+            fi
+       fi
+  fi;
+  /* Forget the locals (fewer distinct states; no step of the protocol). */
+  atomic { cp = 0; kn = 0; was = false; ok = false; p = 0; q = 0; p2 = 0 }
+}
+
+proctype producer(byte me; byte b; byte s1; byte s2) {
+  byte p, q, p2, cp, kn;
+  bool was, ok;
+  post(me, s1, b);
+#ifdef SHORT
+  if :: me == 1 -> post(me, s2, b) :: else -> skip fi;
+#else
+  post(me, s2, b);
+#endif
+  finished++
+}
+
+/* ------------------------------------------------------------ consumer */
+
+/* extract(id): got = the slot was posted (its bits, maybe 0, are taken). */
+inline extract(id, got) {
+  cp = dir[id / CHUNK];                            /* find_slot */
+  if
+  :: cp != 0 && PO(cp, id) ->                      /* acquire load */
+       PO(cp, id) = false;                         /* relaxed store */
+       atomic { delivered[id] = delivered[id] | CO(cp, id); CO(cp, id) = 0 };  /* exchange */
+       got = true
+  :: else -> got = false                           /* stale */
+  fi
+}
+
+/* pop_ring(max): claims k cells with one CAS on cons_pvt_, reads their IDs
+ * into ids[], retires them in order. */
+inline pop_ring(max, k) {
+  c = pvt;                                         /* acquire load */
+  do
+  :: p = prod;                                     /* acquire load */
+     if
+     :: p <= c -> k = 0; break                     /* empty */
+     :: else ->
+          if :: p - c < max -> n = p - c :: else -> n = max fi;
+          if
+          :: atomic { pvt == c -> pvt = c + n }; k = n; break    /* CAS won */
+          :: else -> c = pvt                       /* CAS lost: retry */
+          fi
+     fi
+  od;
+  i = 0;
+  do
+  :: i < k ->
+       /* Wait for the producer's store, read the ID, put kEmptyCell back:
+        * one step, as no one else touches a claimed cell meanwhile. */
+       atomic { ring[(c + i) % RING] != 0 -> ids[i] = ring[(c + i) % RING] - 1; ring[(c + i) % RING] = 0 };
+       i++
+  :: else -> break
+  od;
+  if
+  :: k > 0 ->
+#ifndef BUG_RETIRE
+       (pub == c);                                 /* earlier consumers retire first */
+#endif
+       pub = c + k                                 /* release store */
+  :: else -> skip
+  fi
+}
+
+/* recover_one(): r = GOT, RETRY or NONE. */
+#define GOT 0
+#define RETRY 1
+#define NONE 2
+inline recover_one(r) {
+  o = overflow;                                    /* acquire load, then */
+  if
+  :: !o && !recovering -> r = NONE                 /* acquire load */
+  :: else ->
+       atomic { !rlock -> rlock = true };
+       r = RETRY;
+       if
+       :: !recovering && !overflow -> rlock = false   /* a whole scan ran meanwhile */
+       :: else ->
+            if
+            :: !recovering ->
+                 recovering = true;
+                 /* exchange(false, acq_rel): synchronises with the producers
+                  * whose raises the flag carries. */
+                 atomic { overflow = false; scan_seen = ovf_bound };
+                 cursor = 0
+            :: else -> skip
+            fi;
+            /* end = max_plus1_.load(acquire): what the scan is known to
+             * cover, or the newest value. */
+            if
+            :: skip
+            :: atomic { scan_seen < max_plus1 -> scan_seen = max_plus1 }
+            fi;
+            do
+            :: cursor < scan_seen ->
+                 id = cursor;
+                 if
+                 :: dir[id / CHUNK] == 0 ->        /* unmapped chunk: skip it */
+                      cursor = (id / CHUNK + 1) * CHUNK
+                 :: else ->
+                      cursor++;
+                      extract(id, got);
+                      if
+                      :: got -> r = GOT; break
+                      :: else -> skip
+                      fi
+                 fi
+            :: else -> break
+            od;
+            if
+            :: r == GOT -> rlock = false
+            :: else -> recovering = false; rlock = false   /* scan done */
             fi
        fi
   fi
 }
 
-/* get(): res = a slot that was extracted, or EMPTY. */
-inline get(res) {
-  res = EMPTY;
+/* get_batch() with room for OUT messages: nout = how many it returned. */
+inline get_batch(nout) {
+  nout = 0;
   do
-  :: atomic {
+  :: nout < OUT ->
+       pop_ring(OUT - nout, k);
        if
-       :: pvt < prod -> c = pvt; pvt = pvt + 1; took = true
-       :: else -> took = false
+       :: k > 0 ->
+            j = 0;
+            do
+            :: j < k ->
+                 extract(ids[j], got);
+                 if :: got -> nout++ :: else -> skip fi;   /* stale: keep going */
+                 j++
+            :: else -> break
+            od;
+            atomic { j = 0; k = 0; ids[0] = 0; ids[1] = 0; c = 0; p = 0; n = 0; i = 0; cp = 0; got = false }
+       :: else ->
+            recover_one(r);
+            atomic { c = 0; p = 0; id = 0; cp = 0; got = false; o = false };
+            if
+            :: r == GOT -> nout++
+            :: r == NONE -> break
+            :: else -> skip                        /* retry: look again */
+            fi
        fi
-     };
-     if
-     :: took ->
-          (ring[c % RING] != 0);                             /* wait for the producer */
-          atomic { id = ring[c % RING] - 1; ring[c % RING] = 0 };
-          (pub == c);                                        /* retire in order */
-          pub = c + 1;
-          extract(id, got);
-          if
-          :: got -> res = id; break
-          :: else -> skip                                    /* stale: keep going */
-          fi
-     :: else ->
-          if
-          :: !overflow && !recovering -> break               /* empty */
-          :: else ->
-               atomic { !rlock -> rlock = true };
-               if
-               :: !recovering && !overflow -> rlock = false  /* someone finished a scan */
-               :: else ->
-                    if
-                    :: !recovering -> recovering = true; overflow = false; cursor = 0
-                    :: else -> skip
-                    fi;
-                    got = false;
-                    do
-                    :: cursor < NSLOT ->
-                         id = cursor; cursor = cursor + 1;
-                         extract(id, got);
-                         if :: got -> break :: else -> skip fi
-                    :: else -> break
-                    od;
-                    if
-                    :: got -> rlock = false; res = id; break
-                    :: else -> recovering = false; rlock = false   /* scan done: look again */
-                    fi
-               fi
-          fi
-     fi
+  :: else -> break
   od
 }
 
-proctype producer(byte b) {
-  byte i = 0, p, q, p2;
-  bool was, ok;
-  do
-  :: i < POSTS ->
-       if :: post(0, b) :: post(1, b) fi;
-       i++
-  :: else -> break
-  od;
-  finished++
-}
-
 proctype consumer() {
-  byte r, k = 0, c, id;
-  bool got, took;
+  byte nout, k, c, p, n, i, j, id, cp, r, g = 0;
+  byte ids[OUT];
+  bool got, o;
   do
-  :: k < 2 -> get(r); k++
+  :: g < GETS -> get_batch(nout); atomic { g++; nout = 0; r = 0 }
   :: else -> break
   od;
   finished++
 }
 
 proctype final_drain() {
-  byte r, s, c, id;
-  bool got, took;
-  (finished == 3);
-  do
-  :: get(r); if :: r == EMPTY -> break :: else -> skip fi
-  od;
-  s = 0;
-  do
-  :: s < NSLOT -> assert((delivered[s] & sent[s]) == sent[s]); s++
-  :: else -> break
-  od
+  byte nout, k, c, p, n, i, j, id, cp, r, s;
+  byte ids[OUT];
+  bool got, o;
+  /* Alone once the others are done: one atomic sequence. */
+  atomic {
+    (finished == 2 + NC);
+    do
+    :: get_batch(nout);
+       if :: nout == 0 -> break :: else -> skip fi
+    od;
+    s = 0;
+    do
+    :: s < NSLOT -> assert((delivered[s] & sent[s]) == sent[s]); s++
+    :: else -> break
+    od
+  }
 }
 
 init {
+  byte i = 0;
   atomic {
-    run producer(1);
-    run producer(2);
-    run consumer();
+    run producer(1, 1, 0, 2);
+    run producer(2, 2, 1, 0);
+    do
+    :: i < NC -> run consumer(); i++
+    :: else -> break
+    od;
     run final_drain()
   }
 }

@@ -1,108 +1,463 @@
-/* Waking without losing (ceq/event_queue.cpp, ceq/block_on.cpp,
- * runtime/parker.cpp): waiters register on a queue, re-check its mailbox,
- * then park on their parker; producers publish a message, then look for
- * registered waiters and unpark them (all of them, or one with WAKE_ONE).
- * 3 waiters each take one message; 2 producers post 3 messages in all.
- * Property: every waiter gets its message and nobody sleeps forever (an
- * invalid end state would be a lost wakeup); nothing is left over.
+/* Waking without losing: event queues, block_on, and the parker's state word.
  *
- * The seq_cst fences of the C++ code are what make "publish, then look"
- * and "register, then re-check" behave as these interleavings do.
+ * Models (a change to these lines without a matching change here is a
+ * review failure):
+ *   ceq/event_queue.cpp:69-163   event_queue::post(), notify(),
+ *                                wake_one_waiter(), add_waiter(), remove_waiter()
+ *   ceq/event_queue.cpp:217-223  event_queue::close()
+ *   ceq/block_on.cpp:16-100      try_all(), any_closed(), pass_on(), block_on()
+ *   ceq/include/ueq/ceq/block_on.hpp:67-90  evq_waiter (wake, woken_by, reset)
+ *   runtime/parker.cpp:163-208   parker::unpark(), parker::park() (the paths
+ *                                without a host poller; tests/model/leader.pml
+ *                                has the host-poll leader path)
+ *   runtime/parker.cpp:234-260   parker::sleep() (as a non-follower)
+ *   runtime/parker.cpp:262-301   begin_block(), timeout_block(), end_block()
+ *   uthread/uthread.cpp:311-345  park_timeout(), hook_park() (the uthread path)
+ *
+ * Parties: NW = 2 waiters: waiter 0 loops on block_on() (each call takes
+ * one message, then it calls again), waiter 1 makes one call and leaves;
+ * two producers posting to queues; optionally a closer, and a timer per
+ * uthread waiter with a deadline. A queue's mailbox
+ * is a CEQ seen from outside: each ID is idle, or flipped (posted, not yet
+ * in the ring: get() cannot see it yet), or visible; a post to an ID that
+ * is already flipped or visible coalesces and does not notify (post()
+ * notifies only when the mailbox reports a new message); a get takes a
+ * visible ID back to idle. (tests/model/ceq.pml checks the CEQ itself.)
+ *
+ * Steps taken under a queue's spin lock (add_waiter, remove_waiter, the walk
+ * of notify/wake_one_waiter/close) are single atomic steps: each wake() in a
+ * walk touches another waiter's own state word, so nothing another thread
+ * can do in between changes what the walk decides. The seq_cst fences of the
+ * two handshakes (post: publish, fence, load nwaiters_; block_on: register,
+ * fence, re-check) are what make the interleavings spin explores the only
+ * ones possible.
+ *
+ * Configurations:
+ *   default      one queue, wake-all, two producers posting to the same ID
+ *                (so posts coalesce), no deadlines.
+ *   -DWAKE_ONE   the queue wakes one waiter; waiter 1 has a deadline.
+ *   -DMULTI      two queues: waiter 0 blocks on both, waiter 1 on the second;
+ *                producer k posts to queue k; waiter 1 has a deadline.
+ *   -DCLOSE      a closer closes the queue while the others run.
+ *   -DUTHREAD    waiters are uthreads: they block through the park hook
+ *                (begin_block / timeout_block / end_block, a timer for the
+ *                deadline); waiter 1 has a deadline.
+ * The options combine (tests/meson.build checks MULTI with WAKE_ONE, and
+ * UTHREAD with WAKE_ONE). A deadline may pass at any step where the code
+ * reads the clock.
+ *
+ * Properties:
+ *  - no lost wakeup: when nothing can move (spin's timeout), no waiter is
+ *    inside block_on while one of its queues holds a visible message or is
+ *    closed, and no waiter with a deadline is still blocked;
+ *  - a uthread is made runnable exactly once per block (asserted);
+ *  - no invalid end state: nobody waits forever anywhere else.
+ *
+ * Bug variants, each rejected:
+ *  -DBUG_NO_RECHECK     block_on parks without re-checking the mailboxes
+ *                       after registering.
+ *  -DBUG_NO_PASS_ON     (with WAKE_ONE) a woken waiter that leaves does not
+ *                       hand the wakeup on.
+ *  -DBUG_CLOSE_NO_WAKE  (with CLOSE) close() does not wake the waiters.
+ *  -DBUG_BEGIN_BLOCK    (with UTHREAD) begin_block stores kBlocked instead of
+ *                       a CAS from kIdle, overwriting an unpark.
+ *  -DBUG_TIMEOUT_MARK   (with UTHREAD) timeout_block does nothing when the
+ *                       waiter has not blocked yet (no kTimedOut mark).
  */
-#define N 3
+#define NW 2
+#ifdef MULTI
+#define NQ 2
+#else
+#define NQ 1
+#endif
+#define NOQ 255
+
+/* Parker states (runtime/include/ueq/runtime/parker.hpp). */
 #define IDLE 0
 #define NOTIFIED 1
 #define SLEEPING 2
+#define BLOCKED 4
+#define TIMEDOUT 5
 
-byte msgs;            /* the mailbox (a message queue) */
-bool reg[N];          /* registered on the queue */
-byte st[N];           /* each waiter's parker state */
-byte taken;
+/* Mailbox: one ID per queue. */
+#define M_IDLE 0
+#define M_FLIPPED 1
+#define M_VISIBLE 2
+byte mb[NQ];
+bool closed[NQ];
+bool linked[NQ * NW];       /* waiter w is on queue q's list */
+byte nwaiters[NQ];
+#define LINKED(q, w) linked[(q) * NW + (w)]
 
-/* The exchange in parker::unpark; the futex wake of a SLEEPING waiter is
- * its guard `st != SLEEPING`. */
-inline unpark(i, won) {
-  won = (st[i] != NOTIFIED);
-  st[i] = NOTIFIED
+byte st[NW];                /* parker::state_ */
+byte woken_by[NW];          /* evq_waiter::woken_by_ (a queue, or NOQ) */
+bool inwait[NW];            /* ghost: inside block_on */
+bool timed[NW];             /* the waiter's calls have a deadline */
+bool expired[NW];           /* that deadline has passed */
+#ifdef UTHREAD
+bool runnable[NW];          /* the scheduler has the uthread on a run queue */
+bool armed[NW];             /* the park timer is armed */
+bool firing[NW];            /* the park timer's handler is running */
+#endif
+byte producers_left;
+
+/* Does waiter w block on queue q? */
+#ifdef MULTI
+#define ON(w, q) ((w) == 0 || (q) == 1)
+#else
+#define ON(w, q) true
+#endif
+#ifdef WAKE_ONE
+#define WAKE_ONE_Q(q) true
+#else
+#define WAKE_ONE_Q(q) false
+#endif
+
+/* A deadline passes (or not) before the code reads the clock. */
+inline clock(w) {
+  if
+  :: timed[w] && !expired[w] -> expired[w] = true
+  :: true -> skip
+  fi
 }
 
-proctype producer(byte count) {
-  byte k = 0, i;
-  bool won;
-  do
-  :: k < count ->
-       msgs++;                                     /* publish (then fence) */
-       i = 0;
-       do                                          /* look for waiters */
-       :: i < N ->
-            /* Under the queue's lock: a linked waiter cannot unlink between
-             * being seen and being woken. */
-            won = false;
-            atomic { if :: reg[i] -> unpark(i, won) :: else -> skip fi };
-#ifdef WAKE_ONE
-            if :: won -> break :: else -> skip fi;
+#ifdef UTHREAD
+inline make_runnable(w) {
+  assert(!runnable[w]);     /* exactly one party makes it runnable */
+  runnable[w] = true
+}
 #endif
-            i++
+
+/* parker::unpark() inside evq_waiter::wake(by): exchange kNotified in; the
+ * futex wake of a kSleeping waiter is the end of its wait below; replacing
+ * kBlocked makes the uthread runnable. won: this call woke it. */
+inline wake(w, by, won) {
+  won = (st[w] != NOTIFIED);
+#ifdef UTHREAD
+  if :: st[w] == BLOCKED -> make_runnable(w) :: else -> skip fi;
+#endif
+  st[w] = NOTIFIED;
+  if :: won -> woken_by[w] = by :: else -> skip fi
+}
+
+/* The walk under queue q's lock: wake every linked waiter, or (wake-one)
+ * the first whose wake() succeeds. The list order is whatever it is: any
+ * linked waiter may come first. */
+inline walk(q, one) {
+  atomic {
+    if
+    :: one ->
+         if
+         :: LINKED(q, 0) && st[0] != NOTIFIED -> wake(0, q, won)
+         :: LINKED(q, 1) && st[1] != NOTIFIED -> wake(1, q, won)
+         :: else -> skip
+         fi
+    :: else ->
+         if :: LINKED(q, 0) -> wake(0, q, won) :: else -> skip fi;
+         if :: LINKED(q, 1) -> wake(1, q, won) :: else -> skip fi
+    fi;
+    won = false
+  }
+}
+
+/* event_queue::post(): fails if closed; publish; notify if the post made a
+ * new message. */
+inline post(q) {
+  if
+  :: closed[q] -> skip                                   /* EPIPE */
+  :: else ->
+       atomic { fresh = (mb[q] == M_IDLE); if :: fresh -> mb[q] = M_FLIPPED :: else -> skip fi };
+       if
+       :: fresh ->
+            mb[q] = M_VISIBLE;                           /* ring push */
+            /* notify(): seq_cst fence, then nwaiters_ */
+            if
+            :: nwaiters[q] > 0 -> walk(q, WAKE_ONE_Q(q))
+            :: else -> skip
+            fi
+       :: else -> skip                                   /* coalesced: no notify */
+       fi;
+       fresh = false
+  fi
+}
+
+proctype producer(byte q; byte count) {
+  byte k = 0;
+  bool fresh, won;
+  do
+  :: k < count -> post(q); k++
+  :: else -> break
+  od;
+  producers_left--
+}
+
+#ifdef CLOSE
+proctype closer() {
+  bool was, won;
+  atomic { was = closed[0]; closed[0] = true };
+  if
+  :: was -> skip
+  :: else ->
+#ifndef BUG_CLOSE_NO_WAKE
+       walk(0, false)
+#else
+       skip
+#endif
+  fi
+}
+#endif
+
+/* try_get on each of w's queues in order; got, from = which. */
+inline try_all(w, got, from) {
+  q = 0;
+  do
+  :: q < NQ ->
+       if
+       :: ON(w, q) ->
+            atomic {
+              if
+              :: mb[q] == M_VISIBLE -> mb[q] = M_IDLE; got = true; from = q
+              :: else -> skip
+              fi
+            };
+            if :: got -> break :: else -> skip fi
+       :: else -> skip
+       fi;
+       q++
+  :: else -> break
+  od;
+  q = 0
+}
+
+inline any_closed(w, c) {
+  c = false;
+  q = 0;
+  do
+  :: q < NQ -> if :: ON(w, q) && closed[q] -> c = true :: else -> skip fi; q++
+  :: else -> break
+  od;
+  q = 0
+}
+
+/* pass_on(by): a wake-one queue still non-empty gets another waiter woken. */
+inline pass_on(by) {
+#ifndef BUG_NO_PASS_ON
+  if
+  :: by != NOQ && WAKE_ONE_Q(by) && mb[by] == M_VISIBLE -> walk(by, true)
+  :: else -> skip
+  fi
+#else
+  skip
+#endif
+}
+
+/* parker::park() for a plain thread with no host poller: spin, then sleep
+ * on the futex until unparked or the deadline. */
+inline park_thread(w) {
+  do
+  :: st[w] == NOTIFIED -> break                          /* acquire load */
+  :: else ->
+       clock(w);
+       if
+       :: expired[w] -> break
+       :: else ->
+            /* sleep(): CAS kIdle -> kSleeping, futex_wait, CAS back */
+            atomic { ok = (st[w] == IDLE); if :: ok -> st[w] = SLEEPING :: else -> skip fi };
+            if
+            :: ok ->
+end_futex:       if
+                 :: st[w] != SLEEPING -> skip            /* woken */
+                 :: timed[w] -> expired[w] = true        /* futex timeout */
+                 fi;
+                 atomic { if :: st[w] == SLEEPING -> st[w] = IDLE :: else -> skip fi }
+            :: else -> skip
+            fi;
+            ok = false
+       fi
+  od
+}
+
+#ifdef UTHREAD
+/* hook_park(): block through the scheduler; begin_block in the callback
+ * that runs after the switch; the timer's handler races unpark(). */
+inline park_uthread(w) {
+  if
+  :: st[w] == NOTIFIED -> skip                           /* p.woken() */
+  :: else ->
+       clock(w);
+       if
+       :: expired[w] -> skip
+       :: else ->
+            /* the post-switch callback: arm the timer, then begin_block */
+            if :: timed[w] -> armed[w] = true :: else -> skip fi;
+#ifdef BUG_BEGIN_BLOCK
+            atomic { ok = true; st[w] = BLOCKED };
+#else
+            atomic { ok = (st[w] == IDLE); if :: ok -> st[w] = BLOCKED :: else -> skip fi };
+#endif
+            if :: !ok -> make_runnable(w) :: else -> skip fi;   /* resumes itself */
+end_blocked:
+            atomic { runnable[w] -> runnable[w] = false };     /* runs again */
+            /* timers.cancel(t): cancelled, or its handler has finished */
+            atomic { !firing[w] -> armed[w] = false };
+            /* end_block() */
+            atomic { if :: st[w] == TIMEDOUT -> st[w] = IDLE :: else -> skip fi };
+            ok = false
+       fi
+  fi
+}
+
+proctype timer(byte w) {
+  bool r;
+end_idle:
+  do
+  :: atomic { armed[w] -> armed[w] = false; firing[w] = true; expired[w] = true };
+     /* park_timeout(): timeout_block() */
+     atomic {
+       r = false;
+       if
+       :: st[w] == BLOCKED -> st[w] = IDLE; r = true
+#ifndef BUG_TIMEOUT_MARK
+       :: st[w] == IDLE -> st[w] = TIMEDOUT
+#endif
+       :: else -> skip
+       fi
+     };
+     if :: r -> make_runnable(w) :: else -> skip fi;
+     firing[w] = false
+  od
+}
+#endif
+
+inline park(w) {
+#ifdef UTHREAD
+  park_uthread(w)
+#else
+  park_thread(w)
+#endif
+}
+
+/* block_on(): res = GOT, CANCELED or TIMEDOUT_R. */
+#define GOT 1
+#define CANCELED 2
+#define TIMEDOUT_R 3
+inline block_on(w, res) {
+  atomic { inwait[w] = true; expired[w] = false };       /* a new deadline */
+  got = false;
+  from = NOQ;
+  try_all(w, got, from);
+  if
+  :: got -> res = GOT
+  :: else ->
+       do
+       :: atomic { st[w] = IDLE; woken_by[w] = NOQ };   /* w.reset() */
+          q = 0;
+          do                                            /* add_waiter on each */
+          :: q < NQ ->
+               if :: ON(w, q) -> atomic { LINKED(q, w) = true; nwaiters[q]++ } :: else -> skip fi;
+               q++
+          :: else -> break
+          od;
+          q = 0;
+          /* seq_cst fence, then re-check */
+#ifndef BUG_NO_RECHECK
+          try_all(w, got, from);
+#endif
+          if :: !got -> any_closed(w, cl) :: else -> cl = false fi;
+          if :: !got && !cl -> park(w) :: else -> skip fi;
+          q = 0;
+          do                                            /* remove_waiter on each */
+          :: q < NQ ->
+               if :: ON(w, q) -> atomic { LINKED(q, w) = false; nwaiters[q]-- } :: else -> skip fi;
+               q++
+          :: else -> break
+          od;
+          q = 0;
+          by = woken_by[w];
+          if :: !got -> try_all(w, got, from) :: else -> skip fi;
+          if
+          :: got -> pass_on(by); res = GOT; break
+          :: else -> skip
+          fi;
+          if :: !cl -> any_closed(w, cl) :: else -> skip fi;
+          if
+          :: cl -> pass_on(by); res = CANCELED; break
+          :: else -> skip
+          fi;
+          if
+          :: by != NOQ ->
+               clock(w);
+               if :: !expired[w] -> by = NOQ; goto again :: else -> skip fi
+          :: else -> skip
+          fi;
+          clock(w);
+          if
+          :: expired[w] -> pass_on(by); res = TIMEDOUT_R; break
+          :: else -> skip
+          fi;
+again:    by = NOQ
+       od
+  fi;
+  inwait[w] = false;
+  by = NOQ; from = NOQ; got = false; cl = false
+}
+
+proctype waiter(byte w) {
+  byte res, q, from, by;
+  bool got, cl, ok, won;
+  do
+  :: block_on(w, res);
+     if
+     :: res == GOT && w == 0 -> res = 0                 /* handle it; wait again */
+     :: else -> break                                   /* waiter 1 leaves after one call */
+     fi
+  od
+}
+
+/* When nothing can move: nobody is stuck in block_on over a message or a
+ * closed queue, and nobody with a deadline is stuck at all. */
+proctype monitor() {
+  byte w = 0, q;
+  timeout ->
+  do
+  :: w < NW ->
+       q = 0;
+       do
+       :: q < NQ ->
+            assert(!(inwait[w] && ON(w, q) && (mb[q] == M_VISIBLE || closed[q])));
+            q++
        :: else -> break
        od;
-       k++
+       assert(!(inwait[w] && timed[w]));
+       w++
   :: else -> break
   od
 }
 
-proctype waiter(byte me) {
-  bool got = false, won;
-  byte i;
-  do
-  :: atomic { msgs > 0 -> msgs--; got = true };   /* fast path: a message is there */
-     break
-  :: else ->
-       st[me] = IDLE;                               /* reset the parker */
-       reg[me] = true;                              /* register (then fence) */
-       if
-       :: atomic { msgs > 0 -> msgs--; got = true } /* re-check */
-       :: else ->
-            if                                      /* park */
-            :: atomic { st[me] == IDLE -> st[me] = SLEEPING };
-               (st[me] != SLEEPING)                 /* futex sleep until woken */
-            :: atomic { st[me] == NOTIFIED -> skip }
-            fi
-       fi;
-       reg[me] = false;                             /* unlink */
-       if
-       :: got -> skip
-       :: atomic { !got && msgs > 0 -> msgs--; got = true }
-       :: else -> skip                              /* spurious: wait again */
-       fi;
-#ifdef WAKE_ONE
-       /* Woken, and leaving while messages remain: pass the wakeup on. */
-       if
-       :: st[me] == NOTIFIED && msgs > 0 ->
-            i = 0;
-            do
-            :: i < N ->
-                 won = false;
-                 atomic { if :: reg[i] -> unpark(i, won) :: else -> skip fi };
-                 if :: won -> break :: else -> skip fi;
-                 i++
-            :: else -> break
-            od
-       :: else -> skip
-       fi;
-#endif
-       if :: got -> break :: else -> skip fi
-  od;
-  atomic { taken++ }
-}
-
 init {
   atomic {
+#if defined(WAKE_ONE) || defined(MULTI) || defined(UTHREAD)
+    timed[1] = true;
+#endif
+    woken_by[0] = NOQ;
+    woken_by[1] = NOQ;
+#ifdef MULTI
+    producers_left = 2;
+    run producer(0, 1);
+    run producer(1, 2);
+#else
+    producers_left = 2;
+    run producer(0, 2);
+    run producer(0, 1);
+#endif
+#ifdef CLOSE
+    run closer();
+#endif
     run waiter(0);
     run waiter(1);
-    run waiter(2);
-    run producer(1);
-    run producer(2)
+#ifdef UTHREAD
+    run timer(1);
+#endif
+    run monitor()
   }
-  (taken == N);
-  assert(msgs == 0)
 }

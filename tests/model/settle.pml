@@ -1,0 +1,172 @@
+/* The epoll facade's pending signal: a set keeps its hidden eventfd readable
+ * while events are pending, so a thread asleep in ppoll on it (or a program
+ * that polls the epoll fd) wakes; uthread waiters block on the set's wakeq,
+ * posted at the same moment.
+ *
+ * Models (a change to these lines without a matching change here is a
+ * review failure):
+ *   epoll/epoll.cpp:168-179   impl::post_hook()  (flag exchange, eventfd write,
+ *                             the wakeq post)
+ *   epoll/epoll.cpp:192-204   impl::settle()
+ *   epoll/epoll.cpp:702-743   epoll_set::impl::wait(): harvest (which ends
+ *                             in settle()) under mu, then ppoll on the
+ *                             eventfd, or block_on(wakeq)
+ * and ceq/event_queue.cpp:69-106, event_queue::post(): publish into the CEQ,
+ * then the post hook, for a post that creates a message.
+ *
+ * Parties: NP producers (tap dispatch on the host poller's thread), each
+ * posting PP events to distinct fds: publish into the set's CEQ, then
+ * post_hook(). NWT waiters in epoll_wait on the same set, each looping:
+ * lock; harvest (drain the CEQ: every message taken); settle(); unlock; if
+ * nothing was taken, sleep until the eventfd is readable (ppoll, level-
+ * triggered), or, with -DUTHREAD, until wakeq holds its bit (block_on takes
+ * it). The ready list is empty after a harvest here (edge-triggered
+ * entries); a level-triggered entry left on it only makes settle() take the
+ * "pending" branch, which is post_hook() itself.
+ *
+ * Kernel objects: the eventfd is a counter (write adds 1, read returns and
+ * zeroes it, non-blocking); ppoll returns while the counter is non-zero.
+ * ppoll also watches the host's poll fd; here it is left out (only the
+ * eventfd can end the sleep), which only removes wakeups.
+ *
+ * Properties:
+ *  - no lost wakeup: when every thread is blocked (spin's timeout), no
+ *    event is left in the CEQ (a waiter asleep over a pending event);
+ *  - no busy loop (not with -DLOST_WAKEUP_ONLY): a waiter does not come back
+ *    from its sleep with nothing to take more than twice without a new
+ *    signal (an eventfd write) in between; a readable eventfd that no
+ *    settle() drains makes epoll_wait spin, and the epoll fd look readable
+ *    to the program with nothing to report.
+ * The code at the lines above fails two configurations (see model_open in
+ * tests/meson.build): the default one (busy loop: settle() returns early on
+ * a clear flag, so a post_hook() write that lands after its drain stays
+ * readable) and -DUTHREAD (a lost wakeup: a waiter takes a stale wakeq bit,
+ * then a post lands between its drain and settle(), whose post_hook() finds
+ * the flag set and posts nothing).
+ *
+ * -DBUG_SETTLE: settle() clears the flag, then reads the eventfd. A post
+ * between the two steps writes, the read swallows it, and the re-check's
+ * post_hook() finds the flag set and writes nothing: rejected.
+ */
+#ifndef NP
+#define NP 2
+#endif
+#ifndef PP
+#define PP 2
+#endif
+#ifndef NWT
+#define NWT 1
+#endif
+
+byte q_msgs;        /* messages in the set's CEQ */
+bool signaled;      /* impl::signaled */
+byte efd_count;     /* the hidden eventfd's counter */
+bool wakeq_bit;     /* impl::wakeq, a one-bit mailbox */
+bool mu;            /* impl::mu */
+byte posts_done;    /* ghost: producers finished */
+byte empty_wakes[NWT];  /* ghost: returns from the sleep with nothing taken, since
+                         * the last new signal (eventfd write) */
+
+inline post_hook() {
+  /* if (signaled.exchange(true, seq_cst)) return; write; wakeq->post(0) */
+  atomic { was = signaled; signaled = true };
+  if
+  :: was -> skip
+  :: else ->
+       /* write(evfd, 1); wakeq->post(0). One step: a plain waiter sleeps
+        * on the eventfd only, a uthread on wakeq only. (ghost: a new signal
+        * justifies one more wake of every waiter) */
+       atomic { efd_count++; wakeq_bit = true; empty_wakes[0] = 0; empty_wakes[NWT - 1] = 0 }
+  fi
+}
+
+inline settle() {
+  /* pending = head != nullptr || !q->empty() */
+  if
+  :: q_msgs > 0 -> post_hook()
+  :: else ->
+       if
+       :: !signaled -> skip            /* relaxed load: nothing to clear */
+       :: else ->
+#ifdef BUG_SETTLE
+            signaled = false;          /* store(false) */
+            efd_count = 0;             /* read(evfd) */
+#else
+            efd_count = 0;             /* read(evfd) first */
+            signaled = false;          /* then exchange(false, acq_rel) */
+#endif
+            if
+            :: q_msgs > 0 -> post_hook()   /* re-check the CEQ */
+            :: else -> skip
+            fi
+       fi
+  fi
+}
+
+proctype producer() {
+  byte k = 0;
+  bool was;
+  do
+  :: k < PP ->
+       q_msgs++;                       /* publish into the CEQ */
+       post_hook();                    /* the post created a message */
+       k++
+  :: else -> break
+  od;
+  posts_done++
+}
+
+proctype waiter(byte me) {
+  byte took;
+  bool was;
+  do
+  :: atomic { !mu -> mu = true };
+     took = 0;
+     do                                /* drain_mailbox() */
+     :: q_msgs > 0 -> q_msgs--; took++
+     :: else -> break
+     od;
+     settle();
+     mu = false;
+     if
+     :: took > 0 -> empty_wakes[me] = 0  /* returns n > 0; the caller waits again */
+     :: else ->
+#ifdef UTHREAD
+end_sleep:
+          atomic { wakeq_bit -> wakeq_bit = false };   /* block_on({wakeq}) */
+#else
+end_sleep:
+          (efd_count > 0);             /* ppoll: the eventfd is readable */
+#endif
+          empty_wakes[me]++;
+#ifndef LOST_WAKEUP_ONLY
+          assert(empty_wakes[me] <= 2)
+#else
+          empty_wakes[me] = 0
+#endif
+     fi
+  od
+}
+
+/* When nothing can move, nothing may be pending: a waiter asleep over a
+ * pending event is a lost wakeup. */
+proctype monitor() {
+  timeout ->
+    assert(posts_done < NP || q_msgs == 0)
+}
+
+init {
+  byte i = 0;
+  atomic {
+    do
+    :: i < NP -> run producer(); i++
+    :: else -> break
+    od;
+    i = 0;
+    do
+    :: i < NWT -> run waiter(i); i++
+    :: else -> break
+    od;
+    run monitor()
+  }
+}
