@@ -183,14 +183,20 @@ struct epoll_set::impl {
   //    signals again.
   //  - A post_hook() whose exchange comes after ours finds the flag clear
   //    and writes; its write follows our read, so the eventfd stays readable.
+  //  - No shortcut on a clear flag: a post_hook() that set the flag before
+  //    our exchange may write after our read, leaving the eventfd readable
+  //    with nothing pending; the next settle() must drain it, or every wait
+  //    would return to an empty harvest until its timeout.
+  //  - Pending: post_hook() signals the eventfd, and wakeq is posted too. A
+  //    uthread waiter may have taken a stale wakeq bit, and a post that
+  //    found the flag set posted nothing new.
   void settle() {
     const bool pending = head != nullptr || !q->empty();
     if (pending) {
       post_hook(this);
+      (void)wakeq->post(0);
       return;
     }
-    // relaxed: only skips work; a set flag is re-read by the exchange.
-    if (!signaled.load(std::memory_order_relaxed)) return;
     std::uint64_t v;
     (void)::read(evfd, &v, sizeof v);
     (void)signaled.exchange(false, std::memory_order_acq_rel);

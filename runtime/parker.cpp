@@ -15,7 +15,7 @@
 // Per parker: state_ (kIdle / kNotified / kSleeping / kPolling), and
 // lead_offer_, set by a leaving leader to hand its role to this follower.
 //
-// Three store-then-load handshakes, hence the seq_cst operations:
+// Four store-then-load handshakes, hence the seq_cst operations:
 //  (1) waker vs waiter (the state word): unpark() exchanges kNotified in and
 //      looks at what it replaced; the waiter moves kIdle -> kSleeping or
 //      kPolling with a CAS that fails if kNotified is already there. A single
@@ -31,6 +31,12 @@
 //      other: the waker sees null (and touches nothing), or the remover sees
 //      the waker and waits until it has left wake(). So the poller object
 //      may be freed as soon as set_host_poller(nullptr) returns.
+//  (4) poller installer vs new follower: the follower links itself, moves to
+//      kSleeping, fences, then checks g_poller; set_host_poller() stores the
+//      poller, fences, then looks for a sleeping follower. Either the
+//      follower sees the poller (and tries to lead) or the installer sees the
+//      follower (and offers it the role). Every parker that may poll sleeps
+//      as a follower for this reason, installed poller or not.
 #include "ueq/runtime/parker.hpp"
 
 #include <linux/futex.h>
@@ -195,16 +201,33 @@ bool parker::park(mono_ns deadline) noexcept {
     else
       cpu_relax();
   }
+  bool followed = false;  // slept as a follower at least once
   for (;;) {
-    if (state_.load(std::memory_order_acquire) == kNotified) return true;
-    if (deadline != kNoDeadline && monotonic_now() >= deadline) return woken();
+    if (state_.load(std::memory_order_acquire) == kNotified) return leave(followed, true);
+    if (deadline != kNoDeadline && monotonic_now() >= deadline) return leave(followed, woken());
     const host_poller* hp = may_poll_host_ ? g_poller.load(std::memory_order_acquire) : nullptr;
     if (hp && try_lead()) {
       poll_host(deadline);
       continue;
     }
-    sleep(deadline, hp != nullptr);
+    // Every parker that may poll sleeps as a follower, poller or not: a
+    // poller installed while it sleeps offers it the role.
+    sleep(deadline, may_poll_host_);
+    followed = followed || may_poll_host_;
   }
+}
+
+bool parker::leave(bool followed, bool result) noexcept {
+  // A follower may have been offered the role (or seen no leader) and be
+  // returning instead of looping to lead: pass it on, so the host keeps
+  // being polled while anyone sleeps. Decided here, where park() returns,
+  // not in sleep(): an unpark can land between the two
+  // (tests/model/leader.pml -DTIMEOUT).
+  // Without a poller nobody needs to lead (an installer offers the role).
+  if (followed && !g_leader.load(std::memory_order_acquire) &&
+      g_poller.load(std::memory_order_acquire))
+    offer_leadership();
+  return result;
 }
 
 void parker::poll_host(mono_ns deadline) noexcept {
@@ -238,10 +261,12 @@ void parker::sleep(mono_ns deadline, bool follower) noexcept {
                                      std::memory_order_acquire)) {
     bool sleep_now = true;
     if (follower) {
-      // seq_cst fence: handshake (2) — be visible as a sleeping follower,
-      // then check for a leader. None: try to lead instead of sleeping.
+      // seq_cst fence: handshakes (2) and (4) — be visible as a sleeping
+      // follower, then check for a leader and a poller. A poller and no
+      // leader: try to lead instead of sleeping.
       std::atomic_thread_fence(std::memory_order_seq_cst);
-      if (!g_leader.load(std::memory_order_relaxed)) sleep_now = false;
+      if (!g_leader.load(std::memory_order_relaxed) && g_poller.load(std::memory_order_relaxed))
+        sleep_now = false;
     }
     if (sleep_now) futex_wait(&state_, kSleeping, deadline);
     // Back to kIdle unless a waker (kNotified) or a leader's offer (which
@@ -250,13 +275,6 @@ void parker::sleep(mono_ns deadline, bool follower) noexcept {
     state_.compare_exchange_strong(s, kIdle, std::memory_order_acq_rel, std::memory_order_acquire);
   }
   if (follower) unlink_follower(this);
-  // If a leader offered us the role but we are about to return (woken or
-  // timed out) rather than loop and try to lead, pass the offer on, so the
-  // host keeps being polled while anyone sleeps. The loop in park() tries to
-  // lead only if it is not returning, which it decides next: mirror it here.
-  const bool returning = state_.load(std::memory_order_acquire) == kNotified ||
-                         (deadline != kNoDeadline && monotonic_now() >= deadline);
-  if (returning && follower && !g_leader.load(std::memory_order_acquire)) offer_leadership();
 }
 
 bool parker::begin_block(void* who) noexcept {
@@ -315,8 +333,9 @@ void set_host_poller(const host_poller* p) noexcept {
   // seq_cst: handshake (3), against wake_host_poller().
   const host_poller* old = g_poller.exchange(p, std::memory_order_seq_cst);
   if (p) {
-    // Followers asleep without a leader (no poller until now) may take the
-    // role: wake one.
+    // seq_cst fence: handshake (4) — install, then look for followers
+    // asleep without a leader (no poller until now) and wake one to lead.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
     offer_leadership();
     return;
   }

@@ -232,3 +232,24 @@ TEST_CASE("removing the host poller waits for an unpark inside its wake(); then 
   REQUIRE_FALSE(w.waker_saw_done);
   REQUIRE(p.woken());
 }
+
+TEST_CASE("a host poller installed while threads sleep is polled by one of them", "[runtime]") {
+  fake_host host;
+  parker p;
+  std::atomic<pid_t> tid{0};
+  std::atomic<bool> woken{false};
+  std::thread t([&] {
+    tid.store(ueq::test::current_tid());
+    woken.store(p.park(deadline_after_ms(30000)));
+  });
+  // Asleep in the kernel with no poller installed.
+  REQUIRE(ueq::test::wait_until([&] { return ueq::test::thread_sleeping(tid.load()); }));
+  ueq::set_host_poller(&host.ops);
+  // The sleeper is offered the role and polls the new poller.
+  REQUIRE(ueq::test::wait_until([&] { return host.inside.load() == 1; }));
+  REQUIRE(p.unpark());
+  t.join();
+  REQUIRE(woken.load());
+  ueq::set_host_poller(nullptr);
+  REQUIRE(host.polls.load() >= 1);
+}

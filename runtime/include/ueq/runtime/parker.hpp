@@ -88,6 +88,7 @@ class parker {
     kTimedOut = 5,  // a uthread waiter's deadline passed before it blocked
   };
   void sleep(mono_ns deadline, bool follower) noexcept;
+  bool leave(bool followed, bool result) noexcept;
   void poll_host(mono_ns deadline) noexcept;
 
   std::atomic<std::uint32_t> state_{kIdle};
