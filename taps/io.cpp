@@ -1,17 +1,64 @@
 // Green-thread I/O: try, and on EAGAIN block on the fd's tap, then retry.
 //
-// Per-fd state lives in a chunked_table (lock-free lookup). Each entry's mu
-// guards its queues and taps; `nonblock` is an atomic flag read on every
-// call. The read-side and write-side queues are bitmap mailboxes of one bit
-// (only "something happened" matters: the caller retries the call, which
-// knows the truth), created with their taps the first time a call on that
-// side has to wait. The close callback (registered with the default tap
-// service) tears an entry down when its fd is closed through ueq.
+// No call blocks in the kernel, whatever file the fd number names when it
+// is made. ueq::io is handed fd numbers, and a program may close one behind
+// ueq's back (plain ::close, dup2) and reuse the number for a blocking file;
+// a call must then still end by its deadline (at worst with an error), not
+// block its thread (a uthread would stall its whole vcore). So nothing
+// learnt about an earlier file decides whether a system call may block:
+// each call asks the kernel for "do not wait" itself.
+//  - recv/send/recvfrom/sendto/recvmsg/sendmsg: MSG_DONTWAIT.
+//  - read/write of a socket: recv/send with MSG_DONTWAIT (what read(2) and
+//    write(2) do on a socket, and a little cheaper than them).
+//  - read/write/readv/writev of other files: preadv2/pwritev2 with
+//    RWF_NOWAIT at offset -1 (the file position: exactly readv/writev), for
+//    files that take the flag (pipes, FIFOs, eventfd reads, sockets, ...;
+//    others refuse it with EOPNOTSUPP).
+//  - accept, connect, and reads and writes of files that refuse
+//    RWF_NOWAIT: there is no per-call flag, so O_NONBLOCK is checked
+//    (F_GETFL) at every call and set if clear.
+// Which way a read or write takes is kept per fd (io_entry::kind), and a
+// stale kind is safe: `socket` asks per call, and recv/send on what is no
+// longer a socket fail (ENOTSOCK), which makes the call look at the file
+// again (fstat); `nowait` asks per call, and a file that refuses the flag
+// (EOPNOTSUPP) or turns out to be a regular file (EINVAL, or EAGAIN before
+// a wait) is looked at again; `flagged` checks O_NONBLOCK per call; `plain`
+// (regular files, directories, block devices: never "not ready", so plain
+// calls) confirms the file type with an fstat per call. The hot path, a
+// socket or a pipe, costs the one system call it makes. Sanitizer builds
+// take the flagged way where they would take the nowait one: ASan and TSan
+// do not intercept preadv2/pwritev2, so they would neither check the
+// buffers nor see the synchronization that a pipe carries between threads.
+//
+// Waiting: per fd, a read side and a write side, each a bitmap mailbox of
+// one bit (only "something happened" matters: the caller retries the call,
+// which knows the truth) fed by a persistent tap, made the first time a
+// call on that side has to wait, for the file the fd names then (device and
+// inode). A wait slice of kRecheckNs that passes without an event makes the
+// next wait look at the file again: an fd closed behind ueq's back and
+// reused leaves the old file's taps deaf.
+//
+// Closing through ueq: the close callback (on_close, registered with the
+// default tap service) drops the sides (their waiters see the queue closed:
+// EBADF), forgets the kind and counts the close in io_entry::closes. A call
+// notes `closes` when it begins and, once it has moved, gives EBADF instead
+// of waiting: the fd it was called on is gone. io::close also marks the
+// entry as closing a given file (device, inode) from before the callbacks
+// until the kernel's close has returned: a call that begins in that window,
+// after the callbacks, finds that file under the number and gives EBADF
+// rather than make sides for it that nobody would close.
+//
+// Locking: io_entry::mu guards an entry's sides, file identity and closing
+// mark; `kind` and `closes` are written only under it and read without it.
+// Taken under it: the tap service's add/remove and a queue's close (their
+// own locks). It is never held across a wait or a system call that can
+// block. g_state_mu serializes making the state.
 #include "ueq/taps/io.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -23,8 +70,31 @@
 #include "ueq/runtime/chunked_table.hpp"
 #include "ueq/taps/tap.hpp"
 
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define UEQ_IO_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define UEQ_IO_SANITIZED 1
+#endif
+#endif
+
 namespace ueq::io {
 namespace {
+
+#ifdef UEQ_IO_SANITIZED
+constexpr bool kUseNowait = false;
+#else
+constexpr bool kUseNowait = true;
+#endif
+
+// How a read or write on the fd is kept from blocking (see the top).
+enum class file_kind : std::uint8_t {
+  unknown,  // not looked at since the entry was made or last closed through ueq
+  socket,   // read/write as recv/send with MSG_DONTWAIT; readv/writev as nowait
+  nowait,   // RWF_NOWAIT per call
+  flagged,  // O_NONBLOCK checked, and set if clear, per call
+  plain,    // never waits for readiness: a plain call once fstat confirms the type
+};
 
 struct side {
   event_queue_ptr queue;
@@ -32,11 +102,25 @@ struct side {
 };
 
 struct io_entry {
-  std::atomic<bool> nonblock{false};  // O_NONBLOCK is known to be set
+  // Written under mu; loaded without it by every read and write. Relaxed:
+  // it publishes nothing (the call it selects reads no other field), and
+  // every kind is safe for any file, so an old value costs at most a look
+  // at the file and a retry.
+  std::atomic<file_kind> kind{file_kind::unknown};
+  // Closes through ueq so far; bumped under mu. A call loads it relaxed when
+  // it begins: a call that begins after a close has returned (the bump
+  // happens-before the load) sees the bump by read-after-write coherence; a
+  // call that overlaps the close may see either value, and either outcome
+  // (EBADF, or the kernel's answer on the fd) is right for it. The later
+  // comparisons read it under mu.
+  std::atomic<std::uint32_t> closes{0};
   std::mutex mu;
-  side rd, wr;    // guarded by mu
-  dev_t dev = 0;  // the file the sides were made for; guarded by mu
-  ino_t ino = 0;
+  side rd, wr;            // guarded by mu
+  dev_t dev = 0;          // the file `kind` and the sides are for; guarded by mu
+  ino_t ino = 0;          // guarded by mu
+  int closing = 0;        // io::close calls under way; guarded by mu
+  dev_t closing_dev = 0;  // the file they close; guarded by mu
+  ino_t closing_ino = 0;  // guarded by mu
 };
 
 constexpr std::uint32_t kReadFilter = kTapReadable | kTapPriority | kTapRdhup;
@@ -47,15 +131,58 @@ struct io_state {
   tap_service* svc = nullptr;
 };
 
+bool is_plain(const struct stat& sb) {
+  return S_ISREG(sb.st_mode) || S_ISDIR(sb.st_mode) || S_ISBLK(sb.st_mode);
+}
+
 // Ends both sides of an entry (under its mu): waiters see their queue closed
 // and return EBADF; the taps go.
-void teardown_locked(tap_service* svc, io_entry& e) {
+void drop_sides_locked(tap_service* svc, io_entry& e) {
   for (side* s : {&e.rd, &e.wr}) {
     if (s->queue) s->queue->close();
     if (s->tap.live()) (void)svc->remove(s->tap);
     *s = {};
   }
-  e.nonblock.store(false, std::memory_order_relaxed);
+}
+
+// The way to read and write the file fd names, `sb` being its fstat.
+// `refused`: that file has just refused RWF_NOWAIT.
+file_kind kind_of(int fd, const struct stat& sb, bool refused) {
+  if (is_plain(sb)) return file_kind::plain;
+  if (refused) return file_kind::flagged;
+  if (S_ISSOCK(sb.st_mode)) {
+    // write(2) ends a record of a SOCK_SEQPACKET socket (MSG_EOR), which
+    // send(2) does not: such sockets take the nowait way, which is write(2).
+    int type = 0;
+    socklen_t len = sizeof type;
+    if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type != SOCK_SEQPACKET)
+      return file_kind::socket;
+  }
+  return kUseNowait ? file_kind::nowait : file_kind::flagged;
+}
+
+// Whether reads and writes of kind `k` are the right ones for a file of
+// sb's type.
+bool fits(file_kind k, const struct stat& sb) {
+  if (is_plain(sb)) return k == file_kind::plain;
+  if (k == file_kind::socket) return S_ISSOCK(sb.st_mode);
+  return k == file_kind::nowait || k == file_kind::flagged;
+}
+
+// Makes the entry describe the file the fd names now, `sb` being its fstat
+// (under mu). Sides made for another file go: the host dropped their taps
+// with that file. `refused`: that file has just refused RWF_NOWAIT.
+void adopt_locked(tap_service* svc, io_entry& e, int fd, const struct stat& sb, bool refused) {
+  const file_kind was = e.kind.load(std::memory_order_relaxed);  // see io_entry::kind
+  const bool same = was != file_kind::unknown && e.dev == sb.st_dev && e.ino == sb.st_ino;
+  // The same file, and nothing new about it: keep what was learnt (that it
+  // refused RWF_NOWAIT). A kind that does not fit its type is redone
+  // whatever the identity says, so that no caller loops on it.
+  if (same && !refused && fits(was, sb)) return;
+  if (!same) drop_sides_locked(svc, e);
+  e.dev = sb.st_dev;
+  e.ino = sb.st_ino;
+  e.kind.store(kind_of(fd, sb, refused), std::memory_order_relaxed);  // see io_entry::kind
 }
 
 void on_close(int fd, void* ctx) {
@@ -63,7 +190,9 @@ void on_close(int fd, void* ctx) {
   io_entry* e = st->table.get(fd, false);
   if (!e) return;
   std::lock_guard<std::mutex> g(e->mu);
-  teardown_locked(st->svc, *e);
+  drop_sides_locked(st->svc, *e);
+  e->kind.store(file_kind::unknown, std::memory_order_relaxed);  // see io_entry::kind
+  e->closes.fetch_add(1, std::memory_order_relaxed);             // see io_entry::closes
 }
 
 // Created on first use, never destroyed (close callbacks may run late). A
@@ -94,61 +223,157 @@ result<io_state*> state() {
   return s;
 }
 
-// The fd's entry, with O_NONBLOCK set on the fd.
-result<io_entry*> prepare(int fd) {
+// One call's hold on its fd.
+struct fd_ref {
+  int fd;
+  io_state* st;
+  io_entry* e;
+  std::uint32_t closes;  // e->closes when the call began
+};
+
+result<fd_ref> begin(int fd) {
   if (fd < 0) return errno_code(EBADF);
   auto st = state();
   if (!st) return st.error();
   io_entry* e = (*st)->table.get(fd, true);
-  if (!e) return errno_code(ENOMEM);
-  if (!e->nonblock.load(std::memory_order_acquire)) {
-    const int fl = ::fcntl(fd, F_GETFL);
-    if (fl < 0) return errno_code(errno);
-    if (!(fl & O_NONBLOCK) && ::fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return errno_code(errno);
-    e->nonblock.store(true, std::memory_order_release);
+  if (!e) {
+    // Past the table (sized for the host's fd limit) or out of memory: the
+    // kernel says whether the number is open at all.
+    if (::fcntl(fd, F_GETFD) < 0) return errno_code(errno);
+    return errno_code(ENOMEM);
   }
-  return e;
+  return fd_ref{fd, *st, e, e->closes.load(std::memory_order_relaxed)};  // see io_entry::closes
 }
 
-// How long a wait may sit on a side's tap before the fd's file is checked
+// Looks at the file the fd names now and makes the entry describe it.
+bool look(const fd_ref& c, bool refused) {
+  struct stat sb;
+  if (::fstat(c.fd, &sb) != 0) return false;
+  tap_service::inside_ueq in_ueq;  // a signal handler's close defers (tap.hpp)
+  std::lock_guard<std::mutex> g(c.e->mu);
+  adopt_locked(c.st->svc, *c.e, c.fd, sb, refused);
+  return true;
+}
+
+// Sets O_NONBLOCK on the file the fd names now, if clear. False (errno set)
+// on failure.
+bool set_nonblock(int fd) {
+  const int fl = ::fcntl(fd, F_GETFL);
+  return fl >= 0 && ((fl & O_NONBLOCK) || ::fcntl(fd, F_SETFL, fl | O_NONBLOCK) == 0);
+}
+
+// One readv or writev that does not wait in the kernel for readiness,
+// whatever file the fd names now: the system call's result (errno on -1).
+// `one_buffer`: iov is read()'s or write()'s own single buffer, which a
+// socket's read or write may hand to recv or send.
+ssize_t rw_once(const fd_ref& c, bool write, const iovec* iov, int cnt, bool one_buffer) {
+  for (;;) {
+    file_kind k = c.e->kind.load(std::memory_order_relaxed);  // see io_entry::kind
+    // A zero-length read(2) of a socket returns 0 and leaves the socket
+    // alone, where recv(2) would consume a datagram.
+    if (k == file_kind::socket && !(one_buffer && iov[0].iov_len > 0))
+      k = kUseNowait ? file_kind::nowait : file_kind::flagged;
+    switch (k) {
+      case file_kind::socket: {
+        const ssize_t r = write ? ::send(c.fd, iov[0].iov_base, iov[0].iov_len, MSG_DONTWAIT)
+                                : ::recv(c.fd, iov[0].iov_base, iov[0].iov_len, MSG_DONTWAIT);
+        if (r >= 0 || errno != ENOTSOCK) return r;
+        if (!look(c, false)) return -1;  // the number names another file now
+        break;
+      }
+      case file_kind::nowait: {
+        const ssize_t r = write ? ::pwritev2(c.fd, iov, cnt, -1, RWF_NOWAIT)
+                                : ::preadv2(c.fd, iov, cnt, -1, RWF_NOWAIT);
+        if (r >= 0) return r;
+        const int err = errno;
+        // EOPNOTSUPP: this file does not take RWF_NOWAIT (ENOSYS: nor does
+        // the kernel). EINVAL: bad arguments, or a regular file refusing it
+        // for a buffered write; only the second is ours to handle.
+        if (err != EOPNOTSUPP && err != ENOSYS && err != EINVAL) return r;
+        struct stat sb;
+        if (::fstat(c.fd, &sb) != 0) return -1;
+        if (err == EINVAL && !is_plain(sb)) {
+          errno = EINVAL;
+          return -1;
+        }
+        tap_service::inside_ueq in_ueq;  // a signal handler's close defers (tap.hpp)
+        std::lock_guard<std::mutex> g(c.e->mu);
+        adopt_locked(c.st->svc, *c.e, c.fd, sb, err != EINVAL);
+        break;  // now flagged or plain
+      }
+      case file_kind::flagged:
+        if (!set_nonblock(c.fd)) return -1;
+        return write ? ::writev(c.fd, iov, cnt) : ::readv(c.fd, iov, cnt);
+      case file_kind::plain: {
+        struct stat sb;
+        if (::fstat(c.fd, &sb) != 0) return -1;
+        if (is_plain(sb)) return write ? ::writev(c.fd, iov, cnt) : ::readv(c.fd, iov, cnt);
+        tap_service::inside_ueq in_ueq;  // a signal handler's close defers (tap.hpp)
+        std::lock_guard<std::mutex> g(c.e->mu);
+        adopt_locked(c.st->svc, *c.e, c.fd, sb, false);
+        break;
+      }
+      case file_kind::unknown:
+        if (!look(c, false)) return -1;
+        break;
+    }
+  }
+}
+
+// How long a wait may sit on a side's tap before the fd's file is looked at
 // again. An fd closed behind ueq's back (plain ::close) and reused for a new
 // file leaves its old tap deaf: the host dropped that registration with the
-// old file. The file is checked when a side is made and whenever a wait
+// old file. The file is looked at when a side is made and whenever a wait
 // slice passes without an event, so such a waiter recovers within one slice
 // while the common path pays no check (an fstat per wait cost ~10% of an
 // echo server's CPU).
 constexpr std::int64_t kRecheckNs = 1'000'000'000;
 
-// The queue of one side of the fd, created with its tap on first use. With
-// `check_file`, first makes sure the fd still names the file the sides were
-// made for, and starts over if not.
-result<event_queue_ptr> side_queue(int fd, io_entry& e, bool write, bool check_file) {
-  auto st = state();
-  if (!st) return st.error();
+// What one call's waits have learnt so far.
+struct wait_state {
+  bool check_file = false;  // a slice passed: look at the file before waiting again
+  bool plain_seen = false;  // a wait found a file that is never waited for
+};
+
+// The queue of one side of the fd, made with its tap on first use. EBADF if
+// the fd was closed through ueq since the call began, or names the file
+// io::close is closing. Null when the fd names a file that is never waited
+// for (a regular file the host cannot poll, reached by a call made the way
+// another file needed): the caller retries at once; EAGAIN if that happens
+// twice. With `check_file`, first makes sure the fd still names the file
+// the sides were made for, and starts over if not.
+result<event_queue_ptr> side_queue(const fd_ref& c, bool write, bool check_file, wait_state& ws) {
+  io_entry& e = *c.e;
+  tap_service::inside_ueq in_ueq;  // a signal handler's close defers (tap.hpp)
   std::unique_lock<std::mutex> g(e.mu);
+  // relaxed: read under mu, which orders it with on_close's bump.
+  if (e.closes.load(std::memory_order_relaxed) != c.closes) return errno_code(EBADF);
   side& s = write ? e.wr : e.rd;
   if (s.queue && !check_file) return s.queue;
   g.unlock();
   struct stat sb;
-  if (::fstat(fd, &sb) != 0) return errno_code(errno);
+  if (::fstat(c.fd, &sb) != 0) return errno_code(errno);
   g.lock();
-  if ((e.rd.queue || e.wr.queue) && (e.dev != sb.st_dev || e.ino != sb.st_ino)) {
-    // A new file behind the old number: drop the old file's taps, and make
-    // the new one non-blocking (the flag we cached was the old file's).
-    teardown_locked((*st)->svc, e);
-    const int fl = ::fcntl(fd, F_GETFL);
-    if (fl < 0 || (!(fl & O_NONBLOCK) && ::fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0))
-      return errno_code(errno);
-    e.nonblock.store(true, std::memory_order_relaxed);
-  }
-  e.dev = sb.st_dev;
-  e.ino = sb.st_ino;
+  if (e.closes.load(std::memory_order_relaxed) != c.closes) return errno_code(EBADF);
+  // io::close is under way for this very file: its callbacks may already
+  // have dropped the sides, and a side made now would outlive the close.
+  if (e.closing > 0 && e.closing_dev == sb.st_dev && e.closing_ino == sb.st_ino)
+    return errno_code(EBADF);
+  adopt_locked(c.st->svc, e, c.fd, sb, false);
   if (s.queue) return s.queue;
   auto q = event_queue::create_bitmap(1);
   if (!q) return q.error();
-  auto t = (*st)->svc->add(
-      {.fd = fd, .filter = (write ? kTapWritable : kReadFilter) | kAlways, .queue = *q});
-  if (!t) return t.error();
+  auto t = c.st->svc->add(
+      {.fd = c.fd, .filter = (write ? kTapWritable : kReadFilter) | kAlways, .queue = *q});
+  if (!t) {
+    // A file the host cannot poll (a regular file, mostly) never waits for
+    // readiness: the EAGAIN came from a call made the way the number's
+    // previous file needed. The entry now says `plain`: retry at once.
+    if (t.error() != std::errc::operation_not_permitted || !is_plain(sb)) return t.error();
+    if (ws.plain_seen) return errno_code(EAGAIN);
+    ws.plain_seen = true;
+    return event_queue_ptr{};
+  }
   s.queue = *q;
   s.tap = *t;
   return s.queue;
@@ -156,55 +381,60 @@ result<event_queue_ptr> side_queue(int fd, io_entry& e, bool write, bool check_f
 
 // Blocks on the fd's read side, write side, or both until an event, the
 // deadline (ETIMEDOUT) or a close through ueq (EBADF). Returns early, with
-// no error, when a slice passed: the caller retries its call, and the next
-// wait checks the file first.
-status wait_sides(int fd, io_entry& e, bool rd, bool wr, mono_ns deadline, bool& check_file) {
+// no error, when a slice passed (the next wait looks at the file first) or
+// there is nothing to wait for: the caller retries its call.
+status wait_sides(const fd_ref& c, bool rd, bool wr, mono_ns deadline, wait_state& ws) {
   event_queue_ptr rq, wq;
   if (rd) {
-    auto q = side_queue(fd, e, false, check_file);
+    auto q = side_queue(c, false, ws.check_file, ws);
     if (!q) return status(q.error().value());
+    if (!*q) return {};
     rq = std::move(*q);
   }
   if (wr) {
-    auto q = side_queue(fd, e, true, check_file && !rd);
+    auto q = side_queue(c, true, ws.check_file && !rd, ws);
     if (!q) return status(q.error().value());
+    if (!*q) return {};
     wq = std::move(*q);
   }
   const mono_ns slice = std::min(deadline, deadline_after_ns(kRecheckNs));
   auto r =
       rq && wq ? block_on({rq.get(), wq.get()}, slice) : block_on({(rq ? rq : wq).get()}, slice);
-  check_file = false;
+  ws.check_file = false;
   if (r) return {};
   if (r.error() == std::errc::operation_canceled) return status(EBADF);
   if (r.error() == std::errc::timed_out && slice < deadline) {
-    check_file = true;
+    ws.check_file = true;
     return {};
   }
   return status(r.error().value());
 }
 
-// The retry loop every call shares.
+// The retry loop every call shares. `op(ref)` makes one non-blocking try.
 template <class Op>
 result<std::size_t> retry(int fd, bool write, mono_ns deadline, Op op) {
-  auto e = prepare(fd);
-  if (!e) return e.error();
-  bool check_file = false;
+  auto c = begin(fd);
+  if (!c) return c.error();
+  wait_state ws;
   for (;;) {
-    const ssize_t r = op();
+    const ssize_t r = op(*c);
     if (r >= 0) return static_cast<std::size_t>(r);
     if (errno == EINTR) continue;
     if (errno != EAGAIN && errno != EWOULDBLOCK) return errno_code(errno);
-    if (status s = wait_sides(fd, **e, !write, write, deadline, check_file)) return s.code();
+    if (status s = wait_sides(*c, !write, write, deadline, ws)) return s.code();
   }
 }
 
 }  // namespace
 
 result<std::size_t> read(int fd, void* buf, std::size_t n, mono_ns deadline) {
-  return retry(fd, false, deadline, [&] { return ::read(fd, buf, n); });
+  const iovec v{buf, n};
+  return retry(fd, false, deadline,
+               [&](const fd_ref& c) { return rw_once(c, false, &v, 1, true); });
 }
 result<std::size_t> write(int fd, const void* buf, std::size_t n, mono_ns deadline) {
-  return retry(fd, true, deadline, [&] { return ::write(fd, buf, n); });
+  const iovec v{const_cast<void*>(buf), n};
+  return retry(fd, true, deadline, [&](const fd_ref& c) { return rw_once(c, true, &v, 1, true); });
 }
 status write_all(int fd, const void* buf, std::size_t n, mono_ns deadline) {
   const char* p = static_cast<const char*>(buf);
@@ -217,49 +447,64 @@ status write_all(int fd, const void* buf, std::size_t n, mono_ns deadline) {
   return {};
 }
 result<std::size_t> readv(int fd, const iovec* iov, int iovcnt, mono_ns deadline) {
-  return retry(fd, false, deadline, [&] { return ::readv(fd, iov, iovcnt); });
+  return retry(fd, false, deadline,
+               [&](const fd_ref& c) { return rw_once(c, false, iov, iovcnt, false); });
 }
 result<std::size_t> writev(int fd, const iovec* iov, int iovcnt, mono_ns deadline) {
-  return retry(fd, true, deadline, [&] { return ::writev(fd, iov, iovcnt); });
+  return retry(fd, true, deadline,
+               [&](const fd_ref& c) { return rw_once(c, true, iov, iovcnt, false); });
 }
 result<std::size_t> recv(int fd, void* buf, std::size_t n, int flags, mono_ns deadline) {
-  return retry(fd, false, deadline, [&] { return ::recv(fd, buf, n, flags); });
+  return retry(fd, false, deadline,
+               [&](const fd_ref&) { return ::recv(fd, buf, n, flags | MSG_DONTWAIT); });
 }
 result<std::size_t> send(int fd, const void* buf, std::size_t n, int flags, mono_ns deadline) {
-  return retry(fd, true, deadline, [&] { return ::send(fd, buf, n, flags | MSG_NOSIGNAL); });
+  return retry(fd, true, deadline, [&](const fd_ref&) {
+    return ::send(fd, buf, n, flags | MSG_DONTWAIT | MSG_NOSIGNAL);
+  });
 }
 result<std::size_t> recvfrom(int fd, void* buf, std::size_t n, int flags, sockaddr* from,
                              socklen_t* fromlen, mono_ns deadline) {
-  return retry(fd, false, deadline, [&] { return ::recvfrom(fd, buf, n, flags, from, fromlen); });
+  return retry(fd, false, deadline, [&](const fd_ref&) {
+    return ::recvfrom(fd, buf, n, flags | MSG_DONTWAIT, from, fromlen);
+  });
 }
 result<std::size_t> sendto(int fd, const void* buf, std::size_t n, int flags, const sockaddr* to,
                            socklen_t tolen, mono_ns deadline) {
-  return retry(fd, true, deadline,
-               [&] { return ::sendto(fd, buf, n, flags | MSG_NOSIGNAL, to, tolen); });
+  return retry(fd, true, deadline, [&](const fd_ref&) {
+    return ::sendto(fd, buf, n, flags | MSG_DONTWAIT | MSG_NOSIGNAL, to, tolen);
+  });
 }
 result<std::size_t> recvmsg(int fd, msghdr* msg, int flags, mono_ns deadline) {
-  return retry(fd, false, deadline, [&] { return ::recvmsg(fd, msg, flags); });
+  return retry(fd, false, deadline,
+               [&](const fd_ref&) { return ::recvmsg(fd, msg, flags | MSG_DONTWAIT); });
 }
 result<std::size_t> sendmsg(int fd, const msghdr* msg, int flags, mono_ns deadline) {
-  return retry(fd, true, deadline, [&] { return ::sendmsg(fd, msg, flags | MSG_NOSIGNAL); });
+  return retry(fd, true, deadline, [&](const fd_ref&) {
+    return ::sendmsg(fd, msg, flags | MSG_DONTWAIT | MSG_NOSIGNAL);
+  });
 }
 
 result<int> accept(int fd, sockaddr* addr, socklen_t* addrlen, int flags, mono_ns deadline) {
-  auto r = retry(fd, false, deadline, [&] {
-    const int c = ::accept4(fd, addr, addrlen, flags | SOCK_NONBLOCK);
-    return static_cast<ssize_t>(c);
+  auto r = retry(fd, false, deadline, [&](const fd_ref&) -> ssize_t {
+    // accept4 has no per-call flag: the listening socket itself must be
+    // non-blocking, checked at every try.
+    if (!set_nonblock(fd)) return -1;
+    return ::accept4(fd, addr, addrlen, flags | SOCK_NONBLOCK);
   });
   if (!r) return r.error();
   return static_cast<int>(*r);
 }
 
 status connect(int fd, const sockaddr* addr, socklen_t addrlen, mono_ns deadline) {
-  auto e = prepare(fd);
-  if (!e) return status(e.error().value());
+  auto c = begin(fd);
+  if (!c) return status(c.error().value());
+  // connect has no per-call flag: the socket itself must be non-blocking.
+  if (!set_nonblock(fd)) return status(errno);
   if (::connect(fd, addr, addrlen) == 0) return {};
   // EINTR: the connection goes on asynchronously, exactly like EINPROGRESS.
   if (errno != EINPROGRESS && errno != EINTR && errno != EAGAIN) return status(errno);
-  bool check_file = false;
+  wait_state ws;
   for (;;) {
     // Ask the socket itself, never the (possibly stale) event: only a real
     // POLLOUT/POLLERR/POLLHUP ends a connect in progress.
@@ -270,16 +515,16 @@ status connect(int fd, const sockaddr* addr, socklen_t addrlen, mono_ns deadline
       if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return status(errno);
       return err ? status(err) : status{};
     }
-    if (status s = wait_sides(fd, **e, false, true, deadline, check_file)) return s;
+    if (status s = wait_sides(*c, false, true, deadline, ws)) return s;
   }
 }
 
 result<std::uint32_t> wait(int fd, std::uint32_t filter, mono_ns deadline) {
   if (filter == 0 || (filter & ~kTapAllFilters)) return errno_code(EINVAL);
-  auto e = prepare(fd);
-  if (!e) return e.error();
+  auto c = begin(fd);
+  if (!c) return c.error();
   const bool want_rd = filter & kReadFilter, want_wr = filter & kTapWritable;
-  bool check_file = false;
+  wait_state ws;
   for (;;) {
     // The fd's real state decides (poll with no timeout): events in the
     // queues only say "look again".
@@ -288,13 +533,27 @@ result<std::uint32_t> wait(int fd, std::uint32_t filter, mono_ns deadline) {
     if (p.revents & POLLNVAL) return errno_code(EBADF);
     const std::uint32_t fired = static_cast<std::uint32_t>(p.revents) & (filter | kAlways);
     if (fired) return fired;
-    if (status s = wait_sides(fd, **e, want_rd || !want_wr, want_wr, deadline, check_file))
-      return s.code();
+    if (status s = wait_sides(*c, want_rd || !want_wr, want_wr, deadline, ws)) return s.code();
   }
 }
 
 status close(int fd) {
-  return close_fd(fd);
+  auto st = fd >= 0 ? state() : result<io_state*>(errno_code(EBADF));
+  io_entry* e = st ? (*st)->table.get(fd, true) : nullptr;
+  struct stat sb;
+  if (!e || ::fstat(fd, &sb) != 0) return close_fd(fd);  // EBADF if the number is not open
+  {
+    tap_service::inside_ueq in_ueq;  // a signal handler's close defers (tap.hpp)
+    std::lock_guard<std::mutex> g(e->mu);
+    ++e->closing;
+    e->closing_dev = sb.st_dev;
+    e->closing_ino = sb.st_ino;
+  }
+  const status s = (*st)->svc->close_fd(fd);
+  tap_service::inside_ueq in_ueq;  // a signal handler's close defers (tap.hpp)
+  std::lock_guard<std::mutex> g(e->mu);
+  --e->closing;
+  return s;
 }
 
 }  // namespace ueq::io

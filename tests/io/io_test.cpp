@@ -1,8 +1,13 @@
 // ueq::io from plain threads: blocking-style calls over socketpairs, pipes,
-// TCP and UDP loopback; deadlines; peers that close, reset or stall; close
-// under a waiter; non-blocking connect.
+// TCP and UDP loopback, regular files, eventfds, FIFOs and terminals;
+// deadlines; peers that close, reset or stall; close under a waiter;
+// non-blocking connect; bad fd numbers.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -11,7 +16,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <climits>
 #include <numeric>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -269,4 +276,117 @@ TEST_CASE("io: an fd closed behind ueq's back and reused recovers within a wait 
   REQUIRE(c == 'q');
   // Within one 1 s slice of the write (plus slack), never the 20 s deadline.
   REQUIRE(took < std::chrono::seconds(5));
+}
+
+TEST_CASE("io: fd numbers the kernel calls bad give EBADF, however large", "[io]") {
+  const int closed = ::dup(0);
+  REQUIRE(closed >= 0);
+  ::close(closed);
+  const long nr_open = [] {
+    long n = 0;
+    if (FILE* f = std::fopen("/proc/sys/fs/nr_open", "re")) {
+      if (std::fscanf(f, "%ld", &n) != 1) n = 0;
+      std::fclose(f);
+    }
+    return n > 0 ? n : 1L << 20;
+  }();
+  for (const int fd : {-1, -7, closed, static_cast<int>(nr_open - 1), static_cast<int>(nr_open),
+                       INT_MAX - 1, INT_MAX}) {
+    INFO("fd " << fd);
+    char c;
+    iovec v{&c, 1};
+    sockaddr_in addr{};
+    CHECK(io::read(fd, &c, 1, deadline_after_ms(10)).error().value() == EBADF);
+    CHECK(io::write(fd, "x", 1, deadline_after_ms(10)).error().value() == EBADF);
+    CHECK(io::readv(fd, &v, 1, deadline_after_ms(10)).error().value() == EBADF);
+    CHECK(io::recv(fd, &c, 1, 0, deadline_after_ms(10)).error().value() == EBADF);
+    CHECK(io::send(fd, "x", 1, 0, deadline_after_ms(10)).error().value() == EBADF);
+    CHECK(io::accept(fd, nullptr, nullptr, SOCK_CLOEXEC, deadline_after_ms(10)).error().value() ==
+          EBADF);
+    CHECK(io::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr, deadline_after_ms(10))
+              .value() == EBADF);
+    CHECK(io::wait(fd, kTapReadable, deadline_after_ms(10)).error().value() == EBADF);
+    CHECK(io::close(fd).value() == EBADF);
+  }
+}
+
+TEST_CASE("io: regular files, eventfds, FIFOs and terminals each read and write correctly",
+          "[io]") {
+  SECTION("a regular file: whole reads and writes, at the file position") {
+    char path[] = "/tmp/ueq-io-file-XXXXXX";
+    const int fd = ::mkstemp(path);
+    REQUIRE(fd >= 0);
+    ::unlink(path);
+    std::vector<char> data(1 << 20);
+    for (std::size_t i = 0; i < data.size(); ++i)
+      data[i] = static_cast<char>(i * 7);
+    REQUIRE_FALSE(io::write_all(fd, data.data(), data.size(), deadline_after_ms(10000)));
+    REQUIRE(::lseek(fd, 0, SEEK_SET) == 0);
+    std::vector<char> back(data.size());
+    auto n = io::read(fd, back.data(), back.size(), deadline_after_ms(10000));
+    REQUIRE(n.ok());
+    REQUIRE(*n == back.size());
+    REQUIRE(back == data);
+    REQUIRE(*io::read(fd, back.data(), 1, deadline_after_ms(10000)) == 0);  // end of file
+    REQUIRE_FALSE(io::close(fd));
+  }
+  SECTION("an eventfd: a waiting read is woken by io::write") {
+    const int fd = ::eventfd(0, EFD_CLOEXEC);
+    REQUIRE(fd >= 0);
+    std::uint64_t v = 0;
+    REQUIRE(io::read(fd, &v, sizeof v, deadline_after_ms(20)).error() == std::errc::timed_out);
+    std::thread writer([&] {
+      const std::uint64_t one = 5;
+      (void)io::write(fd, &one, sizeof one, deadline_after_ms(10000));
+    });
+    auto n = io::read(fd, &v, sizeof v, deadline_after_ms(10000));
+    writer.join();
+    REQUIRE(n.ok());
+    REQUIRE(*n == sizeof v);
+    REQUIRE(v == 5);
+    REQUIRE_FALSE(io::close(fd));
+  }
+  SECTION("a FIFO: a reader waits for the writer") {
+    char dir[] = "/tmp/ueq-io-fifo-XXXXXX";
+    REQUIRE(::mkdtemp(dir) != nullptr);
+    const std::string path = std::string(dir) + "/f";
+    REQUIRE(::mkfifo(path.c_str(), 0600) == 0);
+    const int rd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    const int wr = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    ::unlink(path.c_str());
+    ::rmdir(dir);
+    REQUIRE(rd >= 0);
+    REQUIRE(wr >= 0);
+    std::thread writer([&] { (void)io::write_all(wr, "fifo", 4, deadline_after_ms(10000)); });
+    char buf[4];
+    std::size_t got = 0;
+    while (got < sizeof buf) {
+      auto n = io::read(rd, buf + got, sizeof buf - got, deadline_after_ms(10000));
+      REQUIRE(n.ok());
+      REQUIRE(*n > 0);
+      got += *n;
+    }
+    writer.join();
+    REQUIRE(std::string(buf, 4) == "fifo");
+    REQUIRE_FALSE(io::close(rd));
+    REQUIRE_FALSE(io::close(wr));
+  }
+  SECTION("a terminal (no RWF_NOWAIT): a read waits by its deadline, then gets the data") {
+    const int master = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master < 0 || ::grantpt(master) != 0 || ::unlockpt(master) != 0) {
+      WARN("no pseudo-terminals here: skipping");
+      if (master >= 0) ::close(master);
+      return;
+    }
+    const int slave = ::open(::ptsname(master), O_RDWR | O_NOCTTY | O_CLOEXEC);
+    REQUIRE(slave >= 0);
+    char c = 0;
+    REQUIRE(io::read(slave, &c, 1, deadline_after_ms(30)).error() == std::errc::timed_out);
+    REQUIRE(*io::write(master, "t\n", 2, deadline_after_ms(10000)) == 2);
+    auto n = io::read(slave, &c, 1, deadline_after_ms(10000));
+    REQUIRE(n.ok());
+    REQUIRE(c == 't');
+    REQUIRE_FALSE(io::close(slave));
+    REQUIRE_FALSE(io::close(master));
+  }
 }

@@ -2,34 +2,40 @@
 // the caller.
 //
 // What it is for: writing a server in plain blocking style (one uthread, or
-// one thread, per connection) on top of the event machinery. Each call makes
-// the fd non-blocking (once; this changes the open file description, which
-// other holders of it will see), tries the system call, and on EAGAIN blocks
-// the caller on a tap event for the fd, then retries. Blocking goes through
-// block_on and the parker, so a uthread parks alone and a plain thread parks
-// itself (and may poll the host meanwhile).
+// one thread, per connection) on top of the event machinery. Each call tries
+// the system call without letting the kernel wait (MSG_DONTWAIT for
+// sockets, RWF_NOWAIT for read/write/readv/writev of other files; accept,
+// connect, and files that refuse RWF_NOWAIT, such as ttys, get O_NONBLOCK
+// set on the open file description, which other holders of it will see, as
+// do pipes in sanitizer builds), and on EAGAIN blocks the caller on a tap
+// event for the fd, then retries. Blocking goes through block_on and the
+// parker, so a uthread parks alone and a plain thread parks itself (and may
+// poll the host meanwhile). No call blocks in the kernel on readiness,
+// whatever file the fd names when it is made: regular files, directories
+// and block devices are read and written plainly (they never wait for
+// readiness), after an fstat that confirms the fd still names one.
 //
 // Per fd, the first call that has to wait creates two small event queues
 // (read side, write side) and two persistent taps into them; later waits
 // reuse them. close() (or ueq::close_fd) removes them and wakes anyone still
-// waiting on the fd with EBADF. Close fds used here through ueq: with the
-// io_uring backend a tap's poll holds a reference to the file, so a plain
-// ::close does not even close it (a listening socket goes on listening)
-// until ueq learns of the close; and even through ueq the kernel releases
-// that reference a moment after the cancelled poll completes, not at once.
-// If a plain
-// ::close slips through and the number is reused, a wait on the old file's
+// waiting on the fd with EBADF; a call that was already under way when the
+// close began, or that begins while io::close() runs, also ends with EBADF
+// rather than wait. Close fds used here through ueq: with the io_uring
+// backend a tap's poll holds a reference to the file, so a plain ::close
+// does not even close it (a listening socket goes on listening) until ueq
+// learns of the close; and even through ueq the kernel releases that
+// reference a moment after the cancelled poll completes, not at once. If a
+// plain ::close slips through and the number is reused, calls on the new
+// file never block in the kernel (see above), and a wait on the old file's
 // taps notices within a second (each wait is cut into 1 s slices; when a
 // slice passes without an event, the fd's device and inode are compared
-// with the file the taps were made for) and starts afresh, making the new
-// file non-blocking. Checking at every wait would cost a system call per
-// wait. Until then, the first call on a reused number that names a
-// *blocking* file may block its thread, since the fd is assumed
-// non-blocking.
+// with the file the taps were made for) and starts afresh. Checking at
+// every wait would cost a system call per wait.
 //
 // Results: byte counts (or the new fd) as result<T>; errors are the system
 // call's errno, ETIMEDOUT when the deadline passes first, EBADF when the fd
-// is closed (through ueq) under a waiter. Deadlines are absolute
+// is closed (through ueq) under a waiter, or names no open file (any number
+// the kernel calls bad, however large). Deadlines are absolute
 // (CLOCK_MONOTONIC, see clock.hpp); kNoDeadline waits forever.
 //
 // connect() completes a non-blocking connect correctly: it returns success

@@ -1,0 +1,102 @@
+// ueq::io racing io::close: a call that arrives while io::close runs (after
+// the close callbacks dropped the fd's sides, before the kernel's close) sees
+// the close at once, and what it learnt about the closing file does not make
+// a call on the number's next file block.
+//
+// The window is held open by a close callback of the test's own, registered
+// after ueq::io's (callbacks run in order): it lets the reader in, then waits
+// (bounded) for the reader to return before the close goes on.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <thread>
+
+#include "../support.hpp"
+#include "../taps/taps_support.hpp"
+#include "ueq/taps/io.hpp"
+
+using namespace ueq;
+using namespace std::chrono_literals;
+using ueq::test::fd_pair;
+
+namespace {
+
+// Shared by the test and its close callback (a plain function).
+struct close_window {
+  std::atomic<int> fd{-1};             // the close to hold open
+  std::atomic<bool> in_window{false};  // io's callback has run, the fd is still open
+  std::atomic<bool> reader_done{false};
+  std::atomic<bool> reader_in_time{false};  // returned while the window was open
+};
+
+void hold_close_open(int fd, void* ctx) {
+  auto* w = static_cast<close_window*>(ctx);
+  int want = fd;
+  // Once only: the CAS disarms the window for every later close.
+  if (!w->fd.compare_exchange_strong(want, -1)) return;
+  w->in_window.store(true);
+  w->reader_in_time.store(ueq::test::wait_until([&] { return w->reader_done.load(); }, 3000ms));
+}
+
+}  // namespace
+
+TEST_CASE("io: a reader that arrives while io::close runs gets EBADF at once", "[io]") {
+  fd_pair p;
+  ueq::test::make_pipe(p);
+  char c;
+  // ueq::io's state (and its close callback) exists before ours is added,
+  // and the fd has a read side for the close to drop.
+  REQUIRE(io::read(p.a, &c, 1, deadline_after_ms(10)).error() == std::errc::timed_out);
+  auto svc = tap_service::instance();
+  REQUIRE(svc.ok());
+  close_window w;
+  const std::uint64_t cb = (*svc)->add_close_callback(&hold_close_open, &w);
+  const int num = p.a;
+  w.fd.store(num);
+  std::atomic<int> err{0};
+  std::atomic<std::int64_t> took_ns{-1};
+  std::thread reader([&] {
+    if (!ueq::test::wait_until([&] { return w.in_window.load(); })) return;
+    const mono_ns t0 = monotonic_now();
+    auto r = io::read(num, &c, 1, deadline_after_ms(10000));
+    took_ns.store(monotonic_now() - t0);
+    err.store(r ? 0 : r.error().value());
+    w.reader_done.store(true);
+  });
+  const status closed = io::close(num);
+  p.a = -1;
+  reader.join();
+  (*svc)->remove_close_callback(cb);
+  CHECK_FALSE(closed);
+  INFO("the reader took " << took_ns.load() / 1000 << " us");
+  CHECK(w.reader_in_time.load());
+  CHECK(err.load() == EBADF);
+  CHECK(took_ns.load() >= 0);
+  CHECK(took_ns.load() < 300'000'000);
+
+  // The number's next file is a blocking pipe: the reader's call, made on
+  // the closing file, must not make a read of this one block.
+  int f[2];
+  REQUIRE(::pipe2(f, O_CLOEXEC) == 0);
+  if (f[0] != num) {  // the lowest free number is usually num itself
+    REQUIRE(::dup2(f[0], num) == num);
+    ::close(f[0]);
+  }
+  fd_pair fresh;
+  fresh.a = num;
+  fresh.b = f[1];
+  std::atomic<bool> done{false};
+  result<std::size_t> r = errno_code(0);
+  std::thread second([&] {
+    r = io::read(num, &c, 1, deadline_after_ms(200));
+    done.store(true);
+  });
+  const bool in_time = ueq::test::wait_until([&] { return done.load(); }, 3000ms);
+  if (!in_time) (void)!::write(fresh.b, "x", 1);  // free it to join
+  second.join();
+  REQUIRE(in_time);
+  REQUIRE(r.error() == std::errc::timed_out);
+}
