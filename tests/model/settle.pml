@@ -5,12 +5,13 @@
  *
  * Models (a change to these lines without a matching change here is a
  * review failure):
- *   epoll/epoll.cpp:168-179   impl::post_hook()  (flag exchange, eventfd write,
+ *   epoll/epoll.cpp:175-186   impl::post_hook()  (flag exchange, eventfd write,
  *                             the wakeq post)
- *   epoll/epoll.cpp:192-204   impl::settle()
- *   epoll/epoll.cpp:702-743   epoll_set::impl::wait(): harvest (which ends
- *                             in settle()) under mu, then ppoll on the
- *                             eventfd, or block_on(wakeq)
+ *   epoll/epoll.cpp:206-217   impl::settle()  (pending: post_hook() and a
+ *                             wakeq post; else drain, clear, re-check)
+ *   epoll/epoll.cpp:296-364   impl::harvest(): drain_mailbox(), ..., settle()
+ *   epoll/epoll.cpp:715-762   epoll_set::impl::wait(): harvest under mu, then
+ *                             ppoll on the eventfd, or block_on(wakeq)
  * and ceq/event_queue.cpp:69-106, event_queue::post(): publish into the CEQ,
  * then the post hook, for a post that creates a message.
  *
@@ -22,31 +23,38 @@
  * triggered), or, with -DUTHREAD, until wakeq holds its bit (block_on takes
  * it). The ready list is empty after a harvest here (edge-triggered
  * entries); a level-triggered entry left on it only makes settle() take the
- * "pending" branch, which is post_hook() itself.
+ * "pending" branch, as a message left in the CEQ does.
  *
  * Kernel objects: the eventfd is a counter (write adds 1, read returns and
  * zeroes it, non-blocking); ppoll returns while the counter is non-zero.
  * ppoll also watches the host's poll fd; here it is left out (only the
- * eventfd can end the sleep), which only removes wakeups.
+ * eventfd can end the sleep), which only removes wakeups. wakeq is a
+ * one-bit mailbox: a post sets the bit, block_on takes it.
  *
  * Properties:
  *  - no lost wakeup: when every thread is blocked (spin's timeout), no
  *    event is left in the CEQ (a waiter asleep over a pending event);
  *  - no busy loop (not with -DLOST_WAKEUP_ONLY): a waiter does not come back
  *    from its sleep with nothing to take more than twice without a new
- *    signal (an eventfd write) in between; a readable eventfd that no
- *    settle() drains makes epoll_wait spin, and the epoll fd look readable
- *    to the program with nothing to report.
- * The code at the lines above fails two configurations (see model_open in
- * tests/meson.build): the default one (busy loop: settle() returns early on
- * a clear flag, so a post_hook() write that lands after its drain stays
- * readable) and -DUTHREAD (a lost wakeup: a waiter takes a stale wakeq bit,
- * then a post lands between its drain and settle(), whose post_hook() finds
- * the flag set and posts nothing).
+ *    signal (an eventfd write or a wakeq post) in between; a readable
+ *    eventfd that no settle() drains makes epoll_wait spin, and the epoll fd
+ *    look readable to the program with nothing to report.
  *
- * -DBUG_SETTLE: settle() clears the flag, then reads the eventfd. A post
- * between the two steps writes, the read swallows it, and the re-check's
- * post_hook() finds the flag set and writes nothing: rejected.
+ * Bug variants, each rejected:
+ *  -DBUG_SETTLE           (-DLOST_WAKEUP_ONLY) settle() clears the flag, then
+ *                         reads the eventfd. A post between the two steps
+ *                         writes, the read swallows it, and the re-check's
+ *                         post_hook() finds the flag set and writes nothing.
+ *  -DBUG_SETTLE_SHORTCUT  (default configuration) an empty settle() returns
+ *                         early on a clear flag: a post_hook() that set the
+ *                         flag before settle()'s exchange writes after its
+ *                         read; the eventfd stays readable with nothing
+ *                         pending, and epoll_wait spins (busy loop).
+ *  -DBUG_SETTLE_NO_WAKEQ  (-DUTHREAD -DLOST_WAKEUP_ONLY) a pending settle()
+ *                         does post_hook() only: a waiter takes a stale wakeq
+ *                         bit, a post lands between its drain and settle(),
+ *                         whose post_hook() finds the flag set and posts
+ *                         nothing; the waiter blocks over a pending event.
  */
 #ifndef NP
 #define NP 2
@@ -65,7 +73,7 @@ bool wakeq_bit;     /* impl::wakeq, a one-bit mailbox */
 bool mu;            /* impl::mu */
 byte posts_done;    /* ghost: producers finished */
 byte empty_wakes[NWT];  /* ghost: returns from the sleep with nothing taken, since
-                         * the last new signal (eventfd write) */
+                         * the last new signal (eventfd write, wakeq post) */
 
 inline post_hook() {
   /* if (signaled.exchange(true, seq_cst)) return; write; wakeq->post(0) */
@@ -83,24 +91,42 @@ inline post_hook() {
 inline settle() {
   /* pending = head != nullptr || !q->empty() */
   if
-  :: q_msgs > 0 -> post_hook()
-  :: else ->
-       if
-       :: !signaled -> skip            /* relaxed load: nothing to clear */
-       :: else ->
-#ifdef BUG_SETTLE
-            signaled = false;          /* store(false) */
-            efd_count = 0;             /* read(evfd) */
-#else
-            efd_count = 0;             /* read(evfd) first */
-            signaled = false;          /* then exchange(false, acq_rel) */
+  :: q_msgs > 0 ->
+       post_hook();
+#ifndef BUG_SETTLE_NO_WAKEQ
+       /* wakeq->post(0) (ghost: a new signal for a uthread waiter, which
+        * sleeps on wakeq; a plain waiter does not see it) */
+       atomic {
+         wakeq_bit = true;
+#ifdef UTHREAD
+         empty_wakes[0] = 0; empty_wakes[NWT - 1] = 0
 #endif
-            if
-            :: q_msgs > 0 -> post_hook()   /* re-check the CEQ */
-            :: else -> skip
-            fi
+       }
+#endif
+  :: else ->
+#ifdef BUG_SETTLE_SHORTCUT
+       if
+       :: !signaled -> goto settled    /* relaxed load: nothing to clear */
+       :: else -> skip
+       fi;
+#endif
+#ifdef BUG_SETTLE
+       signaled = false;               /* exchange(false) */
+       efd_count = 0;                  /* read(evfd) */
+#else
+       efd_count = 0;                  /* read(evfd) first */
+       signaled = false;               /* then exchange(false, acq_rel) */
+#endif
+       if
+       :: q_msgs > 0 -> post_hook()    /* re-check the CEQ */
+       :: else -> skip
        fi
   fi
+#ifdef BUG_SETTLE_SHORTCUT
+  ;
+settled:
+  skip
+#endif
 }
 
 proctype producer() {
