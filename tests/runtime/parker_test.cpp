@@ -116,6 +116,26 @@ struct fake_host {
   }
 };
 
+// A thread parked on p (30 s deadline); asleep() waits until it sleeps in
+// the kernel, join() returns what park() returned.
+struct sleeper {
+  std::atomic<pid_t> tid{0};
+  std::atomic<bool> woken{false};
+  std::thread t;
+  explicit sleeper(parker& p)
+      : t([this, &p] {
+          tid.store(ueq::test::current_tid());
+          woken.store(p.park(deadline_after_ms(30000)));
+        }) {}
+  bool asleep() {
+    return ueq::test::wait_until([&] { return ueq::test::thread_sleeping(tid.load()); });
+  }
+  bool join() {
+    t.join();
+    return woken.load();
+  }
+};
+
 }  // namespace
 
 TEST_CASE("with a host poller, one parked thread polls at a time and hands over on leaving",
@@ -150,18 +170,12 @@ TEST_CASE("a no_host_poll parker sleeps without polling, and is woken", "[runtim
   fake_host host;
   ueq::set_host_poller(&host.ops);
   parker p{parker::no_host_poll};
-  std::atomic<pid_t> tid{0};
-  std::atomic<bool> woken{false};
-  std::thread t([&] {
-    tid.store(ueq::test::current_tid());
-    woken.store(p.park(deadline_after_ms(30000)));
-  });
+  sleeper s(p);
   // Asleep in the kernel, and never inside the host poll.
-  REQUIRE(ueq::test::wait_until([&] { return ueq::test::thread_sleeping(tid.load()); }));
+  REQUIRE(s.asleep());
   REQUIRE(host.polls.load() == 0);
   REQUIRE(p.unpark());
-  t.join();
-  REQUIRE(woken.load());
+  REQUIRE(s.join());
   ueq::set_host_poller(nullptr);
   REQUIRE(host.polls.load() == 0);
 }
@@ -236,20 +250,13 @@ TEST_CASE("removing the host poller waits for an unpark inside its wake(); then 
 TEST_CASE("a host poller installed while threads sleep is polled by one of them", "[runtime]") {
   fake_host host;
   parker p;
-  std::atomic<pid_t> tid{0};
-  std::atomic<bool> woken{false};
-  std::thread t([&] {
-    tid.store(ueq::test::current_tid());
-    woken.store(p.park(deadline_after_ms(30000)));
-  });
-  // Asleep in the kernel with no poller installed.
-  REQUIRE(ueq::test::wait_until([&] { return ueq::test::thread_sleeping(tid.load()); }));
+  sleeper s(p);
+  REQUIRE(s.asleep());  // in the kernel, with no poller installed
   ueq::set_host_poller(&host.ops);
   // The sleeper is offered the role and polls the new poller.
   REQUIRE(ueq::test::wait_until([&] { return host.inside.load() == 1; }));
   REQUIRE(p.unpark());
-  t.join();
-  REQUIRE(woken.load());
+  REQUIRE(s.join());
   ueq::set_host_poller(nullptr);
   REQUIRE(host.polls.load() >= 1);
 }
