@@ -17,8 +17,9 @@
 // the set's CEQ (coalescing) -> the post hook makes the set's eventfd
 // readable -> a waiter sleeping in ppoll({eventfd, host fd}) wakes ->
 // harvest: CEQ messages put entries on the ready list; the entries at its
-// front are probed with one poll() (Linux re-polls every item it reports),
-// and those still ready are reported; level-triggered ones go to the back.
+// front are probed with poll(), a batch per call (Linux re-polls every item
+// it reports), and those still ready are reported, up to maxevents, through
+// a fixed staging buffer; level-triggered ones go to the back.
 #include "ueq/epoll/epoll.hpp"
 
 #include <fcntl.h>
@@ -53,6 +54,12 @@ namespace ueq {
 namespace {
 
 constexpr int kMaxNests = 4;  // Linux's EP_MAX_NESTS
+// tap_service::poll() dispatches a batch of host events per call (128 or
+// more, by backend). wait() polls again after a batch of at least
+// kHostBatchFull events (more may be waiting; a backend with smaller
+// batches is only drained less at once), at most kMaxHostBatches times.
+constexpr std::size_t kHostBatchFull = 64;
+constexpr int kMaxHostBatches = 64;
 constexpr int kMaxEvents = INT_MAX / static_cast<int>(sizeof(epoll_event));
 constexpr std::uint32_t kExclusiveOk =
     EPOLLIN | EPOLLOUT | EPOLLERR | EPOLLHUP | EPOLLWAKEUP | EPOLLET | EPOLLEXCLUSIVE;
@@ -103,6 +110,12 @@ struct epoll_set::impl {
     impl* child = nullptr;  // the target, if it is one of our sets (nesting graph edge)
     dev_t dev = 0;          // the file registered (to notice a number closed behind
     ino_t ino = 0;          // our back and reused for another file)
+    // A regular file that can be polled (procfs, sysfs) may report a change
+    // (EPOLLPRI|EPOLLERR) to one poll only: the host's poll that dispatched
+    // the event takes it, and the probe at report time no longer sees it.
+    // For such entries the bits the host saw are kept here until reported.
+    bool keeps_posted = false;
+    std::uint32_t posted = 0;
   };
 
   tap_service* svc = nullptr;
@@ -220,77 +233,140 @@ struct epoll_set::impl {
       for (std::size_t i = 0; i < n; ++i) {
         auto it = entries.find(static_cast<int>(msgs[i].id));
         if (it == entries.end() || it->second.disabled) continue;  // stale, or ONESHOT spent
-        enqueue(it->second);
+        entry& e = it->second;
+        if (e.keeps_posted) e.posted |= static_cast<std::uint32_t>(msgs[i].bits);
+        enqueue(e);
       }
       if (n < 64) break;
     }
   }
 
-  // Reports up to out.size() ready entries (under mu), probing each at the
-  // moment of reporting, and rotating level-triggered ones to the back.
-  // `deliver`, if given, gets the results before the harvest is final (under
-  // mu); if it fails, the harvest is undone (reported entries go back to the
-  // front of the list, a ONESHOT entry is re-armed) and -1 is returned, as
-  // Linux puts an item back when copying it to the caller faults.
-  using deliver_fn = epoll_set::deliver_fn;
-  int harvest(std::span<epoll_event> out, deliver_fn deliver = nullptr, void* ctx = nullptr) {
-    drain_mailbox();
-    int n = 0;
-    std::vector<entry*> reported;
-    // Level-triggered entries reported now go to the back of the list after
-    // this harvest, so none is reported twice in one result.
-    std::vector<entry*> again;
-    std::vector<entry*> batch;
-    std::vector<pollfd> pfds;
-    while (n < static_cast<int>(out.size()) && head) {
-      // Take as many from the front as could still fit, probe them in one
-      // poll() call, report the ready ones in list order.
-      batch.clear();
-      pfds.clear();
-      for (entry* e = head; e && batch.size() < out.size() - n; e = e->next) {
-        batch.push_back(e);
-        pfds.push_back({e->child ? e->child->evfd : e->fd,
-                        static_cast<short>(report_mask(e->events) & 0xffff), 0});
-      }
-      if (::poll(pfds.data(), pfds.size(), 0) < 0) break;
-      for (std::size_t i = 0; i < batch.size(); ++i) {
-        entry& e = *batch[i];
-        const std::uint32_t bits =
-            (pfds[i].revents & POLLNVAL)
-                ? 0
-                : static_cast<std::uint32_t>(pfds[i].revents) & report_mask(e.events);
-        dequeue(e);
-        if (!bits) continue;  // no longer ready: Linux drops it too
-        out[n].events = bits;
-        out[n].data = e.data;
-        ++n;
-        reported.push_back(&e);
-        if (e.events & EPOLLONESHOT)
-          e.disabled = true;
-        else if (!(e.events & EPOLLET))
-          again.push_back(&e);  // level-triggered: back of the list, probed next time
-      }
+  // Entries off the ready list, in order, linked through the same prev/next
+  // (free while an entry is off the list). Under mu.
+  struct chain {
+    entry* first = nullptr;
+    entry* last = nullptr;
+    void push(entry& e) {
+      e.prev = last;
+      e.next = nullptr;
+      (last ? last->next : first) = &e;
+      last = &e;
     }
-    if (n > 0 && deliver && !deliver(out.data(), n, ctx)) {
-      // Undo, in reverse, each to the front: the list is as it was.
-      for (auto it = reported.rbegin(); it != reported.rend(); ++it) {
-        entry& e = **it;
-        e.disabled = false;
-        dequeue(e);
-        e.queued = true;
-        e.prev = nullptr;
-        e.next = head;
-        (head ? head->prev : tail) = &e;
-        head = &e;
-      }
-      settle();
-      return -1;
+  };
+  // Puts entries first..last (linked, in order) back at the front of the
+  // ready list, keeping their order.
+  void splice_front(entry* first, entry* last) {
+    for (entry* e = first;; e = e->next) {
+      e->queued = true;
+      if (e == last) break;
     }
-    for (entry* e : again)
-      enqueue(*e);
-    settle();
-    return n;
+    first->prev = nullptr;
+    last->next = head;
+    (head ? head->prev : tail) = last;
+    head = first;
   }
+  void splice_back(const chain& c) {
+    if (!c.first) return;
+    for (entry* e = c.first; e; e = e->next)
+      e->queued = true;
+    c.first->prev = tail;
+    (tail ? tail->next : head) = c.first;
+    tail = c.last;
+  }
+
+  // Where a harvest's results go: `sink` takes n events and returns how many
+  // it took (all of them, or the leading ones that reached the caller's
+  // buffer before it stopped being writable).
+  using sink_fn = int (*)(const epoll_event* events, int n, void* ctx);
+  static constexpr int kProbeBatch = 256;  // pollfds probed per poll() call
+
+  // Reports up to `limit` ready entries (under mu), probing each at the
+  // moment of reporting (one poll() per batch), and rotating level-triggered
+  // ones to the back of the list after the harvest, so none is reported
+  // twice in one result.
+  //
+  // Without a sink the results are written to buf, which has room for
+  // `limit`. With one, buf is a staging area: each time it is full, and at
+  // the end, the sink takes its contents, so a result of any size passes
+  // through storage of a fixed size. Events the sink does not take are put
+  // back as they were (to the front of the list, a ONESHOT entry re-armed),
+  // as Linux puts an item back when copying it to the caller faults, and the
+  // harvest stops there: it returns how many were taken, or -1 if none
+  // were and the first hand-over failed.
+  int harvest(std::span<epoll_event> buf, int limit, sink_fn sink = nullptr, void* ctx = nullptr) {
+    drain_mailbox();
+    int total = 0;  // results taken (or, without a sink, written to buf)
+    chain again;    // level-triggered entries reported: back of the list at the end
+    bool stop = false;
+    while (total < limit && head && !stop) {
+      // Fill one stretch of buf.
+      epoll_event* out = sink ? buf.data() : buf.data() + total;
+      const int cap = static_cast<int>(std::min<std::size_t>(
+          static_cast<std::size_t>(limit - total), sink ? buf.size() : buf.size() - total));
+      int n = 0;
+      chain reported;  // this stretch's entries, in the order of out
+      while (n < cap && head) {
+        // Take as many from the front as could still fit, probe them in one
+        // poll() call, report the ready ones in list order.
+        pollfd pfds[kProbeBatch];
+        int m = 0;
+        for (entry* e = head; e && m < cap - n && m < kProbeBatch; e = e->next)
+          pfds[m++] = {e->child ? e->child->evfd : e->fd,
+                       static_cast<short>(report_mask(e->events) & 0xffff), 0};
+        if (::poll(pfds, static_cast<nfds_t>(m), 0) < 0) {
+          stop = true;  // report what this harvest has; the rest stay listed
+          break;
+        }
+        entry* e = head;
+        for (int i = 0; i < m; ++i) {
+          entry* const next = e->next;
+          const std::uint32_t mask = report_mask(e->events);
+          std::uint32_t bits =
+              (pfds[i].revents & POLLNVAL) ? 0 : static_cast<std::uint32_t>(pfds[i].revents) & mask;
+          if (e->keeps_posted) {
+            bits |= e->posted & mask;
+            e->posted = 0;
+          }
+          dequeue(*e);
+          if (bits) {  // else no longer ready: Linux drops it too
+            out[n].events = bits;
+            out[n].data = e->data;
+            ++n;
+            reported.push(*e);
+            if (e->events & EPOLLONESHOT) e->disabled = true;
+          }
+          e = next;
+        }
+      }
+      const int taken = sink && n > 0 ? std::clamp(sink(out, n, ctx), 0, n) : n;
+      // The taken ones are final; the rest go back as they were.
+      entry* e = reported.first;
+      for (int i = 0; i < taken; ++i) {
+        entry* const next = e->next;
+        if (!(e->events & (EPOLLONESHOT | EPOLLET))) again.push(*e);
+        e = next;
+      }
+      total += taken;
+      if (taken < n) {
+        int i = taken;
+        for (entry* r = e; r; r = r->next, ++i) {
+          r->disabled = false;
+          if (r->keeps_posted) r->posted = out[i].events;
+        }
+        splice_front(e, reported.last);
+        if (total == 0) total = -1;
+        break;
+      }
+    }
+    splice_back(again);
+    settle();
+    return total;
+  }
+
+  // epoll_wait: harvests up to `limit` events into buf (and the sink, as
+  // harvest() does), blocking until the deadline while there are none.
+  result<int> wait(std::span<epoll_event> buf, int limit, mono_ns deadline, const sigset_t* sigmask,
+                   sink_fn sink, void* ctx);
 };
 
 struct epoll_access {
@@ -394,18 +470,41 @@ bool fd_open(int fd) {
   return fd >= 0 && ::fcntl(fd, F_GETFD) >= 0;
 }
 
-// Linux refuses files that have no poll operation (EPERM): regular files,
-// directories, and some devices (/dev/null). ueq cannot see the operation,
-// so for devices it asks the kernel: a trial ADD to a private epoll fd
-// (made once, kept at a high number).
+// What Linux's epoll calls accept as a file: an open fd that is not O_PATH
+// (an O_PATH fd names a file without opening it; epoll gives EBADF).
+bool fd_usable(int fd) {
+  if (fd < 0) return false;
+  const int fl = ::fcntl(fd, F_GETFL);
+  return fl >= 0 && !(fl & O_PATH);
+}
+
+// Linux refuses files that have no poll operation (EPERM): most regular
+// files and directories, some devices (/dev/null), but not the procfs and
+// sysfs files that have one (mounts, sysctl entries, sysfs attributes). Only
+// the kernel can tell, so for the file types that may lack the operation it
+// is asked: a trial ADD into a private epoll fd (kept at a high number).
+// Sockets, pipes and anonymous-inode files (eventfd, timerfd, epoll, ...)
+// always have one.
 bool pollable(int fd, const struct stat& st) {
-  if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) return false;
-  if (!S_ISCHR(st.st_mode) && !S_ISBLK(st.st_mode)) return true;
-  static const int probe = hide_fd(::epoll_create1(EPOLL_CLOEXEC));
-  if (probe < 0) return true;  // cannot tell: let the tap decide
+  const auto type = st.st_mode & S_IFMT;
+  if (type != S_IFREG && type != S_IFDIR && type != S_IFCHR && type != S_IFBLK) return true;
+  // Made at the first question; kept for the process (a child shares it
+  // until exec: a trial of the same (file, fd) pair by both gives one of
+  // them EEXIST, which says the file was accepted).
+  static std::atomic<int> probe{-1};
+  int ep = probe.load(std::memory_order_acquire);
+  if (ep < 0) {
+    const int made = hide_fd(::epoll_create1(EPOLL_CLOEXEC));
+    if (made < 0) return type != S_IFREG && type != S_IFDIR;  // no fd to ask with: guess
+    // acq_rel: the winner's fd is published whole; a loser closes its own.
+    if (probe.compare_exchange_strong(ep, made, std::memory_order_acq_rel))
+      ep = made;
+    else
+      ::close(made);
+  }
   epoll_event e{};
-  if (::epoll_ctl(probe, EPOLL_CTL_ADD, fd, &e) != 0) return errno != EPERM;
-  (void)::epoll_ctl(probe, EPOLL_CTL_DEL, fd, nullptr);
+  if (::epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e) != 0) return errno != EPERM;
+  (void)::epoll_ctl(ep, EPOLL_CTL_DEL, fd, nullptr);
   return true;
 }
 
@@ -494,7 +593,7 @@ result<std::shared_ptr<epoll_set>> epoll_set::create(int flags) {
 
 result<std::shared_ptr<epoll_set>> epoll_set::from_fd(int fd) {
   if (auto s = lookup(fd)) return s;
-  return errno_code(fd_open(fd) ? EINVAL : EBADF);
+  return errno_code(fd_usable(fd) ? EINVAL : EBADF);
 }
 
 status epoll_set::ctl(int op, int fd, const epoll_event* event) {
@@ -506,7 +605,7 @@ status epoll_set::ctl(int op, int fd, const epoll_event* event) {
   if (has_event && !event) return status(EFAULT);
   epoll_event ev{};
   if (has_event) ev = *event;
-  if (!fd_open(fd)) return status(EBADF);
+  if (!fd_usable(fd)) return status(EBADF);
   struct stat st;
   if (::fstat(fd, &st) != 0) return status(EBADF);
   if (!pollable(fd, st)) return status(EPERM);
@@ -556,6 +655,7 @@ status epoll_set::ctl(int op, int fd, const epoll_event* event) {
       e.child = child;
       e.dev = st.st_dev;
       e.ino = st.st_ino;
+      e.keeps_posted = S_ISREG(st.st_mode);
       if (child) {
         add_edge(p_.get(), child);
         std::lock_guard<spin_lock> pg(child->parents_lock);
@@ -578,6 +678,7 @@ status epoll_set::ctl(int op, int fd, const epoll_event* event) {
       e.events = ev.events;
       e.data = ev.data;
       e.disabled = false;  // re-arms an EPOLLONESHOT entry
+      e.posted = 0;        // MOD polls the file afresh, as Linux does
       // Readiness is evaluated at MOD.
       if (impl::probe(e))
         p_->enqueue(e);
@@ -596,17 +697,40 @@ status epoll_set::ctl(int op, int fd, const epoll_event* event) {
 result<int> epoll_set::wait(std::span<epoll_event> out, mono_ns deadline, const sigset_t* sigmask,
                             deliver_fn deliver, void* ctx) {
   if (out.empty()) return errno_code(EINVAL);  // as epoll_wait with maxevents 0
-  if (p_->fork_gen != tap_service::fork_generation()) return errno_code(ENOSYS);
+  const int limit = static_cast<int>(std::min<std::size_t>(out.size(), INT_MAX));
+  if (!deliver) return p_->wait(out, limit, deadline, sigmask, nullptr, nullptr);
+  struct adapter {
+    deliver_fn fn;
+    void* ctx;
+  } a{deliver, ctx};
+  return p_->wait(
+      out, limit, deadline, sigmask,
+      [](const epoll_event* ev, int n, void* c) {
+        auto* a = static_cast<adapter*>(c);
+        return a->fn(ev, n, a->ctx) ? n : 0;
+      },
+      &a);
+}
+
+result<int> epoll_set::impl::wait(std::span<epoll_event> buf, int limit, mono_ns deadline,
+                                  const sigset_t* sigmask, sink_fn sink, void* ctx) {
+  if (fork_gen != tap_service::fork_generation()) return errno_code(ENOSYS);
   for (;;) {
     // Dispatch host events that have not been taken yet (without blocking;
     // if another thread is dispatching, it posts for us), so that whatever
-    // happened before this call is seen by it, as with Linux.
-    (void)p_->svc->poll(monotonic_now());
+    // happened before this call is seen by it, as with Linux. A full batch
+    // may have left more, which would otherwise reach only a later wait (and
+    // an edge-triggered entry already reported by its ADD probe would be
+    // reported twice).
+    for (int i = 0; i < kMaxHostBatches; ++i) {
+      auto got = svc->poll(monotonic_now());
+      if (!got || *got < kHostBatchFull) break;
+    }
     {
       // Not across the blocking below: a uthread may resume on another vcore.
       tap_service::inside_ueq in;
-      std::lock_guard<std::mutex> g(p_->mu);
-      const int n = p_->harvest(out, deliver, ctx);
+      std::lock_guard<std::mutex> g(mu);
+      const int n = harvest(buf, limit, sink, ctx);
       if (n < 0) return errno_code(EFAULT);
       if (n > 0) return n;
     }
@@ -617,14 +741,14 @@ result<int> epoll_set::wait(std::span<epoll_event> out, mono_ns deadline, const 
     // left its bit there, so nothing is missed. With a signal mask, ppoll
     // below keeps the mask atomic (at the price of holding the vcore).
     if (!sigmask && parks_as_uthread()) {
-      auto r = block_on({p_->wakeq.get()}, deadline);
+      auto r = block_on({wakeq.get()}, deadline);
       if (!r && r.error() != std::errc::timed_out) return r.error();
       continue;
     }
     // Sleep in the kernel on our eventfd and the host's poll fd, with the
     // caller's signal mask installed atomically (ppoll): a signal handler
     // that runs makes us return EINTR, as epoll_wait does.
-    pollfd fds[2] = {{p_->evfd, POLLIN, 0}, {p_->svc->pollable_fd(), POLLIN, 0}};
+    pollfd fds[2] = {{evfd, POLLIN, 0}, {svc->pollable_fd(), POLLIN, 0}};
     timespec ts, *tsp = nullptr;
     if (deadline != kNoDeadline) {
       ts = to_timespec(deadline - now);
@@ -724,6 +848,9 @@ int dup_over(int oldfd, int newfd, int flags, bool is_dup2) {
 
 namespace {
 
+// The size of do_wait's staging buffer, in events (3 KiB).
+constexpr int kStageEvents = 256;
+
 int fail(int e) {
   errno = e;
   return -1;
@@ -748,16 +875,18 @@ bool copy_in(void* dst, const void* src, std::size_t n) {
   }
   return false;
 }
-bool copy_out(void* dst, const void* src, std::size_t n) {
-  if (!dst) return false;
+// Returns how many leading bytes reached dst: n, or fewer where the
+// caller's buffer stops being writable.
+std::size_t copy_out(void* dst, const void* src, std::size_t n) {
+  if (!dst) return 0;
   iovec local{const_cast<void*>(src), n}, remote{dst, n};
   const ssize_t r = ::process_vm_writev(::getpid(), &local, 1, &remote, 1, 0);
-  if (r == static_cast<ssize_t>(n)) return true;
-  if (r < 0 && (errno == ENOSYS || errno == EPERM)) {
+  if (r >= 0) return static_cast<std::size_t>(r);
+  if (errno == ENOSYS || errno == EPERM) {
     std::memcpy(dst, src, n);
-    return true;
+    return n;
   }
-  return false;
+  return 0;
 }
 
 // Linux's access_ok: the range must lie in user space (x86-64: below
@@ -779,22 +908,32 @@ int do_wait(int epfd, epoll_event* events, int maxevents, ueq::mono_ns deadline,
   // Mainline (6.15+) order: EBADF, then maxevents, then the buffer's range,
   // then "not an epoll fd".
   auto set = ueq::lookup(epfd);
-  if (!set && !ueq::fd_open(epfd)) return fail(EBADF);
+  if (!set && !ueq::fd_usable(epfd)) return fail(EBADF);
   if (maxevents <= 0 || maxevents > ueq::kMaxEvents) return fail(EINVAL);
   if (!user_range(events, static_cast<std::size_t>(maxevents) * sizeof(epoll_event)))
     return fail(EFAULT);
   if (!set) return fail(EINVAL);
-  // Events are gathered here and copied out in one go, so an unwritable
-  // buffer gives EFAULT (a wait returns at most this many; more wait for the
-  // next call, as when maxevents is smaller).
-  epoll_event local[512];
-  const int room = std::min(maxevents, 512);
-  auto n = set->wait(
-      std::span<epoll_event>(local, room), deadline, user_mask ? &mask : nullptr,
-      [](const epoll_event* ev, int k, void* dst) {
-        return copy_out(dst, ev, static_cast<std::size_t>(k) * sizeof(epoll_event));
+  // Events pass through a staging buffer on the stack (not initialised:
+  // harvest writes each event before the copy reads it), copied out each
+  // time it fills. A fault part-way returns the events copied before it,
+  // and EFAULT only when there are none, as Linux does; the events not
+  // copied stay pending.
+  struct staged {
+    epoll_event* dst;
+  } to{events};
+  epoll_event stage[kStageEvents];
+  auto n = ueq::epoll_access::of(*set).wait(
+      std::span<epoll_event>(stage, std::min(maxevents, kStageEvents)), maxevents, deadline,
+      user_mask ? &mask : nullptr,
+      [](const epoll_event* ev, int k, void* c) {
+        auto* t = static_cast<staged*>(c);
+        const int copied = static_cast<int>(
+            copy_out(t->dst, ev, static_cast<std::size_t>(k) * sizeof(epoll_event)) /
+            sizeof(epoll_event));
+        t->dst += copied;
+        return copied;
       },
-      events);
+      &to);
   if (!n) return fail(n.error());
   return *n;
 }
@@ -823,7 +962,7 @@ int ueq_epoll_ctl(int epfd, int op, int fd, struct epoll_event* user_event) {
   }
   auto set = ueq::lookup(epfd);
   if (!set) {
-    if (!ueq::fd_open(epfd) || !ueq::fd_open(fd)) return fail(EBADF);
+    if (!ueq::fd_usable(epfd) || !ueq::fd_usable(fd)) return fail(EBADF);
     struct stat st;
     if (::fstat(fd, &st) == 0 && !ueq::pollable(fd, st)) return fail(EPERM);
     return fail(EINVAL);  // epfd is not an epoll fd of ours

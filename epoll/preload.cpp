@@ -10,6 +10,11 @@
 // and the raw system calls; an fd closed that way keeps its registration
 // until its number is reused (see docs/guide.md, "epoll compatibility").
 //
+// Exported: these ten names and the ueq_* C API, nothing else (preload.map;
+// the rest of ueq is linked in but local, so its C++ symbols and what it
+// instantiates from abseil and the standard library never meet a program's
+// own copies; tests/epoll/exports.sh checks it).
+//
 // ueq itself uses these same functions (its host epoll, its descriptors):
 // a thread-local guard sends every call made from inside ueq straight to
 // the C library's version.

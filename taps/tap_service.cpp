@@ -33,6 +33,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sys/epoll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -351,7 +352,18 @@ result<tap_handle> tap_service::add(const tap_spec& spec) {
   if (spec.filter == 0 || (spec.filter & ~kTapAllFilters) || !spec.queue) return errno_code(EINVAL);
   struct stat st;
   if (::fstat(spec.fd, &st) != 0) return errno_code(EBADF);
-  if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) return errno_code(EPERM);
+  // A regular file or directory may have no poll operation (EPERM, as from
+  // Linux's epoll) or one (procfs, sysfs): a trial ADD into a private kernel
+  // epoll fd, made once and kept at a high number, asks the kernel.
+  if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) {
+    static const int probe = hide_fd(::epoll_create1(EPOLL_CLOEXEC));
+    epoll_event pe{};
+    if (probe < 0 || ::epoll_ctl(probe, EPOLL_CTL_ADD, spec.fd, &pe) != 0) {
+      if (probe < 0 || errno == EPERM) return errno_code(EPERM);
+    } else {
+      (void)::epoll_ctl(probe, EPOLL_CTL_DEL, spec.fd, nullptr);
+    }
+  }
   fd_entry* e = p_->entry(spec.fd, true);
   if (!e) return errno_code(ENOMEM);
   const long slot = p_->take_slot();

@@ -39,8 +39,9 @@
 // reaches a live tap is recorded as `host_event` (stamped when the host poll
 // returned) and, if the tap's filter matches, `tap`, both with the tap's id.
 //
-// Errors: EBADF (not an open fd), EPERM (a regular file or directory: the
-// host cannot poll it), EINVAL (no filter, unknown filter bits, no queue),
+// Errors: EBADF (not an open fd), EPERM (a file the kernel cannot poll, as
+// it says: most regular files and directories; pollable procfs and sysfs
+// files are accepted), EINVAL (no filter, unknown filter bits, no queue),
 // ENOENT (modify/remove of a removed tap), ENOMEM/ENOSPC from the host.
 //
 // Thread-safety: every call from any thread.
