@@ -17,6 +17,7 @@
 
 #include "../support.hpp"
 #include "ueq/epoll.h"
+#include "ueq/taps/tap.hpp"
 
 namespace {
 
@@ -24,7 +25,12 @@ std::atomic<int> g_victim{-1};     // a registered fd the next handler closes
 std::atomic<long> g_closed{0};     // closes done by handlers
 std::atomic<long> g_close_err{0};  // closes that failed
 
+// Closes only when the signal interrupted its thread inside ueq: that is the
+// case the contract covers. A handler that interrupted other code takes the
+// close's ordinary path, which allocates (not async-signal-safe, as the
+// guide's compatibility table says; TSan would rightly report it).
 void close_victim(int) {
+  if (!ueq::tap_service::inside_ueq::active()) return;
   const int saved = errno;
   const int fd = g_victim.exchange(-1);
   if (fd >= 0) {
