@@ -3,9 +3,10 @@
 #include <catch2/catch.hpp>
 #include <climits>
 
-#include "differential.hpp"
+#include "check_same.hpp"
 #include "ueq/epoll/epoll.hpp"
 
+using ueq::test::check;
 using ueq::test::epoll_api;
 using ueq::test::run_both;
 using ueq::test::trace;
@@ -30,12 +31,6 @@ epoll_event ev(std::uint32_t events, std::uint64_t data) {
   e.events = events;
   e.data.u64 = data;
   return e;
-}
-
-void check(const char* name, const ueq::test::scenario_fn& s) {
-  auto [k, u] = run_both(s);
-  INFO("scenario: " << name << "\n--- kernel ---\n" << k.str() << "--- ueq ---\n" << u.str());
-  REQUIRE(k.lines() == u.lines());
 }
 
 }  // namespace

@@ -10,20 +10,15 @@
 #include <catch2/catch.hpp>
 #include <vector>
 
-#include "differential.hpp"
+#include "check_same.hpp"
 #include "ueq/epoll/epoll.hpp"
 
+using ueq::test::check;
 using ueq::test::epoll_api;
 using ueq::test::run_both;
 using ueq::test::trace;
 
 namespace {
-
-void check(const char* name, const ueq::test::scenario_fn& s) {
-  auto [k, u] = run_both(s);
-  INFO("scenario: " << name << "\n--- kernel ---\n" << k.str() << "--- ueq ---\n" << u.str());
-  REQUIRE(k.lines() == u.lines());
-}
 
 // How many fds the scenarios may open: up to `want`, within the soft limit
 // (raised to the hard one), leaving room for the runtime's own descriptors.

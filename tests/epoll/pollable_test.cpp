@@ -17,19 +17,14 @@
 #include <string>
 #include <vector>
 
-#include "differential.hpp"
+#include "check_same.hpp"
 
+using ueq::test::check;
 using ueq::test::epoll_api;
 using ueq::test::run_both;
 using ueq::test::trace;
 
 namespace {
-
-void check(const char* name, const ueq::test::scenario_fn& s) {
-  auto [k, u] = run_both(s);
-  INFO("scenario: " << name << "\n--- kernel ---\n" << k.str() << "--- ueq ---\n" << u.str());
-  REQUIRE(k.lines() == u.lines());
-}
 
 // The first sysfs attribute of these that can be opened, or "".
 std::string sysfs_attribute() {
