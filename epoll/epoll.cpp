@@ -27,6 +27,7 @@
 #include <pthread.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -95,6 +96,36 @@ void log(const char* fmt, ...) {
   std::fflush(out);
 }
 
+// The kernel's epoll calls, made as system calls: the ones ueq makes for
+// itself and the ones it passes through must never reach an interposed
+// epoll_* of the preload library (a fork() handler, for one, runs with no
+// guard). Each returns -1 with errno set on failure, as the C library does.
+int k_epoll_create1(int flags) {
+  return static_cast<int>(::syscall(SYS_epoll_create1, flags));
+}
+int k_epoll_ctl(int ep, int op, int fd, const epoll_event* ev) {
+  return static_cast<int>(::syscall(SYS_epoll_ctl, ep, op, fd, ev));
+}
+// epoll_pwait2 where the kernel has it (5.11), else epoll_pwait with the
+// timeout rounded up to milliseconds.
+int k_epoll_wait(int ep, epoll_event* ev, int max, mono_ns deadline, const sigset_t* mask) {
+  timespec ts, *tsp = nullptr;
+  if (deadline != kNoDeadline) {
+    ts = to_timespec(std::max<mono_ns>(deadline - monotonic_now(), 0));
+    tsp = &ts;
+  }
+  static std::atomic<bool> no_pwait2{false};
+  if (!no_pwait2.load(std::memory_order_relaxed)) {
+    const long r = ::syscall(SYS_epoll_pwait2, ep, ev, max, tsp, mask, _NSIG / 8);
+    if (r >= 0 || errno != ENOSYS) return static_cast<int>(r);
+    no_pwait2.store(true, std::memory_order_relaxed);  // a hint only: relaxed
+  }
+  long ms = -1;
+  if (tsp) ms = std::min<long>(INT_MAX, ts.tv_sec * 1000L + (ts.tv_nsec + 999999) / 1000000);
+  return static_cast<int>(
+      ::syscall(SYS_epoll_pwait, ep, ev, max, static_cast<int>(ms), mask, _NSIG / 8));
+}
+
 }  // namespace
 
 struct epoll_set::impl {
@@ -131,6 +162,11 @@ struct epoll_set::impl {
   std::atomic<int> epfd{-1};          // an open number of the program's epoll fd
   int evfd = -1;                      // the hidden eventfd
   std::atomic<bool> signaled{false};  // evfd has been made readable
+  // Handed to the kernel (materialize(), at fork): epfd holds the entries
+  // itself and every ctl and wait passes through to it. Set once, under
+  // reg().mu and mu; read without them by waiters already inside wait()
+  // (release/acquire: the entries were registered before it reads true).
+  std::atomic<bool> native{false};
   // tap_service::fork_generation() when the set was made: a fork()ed child
   // cannot use its parent's sets (their taps live in the parent's poller).
   std::uint64_t fork_gen = 0;
@@ -365,8 +401,37 @@ struct epoll_set::impl {
 
   // epoll_wait: harvests up to `limit` events into buf (and the sink, as
   // harvest() does), blocking until the deadline while there are none.
-  result<int> wait(std::span<epoll_event> buf, int limit, mono_ns deadline, const sigset_t* sigmask,
-                   sink_fn sink, void* ctx);
+  // `number` is the fd the program called with (-1: none, the C++ API):
+  // before it blocks, wait() checks that the number still names this set
+  // (ESTALE if not: it was closed behind ueq's back and reused).
+  result<int> wait(int number, std::span<epoll_event> buf, int limit, mono_ns deadline,
+                   const sigset_t* sigmask, sink_fn sink, void* ctx);
+  // The same on a set handed to the kernel: one kernel wait into buf.
+  result<int> native_wait(std::span<epoll_event> buf, int limit, mono_ns deadline,
+                          const sigset_t* sigmask, sink_fn sink, void* ctx) {
+    const int max =
+        static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(limit), buf.size()));
+    const int n =
+        k_epoll_wait(epfd.load(std::memory_order_relaxed), buf.data(), max, deadline, sigmask);
+    if (n < 0) return errno_code(errno);
+    if (!sink || n == 0) return n;
+    const int taken = std::clamp(sink(buf.data(), n, ctx), 0, n);
+    return taken > 0 ? result<int>(taken) : result<int>(errno_code(EFAULT));
+  }
+  // Whether `fd` still names this set's file. The kernel is asked: epfd
+  // holds the hidden eventfd (level-triggered EPOLLIN), so a MOD of that
+  // entry to the same mask succeeds on this file and changes nothing, and
+  // fails on any other file (ENOENT, EINVAL) or a closed number (EBADF). A
+  // native set passes every call to the kernel, which knows what the number
+  // names: nothing to check. (A check that read native false and races
+  // materialize() finds the watch deleted and fails: the record is then
+  // forgotten, and the calls pass through all the same.)
+  bool named_by(int fd) const {
+    if (native.load(std::memory_order_acquire)) return true;
+    epoll_event w{};
+    w.events = EPOLLIN;
+    return k_epoll_ctl(fd, EPOLL_CTL_MOD, evfd, &w) == 0;
+  }
 };
 
 struct epoll_access {
@@ -393,13 +458,6 @@ registry& reg() {
 std::mutex g_service_mu;
 tap_service* g_registered = nullptr;  // guarded by g_service_mu
 
-// fork(): only the forking thread survives; a lock another thread held
-// would never be released. The registry itself is inherited as it is.
-void relock_in_child() noexcept {
-  new (&reg().mu) std::mutex;
-  new (&g_service_mu) std::mutex;
-}
-
 void on_fd_close(int fd, void*);
 
 // The tap service, with our close callback registered on it (once per
@@ -416,8 +474,6 @@ result<tap_service*> service() {
 }
 
 using impl = epoll_set::impl;
-
-[[maybe_unused]] const int g_atfork = ::pthread_atfork(nullptr, nullptr, &relock_in_child);
 
 // Longest chain of sets below c (0 = holds none); INT_MAX if `target` is
 // among them (a cycle). Under reg().mu.
@@ -468,6 +524,34 @@ std::shared_ptr<epoll_set> lookup(int fd) {
 
 bool fd_open(int fd) {
   return fd >= 0 && ::fcntl(fd, F_GETFD) >= 0;
+}
+
+// Everything ueq keeps about a number whose file is gone (closed behind
+// ueq's back: a raw close syscall, close_range, a close inside the C
+// library), dropped as a close through ueq would: the set it named loses
+// that number (and is torn down with its last), entries for it leave their
+// sets, taps on it leave the host poller.
+void forget_number(int fd) {
+  log("fd=%d was closed behind ueq's back; forgotten", fd);
+  if (auto svc = service())
+    (*svc)->before_close(fd);
+  else
+    on_fd_close(fd, nullptr);
+}
+
+// The set `fd` names, checked with the kernel: a number closed behind ueq's
+// back and reused (by another set, a pipe, an eventfd) no longer names the
+// set ueq recorded, and that record is forgotten. Null if fd names none of
+// ours, or if it is a native set and !with_native (the C API passes those
+// calls to the kernel: see impl::native).
+std::shared_ptr<epoll_set> lookup_live(int fd, bool with_native = false) {
+  auto s = lookup(fd);
+  if (!s) return nullptr;
+  impl& p = epoll_access::of(*s);
+  if (p.native.load(std::memory_order_acquire)) return with_native ? s : nullptr;
+  if (p.named_by(fd)) return s;
+  forget_number(fd);
+  return nullptr;
 }
 
 // What Linux's epoll calls accept as a file: an open fd that is not O_PATH
@@ -529,6 +613,90 @@ void remove_entry(impl& s, absl::node_hash_map<int, impl::entry>::iterator it) {
   s.settle();
 }
 
+// Registers entry e (under number fd) in s's kernel epoll fd itself, as the
+// program gave it (a spent EPOLLONESHOT entry stays without events). An
+// entry whose number now names another file is left out: Linux dropped it
+// with its file.
+void register_natively(impl& s, const impl::entry& e, int fd) {
+  if (e.child) {
+    if (!e.child->named_by(fd)) return;
+  } else {
+    struct stat st;
+    if (::fstat(fd, &st) != 0 || st.st_dev != e.dev || st.st_ino != e.ino) return;
+  }
+  epoll_event ev{};
+  ev.data = e.data;
+  ev.events = e.disabled ? e.events & (EPOLLONESHOT | EPOLLET | EPOLLWAKEUP) : e.events;
+  if (k_epoll_ctl(s.epfd.load(std::memory_order_relaxed), EPOLL_CTL_ADD, fd, &ev) != 0)
+    log("fork: fd=%d could not move into epoll fd=%d: %s", fd, s.epfd.load(), std::strerror(errno));
+}
+
+// Hands every set to the kernel (see impl::native), under reg().mu. At
+// fork() a set becomes one kernel object shared by parent and child, as on
+// Linux: a wait or ctl in either process sees the other's, a close in the
+// child leaves the parent's registrations alone, and a set inherited across
+// a later exec works in the new program (which passes the calls through).
+// Sets made after the fork are ueq's again.
+//
+// Order: entries that are files first (the sets still watch the host
+// poller, so none is unwatched meanwhile), then each set stops watching
+// the host poller and its eventfd, then the entries that are sets (a
+// kernel nesting of sets must not pass through the host poller's fd, or
+// the kernel's depth limit could refuse it). Waiters already inside wait()
+// are woken through the eventfd and wakeq and go on in the kernel.
+void materialize_all() {
+  std::vector<impl*> sets;
+  for (auto& [fd, set] : reg().by_fd) {
+    impl* p = &epoll_access::of(*set);
+    if (!p->native.load(std::memory_order_relaxed) && !p->dead &&
+        std::ranges::find(sets, p) == sets.end())
+      sets.push_back(p);
+  }
+  for (impl* s : sets) {
+    std::lock_guard<std::mutex> g(s->mu);
+    for (auto& [fd, e] : s->entries)
+      if (!e.child) register_natively(*s, e, fd);
+  }
+  for (impl* s : sets) {
+    const int ep = s->epfd.load(std::memory_order_relaxed);
+    (void)k_epoll_ctl(ep, EPOLL_CTL_DEL, s->svc->pollable_fd(), nullptr);
+    (void)k_epoll_ctl(ep, EPOLL_CTL_DEL, s->evfd, nullptr);
+  }
+  for (impl* s : sets) {
+    std::lock_guard<std::mutex> g(s->mu);
+    for (auto& [fd, e] : s->entries)
+      if (e.child) register_natively(*s, e, fd);
+    while (!s->entries.empty())
+      remove_entry(*s, s->entries.begin());
+    // release: pairs with the acquire loads in wait() and ctl(); the
+    // entries above are in the kernel before a caller passes through.
+    s->native.store(true, std::memory_order_release);
+    const std::uint64_t one = 1;
+    (void)::write(s->evfd, &one, sizeof one);
+    (void)s->wakeq->post(0);
+  }
+  if (!sets.empty()) log("fork: %zu sets handed to the kernel", sets.size());
+}
+
+// fork(): the registry lock is held from before the fork until after it,
+// so no set is made or changed across it; in the child, where only the
+// forking thread lives on, the locks are made anew (one another thread held
+// would never be released).
+void before_fork() {
+  reg().mu.lock();
+  tap_service::inside_ueq in;
+  materialize_all();
+}
+void after_fork_in_parent() {
+  reg().mu.unlock();
+}
+void after_fork_in_child() {
+  reg().mu.unlock();  // held by this thread since before_fork
+  new (&g_service_mu) std::mutex;
+}
+[[maybe_unused]] const int g_atfork =
+    ::pthread_atfork(&before_fork, &after_fork_in_parent, &after_fork_in_child);
+
 }  // namespace
 
 epoll_set::epoll_set(std::unique_ptr<impl> p) : p_(std::move(p)) {}
@@ -559,8 +727,16 @@ result<std::shared_ptr<epoll_set>> epoll_set::create(int flags) {
   // gets the number Linux would have given it.
   p->evfd = hide_fd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
   if (p->evfd < 0) return errno_code(errno);
-  const int efd = ::epoll_create1(flags & EPOLL_CLOEXEC);
+  const int efd = k_epoll_create1(flags & EPOLL_CLOEXEC);
   if (efd < 0) return errno_code(errno);
+  // The kernel gave us this number, so whatever ueq knew under it belongs to
+  // a file closed behind its back.
+  bool stale;
+  {
+    std::lock_guard<std::mutex> g(reg().mu);
+    stale = reg().by_fd.contains(efd) || reg().members.contains(efd);
+  }
+  if (stale) forget_number(efd);
   // Level-triggered watches: the hidden eventfd (events pending in this
   // set) and the tap service's host fd (host events not yet dispatched, which
   // may be this set's: a program that polls this fd without any thread
@@ -568,8 +744,8 @@ result<std::shared_ptr<epoll_set>> epoll_set::create(int flags) {
   // dispatches them).
   epoll_event watch{};
   watch.events = EPOLLIN;
-  if (::epoll_ctl(efd, EPOLL_CTL_ADD, p->evfd, &watch) != 0 ||
-      ::epoll_ctl(efd, EPOLL_CTL_ADD, (*svc)->pollable_fd(), &watch) != 0) {
+  if (k_epoll_ctl(efd, EPOLL_CTL_ADD, p->evfd, &watch) != 0 ||
+      k_epoll_ctl(efd, EPOLL_CTL_ADD, (*svc)->pollable_fd(), &watch) != 0) {
     const int e = errno;
     ::close(efd);
     return errno_code(e);
@@ -592,11 +768,15 @@ result<std::shared_ptr<epoll_set>> epoll_set::create(int flags) {
 }
 
 result<std::shared_ptr<epoll_set>> epoll_set::from_fd(int fd) {
-  if (auto s = lookup(fd)) return s;
+  if (auto s = lookup_live(fd, true)) return s;
   return errno_code(fd_usable(fd) ? EINVAL : EBADF);
 }
 
 status epoll_set::ctl(int op, int fd, const epoll_event* event) {
+  if (p_->native.load(std::memory_order_acquire))
+    return k_epoll_ctl(p_->epfd.load(std::memory_order_relaxed), op, fd, event) == 0
+               ? status{}
+               : status(errno);
   tap_service::inside_ueq in;  // a handler's close meanwhile defers (tap.hpp)
   // Linux's order: EFAULT (event needed but missing), EBADF (target), EPERM
   // (target cannot be polled), EINVAL (fd is this set, flag rules, bad op),
@@ -609,7 +789,7 @@ status epoll_set::ctl(int op, int fd, const epoll_event* event) {
   struct stat st;
   if (::fstat(fd, &st) != 0) return status(EBADF);
   if (!pollable(fd, st)) return status(EPERM);
-  auto target = lookup(fd);
+  auto target = lookup_live(fd);
   if (target.get() == this) return status(EINVAL);
   if (op != EPOLL_CTL_ADD && op != EPOLL_CTL_MOD && op != EPOLL_CTL_DEL) return status(EINVAL);
   if (has_event && (ev.events & EPOLLEXCLUSIVE)) {
@@ -698,13 +878,13 @@ result<int> epoll_set::wait(std::span<epoll_event> out, mono_ns deadline, const 
                             deliver_fn deliver, void* ctx) {
   if (out.empty()) return errno_code(EINVAL);  // as epoll_wait with maxevents 0
   const int limit = static_cast<int>(std::min<std::size_t>(out.size(), INT_MAX));
-  if (!deliver) return p_->wait(out, limit, deadline, sigmask, nullptr, nullptr);
+  if (!deliver) return p_->wait(-1, out, limit, deadline, sigmask, nullptr, nullptr);
   struct adapter {
     deliver_fn fn;
     void* ctx;
   } a{deliver, ctx};
   return p_->wait(
-      out, limit, deadline, sigmask,
+      -1, out, limit, deadline, sigmask,
       [](const epoll_event* ev, int n, void* c) {
         auto* a = static_cast<adapter*>(c);
         return a->fn(ev, n, a->ctx) ? n : 0;
@@ -712,10 +892,13 @@ result<int> epoll_set::wait(std::span<epoll_event> out, mono_ns deadline, const 
       &a);
 }
 
-result<int> epoll_set::impl::wait(std::span<epoll_event> buf, int limit, mono_ns deadline,
-                                  const sigset_t* sigmask, sink_fn sink, void* ctx) {
-  if (fork_gen != tap_service::fork_generation()) return errno_code(ENOSYS);
-  for (;;) {
+result<int> epoll_set::impl::wait(int number, std::span<epoll_event> buf, int limit,
+                                  mono_ns deadline, const sigset_t* sigmask, sink_fn sink,
+                                  void* ctx) {
+  for (bool checked = number < 0;;) {
+    if (native.load(std::memory_order_acquire))
+      return native_wait(buf, limit, deadline, sigmask, sink, ctx);
+    if (fork_gen != tap_service::fork_generation()) return errno_code(ENOSYS);
     // Dispatch host events that have not been taken yet (without blocking;
     // if another thread is dispatching, it posts for us), so that whatever
     // happened before this call is seen by it, as with Linux. A full batch
@@ -736,6 +919,12 @@ result<int> epoll_set::impl::wait(std::span<epoll_event> buf, int limit, mono_ns
     }
     const mono_ns now = monotonic_now();
     if (now >= deadline) return 0;
+    // Only here: a wait that finds events returns without a system call for
+    // it, and one that blocks costs several anyway.
+    if (!checked) {
+      if (!named_by(number)) return errno_code(ESTALE);
+      checked = true;
+    }
     // A uthread parks alone on wakeq, which every "now pending" posts to;
     // the idle vcores poll the host meanwhile. A post after our harvest
     // left its bit there, so nothing is missed. With a signal mask, ppoll
@@ -897,22 +1086,19 @@ bool user_range(const void* p, std::size_t n) {
   return a <= kTaskSize && n <= kTaskSize - a;
 }
 
-int do_wait(int epfd, epoll_event* events, int maxevents, ueq::mono_ns deadline,
-            const sigset_t* user_mask) {
+// Waits on one of ueq's sets (see pass_wait for the others).
+int do_wait(int epfd, std::shared_ptr<ueq::epoll_set> set, epoll_event* events, int maxevents,
+            ueq::mono_ns deadline, const sigset_t* user_mask) {
   // The signal mask is read first, as the kernel does.
   // The kernel's sigset is 8 bytes (glibc's sigset_t is larger): read only
   // those, as the system call would.
   sigset_t mask;
   sigemptyset(&mask);
   if (user_mask && !copy_in(&mask, user_mask, _NSIG / 8)) return fail(EFAULT);
-  // Mainline (6.15+) order: EBADF, then maxevents, then the buffer's range,
-  // then "not an epoll fd".
-  auto set = ueq::lookup(epfd);
-  if (!set && !ueq::fd_usable(epfd)) return fail(EBADF);
+  // Mainline (6.15+) order: EBADF, then maxevents, then the buffer's range.
   if (maxevents <= 0 || maxevents > ueq::kMaxEvents) return fail(EINVAL);
   if (!user_range(events, static_cast<std::size_t>(maxevents) * sizeof(epoll_event)))
     return fail(EFAULT);
-  if (!set) return fail(EINVAL);
   // Events pass through a staging buffer on the stack (not initialised:
   // harvest writes each event before the copy reads it), copied out each
   // time it fills. A fault part-way returns the events copied before it,
@@ -923,7 +1109,7 @@ int do_wait(int epfd, epoll_event* events, int maxevents, ueq::mono_ns deadline,
   } to{events};
   epoll_event stage[kStageEvents];
   auto n = ueq::epoll_access::of(*set).wait(
-      std::span<epoll_event>(stage, std::min(maxevents, kStageEvents)), maxevents, deadline,
+      epfd, std::span<epoll_event>(stage, std::min(maxevents, kStageEvents)), maxevents, deadline,
       user_mask ? &mask : nullptr,
       [](const epoll_event* ev, int k, void* c) {
         auto* t = static_cast<staged*>(c);
@@ -934,8 +1120,24 @@ int do_wait(int epfd, epoll_event* events, int maxevents, ueq::mono_ns deadline,
         return copied;
       },
       &to);
-  if (!n) return fail(n.error());
+  if (!n) {
+    if (n.error().value() != ESTALE) return fail(n.error());
+    // The number was closed behind ueq's back and now names another file.
+    ueq::forget_number(epfd);
+    return ueq::k_epoll_wait(epfd, events, maxevents, deadline, user_mask);
+  }
   return *n;
+}
+
+// epoll_wait and its variants: on one of ueq's sets, or else by the kernel,
+// which then gives Linux's answer (a native set, an epoll fd ueq did not
+// make, EBADF, EINVAL for a file that is not an epoll fd, EFAULT).
+int wait_any(int epfd, epoll_event* events, int maxevents, ueq::mono_ns deadline,
+             const sigset_t* user_mask) {
+  if (auto set = ueq::lookup(epfd);
+      set && !ueq::epoll_access::of(*set).native.load(std::memory_order_acquire))
+    return do_wait(epfd, std::move(set), events, maxevents, deadline, user_mask);
+  return ueq::k_epoll_wait(epfd, events, maxevents, deadline, user_mask);
 }
 
 }  // namespace
@@ -960,25 +1162,23 @@ int ueq_epoll_ctl(int epfd, int op, int fd, struct epoll_event* user_event) {
     if (!copy_in(&copy, user_event, sizeof copy)) return fail(EFAULT);
     event = &copy;
   }
-  auto set = ueq::lookup(epfd);
-  if (!set) {
-    if (!ueq::fd_usable(epfd) || !ueq::fd_usable(fd)) return fail(EBADF);
-    struct stat st;
-    if (::fstat(fd, &st) == 0 && !ueq::pollable(fd, st)) return fail(EPERM);
-    return fail(EINVAL);  // epfd is not an epoll fd of ours
-  }
+  // A set of ours is asked of the kernel (lookup_live); any other epfd (a
+  // native set, an epoll fd ueq did not make, a file that is no epoll fd)
+  // is the kernel's to answer.
+  auto set = ueq::lookup_live(epfd);
+  if (!set) return ueq::k_epoll_ctl(epfd, op, fd, user_event);
   if (fd == epfd) return ueq::fd_open(fd) ? fail(EINVAL) : fail(EBADF);
   ueq::status s = set->ctl(op, fd, event);
   return s ? fail(s.value()) : 0;
 }
 
 int ueq_epoll_wait(int epfd, struct epoll_event* events, int maxevents, int timeout) {
-  return do_wait(epfd, events, maxevents, ueq::deadline_after_ms(timeout), nullptr);
+  return wait_any(epfd, events, maxevents, ueq::deadline_after_ms(timeout), nullptr);
 }
 
 int ueq_epoll_pwait(int epfd, struct epoll_event* events, int maxevents, int timeout,
                     const sigset_t* sigmask) {
-  return do_wait(epfd, events, maxevents, ueq::deadline_after_ms(timeout), sigmask);
+  return wait_any(epfd, events, maxevents, ueq::deadline_after_ms(timeout), sigmask);
 }
 
 int ueq_epoll_pwait2(int epfd, struct epoll_event* events, int maxevents,
@@ -998,7 +1198,7 @@ int ueq_epoll_pwait2(int epfd, struct epoll_event* events, int maxevents,
                    ? ueq::kNoDeadline
                    : ueq::deadline_after_ns(timeout->tv_sec * 1000000000LL + timeout->tv_nsec);
   }
-  return do_wait(epfd, events, maxevents, deadline, sigmask);
+  return wait_any(epfd, events, maxevents, deadline, sigmask);
 }
 
 int ueq_close(int fd) {

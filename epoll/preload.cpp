@@ -3,14 +3,18 @@
 // launcher).
 //
 // Interposed: epoll_create, epoll_create1, epoll_ctl, epoll_wait,
-// epoll_pwait, epoll_pwait2 (served by ueq), and close, dup, dup2, dup3
-// (watched, so registrations follow the program's descriptors). Not
-// interposed: closes that glibc makes internally (fclose, for instance,
-// closes through an internal entry point), close_range, fcntl(F_DUPFD),
-// and the raw system calls; an fd closed that way keeps its registration
-// until its number is reused (see docs/guide.md, "epoll compatibility").
+// epoll_pwait, epoll_pwait2 (served by ueq), close, dup, dup2, dup3
+// (watched, so registrations follow the program's descriptors), and fork
+// (so that ueq's fork handlers, which hand every set to the kernel, run
+// with the guard below set). Not interposed: closes that glibc makes
+// internally (fclose, for instance, closes through an internal entry
+// point), close_range, fcntl(F_DUPFD), and the raw system calls; ueq
+// notices a number closed that way when it matters (the kernel is asked
+// whether a number still names the set ueq recorded; a number the kernel
+// hands out anew drops what was known of it): see docs/guide.md, "epoll
+// compatibility".
 //
-// Exported: these ten names and the ueq_* C API, nothing else (preload.map;
+// Exported: these eleven names and the ueq_* C API, nothing else (preload.map;
 // the rest of ueq is linked in but local, so its C++ symbols and what it
 // instantiates from abseil and the standard library never meet a program's
 // own copies; tests/epoll/exports.sh checks it).
@@ -26,6 +30,7 @@
 // closes at once and defers its bookkeeping (tap_service::close_fd).
 #include <dlfcn.h>
 #include <sys/epoll.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -53,6 +58,7 @@ struct reals {
   int (*dup)(int) = real<int (*)(int)>("dup");
   int (*dup2)(int, int) = real<int (*)(int, int)>("dup2");
   int (*dup3)(int, int, int) = real<int (*)(int, int, int)>("dup3");
+  pid_t (*fork)() = real<pid_t (*)()>("fork");
   int (*epoll_create)(int) = real<int (*)(int)>("epoll_create");
   int (*epoll_create1)(int) = real<int (*)(int)>("epoll_create1");
   int (*epoll_ctl)(int, int, int,
@@ -124,4 +130,9 @@ UEQ_EXPORT int dup3(int oldfd, int newfd, int flags) {
   if (tl_inside) return R().dup3(oldfd, newfd, flags);
   scope s;
   return ueq_dup3(oldfd, newfd, flags);
+}
+UEQ_EXPORT pid_t fork() {
+  if (tl_inside) return R().fork();
+  scope s;  // in the child too, until fork returns there
+  return R().fork();
 }

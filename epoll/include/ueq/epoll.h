@@ -9,12 +9,18 @@
  * functions under the real names for unmodified programs.
  *
  * Contract:
- *  - An epoll fd made here is a real, unique file descriptor (an eventfd
- *    that is readable while events are pending), so poll/select/kernel epoll
- *    and other ueq instances can watch it, and fcntl, dup and close work on
- *    it. Close it (and every fd registered in an instance) with ueq_close,
- *    or through the preload library's close: that is how ueq learns that a
- *    registration must go.
+ *  - An epoll fd made here is a real kernel epoll fd (it watches a hidden
+ *    eventfd that ueq keeps readable while events are pending), so
+ *    poll/select/kernel epoll and other ueq instances can watch it, and
+ *    fcntl, dup and close work on it. Close it (and every fd registered in
+ *    an instance) with ueq_close, or through the preload library's close:
+ *    that is how ueq learns at once that a registration must go. A number
+ *    closed behind ueq's back and reused is noticed when it matters (the
+ *    kernel is asked before the number is used as a set).
+ *  - Calls on an epoll fd ueq did not make pass through to the kernel.
+ *  - fork(): every instance becomes one kernel epoll set shared by parent
+ *    and child (its entries move into its fd), as on Linux; later calls on
+ *    it pass through to the kernel. Instances made after the fork are ueq's.
  *  - Functions return -1 and set errno exactly as Linux does; they never
  *    print, abort or crash on bad arguments (bad pointers give EFAULT).
  *  - Thread-safe: any call from any thread, on any instance. A thread
