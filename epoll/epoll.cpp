@@ -55,6 +55,8 @@ namespace ueq {
 namespace {
 
 constexpr int kMaxNests = 4;  // Linux's EP_MAX_NESTS
+// How many live sets watch the host poller's fd in the kernel (see create).
+constexpr int kHostWatchers = 8;
 // tap_service::poll() dispatches a batch of host events per call (128 or
 // more, by backend). wait() polls again after a batch of at least
 // kHostBatchFull events (more may be waiting; a backend with smaller
@@ -184,8 +186,12 @@ struct epoll_set::impl {
   absl::node_hash_map<int, entry> entries;  // guarded by mu
   entry* head = nullptr;                    // ready list, guarded by mu
   entry* tail = nullptr;
-  std::vector<int> numbers;  // epoll fd numbers naming this set; guarded by g_reg.mu
-  bool dead = false;         // guarded by mu: torn down, every ctl fails
+  std::vector<int> numbers;  // epoll fd numbers naming this set; guarded by reg().mu
+  // epfd watches the host poller's fd (see create()). Written under
+  // reg().mu; wait() reads it without (relaxed: a stale true only costs
+  // taking the lock to find it false).
+  std::atomic<bool> watches_host{false};
+  bool dead = false;  // guarded by mu: torn down, every ctl fails
 
   // --- ready list (under mu) ---
   void enqueue(entry& e) {
@@ -449,6 +455,7 @@ struct registry {
   // The nesting graph: parent set -> child set -> number of entries.
   absl::flat_hash_map<epoll_set::impl*, absl::flat_hash_map<epoll_set::impl*, int>> children;
   absl::flat_hash_map<epoll_set::impl*, absl::flat_hash_map<epoll_set::impl*, int>> parents;
+  int host_watchers = 0;  // live sets whose epoll fd watches the host poller's fd
 };
 registry& reg() {
   static registry* r = new registry;
@@ -613,6 +620,15 @@ void remove_entry(impl& s, absl::node_hash_map<int, impl::entry>::iterator it) {
   s.settle();
 }
 
+// Ends s's watch of the host poller's fd, if it has one (under reg().mu).
+void unwatch_host(impl& s) {
+  if (!s.watches_host.load(std::memory_order_relaxed)) return;
+  (void)k_epoll_ctl(s.epfd.load(std::memory_order_relaxed), EPOLL_CTL_DEL, s.svc->pollable_fd(),
+                    nullptr);
+  s.watches_host.store(false, std::memory_order_relaxed);
+  --reg().host_watchers;
+}
+
 // Registers entry e (under number fd) in s's kernel epoll fd itself, as the
 // program gave it (a spent EPOLLONESHOT entry stays without events). An
 // entry whose number now names another file is left out: Linux dropped it
@@ -659,7 +675,7 @@ void materialize_all() {
   }
   for (impl* s : sets) {
     const int ep = s->epfd.load(std::memory_order_relaxed);
-    (void)k_epoll_ctl(ep, EPOLL_CTL_DEL, s->svc->pollable_fd(), nullptr);
+    unwatch_host(*s);
     (void)k_epoll_ctl(ep, EPOLL_CTL_DEL, s->evfd, nullptr);
   }
   for (impl* s : sets) {
@@ -737,15 +753,11 @@ result<std::shared_ptr<epoll_set>> epoll_set::create(int flags) {
     stale = reg().by_fd.contains(efd) || reg().members.contains(efd);
   }
   if (stale) forget_number(efd);
-  // Level-triggered watches: the hidden eventfd (events pending in this
-  // set) and the tap service's host fd (host events not yet dispatched, which
-  // may be this set's: a program that polls this fd without any thread
-  // waiting in ueq must still see it readable, and its epoll_wait then
-  // dispatches them).
+  // A level-triggered watch of the hidden eventfd (events pending in this
+  // set); the host poller's fd is watched below, by the first sets.
   epoll_event watch{};
   watch.events = EPOLLIN;
-  if (k_epoll_ctl(efd, EPOLL_CTL_ADD, p->evfd, &watch) != 0 ||
-      k_epoll_ctl(efd, EPOLL_CTL_ADD, (*svc)->pollable_fd(), &watch) != 0) {
+  if (k_epoll_ctl(efd, EPOLL_CTL_ADD, p->evfd, &watch) != 0) {
     const int e = errno;
     ::close(efd);
     return errno_code(e);
@@ -763,7 +775,25 @@ result<std::shared_ptr<epoll_set>> epoll_set::create(int flags) {
   }
   std::lock_guard<std::mutex> g(reg().mu);
   reg().by_fd[efd] = set;
-  log("create fd=%d flags=%#x", efd, flags);
+  // The host poller's fd too (host events not yet dispatched, which may be
+  // this set's: a program that polls this epoll fd without any thread
+  // waiting in ueq must still see it readable, and its epoll_wait then
+  // dispatches them), by at most kHostWatchers live sets at a time, and
+  // only until the program first blocks in a wait on the set (a set that is
+  // waited on in ueq is not the one polled from outside; see unwatch_host).
+  // Every watching set adds a wakeup path to every file the host poller
+  // holds, and Linux refuses a file more than 500 paths of length two and
+  // 100 of length three (a file in a nested lane of the host poller, one
+  // per further set that holds it): with every set watching, the 501st set
+  // could not be made, nor an fd be added to 10 sets once 10 existed.
+  impl& made = epoll_access::of(*set);
+  if (reg().host_watchers < kHostWatchers &&
+      k_epoll_ctl(efd, EPOLL_CTL_ADD, made.svc->pollable_fd(), &watch) == 0) {
+    ++reg().host_watchers;
+    made.watches_host.store(true, std::memory_order_relaxed);
+  }
+  log("create fd=%d flags=%#x%s", efd, flags,
+      made.watches_host.load(std::memory_order_relaxed) ? "" : " (no host watch)");
   return set;
 }
 
@@ -929,6 +959,13 @@ result<int> epoll_set::impl::wait(int number, std::span<epoll_event> buf, int li
     // the idle vcores poll the host meanwhile. A post after our harvest
     // left its bit there, so nothing is missed. With a signal mask, ppoll
     // below keeps the mask atomic (at the price of holding the vcore).
+    if (watches_host.load(std::memory_order_relaxed)) {
+      // About to block in ueq: the program waits here, so this set no
+      // longer needs the host watch (create()), and another may have it.
+      tap_service::inside_ueq in;
+      std::lock_guard<std::mutex> g(reg().mu);
+      unwatch_host(*this);
+    }
     if (!sigmask && parks_as_uthread()) {
       auto r = block_on({wakeq.get()}, deadline);
       if (!r && r.error() != std::errc::timed_out) return r.error();
@@ -981,6 +1018,7 @@ void on_fd_close(int fd, void*) {
   while (!s.entries.empty())
     remove_entry(s, s.entries.begin());
   s.dead = true;
+  unwatch_host(s);
   log("close epoll fd=%d", fd);
 }
 

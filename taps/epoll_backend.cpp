@@ -35,7 +35,12 @@ namespace {
 
 constexpr std::uint64_t kWakeKey = ~std::uint64_t{0};
 constexpr std::uint64_t kLaneKey = 0xffffffff00000000ull;  // | lane index
-constexpr int kMaxLanes = 64;
+// An fd can be registered this many times (taps in that many sets or
+// queues). Linux allows a file 500 wakeup paths of length two (file ->
+// lane -> lane 0), so past about 500 lanes its EINVAL comes first; at the
+// limit itself, ENOSPC. Fewer where the epoll facade's sets also watch
+// lane 0 (each watcher is one more path per lane: epoll/epoll.cpp, create).
+constexpr int kMaxLanes = 512;
 
 class epoll_backend final : public host_backend {
  public:
