@@ -4,7 +4,8 @@
 # only when something is missing.
 #   tools/deps.sh              build, tests, benchmarks
 #   tools/deps.sh --programs   also the real programs the epoll suite runs
-#                              under ueq-run (nginx, memcached, curl, wrk)
+#                              under ueq-run (nginx, memcached, redis,
+#                              curl, wrk)
 #   tools/deps.sh --fuzz       also clang and libFuzzer, for the fuzz targets
 set -euo pipefail
 
@@ -25,7 +26,7 @@ packages=(
 
 for opt in "$@"; do
   case "$opt" in
-    --programs) packages+=(nginx-light memcached curl wrk) ;;
+    --programs) packages+=(nginx-light memcached curl wrk redis-server) ;;
     --fuzz) packages+=(clang libclang-rt-14-dev) ;;
     *) echo "ueq: unknown option $opt" >&2; exit 2 ;;
   esac
