@@ -130,6 +130,12 @@ int k_epoll_wait(int ep, epoll_event* ev, int max, mono_ns deadline, const sigse
 
 }  // namespace
 
+namespace {
+// The set whose waiter this thread is, while it leads the host poll
+// (impl::lead_host_poll): its own dispatch needs no wake.
+thread_local const epoll_set::impl* tl_leading = nullptr;
+}  // namespace
+
 struct epoll_set::impl {
   struct entry {
     int fd = -1;
@@ -164,6 +170,9 @@ struct epoll_set::impl {
   std::atomic<int> epfd{-1};          // an open number of the program's epoll fd
   int evfd = -1;                      // the hidden eventfd
   std::atomic<bool> signaled{false};  // evfd has been made readable
+  // Waiters of this set asleep in the host poll (lead_host_poll); a
+  // post_hook() that signals wakes the host poll while there are any.
+  std::atomic<int> host_sleepers{0};
   // Handed to the kernel (materialize(), at fork): epfd holds the entries
   // itself and every ctl and wait passes through to it. Set once, under
   // reg().mu and mu; read without them by waiters already inside wait()
@@ -220,6 +229,12 @@ struct epoll_set::impl {
     const std::uint64_t one = 1;
     (void)::write(self->evfd, &one, sizeof one);
     (void)self->wakeq->post(0);
+    // seq_cst, after the seq_cst exchange above: pairs with lead_host_poll()
+    // (its increment, then its load of signaled). Of the two, at least one
+    // sees the other: the leader does not sleep, or it is woken here. Not
+    // when this thread is the leader, dispatching: it harvests next anyway.
+    if (self->host_sleepers.load(std::memory_order_seq_cst) > 0 && tl_leading != self)
+      self->svc->wake();
     // Newly pending: tell the sets that hold us (each is one level up; the
     // graph is acyclic, so these locks are taken bottom-up only).
     std::lock_guard<spin_lock> g(self->parents_lock);
@@ -412,6 +427,28 @@ struct epoll_set::impl {
   // (ESTALE if not: it was closed behind ueq's back and reused).
   result<int> wait(int number, std::span<epoll_event> buf, int limit, mono_ns deadline,
                    const sigset_t* sigmask, sink_fn sink, void* ctx);
+  // A plain-thread waiter's sleep in the host poll (see wait()).
+  enum class lead { polled, interrupted, busy };
+  lead lead_host_poll(mono_ns deadline, const sigset_t* sigmask) {
+    // seq_cst increment, then seq_cst load of signaled: pairs with
+    // post_hook() (tests/model/settle.pml, -DLEADER). A post_hook() whose
+    // exchange comes first is seen here (no sleep); one whose exchange
+    // comes later sees the increment and wakes the host poll.
+    host_sleepers.fetch_add(1, std::memory_order_seq_cst);
+    if (signaled.load(std::memory_order_seq_cst)) {
+      host_sleepers.fetch_sub(1, std::memory_order_relaxed);
+      return lead::polled;  // pending already: harvest
+    }
+    bool polled = false;
+    tl_leading = this;
+    auto r = svc->poll(deadline, sigmask, polled);
+    tl_leading = nullptr;
+    host_sleepers.fetch_sub(1, std::memory_order_relaxed);
+    if (!polled) return lead::busy;
+    if (!r && r.error() == std::errc::interrupted) return lead::interrupted;
+    return lead::polled;
+  }
+
   // The same on a set handed to the kernel: one kernel wait into buf.
   result<int> native_wait(std::span<epoll_event> buf, int limit, mono_ns deadline,
                           const sigset_t* sigmask, sink_fn sink, void* ctx) {
@@ -850,10 +887,14 @@ status epoll_set::ctl(int op, int fd, const epoll_event* event) {
       }
       tap_handle tap;
       if (!child) {
-        auto t = p_->svc->add({.fd = fd,
-                               .filter = tap_filter(ev.events),
-                               .queue = p_->q,
-                               .id = static_cast<std::uint32_t>(fd)});
+        // An exclusive entry is registered exclusively with the host: one
+        // event wakes one of the file's exclusive waiters (sets here, in
+        // other processes, or kernel epoll sets), as Linux does.
+        auto t = p_->svc->add(
+            {.fd = fd,
+             .filter = tap_filter(ev.events) | ((ev.events & EPOLLEXCLUSIVE) ? kTapExclusive : 0),
+             .queue = p_->q,
+             .id = static_cast<std::uint32_t>(fd)});
         if (!t) return status(t.error().value());
         tap = *t;
       }
@@ -955,10 +996,6 @@ result<int> epoll_set::impl::wait(int number, std::span<epoll_event> buf, int li
       if (!named_by(number)) return errno_code(ESTALE);
       checked = true;
     }
-    // A uthread parks alone on wakeq, which every "now pending" posts to;
-    // the idle vcores poll the host meanwhile. A post after our harvest
-    // left its bit there, so nothing is missed. With a signal mask, ppoll
-    // below keeps the mask atomic (at the price of holding the vcore).
     if (watches_host.load(std::memory_order_relaxed)) {
       // About to block in ueq: the program waits here, so this set no
       // longer needs the host watch (create()), and another may have it.
@@ -966,10 +1003,31 @@ result<int> epoll_set::impl::wait(int number, std::span<epoll_event> buf, int li
       std::lock_guard<std::mutex> g(reg().mu);
       unwatch_host(*this);
     }
+    // A uthread parks alone on wakeq, which every "now pending" posts to;
+    // the idle vcores poll the host meanwhile. A post after our harvest
+    // left its bit there, so nothing is missed. With a signal mask, ppoll
+    // below keeps the mask atomic (at the price of holding the vcore).
     if (!sigmask && parks_as_uthread()) {
       auto r = block_on({wakeq.get()}, deadline);
       if (!r && r.error() != std::errc::timed_out) return r.error();
       continue;
+    }
+    // A plain thread leads the host poll if no thread does: it sleeps in
+    // the host epoll itself (with the caller's signal mask, atomically) and
+    // dispatches what it finds. Sleeping in epoll_wait there, not in poll()
+    // on it, is what makes the kernel count it as woken for an
+    // EPOLLEXCLUSIVE registration, so that one event wakes one exclusive
+    // waiter across processes, and it saves a system call per wakeup.
+    // Posts that do not come from this poll (a ctl's probe, another
+    // thread's dispatch before ours began) wake it through the host's wake
+    // channel: the handshake with post_hook() is on host_sleepers.
+    switch (lead_host_poll(deadline, sigmask)) {
+      case lead::polled:
+        continue;
+      case lead::interrupted:
+        return errno_code(EINTR);
+      case lead::busy:
+        break;  // another thread polls: sleep as below
     }
     // Sleep in the kernel on our eventfd and the host's poll fd, with the
     // caller's signal mask installed atomically (ppoll): a signal handler

@@ -349,7 +349,11 @@ std::uint64_t tap_service::fork_generation() noexcept {
 result<tap_handle> tap_service::add(const tap_spec& spec) {
   inside_ueq in;
   if (spec.fd < 0) return errno_code(EBADF);
-  if (spec.filter == 0 || (spec.filter & ~kTapAllFilters) || !spec.queue) return errno_code(EINVAL);
+  constexpr std::uint32_t kExclusiveOk = kTapReadable | kTapWritable | kTapError | kTapHangup;
+  if (!(spec.filter & kTapAllFilters) || (spec.filter & ~(kTapAllFilters | kTapExclusive)) ||
+      ((spec.filter & kTapExclusive) && (spec.filter & kTapAllFilters & ~kExclusiveOk)) ||
+      !spec.queue)
+    return errno_code(EINVAL);
   struct stat st;
   if (::fstat(spec.fd, &st) != 0) return errno_code(EBADF);
   // A regular file or directory may have no poll operation (EPERM, as from
@@ -394,6 +398,7 @@ status tap_service::modify(const tap_handle& h, std::uint32_t filter, std::uint6
   {
     std::lock_guard<std::mutex> sg(sl->mu);
     if (!h.t_->live) return status(ENOENT);
+    if (h.t_->filter & kTapExclusive) return status(EINVAL);  // as epoll's MOD of one
     old_filter = h.t_->filter;
     old_data = h.t_->data;
     h.t_->filter = filter;
@@ -495,9 +500,15 @@ void tap_service::remove_close_callback(std::uint64_t id) {
 }
 
 result<std::size_t> tap_service::poll(mono_ns deadline, const sigset_t* sigmask) {
+  bool polled;
+  return poll(deadline, sigmask, polled);
+}
+
+result<std::size_t> tap_service::poll(mono_ns deadline, const sigset_t* sigmask, bool& polled) {
   inside_ueq in;  // dispatch takes slot locks
   // acquire: the previous poller's dispatching happened before ours.
-  if (p_->polling.exchange(true, std::memory_order_acquire)) return std::size_t{0};
+  polled = !p_->polling.exchange(true, std::memory_order_acquire);
+  if (!polled) return std::size_t{0};
   host_event evs[256];
   auto n = p_->backend->poll(evs, deadline, sigmask);
   p_->stats.add(impl::kPolls);

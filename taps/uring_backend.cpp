@@ -189,6 +189,8 @@ class uring_backend final : public host_backend {
     // armed for EPOLLPRI alone does not match (seen on Linux 6.x; host epoll
     // matches it): arm with EPOLLIN as well. poll() reports only the bits
     // asked for.
+    // EPOLLEXCLUSIVE is an epoll registration flag: not passed on.
+    events &= ~static_cast<std::uint32_t>(EPOLLEXCLUSIVE);
     io_uring_prep_poll_multishot(sqe, fd, (events & EPOLLPRI) ? events | EPOLLIN : events);
     io_uring_sqe_set_data64(sqe, id);
     return {};

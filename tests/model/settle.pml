@@ -5,13 +5,15 @@
  *
  * Models (a change to these lines without a matching change here is a
  * review failure):
- *   epoll/epoll.cpp:175-186   impl::post_hook()  (flag exchange, eventfd write,
- *                             the wakeq post)
- *   epoll/epoll.cpp:206-217   impl::settle()  (pending: post_hook() and a
+ *   epoll/epoll.cpp:226-243   impl::post_hook()  (flag exchange, eventfd write,
+ *                             the wakeq post, the host poll's wake)
+ *   epoll/epoll.cpp:263-274   impl::settle()  (pending: post_hook() and a
  *                             wakeq post; else drain, clear, re-check)
- *   epoll/epoll.cpp:296-364   impl::harvest(): drain_mailbox(), ..., settle()
- *   epoll/epoll.cpp:715-762   epoll_set::impl::wait(): harvest under mu, then
- *                             ppoll on the eventfd, or block_on(wakeq)
+ *   epoll/epoll.cpp:353-421   impl::harvest(): drain_mailbox(), ..., settle()
+ *   epoll/epoll.cpp:432-450   impl::lead_host_poll() (-DLEADER)
+ *   epoll/epoll.cpp:966-1046  epoll_set::impl::wait(): harvest under mu, then
+ *                             lead the host poll, or ppoll on the eventfd,
+ *                             or block_on(wakeq)
  * and ceq/event_queue.cpp:69-106, event_queue::post(): publish into the CEQ,
  * then the post hook, for a post that creates a message.
  *
@@ -30,6 +32,14 @@
  * ppoll also watches the host's poll fd; here it is left out (only the
  * eventfd can end the sleep), which only removes wakeups. wakeq is a
  * one-bit mailbox: a post sets the bit, block_on takes it.
+ *
+ * With -DLEADER, a plain waiter that finds nothing first tries to lead the
+ * host poll (impl::lead_host_poll, epoll/epoll.cpp): it counts itself in
+ * host_sleepers, re-reads signaled (pending already: harvest again), then,
+ * if it takes the poller role, sleeps in the host poll until the host's wake
+ * channel is written (host events are left out, as above); post_hook(),
+ * after its exchange and write, wakes the host poll while host_sleepers is
+ * not zero. A waiter that finds the role taken sleeps in ppoll as before.
  *
  * Properties:
  *  - no lost wakeup: when every thread is blocked (spin's timeout), no
@@ -50,6 +60,11 @@
  *                         flag before settle()'s exchange writes after its
  *                         read; the eventfd stays readable with nothing
  *                         pending, and epoll_wait spins (busy loop).
+ *  -DBUG_LEADER_ORDER     (-DLEADER -DLOST_WAKEUP_ONLY) lead_host_poll()
+ *                         reads signaled before it counts itself in
+ *                         host_sleepers: a post_hook() between the two finds
+ *                         no sleeper and does not wake the host poll, which
+ *                         then sleeps over the pending event.
  *  -DBUG_SETTLE_NO_WAKEQ  (-DUTHREAD -DLOST_WAKEUP_ONLY) a pending settle()
  *                         does post_hook() only: a waiter takes a stale wakeq
  *                         bit, a post lands between its drain and settle(),
@@ -72,6 +87,9 @@ byte efd_count;     /* the hidden eventfd's counter */
 bool wakeq_bit;     /* impl::wakeq, a one-bit mailbox */
 bool mu;            /* impl::mu */
 byte posts_done;    /* ghost: producers finished */
+byte host_sleepers; /* impl::host_sleepers */
+bool role;          /* the tap service's poller role (one poller at a time) */
+byte wake_ch;       /* the host backend's wake channel (written by wake()) */
 byte empty_wakes[NWT];  /* ghost: returns from the sleep with nothing taken, since
                          * the last new signal (eventfd write, wakeq post) */
 
@@ -84,7 +102,17 @@ inline post_hook() {
        /* write(evfd, 1); wakeq->post(0). One step: a plain waiter sleeps
         * on the eventfd only, a uthread on wakeq only. (ghost: a new signal
         * justifies one more wake of every waiter) */
-       atomic { efd_count++; wakeq_bit = true; empty_wakes[0] = 0; empty_wakes[NWT - 1] = 0 }
+       atomic { efd_count++; wakeq_bit = true; empty_wakes[0] = 0; empty_wakes[NWT - 1] = 0 };
+#ifdef LEADER
+       /* if (host_sleepers.load(seq_cst) > 0) svc->wake(): a later step */
+       if
+       :: host_sleepers > 0 ->
+            /* (ghost: a new signal, for the host poll) */
+            atomic { wake_ch++; empty_wakes[0] = 0; empty_wakes[NWT - 1] = 0 }
+       :: else -> skip
+       fi
+#endif
+       skip
   fi
 }
 
@@ -161,14 +189,45 @@ proctype waiter(byte me) {
 end_sleep:
           atomic { wakeq_bit -> wakeq_bit = false };   /* block_on({wakeq}) */
 #else
+#ifdef LEADER
+#ifdef BUG_LEADER_ORDER
+          was = signaled;
+          host_sleepers++;
+#else
+          host_sleepers++;             /* fetch_add(seq_cst) */
+          was = signaled;              /* then load(seq_cst) */
+#endif
+          if
+          :: was -> host_sleepers--; goto retry  /* pending already: no sleep */
+          :: else -> skip
+          fi;
+          if
+          :: atomic { !role -> role = true } ->
+end_lead:
+               (wake_ch > 0);          /* the host poll returns on the wake channel */
+               atomic { wake_ch = 0; role = false };  /* drained; role given back */
+               host_sleepers--;
+               goto woke
+          :: atomic { role -> skip } ->
+               host_sleepers--         /* busy: sleep in ppoll */
+          fi;
+#endif
 end_sleep:
           (efd_count > 0);             /* ppoll: the eventfd is readable */
+#ifdef LEADER
+woke:
+#endif
 #endif
           empty_wakes[me]++;
 #ifndef LOST_WAKEUP_ONLY
           assert(empty_wakes[me] <= 2)
 #else
           empty_wakes[me] = 0
+#endif
+#ifdef LEADER
+          ;
+retry:
+          skip
 #endif
      fi
   od

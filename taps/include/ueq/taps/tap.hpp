@@ -75,6 +75,12 @@ inline constexpr std::uint32_t kTapHangup = 0x010;
 inline constexpr std::uint32_t kTapRdhup = 0x2000;
 inline constexpr std::uint32_t kTapAllFilters =
     kTapReadable | kTapPriority | kTapWritable | kTapError | kTapHangup | kTapRdhup;
+// Not an event but a way to register (EPOLLEXCLUSIVE's value): an event of
+// the file wakes one of its exclusive registrations (in this process or
+// another), as for epoll's exclusive entries, where Linux's rules hold: only
+// with kTapReadable, kTapWritable, kTapError and kTapHangup; modify() of such
+// a tap gives EINVAL. On the io_uring backend it is accepted and ignored.
+inline constexpr std::uint32_t kTapExclusive = 1u << 28;
 
 struct tap_spec {
   int fd = -1;
@@ -179,6 +185,9 @@ class tap_service {
   // polls; a concurrent caller returns 0 at once (EAGAIN is not an error
   // here: someone else is polling).
   result<std::size_t> poll(mono_ns deadline, const sigset_t* sigmask = nullptr);
+  // The same, telling whether this call polled (false: another thread was
+  // polling, and it returned 0 at once).
+  result<std::size_t> poll(mono_ns deadline, const sigset_t* sigmask, bool& polled);
   void wake() noexcept;
 
   // Makes parked threads poll this service while they wait (instance()
