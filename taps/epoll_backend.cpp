@@ -39,7 +39,7 @@ constexpr std::uint64_t kLaneKey = 0xffffffff00000000ull;  // | lane index
 // queues). Linux allows a file 500 wakeup paths of length two (file ->
 // lane -> lane 0), so past about 500 lanes its EINVAL comes first; at the
 // limit itself, ENOSPC. Fewer where the epoll facade's sets also watch
-// lane 0 (each watcher is one more path per lane: epoll/epoll.cpp, create).
+// lane 0 (each watcher is one more path per lane: epoll/ctl_wait.cpp, create).
 constexpr int kMaxLanes = 512;
 
 class epoll_backend final : public host_backend {

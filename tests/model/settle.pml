@@ -5,15 +5,16 @@
  *
  * Models (a change to these lines without a matching change here is a
  * review failure):
- *   epoll/epoll.cpp:226-243   impl::post_hook()  (flag exchange, eventfd write,
- *                             the wakeq post, the host poll's wake)
- *   epoll/epoll.cpp:263-274   impl::settle()  (pending: post_hook() and a
- *                             wakeq post; else drain, clear, re-check)
- *   epoll/epoll.cpp:353-421   impl::harvest(): drain_mailbox(), ..., settle()
- *   epoll/epoll.cpp:432-450   impl::lead_host_poll() (-DLEADER)
- *   epoll/epoll.cpp:966-1046  epoll_set::impl::wait(): harvest under mu, then
- *                             lead the host poll, or ppoll on the eventfd,
- *                             or block_on(wakeq)
+ *   epoll/set.hpp:241-258       impl::post_hook()  (flag exchange, eventfd
+ *                               write, the wakeq post, the host poll's wake)
+ *   epoll/set.hpp:278-289       impl::settle()  (pending: post_hook() and a
+ *                               wakeq post; else drain, clear, re-check)
+ *   epoll/set.hpp:368-436       impl::harvest(): drain_mailbox(), ...,
+ *                               settle()
+ *   epoll/set.hpp:447-465       impl::lead_host_poll() (-DLEADER)
+ *   epoll/ctl_wait.cpp:225-305  epoll_set::impl::wait(): harvest under mu,
+ *                               then lead the host poll, or ppoll on the
+ *                               eventfd, or block_on(wakeq)
  * and ceq/event_queue.cpp:69-106, event_queue::post(): publish into the CEQ,
  * then the post hook, for a post that creates a message.
  *
@@ -34,7 +35,7 @@
  * one-bit mailbox: a post sets the bit, block_on takes it.
  *
  * With -DLEADER, a plain waiter that finds nothing first tries to lead the
- * host poll (impl::lead_host_poll, epoll/epoll.cpp): it counts itself in
+ * host poll (impl::lead_host_poll, epoll/set.hpp): it counts itself in
  * host_sleepers, re-reads signaled (pending already: harvest again), then,
  * if it takes the poller role, sleeps in the host poll until the host's wake
  * channel is written (host events are left out, as above); post_hook(),

@@ -1,0 +1,201 @@
+// The C ABI of the facade (<ueq/epoll.h>): copies in and out of the
+// caller's memory without trusting its pointers, errno, and the calls on
+// epoll fds ueq did not make, passed through to the kernel.
+#include <sys/epoll.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "registry.hpp"
+#include "ueq/epoll.h"
+
+namespace {
+
+// The size of do_wait's staging buffer, in events (3 KiB).
+constexpr int kStageEvents = 256;
+
+int fail(int e) {
+  errno = e;
+  return -1;
+}
+int fail(const std::error_code& ec) {
+  return fail(ec.value());
+}
+
+// Copies between the caller's memory and ours without trusting the
+// pointer: a bad address gives false (the kernel's EFAULT), never a crash.
+// Where the host refuses process_vm_readv/writev on ourselves (a seccomp
+// filter), plain copies are used and a bad pointer crashes as it would in
+// the caller's own code.
+bool copy_in(void* dst, const void* src, std::size_t n) {
+  if (!src) return false;
+  iovec local{dst, n}, remote{const_cast<void*>(src), n};
+  const ssize_t r = ::process_vm_readv(::getpid(), &local, 1, &remote, 1, 0);
+  if (r == static_cast<ssize_t>(n)) return true;
+  if (r < 0 && (errno == ENOSYS || errno == EPERM)) {
+    std::memcpy(dst, src, n);
+    return true;
+  }
+  return false;
+}
+// Returns how many leading bytes reached dst: n, or fewer where the
+// caller's buffer stops being writable.
+std::size_t copy_out(void* dst, const void* src, std::size_t n) {
+  if (!dst) return 0;
+  iovec local{const_cast<void*>(src), n}, remote{dst, n};
+  const ssize_t r = ::process_vm_writev(::getpid(), &local, 1, &remote, 1, 0);
+  if (r >= 0) return static_cast<std::size_t>(r);
+  if (errno == ENOSYS || errno == EPERM) {
+    std::memcpy(dst, src, n);
+    return n;
+  }
+  return 0;
+}
+
+// Linux's access_ok: the range must lie in user space (x86-64: below
+// 0x7ffffffff000). Null passes; it faults only when written.
+bool user_range(const void* p, std::size_t n) {
+  constexpr std::uintptr_t kTaskSize = 0x7ffffffff000ull;
+  const auto a = reinterpret_cast<std::uintptr_t>(p);
+  return a <= kTaskSize && n <= kTaskSize - a;
+}
+
+// Waits on one of ueq's sets (see pass_wait for the others).
+int do_wait(int epfd, std::shared_ptr<ueq::epoll_set> set, epoll_event* events, int maxevents,
+            ueq::mono_ns deadline, const sigset_t* user_mask) {
+  // The signal mask is read first, as the kernel does.
+  // The kernel's sigset is 8 bytes (glibc's sigset_t is larger): read only
+  // those, as the system call would.
+  sigset_t mask;
+  sigemptyset(&mask);
+  if (user_mask && !copy_in(&mask, user_mask, _NSIG / 8)) return fail(EFAULT);
+  // Mainline (6.15+) order: EBADF, then maxevents, then the buffer's range.
+  if (maxevents <= 0 || maxevents > ueq::kMaxEvents) return fail(EINVAL);
+  if (!user_range(events, static_cast<std::size_t>(maxevents) * sizeof(epoll_event)))
+    return fail(EFAULT);
+  // Events pass through a staging buffer on the stack (not initialised:
+  // harvest writes each event before the copy reads it), copied out each
+  // time it fills. A fault part-way returns the events copied before it,
+  // and EFAULT only when there are none, as Linux does; the events not
+  // copied stay pending.
+  struct staged {
+    epoll_event* dst;
+  } to{events};
+  epoll_event stage[kStageEvents];
+  auto n = ueq::epoll_access::of(*set).wait(
+      epfd, std::span<epoll_event>(stage, std::min(maxevents, kStageEvents)), maxevents, deadline,
+      user_mask ? &mask : nullptr,
+      [](const epoll_event* ev, int k, void* c) {
+        auto* t = static_cast<staged*>(c);
+        const int copied = static_cast<int>(
+            copy_out(t->dst, ev, static_cast<std::size_t>(k) * sizeof(epoll_event)) /
+            sizeof(epoll_event));
+        t->dst += copied;
+        return copied;
+      },
+      &to);
+  if (!n) {
+    if (n.error().value() != ESTALE) return fail(n.error());
+    // The number was closed behind ueq's back and now names another file.
+    ueq::forget_number(epfd);
+    return ueq::k_epoll_wait(epfd, events, maxevents, deadline, user_mask);
+  }
+  return *n;
+}
+
+// epoll_wait and its variants: on one of ueq's sets, or else by the kernel,
+// which then gives Linux's answer (a native set, an epoll fd ueq did not
+// make, EBADF, EINVAL for a file that is not an epoll fd, EFAULT).
+int wait_any(int epfd, epoll_event* events, int maxevents, ueq::mono_ns deadline,
+             const sigset_t* user_mask) {
+  if (auto set = ueq::lookup(epfd);
+      set && !ueq::epoll_access::of(*set).native.load(std::memory_order_acquire))
+    return do_wait(epfd, std::move(set), events, maxevents, deadline, user_mask);
+  return ueq::k_epoll_wait(epfd, events, maxevents, deadline, user_mask);
+}
+
+}  // namespace
+
+extern "C" {
+
+int ueq_epoll_create(int size) {
+  if (size <= 0) return fail(EINVAL);
+  return ueq_epoll_create1(0);
+}
+
+int ueq_epoll_create1(int flags) {
+  auto s = ueq::epoll_set::create(flags);
+  return s ? (*s)->fd() : fail(s.error());
+}
+
+int ueq_epoll_ctl(int epfd, int op, int fd, struct epoll_event* user_event) {
+  // The event is copied in first (for every op but DEL), as the kernel does.
+  epoll_event copy{};
+  epoll_event* event = nullptr;
+  if (op != EPOLL_CTL_DEL) {
+    if (!copy_in(&copy, user_event, sizeof copy)) return fail(EFAULT);
+    event = &copy;
+  }
+  // A set of ours is asked of the kernel (lookup_live); any other epfd (a
+  // native set, an epoll fd ueq did not make, a file that is no epoll fd)
+  // is the kernel's to answer.
+  auto set = ueq::lookup_live(epfd);
+  if (!set) return ueq::k_epoll_ctl(epfd, op, fd, user_event);
+  if (fd == epfd) return ueq::fd_open(fd) ? fail(EINVAL) : fail(EBADF);
+  ueq::status s = set->ctl(op, fd, event);
+  return s ? fail(s.value()) : 0;
+}
+
+int ueq_epoll_wait(int epfd, struct epoll_event* events, int maxevents, int timeout) {
+  return wait_any(epfd, events, maxevents, ueq::deadline_after_ms(timeout), nullptr);
+}
+
+int ueq_epoll_pwait(int epfd, struct epoll_event* events, int maxevents, int timeout,
+                    const sigset_t* sigmask) {
+  return wait_any(epfd, events, maxevents, ueq::deadline_after_ms(timeout), sigmask);
+}
+
+int ueq_epoll_pwait2(int epfd, struct epoll_event* events, int maxevents,
+                     const struct timespec* user_timeout, const sigset_t* sigmask) {
+  ueq::mono_ns deadline = ueq::kNoDeadline;
+  timespec t;
+  const timespec* timeout = nullptr;
+  if (user_timeout) {
+    if (!copy_in(&t, user_timeout, sizeof t)) return fail(EFAULT);
+    timeout = &t;
+  }
+  if (timeout) {
+    if (timeout->tv_sec < 0 || timeout->tv_nsec < 0 || timeout->tv_nsec >= 1000000000L)
+      return fail(EINVAL);
+    const std::int64_t max_sec = INT64_MAX / 1000000000 - 1;
+    deadline = timeout->tv_sec >= max_sec
+                   ? ueq::kNoDeadline
+                   : ueq::deadline_after_ns(timeout->tv_sec * 1000000000LL + timeout->tv_nsec);
+  }
+  return wait_any(epfd, events, maxevents, deadline, sigmask);
+}
+
+int ueq_close(int fd) {
+  ueq::status s = ueq::epoll_close(fd);
+  return s ? fail(s.value()) : 0;
+}
+
+int ueq_dup(int fd) {
+  // From a signal handler that interrupted ueq: no lock (see dup_over).
+  if (ueq::tap_service::inside_ueq::active()) return ::dup(fd);
+  const int n = ::dup(fd);
+  if (n >= 0) ueq::register_dup(fd, n);
+  return n;
+}
+
+int ueq_dup2(int oldfd, int newfd) {
+  return ueq::dup_over(oldfd, newfd, 0, true);
+}
+
+int ueq_dup3(int oldfd, int newfd, int flags) {
+  return ueq::dup_over(oldfd, newfd, flags, false);
+}
+
+}  // extern "C"

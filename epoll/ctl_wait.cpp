@@ -1,0 +1,307 @@
+// epoll_set: create, ctl (Linux's error order) and wait.
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "registry.hpp"
+#include "ueq/ceq/block_on.hpp"
+#include "ueq/runtime/parker.hpp"
+
+namespace ueq {
+
+epoll_set::epoll_set(std::unique_ptr<impl> p) : p_(std::move(p)) {}
+
+// The last number was closed (on_fd_close emptied the set) and the last
+// waiter has left.
+epoll_set::~epoll_set() = default;
+
+int epoll_set::fd() const noexcept {
+  return p_->epfd.load(std::memory_order_relaxed);
+}
+
+result<std::shared_ptr<epoll_set>> epoll_set::create(int flags) {
+  tap_service::inside_ueq in;  // a handler's close meanwhile defers (tap.hpp)
+  if (flags & ~EPOLL_CLOEXEC) return errno_code(EINVAL);
+  auto svc = service();
+  if (!svc) return svc.error();
+  auto q = event_queue::create_ceq(
+      {.merge = ceq_merge::bit_or, .ring_size = 1024, .max_ids = host_max_fds()},
+      {.notify = notify_policy::wake_one, .name = "epoll"});
+  if (!q) return q.error();
+  std::unique_ptr<impl> p(new (std::nothrow) impl);
+  if (!p) return errno_code(ENOMEM);
+  auto wakeq = event_queue::create_bitmap(1);
+  if (!wakeq) return wakeq.error();
+  p->wakeq = std::move(*wakeq);
+  // The hidden eventfd first (then moved high), so the program's epoll fd
+  // gets the number Linux would have given it.
+  p->evfd = hide_fd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  if (p->evfd < 0) return errno_code(errno);
+  const int efd = k_epoll_create1(flags & EPOLL_CLOEXEC);
+  if (efd < 0) return errno_code(errno);
+  // The kernel gave us this number, so whatever ueq knew under it belongs to
+  // a file closed behind its back.
+  bool stale;
+  {
+    std::lock_guard<std::mutex> g(reg().mu);
+    stale = reg().by_fd.contains(efd) || reg().members.contains(efd);
+  }
+  if (stale) forget_number(efd);
+  // A level-triggered watch of the hidden eventfd (events pending in this
+  // set); the host poller's fd is watched below, by the first sets.
+  epoll_event watch{};
+  watch.events = EPOLLIN;
+  if (k_epoll_ctl(efd, EPOLL_CTL_ADD, p->evfd, &watch) != 0) {
+    const int e = errno;
+    ::close(efd);
+    return errno_code(e);
+  }
+  p->svc = *svc;
+  p->fork_gen = tap_service::fork_generation();
+  p->q = *q;
+  p->epfd.store(efd, std::memory_order_relaxed);
+  p->numbers.push_back(efd);
+  p->q->set_post_hook(&impl::post_hook, p.get());
+  std::shared_ptr<epoll_set> set(new (std::nothrow) epoll_set(std::move(p)));
+  if (!set) {
+    ::close(efd);
+    return errno_code(ENOMEM);
+  }
+  std::lock_guard<std::mutex> g(reg().mu);
+  reg().by_fd[efd] = set;
+  // The host poller's fd too (host events not yet dispatched, which may be
+  // this set's: a program that polls this epoll fd without any thread
+  // waiting in ueq must still see it readable, and its epoll_wait then
+  // dispatches them), by at most kHostWatchers live sets at a time, and
+  // only until the program first blocks in a wait on the set (a set that is
+  // waited on in ueq is not the one polled from outside; see unwatch_host).
+  // Every watching set adds a wakeup path to every file the host poller
+  // holds, and Linux refuses a file more than 500 paths of length two and
+  // 100 of length three (a file in a nested lane of the host poller, one
+  // per further set that holds it): with every set watching, the 501st set
+  // could not be made, nor an fd be added to 10 sets once 10 existed.
+  impl& made = epoll_access::of(*set);
+  if (reg().host_watchers < kHostWatchers &&
+      k_epoll_ctl(efd, EPOLL_CTL_ADD, made.svc->pollable_fd(), &watch) == 0) {
+    ++reg().host_watchers;
+    made.watches_host.store(true, std::memory_order_relaxed);
+  }
+  log("create fd=%d flags=%#x%s", efd, flags,
+      made.watches_host.load(std::memory_order_relaxed) ? "" : " (no host watch)");
+  return set;
+}
+
+result<std::shared_ptr<epoll_set>> epoll_set::from_fd(int fd) {
+  if (auto s = lookup_live(fd, true)) return s;
+  return errno_code(fd_usable(fd) ? EINVAL : EBADF);
+}
+
+status epoll_set::ctl(int op, int fd, const epoll_event* event) {
+  if (p_->native.load(std::memory_order_acquire))
+    return k_epoll_ctl(p_->epfd.load(std::memory_order_relaxed), op, fd, event) == 0
+               ? status{}
+               : status(errno);
+  tap_service::inside_ueq in;  // a handler's close meanwhile defers (tap.hpp)
+  // Linux's order: EFAULT (event needed but missing), EBADF (target), EPERM
+  // (target cannot be polled), EINVAL (fd is this set, flag rules, bad op),
+  // ELOOP, then EEXIST/ENOENT.
+  const bool has_event = op != EPOLL_CTL_DEL;
+  if (has_event && !event) return status(EFAULT);
+  epoll_event ev{};
+  if (has_event) ev = *event;
+  if (!fd_usable(fd)) return status(EBADF);
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return status(EBADF);
+  if (!pollable(fd, st)) return status(EPERM);
+  auto target = lookup_live(fd);
+  if (target.get() == this) return status(EINVAL);
+  if (op != EPOLL_CTL_ADD && op != EPOLL_CTL_MOD && op != EPOLL_CTL_DEL) return status(EINVAL);
+  if (has_event && (ev.events & EPOLLEXCLUSIVE)) {
+    if (op == EPOLL_CTL_MOD) return status(EINVAL);
+    if (target || (ev.events & ~kExclusiveOk)) return status(EINVAL);
+  }
+  ev.events |= EPOLLERR | EPOLLHUP;
+
+  if (p_->fork_gen != tap_service::fork_generation()) return status(ENOSYS);
+  // The registry lock first (nesting checks, membership), then ours.
+  std::lock_guard<std::mutex> rg(reg().mu);
+  std::lock_guard<std::mutex> g(p_->mu);
+  if (p_->dead) return status(EBADF);
+  auto it = p_->entries.find(fd);
+  if (it != p_->entries.end() && (it->second.dev != st.st_dev || it->second.ino != st.st_ino)) {
+    // The number was closed without ueq seeing it and now names another
+    // file: Linux dropped that entry with the file, so do we.
+    remove_entry(*p_, it);
+    it = p_->entries.end();
+  }
+  switch (op) {
+    case EPOLL_CTL_ADD: {
+      if (it != p_->entries.end()) return status(EEXIST);
+      impl* child = target ? &epoll_access::of(*target) : nullptr;
+      if (child) {
+        const int below = depth_below(child, p_.get());
+        if (below == INT_MAX || depth_above(p_.get()) + 1 + below > kMaxNests) return status(ELOOP);
+      }
+      tap_handle tap;
+      if (!child) {
+        // An exclusive entry is registered exclusively with the host: one
+        // event wakes one of the file's exclusive waiters (sets here, in
+        // other processes, or kernel epoll sets), as Linux does.
+        auto t = p_->svc->add(
+            {.fd = fd,
+             .filter = tap_filter(ev.events) | ((ev.events & EPOLLEXCLUSIVE) ? kTapExclusive : 0),
+             .queue = p_->q,
+             .id = static_cast<std::uint32_t>(fd)});
+        if (!t) return status(t.error().value());
+        tap = *t;
+      }
+      impl::entry& e = p_->entries[fd];
+      e.fd = fd;
+      e.events = ev.events;
+      e.data = ev.data;
+      e.tap = tap;
+      e.child = child;
+      e.dev = st.st_dev;
+      e.ino = st.st_ino;
+      e.keeps_posted = S_ISREG(st.st_mode);
+      if (child) {
+        add_edge(p_.get(), child);
+        std::lock_guard<spin_lock> pg(child->parents_lock);
+        child->parents.emplace_back(p_.get(), fd);
+      }
+      reg().members[fd].insert(p_.get());
+      // Readiness is evaluated at ADD.
+      if (impl::probe(e)) p_->enqueue(e);
+      p_->settle();
+      log("ctl fd=%d ADD %d events=%#x", fd_open(fd) ? fd : -1, fd, ev.events);
+      return {};
+    }
+    case EPOLL_CTL_MOD: {
+      if (it == p_->entries.end()) return status(ENOENT);
+      impl::entry& e = it->second;
+      if (e.events & EPOLLEXCLUSIVE) return status(EINVAL);
+      const std::uint32_t filter = tap_filter(ev.events);
+      if (e.tap && filter != tap_filter(e.events))
+        if (status s = p_->svc->modify(e.tap, filter, 0)) return s;
+      e.events = ev.events;
+      e.data = ev.data;
+      e.disabled = false;  // re-arms an EPOLLONESHOT entry
+      e.posted = 0;        // MOD polls the file afresh, as Linux does
+      // Readiness is evaluated at MOD.
+      if (impl::probe(e))
+        p_->enqueue(e);
+      else
+        p_->dequeue(e);
+      p_->settle();
+      return {};
+    }
+    default:  // EPOLL_CTL_DEL
+      if (it == p_->entries.end()) return status(ENOENT);
+      remove_entry(*p_, it);
+      return {};
+  }
+}
+
+result<int> epoll_set::wait(std::span<epoll_event> out, mono_ns deadline, const sigset_t* sigmask,
+                            deliver_fn deliver, void* ctx) {
+  if (out.empty()) return errno_code(EINVAL);  // as epoll_wait with maxevents 0
+  const int limit = static_cast<int>(std::min<std::size_t>(out.size(), INT_MAX));
+  if (!deliver) return p_->wait(-1, out, limit, deadline, sigmask, nullptr, nullptr);
+  struct adapter {
+    deliver_fn fn;
+    void* ctx;
+  } a{deliver, ctx};
+  return p_->wait(
+      -1, out, limit, deadline, sigmask,
+      [](const epoll_event* ev, int n, void* c) {
+        auto* a = static_cast<adapter*>(c);
+        return a->fn(ev, n, a->ctx) ? n : 0;
+      },
+      &a);
+}
+
+result<int> epoll_set::impl::wait(int number, std::span<epoll_event> buf, int limit,
+                                  mono_ns deadline, const sigset_t* sigmask, sink_fn sink,
+                                  void* ctx) {
+  for (bool checked = number < 0;;) {
+    if (native.load(std::memory_order_acquire))
+      return native_wait(buf, limit, deadline, sigmask, sink, ctx);
+    if (fork_gen != tap_service::fork_generation()) return errno_code(ENOSYS);
+    // Dispatch host events that have not been taken yet (without blocking;
+    // if another thread is dispatching, it posts for us), so that whatever
+    // happened before this call is seen by it, as with Linux. A full batch
+    // may have left more, which would otherwise reach only a later wait (and
+    // an edge-triggered entry already reported by its ADD probe would be
+    // reported twice).
+    for (int i = 0; i < kMaxHostBatches; ++i) {
+      auto got = svc->poll(monotonic_now());
+      if (!got || *got < kHostBatchFull) break;
+    }
+    {
+      // Not across the blocking below: a uthread may resume on another vcore.
+      tap_service::inside_ueq in;
+      std::lock_guard<std::mutex> g(mu);
+      const int n = harvest(buf, limit, sink, ctx);
+      if (n < 0) return errno_code(EFAULT);
+      if (n > 0) return n;
+    }
+    const mono_ns now = monotonic_now();
+    if (now >= deadline) return 0;
+    // Only here: a wait that finds events returns without a system call for
+    // it, and one that blocks costs several anyway.
+    if (!checked) {
+      if (!named_by(number)) return errno_code(ESTALE);
+      checked = true;
+    }
+    if (watches_host.load(std::memory_order_relaxed)) {
+      // About to block in ueq: the program waits here, so this set no
+      // longer needs the host watch (create()), and another may have it.
+      tap_service::inside_ueq in;
+      std::lock_guard<std::mutex> g(reg().mu);
+      unwatch_host(*this);
+    }
+    // A uthread parks alone on wakeq, which every "now pending" posts to;
+    // the idle vcores poll the host meanwhile. A post after our harvest
+    // left its bit there, so nothing is missed. With a signal mask, ppoll
+    // below keeps the mask atomic (at the price of holding the vcore).
+    if (!sigmask && parks_as_uthread()) {
+      auto r = block_on({wakeq.get()}, deadline);
+      if (!r && r.error() != std::errc::timed_out) return r.error();
+      continue;
+    }
+    // A plain thread leads the host poll if no thread does: it sleeps in
+    // the host epoll itself (with the caller's signal mask, atomically) and
+    // dispatches what it finds. Sleeping in epoll_wait there, not in poll()
+    // on it, is what makes the kernel count it as woken for an
+    // EPOLLEXCLUSIVE registration, so that one event wakes one exclusive
+    // waiter across processes, and it saves a system call per wakeup.
+    // Posts that do not come from this poll (a ctl's probe, another
+    // thread's dispatch before ours began) wake it through the host's wake
+    // channel: the handshake with post_hook() is on host_sleepers.
+    switch (lead_host_poll(deadline, sigmask)) {
+      case lead::polled:
+        continue;
+      case lead::interrupted:
+        return errno_code(EINTR);
+      case lead::busy:
+        break;  // another thread polls: sleep as below
+    }
+    // Sleep in the kernel on our eventfd and the host's poll fd, with the
+    // caller's signal mask installed atomically (ppoll): a signal handler
+    // that runs makes us return EINTR, as epoll_wait does.
+    pollfd fds[2] = {{evfd, POLLIN, 0}, {svc->pollable_fd(), POLLIN, 0}};
+    timespec ts, *tsp = nullptr;
+    if (deadline != kNoDeadline) {
+      ts = to_timespec(deadline - now);
+      tsp = &ts;
+    }
+    if (::ppoll(fds, 2, tsp, sigmask) < 0) {
+      if (errno == EINTR) return errno_code(EINTR);
+      return errno_code(errno);
+    }
+  }
+}
+
+}  // namespace ueq

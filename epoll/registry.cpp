@@ -1,0 +1,347 @@
+// The process's epoll sets (registry.hpp): numbers, membership, nesting,
+// identity, close/dup bookkeeping and fork.
+#include "registry.hpp"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstring>
+#include <vector>
+
+namespace ueq::epoll_internal {
+
+registry& reg() {
+  static registry* r = new registry;
+  return *r;
+}
+
+std::mutex g_service_mu;
+tap_service* g_registered = nullptr;  // guarded by g_service_mu
+
+// The tap service, with our close callback registered on it (once per
+// service: a fork()ed child gets a new one).
+result<tap_service*> service() {
+  auto s = tap_service::instance();
+  if (!s) return s.error();
+  std::lock_guard<std::mutex> g(g_service_mu);
+  if (*s != g_registered) {
+    (*s)->add_close_callback(&on_fd_close, nullptr);
+    g_registered = *s;
+  }
+  return *s;
+}
+
+// Longest chain of sets below c (0 = holds none); INT_MAX if `target` is
+// among them (a cycle). Under reg().mu.
+int depth_below(impl* c, const impl* target, int level) {
+  if (c == target) return INT_MAX;
+  if (level > kMaxNests + 1) return level;  // deep enough to fail anyway
+  int d = 0;
+  auto it = reg().children.find(c);
+  if (it == reg().children.end()) return 0;
+  for (auto& [child, n] : it->second) {
+    const int below = depth_below(child, target, level + 1);
+    if (below == INT_MAX) return INT_MAX;
+    d = std::max(d, below + 1);
+  }
+  return d;
+}
+// Longest chain of sets above p (0 = none holds it). Under reg().mu.
+int depth_above(impl* p, int level) {
+  if (level > kMaxNests + 1) return level;
+  int d = 0;
+  auto it = reg().parents.find(p);
+  if (it == reg().parents.end()) return 0;
+  for (auto& [parent, n] : it->second)
+    d = std::max(d, depth_above(parent, level + 1) + 1);
+  return d;
+}
+void add_edge(impl* parent, impl* child) {
+  ++reg().children[parent][child];
+  ++reg().parents[child][parent];
+}
+void remove_edge(impl* parent, impl* child) {
+  auto drop = [](auto& map, impl* a, impl* b) {
+    auto it = map.find(a);
+    if (it == map.end()) return;
+    if (--it->second[b] == 0) it->second.erase(b);
+    if (it->second.empty()) map.erase(it);
+  };
+  drop(reg().children, parent, child);
+  drop(reg().parents, child, parent);
+}
+
+std::shared_ptr<epoll_set> lookup(int fd) {
+  tap_service::inside_ueq in;
+  std::lock_guard<std::mutex> g(reg().mu);
+  auto it = reg().by_fd.find(fd);
+  return it == reg().by_fd.end() ? nullptr : it->second;
+}
+
+bool fd_open(int fd) {
+  return fd >= 0 && ::fcntl(fd, F_GETFD) >= 0;
+}
+
+// Everything ueq keeps about a number whose file is gone (closed behind
+// ueq's back: a raw close syscall, close_range, a close inside the C
+// library), dropped as a close through ueq would: the set it named loses
+// that number (and is torn down with its last), entries for it leave their
+// sets, taps on it leave the host poller.
+void forget_number(int fd) {
+  log("fd=%d was closed behind ueq's back; forgotten", fd);
+  if (auto svc = service())
+    (*svc)->before_close(fd);
+  else
+    on_fd_close(fd, nullptr);
+}
+
+// The set `fd` names, checked with the kernel: a number closed behind ueq's
+// back and reused (by another set, a pipe, an eventfd) no longer names the
+// set ueq recorded, and that record is forgotten. Null if fd names none of
+// ours, or if it is a native set and !with_native (the C API passes those
+// calls to the kernel: see impl::native).
+std::shared_ptr<epoll_set> lookup_live(int fd, bool with_native) {
+  auto s = lookup(fd);
+  if (!s) return nullptr;
+  impl& p = epoll_access::of(*s);
+  if (p.native.load(std::memory_order_acquire)) return with_native ? s : nullptr;
+  if (p.named_by(fd)) return s;
+  forget_number(fd);
+  return nullptr;
+}
+
+// What Linux's epoll calls accept as a file: an open fd that is not O_PATH
+// (an O_PATH fd names a file without opening it; epoll gives EBADF).
+bool fd_usable(int fd) {
+  if (fd < 0) return false;
+  const int fl = ::fcntl(fd, F_GETFL);
+  return fl >= 0 && !(fl & O_PATH);
+}
+
+// Linux refuses files that have no poll operation (EPERM): most regular
+// files and directories, some devices (/dev/null), but not the procfs and
+// sysfs files that have one (mounts, sysctl entries, sysfs attributes). Only
+// the kernel can tell, so for the file types that may lack the operation it
+// is asked: a trial ADD into a private epoll fd (kept at a high number).
+// Sockets, pipes and anonymous-inode files (eventfd, timerfd, epoll, ...)
+// always have one.
+bool pollable(int fd, const struct stat& st) {
+  const auto type = st.st_mode & S_IFMT;
+  if (type != S_IFREG && type != S_IFDIR && type != S_IFCHR && type != S_IFBLK) return true;
+  // Made at the first question; kept for the process (a child shares it
+  // until exec: a trial of the same (file, fd) pair by both gives one of
+  // them EEXIST, which says the file was accepted).
+  static std::atomic<int> probe{-1};
+  int ep = probe.load(std::memory_order_acquire);
+  if (ep < 0) {
+    const int made = hide_fd(::epoll_create1(EPOLL_CLOEXEC));
+    if (made < 0) return type != S_IFREG && type != S_IFDIR;  // no fd to ask with: guess
+    // acq_rel: the winner's fd is published whole; a loser closes its own.
+    if (probe.compare_exchange_strong(ep, made, std::memory_order_acq_rel))
+      ep = made;
+    else
+      ::close(made);
+  }
+  epoll_event e{};
+  if (::epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e) != 0) return errno != EPERM;
+  (void)::epoll_ctl(ep, EPOLL_CTL_DEL, fd, nullptr);
+  return true;
+}
+
+// Removes one entry: its tap, its nesting edge, its place on the ready list
+// and in the membership index. Under reg().mu and s.mu.
+void remove_entry(impl& s, absl::node_hash_map<int, impl::entry>::iterator it) {
+  impl::entry& e = it->second;
+  if (e.tap.live()) (void)s.svc->remove(e.tap);
+  if (e.child) {
+    remove_edge(&s, e.child);
+    std::lock_guard<spin_lock> pg(e.child->parents_lock);
+    std::erase(e.child->parents, std::pair<impl*, int>(&s, it->first));
+  }
+  s.dequeue(e);
+  const int fd = it->first;
+  s.entries.erase(it);
+  auto m = reg().members.find(fd);
+  if (m != reg().members.end()) {
+    m->second.erase(&s);
+    if (m->second.empty()) reg().members.erase(m);
+  }
+  s.settle();
+}
+
+// Ends s's watch of the host poller's fd, if it has one (under reg().mu).
+void unwatch_host(impl& s) {
+  if (!s.watches_host.load(std::memory_order_relaxed)) return;
+  (void)k_epoll_ctl(s.epfd.load(std::memory_order_relaxed), EPOLL_CTL_DEL, s.svc->pollable_fd(),
+                    nullptr);
+  s.watches_host.store(false, std::memory_order_relaxed);
+  --reg().host_watchers;
+}
+
+// Registers entry e (under number fd) in s's kernel epoll fd itself, as the
+// program gave it (a spent EPOLLONESHOT entry stays without events). An
+// entry whose number now names another file is left out: Linux dropped it
+// with its file.
+void register_natively(impl& s, const impl::entry& e, int fd) {
+  if (e.child) {
+    if (!e.child->named_by(fd)) return;
+  } else {
+    struct stat st;
+    if (::fstat(fd, &st) != 0 || st.st_dev != e.dev || st.st_ino != e.ino) return;
+  }
+  epoll_event ev{};
+  ev.data = e.data;
+  ev.events = e.disabled ? e.events & (EPOLLONESHOT | EPOLLET | EPOLLWAKEUP) : e.events;
+  if (k_epoll_ctl(s.epfd.load(std::memory_order_relaxed), EPOLL_CTL_ADD, fd, &ev) != 0)
+    log("fork: fd=%d could not move into epoll fd=%d: %s", fd, s.epfd.load(), std::strerror(errno));
+}
+
+// Hands every set to the kernel (see impl::native), under reg().mu. At
+// fork() a set becomes one kernel object shared by parent and child, as on
+// Linux: a wait or ctl in either process sees the other's, a close in the
+// child leaves the parent's registrations alone, and a set inherited across
+// a later exec works in the new program (which passes the calls through).
+// Sets made after the fork are ueq's again.
+//
+// Order: entries that are files first (the sets still watch the host
+// poller, so none is unwatched meanwhile), then each set stops watching
+// the host poller and its eventfd, then the entries that are sets (a
+// kernel nesting of sets must not pass through the host poller's fd, or
+// the kernel's depth limit could refuse it). Waiters already inside wait()
+// are woken through the eventfd and wakeq and go on in the kernel.
+void materialize_all() {
+  std::vector<impl*> sets;
+  for (auto& [fd, set] : reg().by_fd) {
+    impl* p = &epoll_access::of(*set);
+    if (!p->native.load(std::memory_order_relaxed) && !p->dead &&
+        std::ranges::find(sets, p) == sets.end())
+      sets.push_back(p);
+  }
+  for (impl* s : sets) {
+    std::lock_guard<std::mutex> g(s->mu);
+    for (auto& [fd, e] : s->entries)
+      if (!e.child) register_natively(*s, e, fd);
+  }
+  for (impl* s : sets) {
+    const int ep = s->epfd.load(std::memory_order_relaxed);
+    unwatch_host(*s);
+    (void)k_epoll_ctl(ep, EPOLL_CTL_DEL, s->evfd, nullptr);
+  }
+  for (impl* s : sets) {
+    std::lock_guard<std::mutex> g(s->mu);
+    for (auto& [fd, e] : s->entries)
+      if (e.child) register_natively(*s, e, fd);
+    while (!s->entries.empty())
+      remove_entry(*s, s->entries.begin());
+    // release: pairs with the acquire loads in wait() and ctl(); the
+    // entries above are in the kernel before a caller passes through.
+    s->native.store(true, std::memory_order_release);
+    const std::uint64_t one = 1;
+    (void)::write(s->evfd, &one, sizeof one);
+    (void)s->wakeq->post(0);
+  }
+  if (!sets.empty()) log("fork: %zu sets handed to the kernel", sets.size());
+}
+
+// fork(): the registry lock is held from before the fork until after it,
+// so no set is made or changed across it; in the child, where only the
+// forking thread lives on, the locks are made anew (one another thread held
+// would never be released).
+void before_fork() {
+  reg().mu.lock();
+  tap_service::inside_ueq in;
+  materialize_all();
+}
+void after_fork_in_parent() {
+  reg().mu.unlock();
+}
+void after_fork_in_child() {
+  reg().mu.unlock();  // held by this thread since before_fork
+  new (&g_service_mu) std::mutex;
+}
+[[maybe_unused]] const int g_atfork =
+    ::pthread_atfork(&before_fork, &after_fork_in_parent, &after_fork_in_child);
+
+// Runs for every fd closed through ueq (before the close): the fd leaves
+// every set that holds it; an epoll fd's number leaves its set, and the set
+// is torn down with its last number.
+void on_fd_close(int fd, void*) {
+  std::shared_ptr<epoll_set> dying;  // released after the locks
+  std::lock_guard<std::mutex> g(reg().mu);
+  if (auto m = reg().members.find(fd); m != reg().members.end()) {
+    const auto holders = m->second;  // remove_entry edits the map
+    for (impl* s : holders) {
+      std::lock_guard<std::mutex> sg(s->mu);
+      if (auto it = s->entries.find(fd); it != s->entries.end()) remove_entry(*s, it);
+    }
+  }
+  auto it = reg().by_fd.find(fd);
+  if (it == reg().by_fd.end()) return;
+  dying = std::move(it->second);
+  reg().by_fd.erase(it);
+  impl& s = epoll_access::of(*dying);
+  std::erase(s.numbers, fd);
+  if (!s.numbers.empty()) {
+    // dup'ed numbers keep the set alive; make sure we write to an open one.
+    s.epfd.store(s.numbers.front(), std::memory_order_relaxed);
+    dying.reset();  // the registry still holds it under the other numbers
+    return;
+  }
+  std::lock_guard<std::mutex> sg(s.mu);
+  while (!s.entries.empty())
+    remove_entry(s, s.entries.begin());
+  s.dead = true;
+  unwatch_host(s);
+  log("close epoll fd=%d", fd);
+}
+
+// A new number for an open file: if the file is one of our sets, the number
+// names the set too.
+void register_dup(int oldfd, int newfd) {
+  tap_service::inside_ueq in;
+  std::lock_guard<std::mutex> g(reg().mu);
+  auto it = reg().by_fd.find(oldfd);
+  if (it == reg().by_fd.end()) return;
+  auto set = it->second;
+  reg().by_fd[newfd] = set;
+  epoll_access::of(*set).numbers.push_back(newfd);
+}
+
+// dup2/dup3: newfd, if open, is closed by the call: let ueq forget it first.
+int dup_over(int oldfd, int newfd, int flags, bool is_dup2) {
+  if (!fd_open(oldfd)) {
+    errno = EBADF;
+    return -1;
+  }
+  if (oldfd == newfd) {
+    if (is_dup2) return newfd;
+    errno = EINVAL;
+    return -1;
+  }
+  // From a signal handler that interrupted ueq on this thread, take no lock:
+  // the new number is not known as an epoll fd, and registrations of the
+  // file it replaces stay until their identity is checked (as after a raw
+  // dup2).
+  if (tap_service::inside_ueq::active())
+    return is_dup2 ? ::dup2(oldfd, newfd) : ::dup3(oldfd, newfd, flags);
+  if (fd_open(newfd))
+    if (auto svc = service()) (*svc)->before_close(newfd);
+  const int r = is_dup2 ? ::dup2(oldfd, newfd) : ::dup3(oldfd, newfd, flags);
+  if (r >= 0) register_dup(oldfd, r);
+  return r;
+}
+
+}  // namespace ueq::epoll_internal
+
+namespace ueq {
+
+status epoll_close(int fd) {
+  if (service()) return close_fd(fd);  // runs on_fd_close, then closes
+  return ::close(fd) == 0 ? status{} : status(errno);
+}
+
+}  // namespace ueq

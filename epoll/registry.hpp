@@ -1,0 +1,66 @@
+// epoll/registry.hpp (internal) — the process's epoll sets: which number
+// names which set, which sets hold which fd, the nesting graph, and the
+// bookkeeping of close, dup and fork (registry.cpp). See set.hpp for the
+// locking order.
+#pragma once
+
+#include <sys/stat.h>
+
+#include <memory>
+#include <mutex>
+
+#include "set.hpp"
+
+namespace ueq::epoll_internal {
+
+// The registry of sets, owned by the process and never freed (close
+// callbacks may run during exit). Guarded by mu.
+struct registry {
+  std::mutex mu;
+  absl::flat_hash_map<int, std::shared_ptr<epoll_set>> by_fd;               // epoll fd numbers
+  absl::flat_hash_map<int, absl::flat_hash_set<epoll_set::impl*>> members;  // target fd
+  // The nesting graph: parent set -> child set -> number of entries.
+  absl::flat_hash_map<epoll_set::impl*, absl::flat_hash_map<epoll_set::impl*, int>> children;
+  absl::flat_hash_map<epoll_set::impl*, absl::flat_hash_map<epoll_set::impl*, int>> parents;
+  int host_watchers = 0;  // live sets whose epoll fd watches the host poller's fd
+};
+registry& reg();
+
+using impl = epoll_set::impl;
+
+// The tap service, with the facade's close callback registered on it.
+result<tap_service*> service();
+
+// The nesting graph (under reg().mu): the longest chain of sets below c
+// (INT_MAX if `target` is among them: a cycle), and above p.
+int depth_below(impl* c, const impl* target, int level = 0);
+int depth_above(impl* p, int level = 0);
+void add_edge(impl* parent, impl* child);
+void remove_edge(impl* parent, impl* child);
+
+// The set an fd number is recorded as (no kernel check), or null.
+std::shared_ptr<epoll_set> lookup(int fd);
+// The same, checked with the kernel (a stale record is forgotten); null
+// for a native set unless with_native.
+std::shared_ptr<epoll_set> lookup_live(int fd, bool with_native = false);
+// Drops what ueq knew of a number whose file was closed behind its back.
+void forget_number(int fd);
+
+bool fd_open(int fd);
+// An open fd that is not O_PATH (what epoll calls accept as a file).
+bool fd_usable(int fd);
+// Whether Linux's epoll would accept the file (the kernel is asked).
+bool pollable(int fd, const struct stat& st);
+
+// Removes one entry of s (under reg().mu and s.mu).
+void remove_entry(impl& s, absl::node_hash_map<int, impl::entry>::iterator it);
+// Ends s's watch of the host poller's fd, if any (under reg().mu).
+void unwatch_host(impl& s);
+
+// The close callback: fd leaves every set, an epoll fd's number its set.
+void on_fd_close(int fd, void*);
+// dup/dup2/dup3 bookkeeping: a new number for a set names it too.
+void register_dup(int oldfd, int newfd);
+int dup_over(int oldfd, int newfd, int flags, bool is_dup2);
+
+}  // namespace ueq::epoll_internal

@@ -1,0 +1,499 @@
+// epoll/set.hpp (internal) — one epoll set: its entries, its ready list,
+// its pending signal and its harvest; the kernel calls ueq makes for itself.
+//
+// The facade's files, by job:
+//   set.hpp        a set (epoll_set::impl) and the helpers it uses
+//   registry.hpp   the process's sets: fd numbers -> sets, target fd -> the
+//   registry.cpp   sets that hold it, the nesting graph, the identity of
+//                  numbers (asked of the kernel), close/dup bookkeeping, and
+//                  fork (sets handed to the kernel)
+//   ctl_wait.cpp   epoll_set: create, ctl in Linux's error order, wait
+//   c_api.cpp      the C ABI: copies in and out of the caller's memory,
+//                  errno, the calls passed through to the kernel
+//
+// Locking (outermost first):
+//   reg().mu       the registry: epoll fd numbers -> sets, target fd -> the
+//                  sets that hold it, and the nesting checks of ADD.
+//   impl::mu       one per set: its entries, its ready list, the flags of
+//                  every entry. Held across the tap calls of ctl (which take
+//                  the tap service's per-fd locks) and the readiness probe.
+//   tap service / event queue locks (leaves).
+// Tap dispatch (the host poller's thread) posts into a set's CEQ without
+// any of these locks; the CEQ's post hook touches atomics and the set's
+// eventfd, and posts into the parents' mailboxes under the set's
+// parents_lock (taken child before parent; the nesting graph is acyclic).
+// A set's lock is never held while taking the registry lock.
+//
+// The path of an event: host readiness -> the fd's tap posts {fd, bits} into
+// the set's CEQ (coalescing) -> the post hook makes the set's eventfd
+// readable -> a waiter wakes (asleep in the host epoll as the leader of its
+// poll, in ppoll({eventfd, host fd}), or parked on wakeq) ->
+// harvest: CEQ messages put entries on the ready list; the entries at its
+// front are probed with poll(), a batch per call (Linux re-polls every item
+// it reports), and those still ready are reported, up to maxevents, through
+// a fixed staging buffer; level-triggered ones go to the back.
+#pragma once
+
+#include "ueq/epoll/epoll.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <absl/container/flat_hash_map.h>
+#include <absl/container/flat_hash_set.h>
+#include <absl/container/node_hash_map.h>
+
+#include <atomic>
+#include <climits>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <vector>
+
+#include "ueq/ceq/block_on.hpp"
+#include "ueq/ceq/event_queue.hpp"
+#include "ueq/epoll.h"
+#include "ueq/runtime/chunked_table.hpp"
+#include "ueq/runtime/parker.hpp"
+#include "ueq/taps/tap.hpp"
+
+namespace ueq {
+namespace epoll_internal {
+
+constexpr int kMaxNests = 4;  // Linux's EP_MAX_NESTS
+// How many live sets watch the host poller's fd in the kernel (see create).
+constexpr int kHostWatchers = 8;
+// tap_service::poll() dispatches a batch of host events per call (128 or
+// more, by backend). wait() polls again after a batch of at least
+// kHostBatchFull events (more may be waiting; a backend with smaller
+// batches is only drained less at once), at most kMaxHostBatches times.
+constexpr std::size_t kHostBatchFull = 64;
+constexpr int kMaxHostBatches = 64;
+constexpr int kMaxEvents = INT_MAX / static_cast<int>(sizeof(epoll_event));
+constexpr std::uint32_t kExclusiveOk =
+    EPOLLIN | EPOLLOUT | EPOLLERR | EPOLLHUP | EPOLLWAKEUP | EPOLLET | EPOLLEXCLUSIVE;
+// What a tap can watch, from an epoll mask.
+inline std::uint32_t tap_filter(std::uint32_t events) {
+  std::uint32_t f = kTapError | kTapHangup;
+  if (events & (EPOLLIN | EPOLLRDNORM | EPOLLRDBAND)) f |= kTapReadable;
+  if (events & (EPOLLOUT | EPOLLWRNORM | EPOLLWRBAND)) f |= kTapWritable;
+  if (events & EPOLLPRI) f |= kTapPriority;
+  if (events & EPOLLRDHUP) f |= kTapRdhup;
+  return f;
+}
+// The poll(2) bits an entry reports: its requested events plus ERR/HUP.
+inline std::uint32_t report_mask(std::uint32_t events) {
+  return (events & ~(EPOLLET | EPOLLONESHOT | EPOLLEXCLUSIVE | EPOLLWAKEUP)) | EPOLLERR | EPOLLHUP;
+}
+
+// Opt-in diagnostics (UEQ_LOG=stderr or a path); silent otherwise.
+inline void log(const char* fmt, ...) {
+  static FILE* out = [] {
+    const char* v = std::getenv("UEQ_LOG");
+    if (!v || !*v) return static_cast<FILE*>(nullptr);
+    if (!std::strcmp(v, "stderr")) return stderr;
+    return std::fopen(v, "ae");
+  }();
+  if (!out) return;
+  va_list ap;
+  va_start(ap, fmt);
+  std::fprintf(out, "ueq-epoll: ");
+  std::vfprintf(out, fmt, ap);
+  std::fputc('\n', out);
+  va_end(ap);
+  std::fflush(out);
+}
+
+// The kernel's epoll calls, made as system calls: the ones ueq makes for
+// itself and the ones it passes through must never reach an interposed
+// epoll_* of the preload library (a fork() handler, for one, runs with no
+// guard). Each returns -1 with errno set on failure, as the C library does.
+inline int k_epoll_create1(int flags) {
+  return static_cast<int>(::syscall(SYS_epoll_create1, flags));
+}
+inline int k_epoll_ctl(int ep, int op, int fd, const epoll_event* ev) {
+  return static_cast<int>(::syscall(SYS_epoll_ctl, ep, op, fd, ev));
+}
+// epoll_pwait2 where the kernel has it (5.11), else epoll_pwait with the
+// timeout rounded up to milliseconds.
+inline int k_epoll_wait(int ep, epoll_event* ev, int max, mono_ns deadline, const sigset_t* mask) {
+  timespec ts, *tsp = nullptr;
+  if (deadline != kNoDeadline) {
+    ts = to_timespec(std::max<mono_ns>(deadline - monotonic_now(), 0));
+    tsp = &ts;
+  }
+  static std::atomic<bool> no_pwait2{false};
+  if (!no_pwait2.load(std::memory_order_relaxed)) {
+    const long r = ::syscall(SYS_epoll_pwait2, ep, ev, max, tsp, mask, _NSIG / 8);
+    if (r >= 0 || errno != ENOSYS) return static_cast<int>(r);
+    no_pwait2.store(true, std::memory_order_relaxed);  // a hint only: relaxed
+  }
+  long ms = -1;
+  if (tsp) ms = std::min<long>(INT_MAX, ts.tv_sec * 1000L + (ts.tv_nsec + 999999) / 1000000);
+  return static_cast<int>(
+      ::syscall(SYS_epoll_pwait, ep, ev, max, static_cast<int>(ms), mask, _NSIG / 8));
+}
+
+// The set whose waiter this thread is, while it leads the host poll
+// (impl::lead_host_poll): its own dispatch needs no wake.
+inline thread_local const epoll_set::impl* tl_leading = nullptr;
+
+}  // namespace epoll_internal
+
+// The facade's files name these without qualification.
+using namespace epoll_internal;
+
+struct epoll_set::impl {
+  struct entry {
+    int fd = -1;
+    std::uint32_t events = 0;  // as given, flags included (ERR|HUP added)
+    epoll_data_t data{};
+    tap_handle tap;
+    bool disabled = false;  // EPOLLONESHOT entry that has fired
+    bool queued = false;    // on the ready list
+    entry* prev = nullptr;  // ready list links
+    entry* next = nullptr;
+    impl* child = nullptr;  // the target, if it is one of our sets (nesting graph edge)
+    dev_t dev = 0;          // the file registered (to notice a number closed behind
+    ino_t ino = 0;          // our back and reused for another file)
+    // A regular file that can be polled (procfs, sysfs) may report a change
+    // (EPOLLPRI|EPOLLERR) to one poll only: the host's poll that dispatched
+    // the event takes it, and the probe at report time no longer sees it.
+    // For such entries the bits the host saw are kept here until reported.
+    bool keeps_posted = false;
+    std::uint32_t posted = 0;
+  };
+
+  tap_service* svc = nullptr;
+  event_queue_ptr q;  // CEQ mailbox, slot = target fd
+  // Where uthread waiters park (a plain thread sleeps in ppoll on evfd
+  // instead): a one-bit mailbox posted whenever evfd is made readable.
+  event_queue_ptr wakeq;
+  // The program's epoll fd is a real kernel epoll fd (so read/write fail
+  // with EINVAL, F_GETFL says O_RDWR, and poll/select/epoll can watch it)
+  // that watches one hidden eventfd, level-triggered: the set makes the
+  // eventfd readable while events are pending. The eventfd lives at a high
+  // number (hide_fd) and dies with the set.
+  std::atomic<int> epfd{-1};          // an open number of the program's epoll fd
+  int evfd = -1;                      // the hidden eventfd
+  std::atomic<bool> signaled{false};  // evfd has been made readable
+  // Waiters of this set asleep in the host poll (lead_host_poll); a
+  // post_hook() that signals wakes the host poll while there are any.
+  std::atomic<int> host_sleepers{0};
+  // Handed to the kernel (materialize(), at fork): epfd holds the entries
+  // itself and every ctl and wait passes through to it. Set once, under
+  // reg().mu and mu; read without them by waiters already inside wait()
+  // (release/acquire: the entries were registered before it reads true).
+  std::atomic<bool> native{false};
+  // tap_service::fork_generation() when the set was made: a fork()ed child
+  // cannot use its parent's sets (their taps live in the parent's poller).
+  std::uint64_t fork_gen = 0;
+  // Sets that hold this one, and the fd number they hold it under. A set
+  // nested in another of ours is not tapped through the host (our epoll fd
+  // watches the host's fd, which would make a kernel-level cycle): it posts
+  // into its parents' mailboxes itself when it becomes pending.
+  spin_lock parents_lock;
+  std::vector<std::pair<impl*, int>> parents;  // guarded by parents_lock
+  ~impl() {
+    if (evfd >= 0) ::close(evfd);
+  }
+
+  std::mutex mu;
+  absl::node_hash_map<int, entry> entries;  // guarded by mu
+  entry* head = nullptr;                    // ready list, guarded by mu
+  entry* tail = nullptr;
+  std::vector<int> numbers;  // epoll fd numbers naming this set; guarded by reg().mu
+  // epfd watches the host poller's fd (see create()). Written under
+  // reg().mu; wait() reads it without (relaxed: a stale true only costs
+  // taking the lock to find it false).
+  std::atomic<bool> watches_host{false};
+  bool dead = false;  // guarded by mu: torn down, every ctl fails
+
+  // --- ready list (under mu) ---
+  void enqueue(entry& e) {
+    if (e.queued) return;
+    e.queued = true;
+    e.prev = tail;
+    e.next = nullptr;
+    (tail ? tail->next : head) = &e;
+    tail = &e;
+  }
+  void dequeue(entry& e) {
+    if (!e.queued) return;
+    (e.prev ? e.prev->next : head) = e.next;
+    (e.next ? e.next->prev : tail) = e.prev;
+    e.prev = e.next = nullptr;
+    e.queued = false;
+  }
+
+  // --- the eventfd that makes the set pollable ---
+  // Called on the posting (tap dispatch) thread for every message-creating
+  // post, after the post. seq_cst exchange (release is what settle() needs;
+  // it pairs with settle()'s exchange): the first post after a clear writes.
+  static void post_hook(void* ctx) noexcept {
+    auto* self = static_cast<impl*>(ctx);
+    if (self->signaled.exchange(true, std::memory_order_seq_cst)) return;
+    const std::uint64_t one = 1;
+    (void)::write(self->evfd, &one, sizeof one);
+    (void)self->wakeq->post(0);
+    // seq_cst, after the seq_cst exchange above: pairs with lead_host_poll()
+    // (its increment, then its load of signaled). Of the two, at least one
+    // sees the other: the leader does not sleep, or it is woken here. Not
+    // when this thread is the leader, dispatching: it harvests next anyway.
+    if (self->host_sleepers.load(std::memory_order_seq_cst) > 0 && tl_leading != self)
+      self->svc->wake();
+    // Newly pending: tell the sets that hold us (each is one level up; the
+    // graph is acyclic, so these locks are taken bottom-up only).
+    std::lock_guard<spin_lock> g(self->parents_lock);
+    for (auto& [parent, fd] : self->parents)
+      (void)parent->q->post(static_cast<std::uint32_t>(fd), EPOLLIN);
+  }
+  // After a harvest (under mu): keep the eventfd readable while anything is
+  // pending, clear it otherwise. Drain the eventfd first, then clear the
+  // flag, then re-check the CEQ (tests/model/settle.pml). The other order
+  // loses a post: one between the clear and the read writes, the read
+  // swallows it, and the flag stays set over an empty eventfd.
+  //  - A post_hook() whose exchange comes before ours in the flag's
+  //    modification order found it set and did not write; our exchange
+  //    (acq_rel, an RMW: it reads that post_hook's release exchange or a
+  //    later one) makes its CEQ post visible to the re-check, which
+  //    signals again.
+  //  - A post_hook() whose exchange comes after ours finds the flag clear
+  //    and writes; its write follows our read, so the eventfd stays readable.
+  //  - No shortcut on a clear flag: a post_hook() that set the flag before
+  //    our exchange may write after our read, leaving the eventfd readable
+  //    with nothing pending; the next settle() must drain it, or every wait
+  //    would return to an empty harvest until its timeout.
+  //  - Pending: post_hook() signals the eventfd, and wakeq is posted too. A
+  //    uthread waiter may have taken a stale wakeq bit, and a post that
+  //    found the flag set posted nothing new.
+  void settle() {
+    const bool pending = head != nullptr || !q->empty();
+    if (pending) {
+      post_hook(this);
+      (void)wakeq->post(0);
+      return;
+    }
+    std::uint64_t v;
+    (void)::read(evfd, &v, sizeof v);
+    (void)signaled.exchange(false, std::memory_order_acq_rel);
+    if (!q->empty()) post_hook(this);
+  }
+
+  // Probes an entry's readiness now (poll with no timeout): the bits it
+  // would report, 0 if none or if the fd is gone. A nested set of ours is
+  // ready when its hidden eventfd is.
+  static std::uint32_t probe(const entry& e) {
+    pollfd p{e.child ? e.child->evfd : e.fd, static_cast<short>(report_mask(e.events) & 0xffff), 0};
+    const std::uint32_t events = e.events;
+    if (::poll(&p, 1, 0) != 1 || (p.revents & POLLNVAL)) return 0;
+    return static_cast<std::uint32_t>(p.revents) & report_mask(events);
+  }
+
+  // Moves CEQ messages onto the ready list (under mu).
+  void drain_mailbox() {
+    event_msg msgs[64];
+    while (std::size_t n = q->drain(msgs)) {
+      for (std::size_t i = 0; i < n; ++i) {
+        auto it = entries.find(static_cast<int>(msgs[i].id));
+        if (it == entries.end() || it->second.disabled) continue;  // stale, or ONESHOT spent
+        entry& e = it->second;
+        if (e.keeps_posted) e.posted |= static_cast<std::uint32_t>(msgs[i].bits);
+        enqueue(e);
+      }
+      if (n < 64) break;
+    }
+  }
+
+  // Entries off the ready list, in order, linked through the same prev/next
+  // (free while an entry is off the list). Under mu.
+  struct chain {
+    entry* first = nullptr;
+    entry* last = nullptr;
+    void push(entry& e) {
+      e.prev = last;
+      e.next = nullptr;
+      (last ? last->next : first) = &e;
+      last = &e;
+    }
+  };
+  // Puts entries first..last (linked, in order) back at the front of the
+  // ready list, keeping their order.
+  void splice_front(entry* first, entry* last) {
+    for (entry* e = first;; e = e->next) {
+      e->queued = true;
+      if (e == last) break;
+    }
+    first->prev = nullptr;
+    last->next = head;
+    (head ? head->prev : tail) = last;
+    head = first;
+  }
+  void splice_back(const chain& c) {
+    if (!c.first) return;
+    for (entry* e = c.first; e; e = e->next)
+      e->queued = true;
+    c.first->prev = tail;
+    (tail ? tail->next : head) = c.first;
+    tail = c.last;
+  }
+
+  // Where a harvest's results go: `sink` takes n events and returns how many
+  // it took (all of them, or the leading ones that reached the caller's
+  // buffer before it stopped being writable).
+  using sink_fn = int (*)(const epoll_event* events, int n, void* ctx);
+  static constexpr int kProbeBatch = 256;  // pollfds probed per poll() call
+
+  // Reports up to `limit` ready entries (under mu), probing each at the
+  // moment of reporting (one poll() per batch), and rotating level-triggered
+  // ones to the back of the list after the harvest, so none is reported
+  // twice in one result.
+  //
+  // Without a sink the results are written to buf, which has room for
+  // `limit`. With one, buf is a staging area: each time it is full, and at
+  // the end, the sink takes its contents, so a result of any size passes
+  // through storage of a fixed size. Events the sink does not take are put
+  // back as they were (to the front of the list, a ONESHOT entry re-armed),
+  // as Linux puts an item back when copying it to the caller faults, and the
+  // harvest stops there: it returns how many were taken, or -1 if none
+  // were and the first hand-over failed.
+  int harvest(std::span<epoll_event> buf, int limit, sink_fn sink = nullptr, void* ctx = nullptr) {
+    drain_mailbox();
+    int total = 0;  // results taken (or, without a sink, written to buf)
+    chain again;    // level-triggered entries reported: back of the list at the end
+    bool stop = false;
+    while (total < limit && head && !stop) {
+      // Fill one stretch of buf.
+      epoll_event* out = sink ? buf.data() : buf.data() + total;
+      const int cap = static_cast<int>(std::min<std::size_t>(
+          static_cast<std::size_t>(limit - total), sink ? buf.size() : buf.size() - total));
+      int n = 0;
+      chain reported;  // this stretch's entries, in the order of out
+      while (n < cap && head) {
+        // Take as many from the front as could still fit, probe them in one
+        // poll() call, report the ready ones in list order.
+        pollfd pfds[kProbeBatch];
+        int m = 0;
+        for (entry* e = head; e && m < cap - n && m < kProbeBatch; e = e->next)
+          pfds[m++] = {e->child ? e->child->evfd : e->fd,
+                       static_cast<short>(report_mask(e->events) & 0xffff), 0};
+        if (::poll(pfds, static_cast<nfds_t>(m), 0) < 0) {
+          stop = true;  // report what this harvest has; the rest stay listed
+          break;
+        }
+        entry* e = head;
+        for (int i = 0; i < m; ++i) {
+          entry* const next = e->next;
+          const std::uint32_t mask = report_mask(e->events);
+          std::uint32_t bits =
+              (pfds[i].revents & POLLNVAL) ? 0 : static_cast<std::uint32_t>(pfds[i].revents) & mask;
+          if (e->keeps_posted) {
+            bits |= e->posted & mask;
+            e->posted = 0;
+          }
+          dequeue(*e);
+          if (bits) {  // else no longer ready: Linux drops it too
+            out[n].events = bits;
+            out[n].data = e->data;
+            ++n;
+            reported.push(*e);
+            if (e->events & EPOLLONESHOT) e->disabled = true;
+          }
+          e = next;
+        }
+      }
+      const int taken = sink && n > 0 ? std::clamp(sink(out, n, ctx), 0, n) : n;
+      // The taken ones are final; the rest go back as they were.
+      entry* e = reported.first;
+      for (int i = 0; i < taken; ++i) {
+        entry* const next = e->next;
+        if (!(e->events & (EPOLLONESHOT | EPOLLET))) again.push(*e);
+        e = next;
+      }
+      total += taken;
+      if (taken < n) {
+        int i = taken;
+        for (entry* r = e; r; r = r->next, ++i) {
+          r->disabled = false;
+          if (r->keeps_posted) r->posted = out[i].events;
+        }
+        splice_front(e, reported.last);
+        if (total == 0) total = -1;
+        break;
+      }
+    }
+    splice_back(again);
+    settle();
+    return total;
+  }
+
+  // epoll_wait: harvests up to `limit` events into buf (and the sink, as
+  // harvest() does), blocking until the deadline while there are none.
+  // `number` is the fd the program called with (-1: none, the C++ API):
+  // before it blocks, wait() checks that the number still names this set
+  // (ESTALE if not: it was closed behind ueq's back and reused).
+  result<int> wait(int number, std::span<epoll_event> buf, int limit, mono_ns deadline,
+                   const sigset_t* sigmask, sink_fn sink, void* ctx);
+  // A plain-thread waiter's sleep in the host poll (see wait()).
+  enum class lead { polled, interrupted, busy };
+  lead lead_host_poll(mono_ns deadline, const sigset_t* sigmask) {
+    // seq_cst increment, then seq_cst load of signaled: pairs with
+    // post_hook() (tests/model/settle.pml, -DLEADER). A post_hook() whose
+    // exchange comes first is seen here (no sleep); one whose exchange
+    // comes later sees the increment and wakes the host poll.
+    host_sleepers.fetch_add(1, std::memory_order_seq_cst);
+    if (signaled.load(std::memory_order_seq_cst)) {
+      host_sleepers.fetch_sub(1, std::memory_order_relaxed);
+      return lead::polled;  // pending already: harvest
+    }
+    bool polled = false;
+    tl_leading = this;
+    auto r = svc->poll(deadline, sigmask, polled);
+    tl_leading = nullptr;
+    host_sleepers.fetch_sub(1, std::memory_order_relaxed);
+    if (!polled) return lead::busy;
+    if (!r && r.error() == std::errc::interrupted) return lead::interrupted;
+    return lead::polled;
+  }
+
+  // The same on a set handed to the kernel: one kernel wait into buf.
+  result<int> native_wait(std::span<epoll_event> buf, int limit, mono_ns deadline,
+                          const sigset_t* sigmask, sink_fn sink, void* ctx) {
+    const int max =
+        static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(limit), buf.size()));
+    const int n =
+        k_epoll_wait(epfd.load(std::memory_order_relaxed), buf.data(), max, deadline, sigmask);
+    if (n < 0) return errno_code(errno);
+    if (!sink || n == 0) return n;
+    const int taken = std::clamp(sink(buf.data(), n, ctx), 0, n);
+    return taken > 0 ? result<int>(taken) : result<int>(errno_code(EFAULT));
+  }
+  // Whether `fd` still names this set's file. The kernel is asked: epfd
+  // holds the hidden eventfd (level-triggered EPOLLIN), so a MOD of that
+  // entry to the same mask succeeds on this file and changes nothing, and
+  // fails on any other file (ENOENT, EINVAL) or a closed number (EBADF). A
+  // native set passes every call to the kernel, which knows what the number
+  // names: nothing to check. (A check that read native false and races
+  // materialize() finds the watch deleted and fails: the record is then
+  // forgotten, and the calls pass through all the same.)
+  bool named_by(int fd) const {
+    if (native.load(std::memory_order_acquire)) return true;
+    epoll_event w{};
+    w.events = EPOLLIN;
+    return k_epoll_ctl(fd, EPOLL_CTL_MOD, evfd, &w) == 0;
+  }
+};
+
+struct epoll_access {
+  static epoll_set::impl& of(epoll_set& s) { return *s.p_; }
+};
+
+}  // namespace ueq
