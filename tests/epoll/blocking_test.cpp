@@ -17,9 +17,12 @@
 #include <vector>
 
 #include "../support.hpp"
+#include "pipe_fds.hpp"
 #include "ueq/epoll.h"
 #include "ueq/runtime/clock.hpp"
 #include "ueq/uthread/uthread.hpp"
+
+using ueq::test::pipe_fds;
 
 namespace {
 std::atomic<int> g_handled{0};
@@ -27,19 +30,6 @@ void on_usr1(int) {
   g_handled.fetch_add(1);
 }
 
-struct pipe_fds {
-  int r = -1, w = -1;
-  pipe_fds() {
-    int p[2];
-    REQUIRE(::pipe2(p, O_NONBLOCK | O_CLOEXEC) == 0);
-    r = p[0];
-    w = p[1];
-  }
-  ~pipe_fds() {
-    if (r >= 0) ueq_close(r);
-    if (w >= 0) ::close(w);
-  }
-};
 }  // namespace
 
 TEST_CASE("epoll: a blocked waiter is woken by a write from another thread", "[epoll]") {

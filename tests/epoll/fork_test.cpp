@@ -11,7 +11,10 @@
 
 #include <catch2/catch.hpp>
 
+#include "pipe_fds.hpp"
 #include "ueq/epoll.h"
+
+using ueq::test::pipe_fds;
 
 namespace {
 
@@ -34,20 +37,6 @@ int fresh_set_works() {
   ueq_close(ep);
   return 0;
 }
-
-struct pipe_pair {
-  int r = -1, w = -1;
-  pipe_pair() {
-    int p[2];
-    REQUIRE(::pipe2(p, O_NONBLOCK | O_CLOEXEC) == 0);
-    r = p[0];
-    w = p[1];
-  }
-  ~pipe_pair() {
-    ueq_close(r);
-    ::close(w);
-  }
-};
 
 epoll_event ev_in(std::uint64_t data) {
   epoll_event e{};
@@ -84,7 +73,7 @@ TEST_CASE("fork: the child makes and uses its own sets; the parent's go on worki
 TEST_CASE("fork: a set made before the fork is one set, shared by parent and child", "[epoll]") {
   const int ep = ueq_epoll_create1(EPOLL_CLOEXEC);
   REQUIRE(ep >= 0);
-  pipe_pair ready, later;
+  pipe_fds ready, later;
   epoll_event e = ev_in(1);
   REQUIRE(ueq_epoll_ctl(ep, EPOLL_CTL_ADD, ready.r, &e) == 0);
   REQUIRE(::write(ready.w, "x", 1) == 1);
@@ -113,7 +102,7 @@ TEST_CASE("fork: a set made before the fork is one set, shared by parent and chi
 TEST_CASE("fork: the child's close of inherited fds leaves the parent's registrations", "[epoll]") {
   const int ep = ueq_epoll_create1(EPOLL_CLOEXEC);
   REQUIRE(ep >= 0);
-  pipe_pair p;
+  pipe_fds p;
   epoll_event e = ev_in(7);
   REQUIRE(ueq_epoll_ctl(ep, EPOLL_CTL_ADD, p.r, &e) == 0);
   epoll_event out[2];
