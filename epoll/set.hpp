@@ -185,6 +185,8 @@ struct epoll_set::impl {
   std::atomic<int> epfd{-1};          // an open number of the program's epoll fd
   int evfd = -1;                      // the hidden eventfd
   std::atomic<bool> signaled{false};  // evfd has been made readable
+  std::atomic<int> writing{0};        // post_hook()s inside their write (settle())
+  std::atomic<bool> written{false};   // a write has ended since the last drain
   // Waiters of this set asleep in the host poll (lead_host_poll); a
   // post_hook() that signals wakes the host poll while there are any.
   std::atomic<int> host_sleepers{0};
@@ -241,9 +243,17 @@ struct epoll_set::impl {
   static void post_hook(void* ctx) noexcept {
     auto* self = static_cast<impl*>(ctx);
     if (self->signaled.exchange(true, std::memory_order_seq_cst)) return;
+    // The write is announced before it is made (writing) and recorded after
+    // it (written), for settle()'s shortcut. seq_cst increment: before the
+    // write in every thread's view, so a waiter that the write woke sees it.
+    self->writing.fetch_add(1, std::memory_order_seq_cst);
     const std::uint64_t one = 1;
     (void)::write(self->evfd, &one, sizeof one);
     (void)self->wakeq->post(0);
+    self->written.store(true, std::memory_order_release);
+    // release: a settle() that reads writing == 0 (acquire) after this
+    // decrement sees written set.
+    self->writing.fetch_sub(1, std::memory_order_release);
     // seq_cst, after the seq_cst exchange above: pairs with lead_host_poll()
     // (its increment, then its load of signaled). Of the two, at least one
     // sees the other: the leader does not sleep, or it is woken here. Not
@@ -268,10 +278,14 @@ struct epoll_set::impl {
   //    signals again.
   //  - A post_hook() whose exchange comes after ours finds the flag clear
   //    and writes; its write follows our read, so the eventfd stays readable.
-  //  - No shortcut on a clear flag: a post_hook() that set the flag before
-  //    our exchange may write after our read, leaving the eventfd readable
-  //    with nothing pending; the next settle() must drain it, or every wait
-  //    would return to an empty harvest until its timeout.
+  //  - The shortcut (no read, no exchange) needs more than a clear flag: a
+  //    post_hook() that set the flag before an earlier settle()'s exchange
+  //    may write after that settle()'s read, leaving the eventfd readable
+  //    with nothing pending, and the next settle() must drain it, or every
+  //    wait would return to an empty harvest until its timeout. So it is
+  //    taken only when no write is announced (writing, read first) and none
+  //    has ended since the last drain (written): the common idle wait then
+  //    makes no system call here.
   //  - Pending: post_hook() signals the eventfd, and wakeq is posted too. A
   //    uthread waiter may have taken a stale wakeq bit, and a post that
   //    found the flag set posted nothing new.
@@ -282,6 +296,12 @@ struct epoll_set::impl {
       (void)wakeq->post(0);
       return;
     }
+    // acquire loads: pair with post_hook()'s release decrement and store.
+    if (writing.load(std::memory_order_acquire) == 0 && !signaled.load(std::memory_order_acquire) &&
+        !written.load(std::memory_order_acquire))
+      return;
+    written.store(false,
+                  std::memory_order_relaxed);  // before the read: a later write sets it again
     std::uint64_t v;
     (void)::read(evfd, &v, sizeof v);
     (void)signaled.exchange(false, std::memory_order_acq_rel);

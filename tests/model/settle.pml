@@ -5,13 +5,15 @@
  *
  * Models (a change to these lines without a matching change here is a
  * review failure):
- *   epoll/set.hpp:241-258       impl::post_hook()  (flag exchange, eventfd
- *                               write, the wakeq post, the host poll's wake)
- *   epoll/set.hpp:278-289       impl::settle()  (pending: post_hook() and a
- *                               wakeq post; else drain, clear, re-check)
- *   epoll/set.hpp:368-436       impl::harvest(): drain_mailbox(), ...,
+ *   epoll/set.hpp:243-268       impl::post_hook()  (flag exchange, eventfd
+ *                               write announced and recorded, the wakeq post,
+ *                               the host poll's wake)
+ *   epoll/set.hpp:292-309       impl::settle()  (pending: post_hook() and a
+ *                               wakeq post; else the shortcut, or drain,
+ *                               clear, re-check)
+ *   epoll/set.hpp:388-456       impl::harvest(): drain_mailbox(), ...,
  *                               settle()
- *   epoll/set.hpp:447-465       impl::lead_host_poll() (-DLEADER)
+ *   epoll/set.hpp:467-485       impl::lead_host_poll() (-DLEADER)
  *   epoll/ctl_wait.cpp:225-305  epoll_set::impl::wait(): harvest under mu,
  *                               then lead the host poll, or ppoll on the
  *                               eventfd, or block_on(wakeq)
@@ -57,10 +59,11 @@
  *                         writes, the read swallows it, and the re-check's
  *                         post_hook() finds the flag set and writes nothing.
  *  -DBUG_SETTLE_SHORTCUT  (default configuration) an empty settle() returns
- *                         early on a clear flag: a post_hook() that set the
- *                         flag before settle()'s exchange writes after its
- *                         read; the eventfd stays readable with nothing
- *                         pending, and epoll_wait spins (busy loop).
+ *                         early on a clear flag alone, not asking whether a
+ *                         write was made since the last drain: a post_hook()
+ *                         that set the flag before settle()'s exchange writes
+ *                         after its read; the eventfd stays readable with
+ *                         nothing pending, and epoll_wait spins (busy loop).
  *  -DBUG_LEADER_ORDER     (-DLEADER -DLOST_WAKEUP_ONLY) lead_host_poll()
  *                         reads signaled before it counts itself in
  *                         host_sleepers: a post_hook() between the two finds
@@ -85,6 +88,8 @@
 byte q_msgs;        /* messages in the set's CEQ */
 bool signaled;      /* impl::signaled */
 byte efd_count;     /* the hidden eventfd's counter */
+byte writing;       /* impl::writing: post_hook()s between announcing and ending a write */
+bool written;       /* impl::written: a write ended since the last drain */
 bool wakeq_bit;     /* impl::wakeq, a one-bit mailbox */
 bool mu;            /* impl::mu */
 byte posts_done;    /* ghost: producers finished */
@@ -103,7 +108,10 @@ inline post_hook() {
        /* write(evfd, 1); wakeq->post(0). One step: a plain waiter sleeps
         * on the eventfd only, a uthread on wakeq only. (ghost: a new signal
         * justifies one more wake of every waiter) */
+       writing++;                      /* announced before the write */
        atomic { efd_count++; wakeq_bit = true; empty_wakes[0] = 0; empty_wakes[NWT - 1] = 0 };
+       written = true;                 /* after it */
+       writing--;                      /* then the announcement ends (release) */
 #ifdef LEADER
        /* if (host_sleepers.load(seq_cst) > 0) svc->wake(): a later step */
        if
@@ -133,29 +141,39 @@ inline settle() {
        }
 #endif
   :: else ->
+       /* The shortcut: a clear flag, no write announced, and none ended
+        * since the last drain mean an empty eventfd. `writing` is read
+        * before `written` (acquire): a write that ended before that read
+        * set `written` first. */
 #ifdef BUG_SETTLE_SHORTCUT
        if
-       :: !signaled -> goto settled    /* relaxed load: nothing to clear */
+       :: !signaled -> goto settled
+       :: else -> skip
+       fi;
+#else
+       was = (writing == 0);
+       if
+       :: !signaled && was && !written -> goto settled
        :: else -> skip
        fi;
 #endif
 #ifdef BUG_SETTLE
+       written = false;
        signaled = false;               /* exchange(false) */
        efd_count = 0;                  /* read(evfd) */
 #else
-       efd_count = 0;                  /* read(evfd) first */
-       signaled = false;               /* then exchange(false, acq_rel) */
+       written = false;                /* written.store(false), then */
+       efd_count = 0;                  /* read(evfd), then */
+       signaled = false;               /* exchange(false, acq_rel) */
 #endif
        if
        :: q_msgs > 0 -> post_hook()    /* re-check the CEQ */
        :: else -> skip
        fi
   fi
-#ifdef BUG_SETTLE_SHORTCUT
   ;
 settled:
   skip
-#endif
 }
 
 proctype producer() {
