@@ -29,6 +29,9 @@ int fail(const std::error_code& ec) {
 // Where the host refuses process_vm_readv/writev on ourselves (a seccomp
 // filter), plain copies are used and a bad pointer crashes as it would in
 // the caller's own code.
+// The pid is asked of the kernel each time: a cached one would name the
+// parent in a child made without fork handlers (a raw clone), and the copy
+// would read the parent's memory.
 bool copy_in(void* dst, const void* src, std::size_t n) {
   if (!src) return false;
   iovec local{dst, n}, remote{const_cast<void*>(src), n};
@@ -138,10 +141,14 @@ int ueq_epoll_ctl(int epfd, int op, int fd, struct epoll_event* user_event) {
     if (!copy_in(&copy, user_event, sizeof copy)) return fail(EFAULT);
     event = &copy;
   }
-  // A set of ours is asked of the kernel (lookup_live); any other epfd (a
-  // native set, an epoll fd ueq did not make, a file that is no epoll fd)
-  // is the kernel's to answer.
-  auto set = ueq::lookup_live(epfd);
+  // Any epfd that is not one of ours (a native set, an epoll fd ueq did not
+  // make, a file that is no epoll fd) is the kernel's to answer. For an ADD
+  // the kernel is asked whether the number still names the set ueq
+  // recorded (lookup_live); a MOD or DEL trusts the record (a number closed
+  // behind ueq's back and reused by a file that is not a set of ours is
+  // noticed by the next ADD or blocking wait on it).
+  auto set = op == EPOLL_CTL_ADD ? ueq::lookup_live(epfd) : ueq::lookup(epfd);
+  if (set && ueq::epoll_access::of(*set).native.load(std::memory_order_acquire)) set = nullptr;
   if (!set) return ueq::k_epoll_ctl(epfd, op, fd, user_event);
   if (fd == epfd) return ueq::fd_open(fd) ? fail(EINVAL) : fail(EBADF);
   ueq::status s = set->ctl(op, fd, event);

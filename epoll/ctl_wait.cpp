@@ -104,6 +104,23 @@ status epoll_set::ctl(int op, int fd, const epoll_event* event) {
                ? status{}
                : status(errno);
   tap_service::inside_ueq in;  // a handler's close meanwhile defers (tap.hpp)
+  // MOD of an entry the set holds, for the same file: one system call
+  // (fstat: the number may have been closed behind ueq's back and reused),
+  // and a host call only when the host must watch other events. Linux's MOD
+  // re-polls the file; here the entry goes on the ready list, and the
+  // harvest's probe, which every reported event passes, decides. Anything
+  // else (EBADF, EPERM, another file under the number, ENOENT, the flag
+  // rules) takes the full path below.
+  if (op == EPOLL_CTL_MOD && event && !(event->events & EPOLLEXCLUSIVE)) {
+    struct stat st;
+    if (::fstat(fd, &st) == 0) {
+      std::lock_guard<std::mutex> g(p_->mu);
+      auto it = p_->entries.find(fd);
+      if (!p_->dead && it != p_->entries.end() && it->second.dev == st.st_dev &&
+          it->second.ino == st.st_ino && !(it->second.events & EPOLLEXCLUSIVE))
+        return p_->modify(it->second, *event);
+    }
+  }
   // Linux's order: EFAULT (event needed but missing), EBADF (target), EPERM
   // (target cannot be polled), EINVAL (fd is this set, flag rules, bad op),
   // ELOOP, then EEXIST/ENOENT.
@@ -175,27 +192,13 @@ status epoll_set::ctl(int op, int fd, const epoll_event* event) {
       // Readiness is evaluated at ADD.
       if (impl::probe(e)) p_->enqueue(e);
       p_->settle();
-      log("ctl fd=%d ADD %d events=%#x", fd_open(fd) ? fd : -1, fd, ev.events);
+      log("ctl ADD fd=%d events=%#x", fd, ev.events);
       return {};
     }
     case EPOLL_CTL_MOD: {
       if (it == p_->entries.end()) return status(ENOENT);
-      impl::entry& e = it->second;
-      if (e.events & EPOLLEXCLUSIVE) return status(EINVAL);
-      const std::uint32_t filter = tap_filter(ev.events);
-      if (e.tap && filter != tap_filter(e.events))
-        if (status s = p_->svc->modify(e.tap, filter, 0)) return s;
-      e.events = ev.events;
-      e.data = ev.data;
-      e.disabled = false;  // re-arms an EPOLLONESHOT entry
-      e.posted = 0;        // MOD polls the file afresh, as Linux does
-      // Readiness is evaluated at MOD.
-      if (impl::probe(e))
-        p_->enqueue(e);
-      else
-        p_->dequeue(e);
-      p_->settle();
-      return {};
+      if (it->second.events & EPOLLEXCLUSIVE) return status(EINVAL);
+      return p_->modify(it->second, ev);
     }
     default:  // EPOLL_CTL_DEL
       if (it == p_->entries.end()) return status(ENOENT);

@@ -20,14 +20,15 @@
 // own copies; tests/epoll/exports.sh checks it).
 //
 // ueq itself uses these same functions (its host epoll, its descriptors):
-// a thread-local guard sends every call made from inside ueq straight to
-// the C library's version.
+// every call made from inside ueq (inside one of these functions, or in
+// code that marks itself inside ueq, such as a ueq_* function a linked
+// program calls directly) goes straight to the C library's version.
 //
 // close() from a signal handler never waits for a lock of ueq's: on a thread
-// inside one of these calls, the guard sends it to the C library (the
-// registrations of that number are then left as after a raw close); on a
-// thread inside ueq otherwise (dispatch on a runtime thread), ueq_close
-// closes at once and defers its bookkeeping (tap_service::close_fd).
+// inside ueq, the guard sends it to the C library (the registrations of
+// that number are then left as after a raw close, and noticed when the
+// number is next used). A handler that calls ueq_close itself gets
+// tap_service::close_fd's deferred bookkeeping instead.
 #include <dlfcn.h>
 #include <sys/epoll.h>
 #include <sys/types.h>
@@ -36,10 +37,19 @@
 #include <cerrno>
 
 #include "ueq/epoll.h"
+#include "ueq/taps/tap.hpp"
 
 namespace {
 
 thread_local bool tl_inside = false;  // constant-initialised: no guard
+
+// A call made by ueq itself (its host poller, its descriptors): either from
+// inside one of these functions (tl_inside) or from any other code of ueq's
+// (a ueq_* function called directly, the runtime's threads), which marks
+// itself inside ueq.
+bool ours() {
+  return tl_inside || ueq::tap_service::inside_ueq::active();
+}
 
 struct scope {
   scope() { tl_inside = true; }
@@ -80,54 +90,54 @@ const reals& R() {
 #define UEQ_EXPORT extern "C" __attribute__((visibility("default")))
 
 UEQ_EXPORT int epoll_create(int size) {
-  if (tl_inside) return R().epoll_create(size);
+  if (ours()) return R().epoll_create(size);
   scope s;
   return ueq_epoll_create(size);
 }
 UEQ_EXPORT int epoll_create1(int flags) {
-  if (tl_inside) return R().epoll_create1(flags);
+  if (ours()) return R().epoll_create1(flags);
   scope s;
   return ueq_epoll_create1(flags);
 }
 UEQ_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event* ev) {
-  if (tl_inside) return R().epoll_ctl(epfd, op, fd, ev);
+  if (ours()) return R().epoll_ctl(epfd, op, fd, ev);
   scope s;
   return ueq_epoll_ctl(epfd, op, fd, ev);
 }
 UEQ_EXPORT int epoll_wait(int epfd, struct epoll_event* ev, int max, int timeout) {
-  if (tl_inside) return R().epoll_wait(epfd, ev, max, timeout);
+  if (ours()) return R().epoll_wait(epfd, ev, max, timeout);
   scope s;
   return ueq_epoll_wait(epfd, ev, max, timeout);
 }
 UEQ_EXPORT int epoll_pwait(int epfd, struct epoll_event* ev, int max, int timeout,
                            const sigset_t* mask) {
-  if (tl_inside) return R().epoll_pwait(epfd, ev, max, timeout, mask);
+  if (ours()) return R().epoll_pwait(epfd, ev, max, timeout, mask);
   scope s;
   return ueq_epoll_pwait(epfd, ev, max, timeout, mask);
 }
 UEQ_EXPORT int epoll_pwait2(int epfd, struct epoll_event* ev, int max, const struct timespec* t,
                             const sigset_t* mask) {
-  if (tl_inside) return R().epoll_pwait2(epfd, ev, max, t, mask);
+  if (ours()) return R().epoll_pwait2(epfd, ev, max, t, mask);
   scope s;
   return ueq_epoll_pwait2(epfd, ev, max, t, mask);
 }
 UEQ_EXPORT int close(int fd) {
-  if (tl_inside) return R().close(fd);
+  if (ours()) return R().close(fd);
   scope s;
   return ueq_close(fd);
 }
 UEQ_EXPORT int dup(int fd) {
-  if (tl_inside) return R().dup(fd);
+  if (ours()) return R().dup(fd);
   scope s;
   return ueq_dup(fd);
 }
 UEQ_EXPORT int dup2(int oldfd, int newfd) {
-  if (tl_inside) return R().dup2(oldfd, newfd);
+  if (ours()) return R().dup2(oldfd, newfd);
   scope s;
   return ueq_dup2(oldfd, newfd);
 }
 UEQ_EXPORT int dup3(int oldfd, int newfd, int flags) {
-  if (tl_inside) return R().dup3(oldfd, newfd, flags);
+  if (ours()) return R().dup3(oldfd, newfd, flags);
   scope s;
   return ueq_dup3(oldfd, newfd, flags);
 }

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/epoll.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -340,8 +341,12 @@ int dup_over(int oldfd, int newfd, int flags, bool is_dup2) {
 namespace ueq {
 
 status epoll_close(int fd) {
-  if (service()) return close_fd(fd);  // runs on_fd_close, then closes
-  return ::close(fd) == 0 ? status{} : status(errno);
+  // Without a service there is nothing of ueq's to forget (and none is made
+  // for a close: this may be ueq's own close while it makes the service).
+  if (tap_service::existing())
+    if (auto svc = service()) return (*svc)->close_fd(fd);  // runs on_fd_close, then closes
+  // The kernel's close, not an interposed one (which would come back here).
+  return ::syscall(SYS_close, fd) == 0 ? status{} : status(errno);
 }
 
 }  // namespace ueq

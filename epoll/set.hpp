@@ -308,6 +308,27 @@ struct epoll_set::impl {
     if (!q->empty()) post_hook(this);
   }
 
+  // EPOLL_CTL_MOD of entry e (under mu): the new mask and data, a spent
+  // EPOLLONESHOT entry re-armed, the tap told which bits to post, and the
+  // entry put on the ready list, where the harvest's probe evaluates its
+  // readiness (Linux re-polls the file at MOD; the probe does it at report
+  // time). A level-triggered entry lets the host watch more than it asks
+  // (no host call unless the mask grows): a post of its bits when another
+  // bit's edge fired is only probed and reported if ready, as Linux would.
+  // An edge-triggered entry's posts are its edges, so the host watches
+  // exactly its mask (a host call when that changes).
+  status modify(entry& e, const epoll_event& ev) {
+    if (e.tap)
+      if (status s = svc->refilter(e.tap, tap_filter(ev.events), !(ev.events & EPOLLET))) return s;
+    e.events = ev.events | EPOLLERR | EPOLLHUP;
+    e.data = ev.data;
+    e.disabled = false;
+    e.posted = 0;  // the file is polled afresh
+    enqueue(e);
+    settle();
+    return {};
+  }
+
   // Probes an entry's readiness now (poll with no timeout): the bits it
   // would report, 0 if none or if the fd is gone. A nested set of ours is
   // ready when its hidden eventfd is.

@@ -135,6 +135,10 @@ struct tap {
   std::uint32_t filter;  // guarded by the slot's mu
   std::uint64_t data;    // guarded by the slot's mu
   bool live = true;      // guarded by the slot's mu (written under the fd's mu too)
+  // What the host registration watches: filter, or more after refilter()
+  // (the union of the filters since the last modify()). Guarded by the
+  // fd's mu.
+  std::uint32_t host_filter = filter;
 };
 }  // namespace detail
 
@@ -327,6 +331,11 @@ void forget_default_in_child() noexcept {
 result<tap_service*> default_service() {
   // acquire: pairs with the release store below.
   if (tap_service* s = g_default.load(std::memory_order_acquire)) return s;
+  // Inside ueq while the service is made: its host poller's own calls
+  // (epoll_create1, epoll_ctl) must reach the kernel, not an interposed
+  // facade that would ask for this same service (the preload library
+  // routes every call made inside ueq to the C library).
+  tap_service::inside_ueq in;
   std::lock_guard<std::mutex> g(g_default_mu);
   if (tap_service* s = g_default.load(std::memory_order_relaxed)) return s;
   auto made = tap_service::create(backend_kind::automatic);
@@ -340,6 +349,10 @@ result<tap_service*> default_service() {
 
 result<tap_service*> tap_service::instance() {
   return default_service();
+}
+
+tap_service* tap_service::existing() noexcept {
+  return g_default.load(std::memory_order_acquire);  // pairs with default_service()'s store
 }
 
 std::uint64_t tap_service::fork_generation() noexcept {
@@ -374,7 +387,7 @@ result<tap_handle> tap_service::add(const tap_spec& spec) {
   if (slot < 0) return errno_code(ENOMEM);
   auto t = std::make_shared<detail::tap>(detail::tap{spec.fd, spec.queue, spec.id,
                                                      static_cast<std::uint32_t>(slot), spec.filter,
-                                                     spec.data, true});
+                                                     spec.data, true, spec.filter});
   std::lock_guard<std::mutex> g(e->mu);
   if (!e->taps.empty() && (e->dev != st.st_dev || e->ino != st.st_ino))
     p_->drop_all(*e);  // the number was closed behind our back and reused
@@ -413,8 +426,42 @@ status tap_service::modify(const tap_handle& h, std::uint32_t filter, std::uint6
     std::lock_guard<std::mutex> sg(sl->mu);
     h.t_->filter = old_filter;
     h.t_->data = old_data;
+  } else {
+    h.t_->host_filter = filter;
   }
   return s;
+}
+
+status tap_service::refilter(const tap_handle& h, std::uint32_t filter, bool widen) {
+  inside_ueq in;
+  if (!h) return status(EINVAL);
+  if (filter == 0 || (filter & ~kTapAllFilters)) return status(EINVAL);
+  fd_entry* e = p_->entry(h.t_->fd, false);
+  tap_slot* sl = p_->slots.get(h.t_->slot, false);
+  if (!e || !sl) return status(ENOENT);
+  std::lock_guard<std::mutex> g(e->mu);
+  std::uint32_t gen, keep;
+  {
+    std::lock_guard<std::mutex> sg(sl->mu);
+    if (!h.t_->live) return status(ENOENT);
+    keep = h.t_->filter & kTapExclusive;
+    const std::uint32_t wanted = filter | keep;
+    if (widen ? !(wanted & ~h.t_->host_filter) : wanted == h.t_->host_filter) {
+      h.t_->filter = wanted;  // the host already watches what it must
+      return {};
+    }
+    gen = sl->gen;
+  }
+  if (keep) return status(EINVAL);  // an exclusive registration cannot be modified
+  // The host must watch more (the union), or exactly the new filter:
+  // re-armed (its edge for the current readiness passes the new filter,
+  // like any event).
+  const std::uint32_t host = widen ? h.t_->host_filter | filter : filter;
+  if (status s = p_->backend->modify(h.t_->fd, host, impl::key(h.t_->slot, gen))) return s;
+  h.t_->host_filter = host;
+  std::lock_guard<std::mutex> sg(sl->mu);
+  h.t_->filter = filter;
+  return {};
 }
 
 status tap_service::remove(const tap_handle& h) {

@@ -204,6 +204,31 @@ void run_all(tap_service& svc) {
     svc.remove_close_callback(id);
   }
 
+  SECTION("refilter: posts only the current filter's bits; widening makes no host call") {
+    fd_pair p;
+    ueq::test::make_socketpair(p);
+    auto t = svc.add({.fd = p.a, .filter = kTapReadable, .queue = q, .id = 3});
+    REQUIRE(t.ok());
+    REQUIRE_FALSE(pump(svc, *q, 30));  // not readable; writable is not asked for
+    REQUIRE_FALSE(svc.refilter(*t, kTapReadable | kTapRdhup, true));  // the host watches more
+    REQUIRE_FALSE(svc.refilter(*t, kTapReadable, true));              // within it: no host call
+    event_msg m;
+    while (q->try_get(m)) {
+    }
+    REQUIRE(::write(p.b, &c, 1) == 1);
+    auto got = pump(svc, *q);
+    REQUIRE(got);
+    REQUIRE(got->id == 3);
+    REQUIRE(got->bits == kTapReadable);      // RDHUP is watched by the host, not posted
+    REQUIRE(::shutdown(p.b, SHUT_WR) == 0);  // an RDHUP edge: the tap no longer asks for it
+    got = pump(svc, *q, 100);
+    REQUIRE((!got || !(got->bits & kTapRdhup)));
+    REQUIRE_FALSE(svc.refilter(*t, kTapWritable, false));  // exactly: a host call
+    REQUIRE(svc.refilter(*t, 0, true).value() == EINVAL);
+    REQUIRE_FALSE(svc.remove(*t));
+    REQUIRE(svc.refilter(*t, kTapReadable, true).value() == ENOENT);
+  }
+
   SECTION("batched requests stop at the first failure") {
     fd_pair p;
     ueq::test::make_pipe(p);

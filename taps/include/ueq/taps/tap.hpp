@@ -129,6 +129,9 @@ class tap_service {
   // the host poller of parked threads. Fails (EMFILE, ENOMEM) only if it
   // cannot be created; a later call tries again.
   static result<tap_service*> instance();
+  // The process's service if it has been made (in this process: not one
+  // inherited across fork()), without making it; null otherwise.
+  static tap_service* existing() noexcept;
   // Counts the fork()s this process is a child of (0 in the original
   // process). After a fork the child's instance() is a new service; objects
   // bound to the old one (an epoll set made before the fork) can compare
@@ -141,6 +144,17 @@ class tap_service {
 
   result<tap_handle> add(const tap_spec& spec);
   status modify(const tap_handle& t, std::uint32_t filter, std::uint64_t data);
+  // Changes which of the fd's events the tap posts. Unlike modify(), it
+  // promises no event for the fd's current readiness (the caller probes the
+  // fd itself; a host call re-arms the registration, whose edge may post
+  // one). With `widen`, without a host call when the host already
+  // watches every bit asked for: the host then watches the union of the
+  // filters since the last exact one, and dispatch posts only the bits of
+  // the current filter, ready at the time of an edge of any watched bit
+  // (so a consumer that takes posts as edges of its own bits must not
+  // widen). Without it, the host watches exactly `filter` (a host call when
+  // that changes).
+  status refilter(const tap_handle& t, std::uint32_t filter, bool widen);
   status remove(const tap_handle& t);
   // Applies requests in order and stops at the first failure; returns how
   // many succeeded. Each request's `result` says how it went.
