@@ -63,6 +63,7 @@
 #include "ueq/epoll.h"
 #include "ueq/runtime/chunked_table.hpp"
 #include "ueq/runtime/parker.hpp"
+#include "ueq/runtime/scratch.hpp"
 #include "ueq/taps/tap.hpp"
 
 namespace ueq {
@@ -341,8 +342,8 @@ struct epoll_set::impl {
 
   // Moves CEQ messages onto the ready list (under mu).
   void drain_mailbox() {
-    event_msg msgs[64];
-    while (std::size_t n = q->drain(msgs)) {
+    scratch<event_msg, 64> msgs;  // filled by drain(): no zero-fill per harvest
+    while (std::size_t n = q->drain(msgs.span())) {
       for (std::size_t i = 0; i < n; ++i) {
         auto it = entries.find(static_cast<int>(msgs[i].id));
         if (it == entries.end() || it->second.disabled) continue;  // stale, or ONESHOT spent

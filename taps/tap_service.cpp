@@ -45,6 +45,7 @@
 
 #include "ueq/runtime/chunked_table.hpp"
 #include "ueq/runtime/parker.hpp"
+#include "ueq/runtime/scratch.hpp"
 #include "ueq/runtime/sharded_counters.hpp"
 #include "ueq/runtime/trace.hpp"
 #include "ueq/taps/tap.hpp"
@@ -556,8 +557,8 @@ result<std::size_t> tap_service::poll(mono_ns deadline, const sigset_t* sigmask,
   // acquire: the previous poller's dispatching happened before ours.
   polled = !p_->polling.exchange(true, std::memory_order_acquire);
   if (!polled) return std::size_t{0};
-  host_event evs[256];
-  auto n = p_->backend->poll(evs, deadline, sigmask);
+  scratch<host_event, 256> evs;  // filled by the backend: no zero-fill per poll
+  auto n = p_->backend->poll(evs.span(), deadline, sigmask);
   p_->stats.add(impl::kPolls);
   if (n) {
     p_->stats.add(impl::kHostEvents, *n);
