@@ -4,17 +4,21 @@
 // controller: an event queue whose mailbox is a CEQ with one slot per target
 // fd (slot ID = fd number), fed by one FD tap per registered fd; an entry
 // table {mask, data, mode, armed}; a ready list that keeps level-triggered
-// entries and rotates fairly; an instance lock; and a real host fd (an
-// eventfd kept readable while events are pending), so the epoll fd is a
-// genuine, pollable, closeable descriptor. The C API in <ueq/epoll.h> is this
-// class behind Linux's exact signatures and errno values.
+// entries and rotates fairly; an instance lock; and a real kernel epoll fd
+// (watching a hidden eventfd that is kept readable while events are
+// pending), so the epoll fd is a genuine, pollable, closeable descriptor.
+// The C API in <ueq/epoll.h> is this class behind Linux's exact signatures
+// and errno values.
 //
 // Semantics follow Linux (docs/guide.md lists every known difference):
 // level-triggered by default, EPOLLET, EPOLLONESHOT (re-armed by MOD),
-// EPOLLEXCLUSIVE (ADD only), EPOLLWAKEUP accepted and ignored, EPOLLERR and
-// EPOLLHUP always reported, readiness evaluated at ADD/MOD and again when an
-// event is reported (as Linux re-polls each item it returns), an fd at most
-// once per result, fair rotation when more are ready than fit.
+// EPOLLEXCLUSIVE (ADD only; registered exclusively with the host),
+// EPOLLWAKEUP accepted and ignored, EPOLLERR and EPOLLHUP always reported,
+// readiness evaluated at ADD and whenever an event is reported (as Linux
+// re-polls each item it returns; a MOD puts the entry up for that check),
+// an fd at most once per result, fair rotation when more are ready than
+// fit. At fork() every set is handed to the kernel (its entries move into
+// its epoll fd) and its calls pass through: parent and child share it.
 //
 // Thread-safety: every member from any thread.
 //
