@@ -102,7 +102,7 @@ int do_wait(int epfd, std::shared_ptr<ueq::epoll_set> set, epoll_event* events, 
   if (!n) {
     if (n.error().value() != ESTALE) return fail(n.error());
     // The number was closed behind ueq's back and now names another file.
-    ueq::forget_number(epfd);
+    ueq::forget_set_number(epfd, &ueq::epoll_access::of(*set));
     return ueq::k_epoll_wait(epfd, events, maxevents, deadline, user_mask);
   }
   return *n;

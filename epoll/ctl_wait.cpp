@@ -99,10 +99,15 @@ result<std::shared_ptr<epoll_set>> epoll_set::from_fd(int fd) {
 }
 
 status epoll_set::ctl(int op, int fd, const epoll_event* event) {
-  if (p_->native.load(std::memory_order_acquire))
+  // A set handed to the kernel (at a fork): the kernel's ctl. Checked again
+  // under the set's lock, which the fork's hand-over takes: a ctl that
+  // began before it must not edit the entries it has moved.
+  auto native = [&] {
     return k_epoll_ctl(p_->epfd.load(std::memory_order_relaxed), op, fd, event) == 0
                ? status{}
                : status(errno);
+  };
+  if (p_->native.load(std::memory_order_acquire)) return native();
   tap_service::inside_ueq in;  // a handler's close meanwhile defers (tap.hpp)
   // MOD of an entry the set holds, for the same file: one system call
   // (fstat: the number may have been closed behind ueq's back and reused),
@@ -115,6 +120,7 @@ status epoll_set::ctl(int op, int fd, const epoll_event* event) {
     struct stat st;
     if (::fstat(fd, &st) == 0) {
       std::lock_guard<std::mutex> g(p_->mu);
+      if (p_->native.load(std::memory_order_acquire)) return native();
       auto it = p_->entries.find(fd);
       if (!p_->dead && it != p_->entries.end() && it->second.dev == st.st_dev &&
           it->second.ino == st.st_ino && !(it->second.events & EPOLLEXCLUSIVE))
@@ -145,6 +151,7 @@ status epoll_set::ctl(int op, int fd, const epoll_event* event) {
   // The registry lock first (nesting checks, membership), then ours.
   std::lock_guard<std::mutex> rg(reg().mu);
   std::lock_guard<std::mutex> g(p_->mu);
+  if (p_->native.load(std::memory_order_acquire)) return native();
   if (p_->dead) return status(EBADF);
   auto it = p_->entries.find(fd);
   if (it != p_->entries.end() && (it->second.dev != st.st_dev || it->second.ino != st.st_ino)) {
@@ -283,14 +290,10 @@ result<int> epoll_set::impl::wait(int number, std::span<epoll_event> buf, int li
     // Posts that do not come from this poll (a ctl's probe, another
     // thread's dispatch before ours began) wake it through the host's wake
     // channel: the handshake with post_hook() is on host_sleepers.
-    switch (lead_host_poll(deadline, sigmask)) {
-      case lead::polled:
-        continue;
-      case lead::interrupted:
-        return errno_code(EINTR);
-      case lead::busy:
-        break;  // another thread polls: sleep as below
-    }
+    auto led = lead_host_poll(deadline, sigmask);
+    if (!led) return led.error();  // EINTR for a signal, as epoll_wait
+    if (*led) continue;
+    // Not leading (another thread polls the host): sleep as below.
     // Sleep in the kernel on our eventfd and the host's poll fd, with the
     // caller's signal mask installed atomically (ppoll): a signal handler
     // that runs makes us return EINTR, as epoll_wait does.

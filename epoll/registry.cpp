@@ -111,7 +111,7 @@ std::shared_ptr<epoll_set> lookup_live(int fd, bool with_native) {
   impl& p = epoll_access::of(*s);
   if (p.native.load(std::memory_order_acquire)) return with_native ? s : nullptr;
   if (p.named_by(fd)) return s;
-  forget_number(fd);
+  forget_set_number(fd, &p);
   return nullptr;
 }
 
@@ -187,13 +187,14 @@ void unwatch_host(impl& s) {
 // program gave it (a spent EPOLLONESHOT entry stays without events). An
 // entry whose number now names another file is left out: Linux dropped it
 // with its file.
+// Whether entry e's number still names the file it was added for (a set of
+// ours: asked while that set still holds its hidden eventfd).
+bool still_names(const impl::entry& e, int fd) {
+  if (e.child) return e.child->named_by(fd);
+  struct stat st;
+  return ::fstat(fd, &st) == 0 && st.st_dev == e.dev && st.st_ino == e.ino;
+}
 void register_natively(impl& s, const impl::entry& e, int fd) {
-  if (e.child) {
-    if (!e.child->named_by(fd)) return;
-  } else {
-    struct stat st;
-    if (::fstat(fd, &st) != 0 || st.st_dev != e.dev || st.st_ino != e.ino) return;
-  }
   epoll_event ev{};
   ev.data = e.data;
   ev.events = e.disabled ? e.events & (EPOLLONESHOT | EPOLLET | EPOLLWAKEUP) : e.events;
@@ -222,28 +223,46 @@ void materialize_all() {
         std::ranges::find(sets, p) == sets.end())
       sets.push_back(p);
   }
+  // Entries that are sets wait for the third step; which of them still
+  // name their set is asked now, while every set holds its hidden eventfd.
+  struct nested {
+    impl* s;
+    const impl::entry* e;
+    int fd;
+  };
+  std::vector<nested> later;
   for (impl* s : sets) {
     std::lock_guard<std::mutex> g(s->mu);
-    for (auto& [fd, e] : s->entries)
-      if (!e.child) register_natively(*s, e, fd);
+    for (auto& [fd, e] : s->entries) {
+      if (!still_names(e, fd)) continue;
+      if (e.child)
+        later.push_back({s, &e, fd});
+      else
+        register_natively(*s, e, fd);
+    }
   }
   for (impl* s : sets) {
     const int ep = s->epfd.load(std::memory_order_relaxed);
     unwatch_host(*s);
     (void)k_epoll_ctl(ep, EPOLL_CTL_DEL, s->evfd, nullptr);
   }
+  for (const nested& n : later)
+    register_natively(*n.s, *n.e, n.fd);
   for (impl* s : sets) {
     std::lock_guard<std::mutex> g(s->mu);
-    for (auto& [fd, e] : s->entries)
-      if (e.child) register_natively(*s, e, fd);
     while (!s->entries.empty())
       remove_entry(*s, s->entries.begin());
     // release: pairs with the acquire loads in wait() and ctl(); the
     // entries above are in the kernel before a caller passes through.
     s->native.store(true, std::memory_order_release);
+    // Wake every kind of waiter: ppoll sleepers (the eventfd), uthreads
+    // (wakeq), and one asleep in the host poll (the wake channel; signaled
+    // also stops one about to go there, see lead_host_poll).
+    s->signaled.store(true, std::memory_order_seq_cst);
     const std::uint64_t one = 1;
     (void)::write(s->evfd, &one, sizeof one);
     (void)s->wakeq->post(0);
+    s->svc->wake();
   }
   if (!sets.empty()) log("fork: %zu sets handed to the kernel", sets.size());
 }
@@ -270,6 +289,33 @@ void after_fork_in_child() {
 // Runs for every fd closed through ueq (before the close): the fd leaves
 // every set that holds it; an epoll fd's number leaves its set, and the set
 // is torn down with its last number.
+// The set's number `it` leaves the registry; the set is torn down with its
+// last number (under reg().mu; `dying` keeps it alive until the caller has
+// released the lock).
+void drop_set_number(absl::flat_hash_map<int, std::shared_ptr<epoll_set>>::iterator it,
+                     std::shared_ptr<epoll_set>& dying) {
+  const int fd = it->first;
+  dying = std::move(it->second);
+  reg().by_fd.erase(it);
+  impl& s = epoll_access::of(*dying);
+  std::erase(s.numbers, fd);
+  if (!s.numbers.empty()) {
+    // dup'ed numbers keep the set alive; make sure we write to an open one.
+    s.epfd.store(s.numbers.front(), std::memory_order_relaxed);
+    dying.reset();  // the registry still holds it under the other numbers
+    return;
+  }
+  // A native set holds no entries (and its lock may have been held by a
+  // thread that did not survive a fork).
+  if (s.native.load(std::memory_order_acquire)) return;
+  std::lock_guard<std::mutex> sg(s.mu);
+  while (!s.entries.empty())
+    remove_entry(s, s.entries.begin());
+  s.dead = true;
+  unwatch_host(s);
+  log("close epoll fd=%d", fd);
+}
+
 void on_fd_close(int fd, void*) {
   std::shared_ptr<epoll_set> dying;  // released after the locks
   std::lock_guard<std::mutex> g(reg().mu);
@@ -282,22 +328,21 @@ void on_fd_close(int fd, void*) {
   }
   auto it = reg().by_fd.find(fd);
   if (it == reg().by_fd.end()) return;
-  dying = std::move(it->second);
-  reg().by_fd.erase(it);
-  impl& s = epoll_access::of(*dying);
-  std::erase(s.numbers, fd);
-  if (!s.numbers.empty()) {
-    // dup'ed numbers keep the set alive; make sure we write to an open one.
-    s.epfd.store(s.numbers.front(), std::memory_order_relaxed);
-    dying.reset();  // the registry still holds it under the other numbers
-    return;
-  }
-  std::lock_guard<std::mutex> sg(s.mu);
-  while (!s.entries.empty())
-    remove_entry(s, s.entries.begin());
-  s.dead = true;
-  unwatch_host(s);
-  log("close epoll fd=%d", fd);
+  drop_set_number(it, dying);
+}
+
+// A number that no longer names the set recorded under it (its file was
+// closed behind ueq's back and the number reused): that record only goes,
+// if it is still there. Entries and taps under the number are left to the
+// identity checks of ctl and of the tap service: the number may already
+// name a new file, registered anew.
+void forget_set_number(int fd, const impl* expected) {
+  std::shared_ptr<epoll_set> dying;  // released after the lock
+  std::lock_guard<std::mutex> g(reg().mu);
+  auto it = reg().by_fd.find(fd);
+  if (it == reg().by_fd.end() || &epoll_access::of(*it->second) != expected) return;
+  log("fd=%d no longer names the set recorded under it; forgotten", fd);
+  drop_set_number(it, dying);
 }
 
 // A new number for an open file: if the file is one of our sets, the number

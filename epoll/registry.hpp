@@ -43,8 +43,12 @@ std::shared_ptr<epoll_set> lookup(int fd);
 // The same, checked with the kernel (a stale record is forgotten); null
 // for a native set unless with_native.
 std::shared_ptr<epoll_set> lookup_live(int fd, bool with_native = false);
-// Drops what ueq knew of a number whose file was closed behind its back.
+// Drops what ueq knew of a number whose file was closed behind its back
+// (every set, entry and tap under it: the kernel has just handed it out).
 void forget_number(int fd);
+// Drops the record of set `expected` under `fd`, if it is still there (the
+// number no longer names it).
+void forget_set_number(int fd, const impl* expected);
 
 bool fd_open(int fd);
 // An open fd that is not O_PATH (what epoll calls accept as a file).

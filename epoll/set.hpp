@@ -485,25 +485,30 @@ struct epoll_set::impl {
   result<int> wait(int number, std::span<epoll_event> buf, int limit, mono_ns deadline,
                    const sigset_t* sigmask, sink_fn sink, void* ctx);
   // A plain-thread waiter's sleep in the host poll (see wait()).
-  enum class lead { polled, interrupted, busy };
-  lead lead_host_poll(mono_ns deadline, const sigset_t* sigmask) {
+  // true: it polled (or found the set pending): harvest again; false: it
+  // did not lead (another thread polls, or the host poll is left to a
+  // poller thread or to parkers); an error: the host poll's (EINTR for a
+  // signal).
+  result<bool> lead_host_poll(mono_ns deadline, const sigset_t* sigmask) {
+    if (svc->has_poller_thread() || parkers_poll_host()) return false;
     // seq_cst increment, then seq_cst load of signaled: pairs with
     // post_hook() (tests/model/settle.pml, -DLEADER). A post_hook() whose
     // exchange comes first is seen here (no sleep); one whose exchange
-    // comes later sees the increment and wakes the host poll.
+    // comes later sees the increment and wakes the host poll. (A set handed
+    // to the kernel at a fork has signaled set, and its host poll woken.)
     host_sleepers.fetch_add(1, std::memory_order_seq_cst);
-    if (signaled.load(std::memory_order_seq_cst)) {
+    if (signaled.load(std::memory_order_seq_cst) || native.load(std::memory_order_acquire)) {
       host_sleepers.fetch_sub(1, std::memory_order_relaxed);
-      return lead::polled;  // pending already: harvest
+      return true;  // pending already: harvest
     }
     bool polled = false;
     tl_leading = this;
     auto r = svc->poll(deadline, sigmask, polled);
     tl_leading = nullptr;
     host_sleepers.fetch_sub(1, std::memory_order_relaxed);
-    if (!polled) return lead::busy;
-    if (!r && r.error() == std::errc::interrupted) return lead::interrupted;
-    return lead::polled;
+    if (!polled) return false;
+    if (!r) return r.error();
+    return true;
   }
 
   // The same on a set handed to the kernel: one kernel wait into buf.

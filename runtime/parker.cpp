@@ -63,6 +63,8 @@ struct parker_access {
 namespace {
 
 std::atomic<const host_poller*> g_poller{nullptr};
+// parkers_poll_host(): set by the first may-poll parker, never cleared.
+std::atomic<bool> g_parkers_poll_host{false};
 std::atomic<const park_hook*> g_park_hook{nullptr};
 std::atomic<bool> g_leader{false};
 spin_lock g_list_lock;
@@ -202,6 +204,11 @@ bool parker::park(mono_ns deadline) noexcept {
       cpu_relax();
   }
   bool followed = false;  // slept as a follower at least once
+  // acq_rel exchange, once per process: the first may-poll parker wakes a
+  // host poll that another caller may be asleep in (parkers_poll_host()).
+  if (may_poll_host_ && !g_parkers_poll_host.load(std::memory_order_relaxed) &&
+      !g_parkers_poll_host.exchange(true, std::memory_order_acq_rel))
+    wake_host_poller();
   for (;;) {
     if (state_.load(std::memory_order_acquire) == kNotified) return leave(followed, true);
     if (deadline != kNoDeadline && monotonic_now() >= deadline) return leave(followed, woken());
@@ -316,6 +323,10 @@ void parker::end_block() noexcept {
   // first skips the locked instruction in the common case (no timeout mark).
   if (state_.load(std::memory_order_relaxed) == kTimedOut)
     state_.compare_exchange_strong(s, kIdle, std::memory_order_relaxed, std::memory_order_relaxed);
+}
+
+bool parkers_poll_host() noexcept {
+  return g_parkers_poll_host.load(std::memory_order_acquire);
 }
 
 bool parks_as_uthread() noexcept {

@@ -194,6 +194,7 @@ struct tap_service::impl {
   std::mutex attach_mu;
   std::thread poller;
   std::atomic<bool> stop_poller{false};
+  std::atomic<bool> poller_running{false};  // has_poller_thread()
   sharded_counters<kCount, 8> stats;
 
   fd_entry* entry(int fd, bool create) { return table.get(fd, create); }
@@ -605,7 +606,15 @@ status tap_service::start_poller_thread() {
   } catch (const std::system_error& e) {
     return status(e.code().value());
   }
+  // release: pairs with has_poller_thread(). Then a caller asleep in the
+  // host poll (an epoll waiter leading it) returns and leaves it to us.
+  p_->poller_running.store(true, std::memory_order_release);
+  wake();
   return {};
+}
+
+bool tap_service::has_poller_thread() const noexcept {
+  return p_->poller_running.load(std::memory_order_acquire);
 }
 
 void tap_service::stop_poller_thread() {
@@ -614,6 +623,7 @@ void tap_service::stop_poller_thread() {
     std::lock_guard<std::mutex> g(p_->attach_mu);
     if (!p_->poller.joinable()) return;
     p_->stop_poller.store(true, std::memory_order_release);
+    p_->poller_running.store(false, std::memory_order_relaxed);
     t = std::move(p_->poller);
   }
   wake();

@@ -117,6 +117,14 @@ void set_park_hook(const park_hook* h) noexcept;
 // call) would stall its whole vcore, and waits should park instead.
 bool parks_as_uthread() noexcept;
 
+// True once a parker that may poll the host has slept in this process
+// (sticky). Other code that would sleep in the host poll itself (the epoll
+// facade's plain-thread waiters) leaves it to the parkers from then on: a
+// parker that leads finds the poll busy while another caller holds it, and
+// retries until that caller returns. The first such park wakes the host
+// poller, so a caller asleep there returns and sees this.
+bool parkers_poll_host() noexcept;
+
 // The host kernel poll that a blocked thread may run instead of sleeping.
 // poll() waits for host events until the deadline or until wake() is called,
 // and dispatches what it finds (which may unpark parkers); it is called by one

@@ -210,6 +210,8 @@ class tap_service {
   void detach_from_parkers();
   // A thread that does nothing but poll; parked threads then only sleep.
   status start_poller_thread();
+  // True while the poller thread runs.
+  bool has_poller_thread() const noexcept;
   void stop_poller_thread();
 
   const char* backend_name() const noexcept;
