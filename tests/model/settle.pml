@@ -5,16 +5,16 @@
  *
  * Models (a change to these lines without a matching change here is a
  * review failure):
- *   epoll/set.hpp:243-268       impl::post_hook()  (flag exchange, eventfd
+ *   epoll/set.hpp:244-269       impl::post_hook()  (flag exchange, eventfd
  *                               write announced and recorded, the wakeq post,
  *                               the host poll's wake)
- *   epoll/set.hpp:292-309       impl::settle()  (pending: post_hook() and a
+ *   epoll/set.hpp:293-310       impl::settle()  (pending: post_hook() and a
  *                               wakeq post; else the shortcut, or drain,
  *                               clear, re-check)
- *   epoll/set.hpp:388-456       impl::harvest(): drain_mailbox(), ...,
+ *   epoll/set.hpp:410-478       impl::harvest(): drain_mailbox(), ...,
  *                               settle()
- *   epoll/set.hpp:467-485       impl::lead_host_poll() (-DLEADER)
- *   epoll/ctl_wait.cpp:225-305  epoll_set::impl::wait(): harvest under mu,
+ *   epoll/set.hpp:492-512       impl::lead_host_poll() (-DLEADER)
+ *   epoll/ctl_wait.cpp:235-311  epoll_set::impl::wait(): harvest under mu,
  *                               then lead the host poll, or ppoll on the
  *                               eventfd, or block_on(wakeq)
  * and ceq/event_queue.cpp:69-106, event_queue::post(): publish into the CEQ,
