@@ -134,17 +134,23 @@ double pingpong(const api& a, int iters) {
   return r;
 }
 
-// Requests per second of the plain epoll echo server, natively or under
-// ueq-run, measured by the shared client.
-double echo_server_rps(bool preload, double seconds) {
+// Starts examples/epoll_echo_server on a free port, natively or under
+// ueq-run; its pid, or -1.
+pid_t spawn_epoll_echo_server(bool preload, std::uint16_t* port) {
   const std::string dir = ueq::echo::self_dir();
   std::vector<std::string> argv;
   if (preload) argv.push_back(dir + "/../epoll/ueq-run");
   argv.push_back(dir + "/../examples/epoll_echo_server");
   argv.push_back("--port");
   argv.push_back("0");
+  return ueq::echo::spawn_server(argv, port);
+}
+
+// Requests per second of the plain epoll echo server, natively or under
+// ueq-run, measured by the shared client.
+double echo_server_rps(bool preload, double seconds) {
   std::uint16_t port = 0;
-  const pid_t pid = ueq::echo::spawn_server(argv, &port);
+  const pid_t pid = spawn_epoll_echo_server(preload, &port);
   if (pid < 0) return 0;
   ueq::echo::load_config cfg;
   cfg.port = port;
@@ -163,14 +169,8 @@ double echo_server_rps(bool preload, double seconds) {
 // round trip and closes, again and again (ADD, wait, DEL and close on the
 // server for every connection).
 double churn_rps(bool preload, double seconds, int clients = 4) {
-  const std::string dir = ueq::echo::self_dir();
-  std::vector<std::string> argv;
-  if (preload) argv.push_back(dir + "/../epoll/ueq-run");
-  argv.push_back(dir + "/../examples/epoll_echo_server");
-  argv.push_back("--port");
-  argv.push_back("0");
   std::uint16_t port = 0;
-  const pid_t pid = ueq::echo::spawn_server(argv, &port);
+  const pid_t pid = spawn_epoll_echo_server(preload, &port);
   if (pid < 0) return 0;
   std::atomic<std::uint64_t> done{0}, failed{0};
   const std::uint64_t end = now_ns() + static_cast<std::uint64_t>(seconds * 1e9);

@@ -198,6 +198,7 @@ struct tap_service::impl {
   sharded_counters<kCount, 8> stats;
 
   fd_entry* entry(int fd, bool create) { return table.get(fd, create); }
+  status locate(const tap_handle& h, std::uint32_t filter, fd_entry*& e, tap_slot*& sl);
 
   static std::uint64_t key(std::uint32_t slot, std::uint32_t gen) {
     return (std::uint64_t{slot} << 32) | gen;
@@ -400,13 +401,22 @@ result<tap_handle> tap_service::add(const tap_spec& spec) {
   return tap_handle(std::move(t));
 }
 
+// The checks modify() and refilter() share: a handle, a filter of event
+// bits, and the tap's fd entry and slot (ENOENT once they are gone).
+status tap_service::impl::locate(const tap_handle& h, std::uint32_t filter, fd_entry*& e,
+                                 tap_slot*& sl) {
+  if (!h.t_) return status(EINVAL);
+  if (filter == 0 || (filter & ~kTapAllFilters)) return status(EINVAL);
+  e = entry(h.t_->fd, false);
+  sl = slots.get(h.t_->slot, false);
+  return e && sl ? status{} : status(ENOENT);
+}
+
 status tap_service::modify(const tap_handle& h, std::uint32_t filter, std::uint64_t data) {
   inside_ueq in;
-  if (!h) return status(EINVAL);
-  if (filter == 0 || (filter & ~kTapAllFilters)) return status(EINVAL);
-  fd_entry* e = p_->entry(h.t_->fd, false);
-  tap_slot* sl = p_->slots.get(h.t_->slot, false);
-  if (!e || !sl) return status(ENOENT);
+  fd_entry* e;
+  tap_slot* sl;
+  if (status s = p_->locate(h, filter, e, sl)) return s;
   std::lock_guard<std::mutex> g(e->mu);
   std::uint32_t gen, old_filter;
   std::uint64_t old_data;
@@ -436,11 +446,9 @@ status tap_service::modify(const tap_handle& h, std::uint32_t filter, std::uint6
 
 status tap_service::refilter(const tap_handle& h, std::uint32_t filter, bool widen) {
   inside_ueq in;
-  if (!h) return status(EINVAL);
-  if (filter == 0 || (filter & ~kTapAllFilters)) return status(EINVAL);
-  fd_entry* e = p_->entry(h.t_->fd, false);
-  tap_slot* sl = p_->slots.get(h.t_->slot, false);
-  if (!e || !sl) return status(ENOENT);
+  fd_entry* e;
+  tap_slot* sl;
+  if (status s = p_->locate(h, filter, e, sl)) return s;
   std::lock_guard<std::mutex> g(e->mu);
   std::uint32_t gen, keep;
   {
