@@ -61,6 +61,7 @@ namespace {
 struct deferred_close {
   tap_service* svc;
   int fd;
+  bool reserved;  // fd holds the service's placeholder: close it after the bookkeeping
 };
 constexpr int kMaxDeferred = 256;
 thread_local int tl_depth = 0;
@@ -68,7 +69,7 @@ thread_local std::atomic<int> tl_ndeferred{0};
 thread_local deferred_close tl_deferred[kMaxDeferred];
 
 // In a signal handler (or any code on a thread inside ueq). False if full.
-bool push_deferred(tap_service* svc, int fd) noexcept {
+bool push_deferred(tap_service* svc, int fd, bool reserved) noexcept {
   int n = tl_ndeferred.load(std::memory_order_relaxed);
   do {
     if (n == kMaxDeferred) return false;
@@ -76,7 +77,7 @@ bool push_deferred(tap_service* svc, int fd) noexcept {
     // the claim and the write claims n + 1. The thread reads slots only when
     // no handler is running, so every claimed slot is written by then.
   } while (!tl_ndeferred.compare_exchange_weak(n, n + 1, std::memory_order_relaxed));
-  tl_deferred[n] = {svc, fd};
+  tl_deferred[n] = {svc, fd, reserved};
   std::atomic_signal_fence(std::memory_order_release);
   return true;
 }
@@ -115,7 +116,7 @@ tap_service::inside_ueq::~inside_ueq() {
   // meanwhile is deferred too, and popped by this loop).
   deferred_close d;
   while (pop_deferred(d))
-    d.svc->before_close(d.fd);
+    d.svc->finish_deferred_close(d.fd, d.reserved);
   --tl_depth;
   std::atomic_signal_fence(std::memory_order_seq_cst);
   // A handler that ran between the last pop and the decrement saw depth 1
@@ -123,7 +124,7 @@ tap_service::inside_ueq::~inside_ueq() {
   // their own bookkeeping).
   while (pop_deferred(d)) {
     inside_ueq again;
-    d.svc->before_close(d.fd);
+    d.svc->finish_deferred_close(d.fd, d.reserved);
   }
 }
 
@@ -173,6 +174,14 @@ struct tap_service::impl {
   enum { kHostEvents, kPosts, kStale, kPolls, kCount };
 
   std::unique_ptr<host_backend> backend;
+  // /dev/null at a high number: dup2()ed over a number that a signal
+  // handler closes while its thread is inside ueq, so that the number stays
+  // taken until the bookkeeping has run (close_fd). -1 if it could not be
+  // opened (the number is then freed at once).
+  int placeholder = -1;
+  ~impl() {
+    if (placeholder >= 0) ::close(placeholder);
+  }
   chunked_table<fd_entry> table{host_max_fds()};
   chunked_table<tap_slot, 10> slots{kMaxSlots};
   std::mutex free_mu;
@@ -308,6 +317,7 @@ result<std::unique_ptr<tap_service>> tap_service::create(std::unique_ptr<host_ba
   std::unique_ptr<impl> p(new (std::nothrow) impl);
   if (!p || !p->table.ok() || !p->slots.ok()) return errno_code(ENOMEM);
   p->backend = std::move(backend);
+  p->placeholder = hide_fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   std::unique_ptr<tap_service> s(new (std::nothrow) tap_service(std::move(p)));
   if (!s) return errno_code(ENOMEM);
   return s;
@@ -533,14 +543,27 @@ status tap_service::close_fd(int fd) {
   if (fd < 0 || ::fcntl(fd, F_GETFD) < 0) return status(EBADF);
   if (tl_depth > 0) {
     // A signal handler that interrupted this thread inside ueq: take no
-    // lock. Close now; the bookkeeping runs as the thread leaves ueq (if the
-    // stack is full it never runs, and the stale registrations are caught
-    // by the identity checks of a later add, as after a raw close).
-    (void)push_deferred(this, fd);
+    // lock. The file is closed now, but its number stays taken (dup2 of the
+    // placeholder over it: atomic, async-signal-safe) until the bookkeeping
+    // runs as the thread leaves ueq; otherwise ueq, busy on this thread,
+    // could be handed the number for a new file (a set being made) and the
+    // bookkeeping would tear that down. If the stack is full the bookkeeping
+    // never runs, and stale registrations are caught by the identity checks
+    // of a later add, as after a raw close.
+    if (p_->placeholder >= 0 && ::dup2(p_->placeholder, fd) == fd) {
+      if (!push_deferred(this, fd, true)) (void)::close(fd);
+      return {};
+    }
+    (void)push_deferred(this, fd, false);
     return ::close(fd) == 0 ? status{} : status(errno);
   }
   before_close(fd);
   return ::close(fd) == 0 ? status{} : status(errno);
+}
+
+void tap_service::finish_deferred_close(int fd, bool reserved) {
+  before_close(fd);
+  if (reserved) (void)::close(fd);  // the placeholder: the number is free now
 }
 
 std::uint64_t tap_service::add_close_callback(close_callback cb, void* ctx) {

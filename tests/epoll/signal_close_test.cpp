@@ -24,6 +24,11 @@ namespace {
 std::atomic<int> g_victim{-1};     // a registered fd the next handler closes
 std::atomic<long> g_closed{0};     // closes done by handlers
 std::atomic<long> g_close_err{0};  // closes that failed
+// A number a handler closed, while its thread was inside ueq: it stays
+// taken (so ueq cannot be handed it for a new file) until the thread
+// leaves ueq, and is free after.
+std::atomic<int> g_last_closed{-1};
+std::atomic<long> g_freed_early{0};  // numbers free while still inside ueq
 
 // Closes only when the signal interrupted its thread inside ueq: that is the
 // case the contract covers. A handler that interrupted other code takes the
@@ -34,10 +39,13 @@ void close_victim(int) {
   const int saved = errno;
   const int fd = g_victim.exchange(-1);
   if (fd >= 0) {
-    if (ueq_close(fd) == 0)
+    if (ueq_close(fd) == 0) {
       g_closed.fetch_add(1);
-    else
+      if (::fcntl(fd, F_GETFD) < 0) g_freed_early.fetch_add(1);
+      g_last_closed.store(fd);
+    } else {
       g_close_err.fetch_add(1);
+    }
   }
   errno = saved;
 }
@@ -89,6 +97,8 @@ int run_child(long rounds) {
     g_victim.store(p[0]);
     (void)ueq_epoll_wait(ep, out, 8, 0);
     if (const int fd = g_victim.exchange(-1); fd >= 0) ueq_close(fd);
+    // Outside ueq now: a number a handler closed is free again.
+    if (const int c = g_last_closed.exchange(-1); c >= 0 && ::fcntl(c, F_GETFD) >= 0) rc = 17;
     ueq_close(p[1]);
     ++done;
   }
@@ -99,6 +109,7 @@ int run_child(long rounds) {
   const int left = ueq_epoll_wait(ep, out, 8, 0);
   if (rc == 0 && left != 0) rc = 14;
   if (rc == 0 && g_close_err.load() != 0) rc = 15;
+  if (rc == 0 && g_freed_early.load() != 0) rc = 18;  // the number was free inside ueq
   if (rc == 0 && g_closed.load() == 0) rc = 16;  // no handler ever closed: the test proved nothing
   ueq_close(ep);
   return rc;

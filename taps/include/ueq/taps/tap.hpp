@@ -166,9 +166,10 @@ class tap_service {
   // Runs the close callbacks, forgets fd's taps, then closes it.
   // EBADF if fd was not open. Async-signal-safe with respect to ueq's locks:
   // called on a thread that is inside ueq (a signal handler that
-  // interrupted it; see inside_ueq), it closes the fd at once and leaves
-  // the callbacks and forget_fd to that thread, which runs them as it
-  // leaves ueq.
+  // interrupted it; see inside_ueq), it closes the file at once but keeps
+  // the number taken (a placeholder is dup2()ed over it) and leaves the
+  // callbacks, forget_fd and the number's release to that thread, which
+  // runs them as it leaves ueq.
   status close_fd(int fd);
   // Everything close_fd does except the close itself: for calls that close
   // an fd implicitly (dup2/dup3 over an open newfd, exec of a CLOEXEC fd).
@@ -223,6 +224,8 @@ class tap_service {
   struct impl;
   explicit tap_service(std::unique_ptr<impl> p);
   std::unique_ptr<impl> p_;
+  // The bookkeeping of a close_fd() a signal handler deferred (see there).
+  void finish_deferred_close(int fd, bool reserved);
 };
 
 // The same operations on tap_service::instance(). A consumer that never
