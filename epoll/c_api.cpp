@@ -43,6 +43,18 @@ bool copy_in(void* dst, const void* src, std::size_t n) {
   }
   return false;
 }
+// An epoll_event copied in from the caller: the kernel is asked whether it
+// can read it (epoll_ctl copies the event in before it looks at either fd,
+// so with both fds -1 it fails with EFAULT for an unreadable pointer and
+// EBADF otherwise, and touches nothing), then it is read. One cheap system
+// call instead of copy_in's two; a caller that unmaps the memory between
+// the two steps, from another thread, races its own call.
+bool copy_event_in(epoll_event* dst, const epoll_event* src) {
+  if (!src) return false;
+  if (ueq::k_epoll_ctl(-1, EPOLL_CTL_MOD, -1, src) != 0 && errno == EFAULT) return false;
+  std::memcpy(dst, src, sizeof *dst);
+  return true;
+}
 // Returns how many leading bytes reached dst: n, or fewer where the
 // caller's buffer stops being writable.
 std::size_t copy_out(void* dst, const void* src, std::size_t n) {
@@ -138,7 +150,7 @@ int ueq_epoll_ctl(int epfd, int op, int fd, struct epoll_event* user_event) {
   epoll_event copy{};
   epoll_event* event = nullptr;
   if (op != EPOLL_CTL_DEL) {
-    if (!copy_in(&copy, user_event, sizeof copy)) return fail(EFAULT);
+    if (!copy_event_in(&copy, user_event)) return fail(EFAULT);
     event = &copy;
   }
   // Any epfd that is not one of ours (a native set, an epoll fd ueq did not

@@ -246,7 +246,7 @@ result<int> epoll_set::impl::wait(int number, std::span<epoll_event> buf, int li
     // an edge-triggered entry already reported by its ADD probe would be
     // reported twice).
     for (int i = 0; i < kMaxHostBatches; ++i) {
-      auto got = svc->poll(monotonic_now());
+      auto got = svc->poll(kImmediate);
       if (!got || *got < kHostBatchFull) break;
     }
     {
@@ -257,6 +257,7 @@ result<int> epoll_set::impl::wait(int number, std::span<epoll_event> buf, int li
       if (n < 0) return errno_code(EFAULT);
       if (n > 0) return n;
     }
+    if (deadline == kImmediate) return 0;
     const mono_ns now = monotonic_now();
     if (now >= deadline) return 0;
     // Only here: a wait that finds events returns without a system call for

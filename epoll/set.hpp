@@ -128,7 +128,7 @@ inline int k_epoll_ctl(int ep, int op, int fd, const epoll_event* ev) {
 inline int k_epoll_wait(int ep, epoll_event* ev, int max, mono_ns deadline, const sigset_t* mask) {
   timespec ts, *tsp = nullptr;
   if (deadline != kNoDeadline) {
-    ts = to_timespec(std::max<mono_ns>(deadline - monotonic_now(), 0));
+    ts = to_timespec(time_left(deadline));
     tsp = &ts;
   }
   static std::atomic<bool> no_pwait2{false};

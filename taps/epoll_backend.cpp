@@ -99,7 +99,7 @@ class epoll_backend final : public host_backend {
     if (max == 0) return errno_code(EINVAL);
     timespec rel, *tsp = nullptr;
     if (deadline != kNoDeadline) {
-      rel = to_timespec(std::max<mono_ns>(0, deadline - monotonic_now()));
+      rel = to_timespec(time_left(deadline));
       tsp = &rel;
     }
     const int n = ::epoll_pwait2(lane(0), evs, max, tsp, sigmask);

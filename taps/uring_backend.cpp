@@ -113,7 +113,7 @@ class uring_backend final : public host_backend {
     io_uring_cqe* cqe = nullptr;
     __kernel_timespec ts, *tsp = nullptr;
     if (deadline != kNoDeadline) {
-      const mono_ns left = std::max<mono_ns>(0, deadline - monotonic_now());
+      const mono_ns left = time_left(deadline);
       ts.tv_sec = left / 1'000'000'000;
       ts.tv_nsec = left % 1'000'000'000;
       tsp = &ts;

@@ -1,7 +1,11 @@
 // Hand-written conformance scenarios: each runs on the kernel's epoll and on
 // ueq's, and the two traces must be identical.
+#include <sys/mman.h>
+#include <unistd.h>
 #include <catch2/catch.hpp>
+
 #include <climits>
+#include <cstring>
 
 #include "check_same.hpp"
 #include "ueq/epoll/epoll.hpp"
@@ -358,6 +362,24 @@ TEST_CASE("conformance: bad pointers give EFAULT, never a crash", "[epoll]") {
     t.rc("ADD kernel-space event", api.ctl(e, EPOLL_CTL_ADD, p.a, kernel));
     epoll_event x = ev(EPOLLIN, 1);
     t.rc("ADD", api.ctl(e, EPOLL_CTL_ADD, p.a, &x));
+    t.rc("MOD unmapped event", api.ctl(e, EPOLL_CTL_MOD, p.a, unmapped));
+    t.rc("MOD null event", api.ctl(e, EPOLL_CTL_MOD, p.a, nullptr));
+    t.rc("MOD kernel-space event", api.ctl(e, EPOLL_CTL_MOD, p.a, kernel));
+    {
+      // An event whose last 4 bytes lie on a page that cannot be read.
+      const long page = ::sysconf(_SC_PAGESIZE);
+      void* m =
+          ::mmap(nullptr, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      REQUIRE(m != MAP_FAILED);
+      REQUIRE(::mprotect(static_cast<char*>(m) + page, page, PROT_NONE) == 0);
+      auto* straddling = reinterpret_cast<epoll_event*>(static_cast<char*>(m) + page - 8);
+      std::memset(straddling, 0, 8);
+      t.rc("MOD event straddling into an unreadable page",
+           api.ctl(e, EPOLL_CTL_MOD, p.a, straddling));
+      t.rc("ADD event straddling into an unreadable page",
+           api.ctl(e, EPOLL_CTL_ADD, p.b, straddling));
+      ::munmap(m, 2 * page);
+    }
     t.rc("wait, kernel-space buffer", api.wait(e, kernel, 4, 0));
     t.rc("wait, unmapped buffer, nothing ready", api.wait(e, unmapped, 4, 0));
     ::write(p.b, "x", 1);

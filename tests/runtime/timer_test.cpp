@@ -101,3 +101,19 @@ TEST_CASE("cancel of a firing timer returns only after its handler finished", "[
   }
   CHECK(late_cancels >= iters / 2);  // every odd iteration waits for the handler
 }
+
+TEST_CASE("deadlines: a zero timeout is kImmediate, which has passed, negative is none",
+          "[timer][clock]") {
+  using namespace ueq;
+  CHECK(deadline_after_ms(0) == kImmediate);
+  CHECK(deadline_after_ns(0) == kImmediate);
+  CHECK(deadline_after_ms(-1) == kNoDeadline);
+  CHECK(deadline_after_ms(INT64_MAX) == kNoDeadline);
+  CHECK(kImmediate <= monotonic_now());
+  CHECK(time_left(kImmediate) == 0);
+  CHECK(time_left(monotonic_now() - 1000) == 0);
+  const mono_ns d = deadline_after_ms(60'000);
+  CHECK(d > monotonic_now());
+  CHECK(time_left(d) > 59'000'000'000LL);
+  CHECK(time_left(d) <= 60'000'000'000LL);
+}

@@ -20,6 +20,9 @@ namespace ueq {
 
 using mono_ns = std::int64_t;  // nanoseconds on CLOCK_MONOTONIC
 inline constexpr mono_ns kNoDeadline = INT64_MAX;
+// A deadline that has always passed: what a zero timeout gives. A wait with
+// it checks once and does not block, and need not read the clock.
+inline constexpr mono_ns kImmediate = 0;
 
 inline mono_ns monotonic_now() noexcept {
   timespec ts;
@@ -27,15 +30,24 @@ inline mono_ns monotonic_now() noexcept {
   return static_cast<mono_ns>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
-// now + ns, saturating at kNoDeadline; a negative timeout means "no deadline".
+// now + ns, saturating at kNoDeadline; a negative timeout means "no deadline",
+// a zero one kImmediate.
 inline mono_ns deadline_after_ns(std::int64_t ns) noexcept {
   if (ns < 0) return kNoDeadline;
+  if (ns == 0) return kImmediate;
   const mono_ns now = monotonic_now();
   return ns >= kNoDeadline - now ? kNoDeadline : now + ns;
 }
 inline mono_ns deadline_after_ms(std::int64_t ms) noexcept {
   if (ms < 0) return kNoDeadline;
   return ms > kNoDeadline / 1'000'000 ? kNoDeadline : deadline_after_ns(ms * 1'000'000);
+}
+
+// The time left until deadline t (not kNoDeadline), 0 once it has passed.
+inline mono_ns time_left(mono_ns t) noexcept {
+  if (t <= kImmediate) return 0;
+  const mono_ns left = t - monotonic_now();
+  return left > 0 ? left : 0;
 }
 
 // The deadline as an absolute timespec (for futex, ppoll-style calls).
