@@ -146,13 +146,6 @@ int ueq_epoll_create1(int flags) {
 }
 
 int ueq_epoll_ctl(int epfd, int op, int fd, struct epoll_event* user_event) {
-  // The event is copied in first (for every op but DEL), as the kernel does.
-  epoll_event copy{};
-  epoll_event* event = nullptr;
-  if (op != EPOLL_CTL_DEL) {
-    if (!copy_event_in(&copy, user_event)) return fail(EFAULT);
-    event = &copy;
-  }
   // Any epfd that is not one of ours (a native set, an epoll fd ueq did not
   // make, a file that is no epoll fd) is the kernel's to answer. For an ADD
   // the kernel is asked whether the number still names the set ueq
@@ -162,8 +155,22 @@ int ueq_epoll_ctl(int epfd, int op, int fd, struct epoll_event* user_event) {
   auto set = op == EPOLL_CTL_ADD ? ueq::lookup_live(epfd) : ueq::lookup(epfd);
   if (set && ueq::epoll_access::of(*set).native.load(std::memory_order_acquire)) set = nullptr;
   if (!set) return ueq::k_epoll_ctl(epfd, op, fd, user_event);
+  // A MOD of an entry for the file the number names: one system call, which
+  // reads the event as the kernel's own MOD would (EFAULT first).
+  if (op == EPOLL_CTL_MOD) {
+    bool done;
+    ueq::status s = ueq::epoll_access::of(*set).modify_registered(fd, user_event, done);
+    if (done) return s ? fail(s.value()) : 0;
+  }
+  // The event is copied in first (for every op but DEL), as the kernel does.
+  epoll_event copy{};
+  epoll_event* event = nullptr;
+  if (op != EPOLL_CTL_DEL) {
+    if (!copy_event_in(&copy, user_event)) return fail(EFAULT);
+    event = &copy;
+  }
   if (fd == epfd) return ueq::fd_open(fd) ? fail(EINVAL) : fail(EBADF);
-  ueq::status s = set->ctl(op, fd, event);
+  ueq::status s = ueq::ctl_full(*set, op, fd, event);
   return s ? fail(s.value()) : 0;
 }
 

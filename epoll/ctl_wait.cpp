@@ -99,34 +99,27 @@ result<std::shared_ptr<epoll_set>> epoll_set::from_fd(int fd) {
 }
 
 status epoll_set::ctl(int op, int fd, const epoll_event* event) {
+  if (op == EPOLL_CTL_MOD && !p_->native.load(std::memory_order_acquire)) {
+    bool done;
+    status s = p_->modify_registered(fd, event, done);
+    if (done) return s;
+  }
+  return ctl_full(*this, op, fd, event);
+}
+
+namespace epoll_internal {
+
+status ctl_full(epoll_set& self, int op, int fd, const epoll_event* event) {
+  impl& p = epoll_access::of(self);
   // A set handed to the kernel (at a fork): the kernel's ctl. Checked again
   // under the set's lock, which the fork's hand-over takes: a ctl that
   // began before it must not edit the entries it has moved.
   auto native = [&] {
-    return k_epoll_ctl(p_->epfd.load(std::memory_order_relaxed), op, fd, event) == 0
-               ? status{}
-               : status(errno);
+    return k_epoll_ctl(p.epfd.load(std::memory_order_relaxed), op, fd, event) == 0 ? status{}
+                                                                                   : status(errno);
   };
-  if (p_->native.load(std::memory_order_acquire)) return native();
+  if (p.native.load(std::memory_order_acquire)) return native();
   tap_service::inside_ueq in;  // a handler's close meanwhile defers (tap.hpp)
-  // MOD of an entry the set holds, for the same file: one system call
-  // (fstat: the number may have been closed behind ueq's back and reused),
-  // and a host call only when the host must watch other events. Linux's MOD
-  // re-polls the file; here the entry goes on the ready list, and the
-  // harvest's probe, which every reported event passes, decides. Anything
-  // else (EBADF, EPERM, another file under the number, ENOENT, the flag
-  // rules) takes the full path below.
-  if (op == EPOLL_CTL_MOD && event && !(event->events & EPOLLEXCLUSIVE)) {
-    struct stat st;
-    if (::fstat(fd, &st) == 0) {
-      std::lock_guard<std::mutex> g(p_->mu);
-      if (p_->native.load(std::memory_order_acquire)) return native();
-      auto it = p_->entries.find(fd);
-      if (!p_->dead && it != p_->entries.end() && it->second.dev == st.st_dev &&
-          it->second.ino == st.st_ino && !(it->second.events & EPOLLEXCLUSIVE))
-        return p_->modify(it->second, *event);
-    }
-  }
   // Linux's order: EFAULT (event needed but missing), EBADF (target), EPERM
   // (target cannot be polled), EINVAL (fd is this set, flag rules, bad op),
   // ELOOP, then EEXIST/ENOENT.
@@ -139,7 +132,7 @@ status epoll_set::ctl(int op, int fd, const epoll_event* event) {
   if (::fstat(fd, &st) != 0) return status(EBADF);
   if (!pollable(fd, st)) return status(EPERM);
   auto target = lookup_live(fd);
-  if (target.get() == this) return status(EINVAL);
+  if (target.get() == &self) return status(EINVAL);
   if (op != EPOLL_CTL_ADD && op != EPOLL_CTL_MOD && op != EPOLL_CTL_DEL) return status(EINVAL);
   if (has_event && (ev.events & EPOLLEXCLUSIVE)) {
     if (op == EPOLL_CTL_MOD) return status(EINVAL);
@@ -147,41 +140,65 @@ status epoll_set::ctl(int op, int fd, const epoll_event* event) {
   }
   ev.events |= EPOLLERR | EPOLLHUP;
 
-  if (p_->fork_gen != tap_service::fork_generation()) return status(ENOSYS);
+  if (p.fork_gen != tap_service::fork_generation()) return status(ENOSYS);
   // The registry lock first (nesting checks, membership), then ours.
   std::lock_guard<std::mutex> rg(reg().mu);
-  std::lock_guard<std::mutex> g(p_->mu);
-  if (p_->native.load(std::memory_order_acquire)) return native();
-  if (p_->dead) return status(EBADF);
-  auto it = p_->entries.find(fd);
-  if (it != p_->entries.end() && (it->second.dev != st.st_dev || it->second.ino != st.st_ino)) {
+  // An ADD of a file registers its identity (registry::ident). If the pair
+  // was new, every entry under the number is for a file closed behind
+  // ueq's back (the pair of a file a set holds stays registered), and goes
+  // as Linux dropped it with its file: even one on the same inode (every
+  // eventfd, timerfd and epoll fd shares one), which fstat cannot tell
+  // apart. Epoll files are left out: nesting them in the identity set
+  // would count against the kernel's depth and path limits for the program.
+  struct identity_guard {
+    int fd = -1;  // registered by this call: released unless an entry holds it
+    ~identity_guard() {
+      if (fd >= 0) release_identity_if_unused(fd);
+    }
+  } identity;
+  int identity_rc = -1;  // register_identity's answer, if asked
+  if (op == EPOLL_CTL_ADD && !target && !p.native.load(std::memory_order_acquire) &&
+      !is_epoll_file(fd, st)) {
+    identity_rc = register_identity(fd);
+    if (identity_rc == 0) {
+      identity.fd = fd;
+      drop_entries_of(fd);
+    }
+  }
+  std::lock_guard<std::mutex> g(p.mu);
+  if (p.native.load(std::memory_order_acquire)) return native();
+  if (p.dead) return status(EBADF);
+  auto it = p.entries.find(fd);
+  if (it != p.entries.end() &&
+      (it->second.identified ? !identity_registered(fd)
+                             : it->second.dev != st.st_dev || it->second.ino != st.st_ino)) {
     // The number was closed without ueq seeing it and now names another
     // file: Linux dropped that entry with the file, so do we.
-    remove_entry(*p_, it);
-    it = p_->entries.end();
+    remove_entry(p, it);
+    it = p.entries.end();
   }
   switch (op) {
     case EPOLL_CTL_ADD: {
-      if (it != p_->entries.end()) return status(EEXIST);
+      if (it != p.entries.end()) return status(EEXIST);
       impl* child = target ? &epoll_access::of(*target) : nullptr;
       if (child) {
-        const int below = depth_below(child, p_.get());
-        if (below == INT_MAX || depth_above(p_.get()) + 1 + below > kMaxNests) return status(ELOOP);
+        const int below = depth_below(child, &p);
+        if (below == INT_MAX || depth_above(&p) + 1 + below > kMaxNests) return status(ELOOP);
       }
       tap_handle tap;
       if (!child) {
         // An exclusive entry is registered exclusively with the host: one
         // event wakes one of the file's exclusive waiters (sets here, in
         // other processes, or kernel epoll sets), as Linux does.
-        auto t = p_->svc->add(
+        auto t = p.svc->add(
             {.fd = fd,
              .filter = tap_filter(ev.events) | ((ev.events & EPOLLEXCLUSIVE) ? kTapExclusive : 0),
-             .queue = p_->q,
+             .queue = p.q,
              .id = static_cast<std::uint32_t>(fd)});
         if (!t) return status(t.error().value());
         tap = *t;
       }
-      impl::entry& e = p_->entries[fd];
+      impl::entry& e = p.entries[fd];
       e.fd = fd;
       e.events = ev.events;
       e.data = ev.data;
@@ -189,29 +206,46 @@ status epoll_set::ctl(int op, int fd, const epoll_event* event) {
       e.child = child;
       e.dev = st.st_dev;
       e.ino = st.st_ino;
+      e.identified = identity_rc == 0 || identity_rc == EEXIST;
       e.keeps_posted = S_ISREG(st.st_mode);
       if (child) {
-        add_edge(p_.get(), child);
+        add_edge(&p, child);
         std::lock_guard<spin_lock> pg(child->parents_lock);
-        child->parents.emplace_back(p_.get(), fd);
+        child->parents.emplace_back(&p, fd);
       }
-      reg().members[fd].insert(p_.get());
+      reg().members[fd].insert(&p);
       // Readiness is evaluated at ADD.
-      if (impl::probe(e)) p_->enqueue(e);
-      p_->settle();
+      if (impl::probe(e)) p.enqueue(e);
+      p.settle();
       log("ctl ADD fd=%d events=%#x", fd, ev.events);
       return {};
     }
     case EPOLL_CTL_MOD: {
-      if (it == p_->entries.end()) return status(ENOENT);
+      if (it == p.entries.end()) return status(ENOENT);
       if (it->second.events & EPOLLEXCLUSIVE) return status(EINVAL);
-      return p_->modify(it->second, ev);
+      return p.modify(it->second, ev);
     }
     default:  // EPOLL_CTL_DEL
-      if (it == p_->entries.end()) return status(ENOENT);
-      remove_entry(*p_, it);
+      if (it == p.entries.end()) return status(ENOENT);
+      remove_entry(p, it);
       return {};
   }
+}
+
+}  // namespace epoll_internal
+
+status epoll_set::impl::modify_registered(int fd, const epoll_event* event, bool& done) {
+  tap_service::inside_ueq in;  // a handler's close meanwhile defers (tap.hpp)
+  const int probe = identity_probe(fd, event);
+  done = probe == EFAULT;
+  if (probe != 0) return done ? status(EFAULT) : status{};
+  const epoll_event ev = *event;  // the kernel has just read it
+  std::lock_guard<std::mutex> g(mu);
+  if (native.load(std::memory_order_acquire) || dead) return {};
+  auto it = entries.find(fd);
+  if (it == entries.end() || it->second.child || (it->second.events & EPOLLEXCLUSIVE)) return {};
+  done = true;
+  return modify(it->second, ev);
 }
 
 result<int> epoll_set::wait(std::span<epoll_event> out, mono_ns deadline, const sigset_t* sigmask,

@@ -153,10 +153,88 @@ bool pollable(int fd, const struct stat& st) {
   return true;
 }
 
+namespace {
+// The identity set, made at first use (under reg().mu); -1 if it cannot be.
+int identity_set() {
+  int ident = reg().ident.load(std::memory_order_relaxed);
+  if (ident < 0) {
+    ident = hide_fd(k_epoll_create1(EPOLL_CLOEXEC));
+    // release: the probe, which reads ident without the lock, finds it made.
+    if (ident >= 0) reg().ident.store(ident, std::memory_order_release);
+  }
+  return ident;
+}
+}  // namespace
+
+// Epoll fds are anonymous-inode files (no file type bits), like eventfd,
+// timerfd and signalfd. A DEL with fd as the epoll fd tells them apart
+// without side effects: EINVAL if it is no epoll fd (checked before the
+// target is looked up in it); any other answer means it is one.
+bool is_epoll_file(int fd, const struct stat& st) {
+  if ((st.st_mode & S_IFMT) != 0) return false;
+  const int probe = identity_set();
+  if (probe < 0) return true;  // cannot ask: treat as one (left out of the identity set)
+  return k_epoll_ctl(fd, EPOLL_CTL_DEL, probe, nullptr) == 0 || errno != EINVAL;
+}
+
 // Removes one entry: its tap, its nesting edge, its place on the ready list
 // and in the membership index. Under reg().mu and s.mu.
+int register_identity(int fd) {
+  const int ident = identity_set();
+  if (ident < 0) return EMFILE;
+  // No events: only EPOLLERR|EPOLLHUP, which the kernel always adds; the set
+  // is never waited on, so a wakeup of the file costs it one mask test.
+  epoll_event none{};
+  return k_epoll_ctl(ident, EPOLL_CTL_ADD, fd, &none) == 0 ? 0 : errno;
+}
+
+// A MOD back to no events: 0 if the pair is there (and its events are
+// the registration's again), ENOENT if not.
+bool identity_registered(int fd) {
+  const int ident = reg().ident.load(std::memory_order_acquire);
+  epoll_event none{};
+  return ident >= 0 && k_epoll_ctl(ident, EPOLL_CTL_MOD, fd, &none) == 0;
+}
+
+void release_identity_if_unused(int fd) {
+  const int ident = reg().ident.load(std::memory_order_relaxed);
+  if (ident >= 0 && !reg().members.contains(fd))
+    (void)k_epoll_ctl(ident, EPOLL_CTL_DEL, fd, nullptr);
+}
+
+// A MOD of the registered pair with the caller's event: the kernel copies
+// the event in first (EFAULT), then looks the pair up (ENOENT if the number
+// names a file no set was given, EBADF if it names none). Its side effect,
+// the pair's events and data in the identity set, is harmless (never waited
+// on), save EPOLLWAKEUP, which would keep the system awake while the file
+// is ready (with CAP_BLOCK_SUSPEND): the caller puts it back.
+int identity_probe(int fd, const epoll_event* event) {
+  // acquire: pairs with register_identity()'s release store.
+  const int ident = reg().ident.load(std::memory_order_acquire);
+  if (ident < 0) return ENOENT;
+  if (k_epoll_ctl(ident, EPOLL_CTL_MOD, fd, event) == 0) {
+    if (event->events & EPOLLWAKEUP) {
+      epoll_event none{};
+      (void)k_epoll_ctl(ident, EPOLL_CTL_MOD, fd, &none);
+    }
+    return 0;
+  }
+  return errno;
+}
+
+void drop_entries_of(int fd) {
+  if (auto m = reg().members.find(fd); m != reg().members.end()) {
+    const auto holders = m->second;  // remove_entry edits the map
+    for (impl* s : holders) {
+      std::lock_guard<std::mutex> sg(s->mu);
+      if (auto it = s->entries.find(fd); it != s->entries.end()) remove_entry(*s, it);
+    }
+  }
+}
+
 void remove_entry(impl& s, absl::node_hash_map<int, impl::entry>::iterator it) {
   impl::entry& e = it->second;
+  const bool file = !e.child;
   if (e.tap.live()) (void)s.svc->remove(e.tap);
   if (e.child) {
     remove_edge(&s, e.child);
@@ -171,6 +249,7 @@ void remove_entry(impl& s, absl::node_hash_map<int, impl::entry>::iterator it) {
     m->second.erase(&s);
     if (m->second.empty()) reg().members.erase(m);
   }
+  if (file) release_identity_if_unused(fd);
   s.settle();
 }
 
@@ -183,17 +262,20 @@ void unwatch_host(impl& s) {
   --reg().host_watchers;
 }
 
+// Whether entry e's number still names the file it was added for (a set of
+// ours: asked while that set still holds its hidden eventfd; a file in the
+// identity set: asked of it; else the inode is compared).
+bool still_names(const impl::entry& e, int fd) {
+  if (e.child) return e.child->named_by(fd);
+  if (e.identified) return identity_registered(fd);
+  struct stat st;
+  return ::fstat(fd, &st) == 0 && st.st_dev == e.dev && st.st_ino == e.ino;
+}
+
 // Registers entry e (under number fd) in s's kernel epoll fd itself, as the
 // program gave it (a spent EPOLLONESHOT entry stays without events). An
 // entry whose number now names another file is left out: Linux dropped it
 // with its file.
-// Whether entry e's number still names the file it was added for (a set of
-// ours: asked while that set still holds its hidden eventfd).
-bool still_names(const impl::entry& e, int fd) {
-  if (e.child) return e.child->named_by(fd);
-  struct stat st;
-  return ::fstat(fd, &st) == 0 && st.st_dev == e.dev && st.st_ino == e.ino;
-}
 void register_natively(impl& s, const impl::entry& e, int fd) {
   epoll_event ev{};
   ev.data = e.data;
@@ -280,6 +362,10 @@ void after_fork_in_parent() {
   reg().mu.unlock();
 }
 void after_fork_in_child() {
+  // The identity set is one kernel object for both processes: the child's
+  // registrations must not edit the parent's.
+  if (const int ident = reg().ident.exchange(-1, std::memory_order_relaxed); ident >= 0)
+    (void)::syscall(SYS_close, ident);
   reg().mu.unlock();  // held by this thread since before_fork
   new (&g_service_mu) std::mutex;
 }
@@ -319,13 +405,7 @@ void drop_set_number(absl::flat_hash_map<int, std::shared_ptr<epoll_set>>::itera
 void on_fd_close(int fd, void*) {
   std::shared_ptr<epoll_set> dying;  // released after the locks
   std::lock_guard<std::mutex> g(reg().mu);
-  if (auto m = reg().members.find(fd); m != reg().members.end()) {
-    const auto holders = m->second;  // remove_entry edits the map
-    for (impl* s : holders) {
-      std::lock_guard<std::mutex> sg(s->mu);
-      if (auto it = s->entries.find(fd); it != s->entries.end()) remove_entry(*s, it);
-    }
-  }
+  drop_entries_of(fd);
   auto it = reg().by_fd.find(fd);
   if (it == reg().by_fd.end()) return;
   drop_set_number(it, dying);

@@ -23,6 +23,15 @@ struct registry {
   absl::flat_hash_map<epoll_set::impl*, absl::flat_hash_map<epoll_set::impl*, int>> children;
   absl::flat_hash_map<epoll_set::impl*, absl::flat_hash_map<epoll_set::impl*, int>> parents;
   int host_watchers = 0;  // live sets whose epoll fd watches the host poller's fd
+  // The identity set: a kernel epoll fd (hidden, never waited on, one per
+  // process: a fork()ed child makes its own) holding (number, file) for
+  // every file that an entry of one of our sets was added for, while a set
+  // holds that number. Linux keys its entries by the same pair, so the
+  // kernel answers "does this number still name the file the entries are
+  // for?" in one epoll_ctl (see identity_probe). -1 until first needed, or
+  // when it could not be made (then every check takes the slow path).
+  // Written under mu; read without it (the probe).
+  std::atomic<int> ident{-1};
 };
 registry& reg();
 
@@ -55,6 +64,29 @@ bool fd_open(int fd);
 bool fd_usable(int fd);
 // Whether Linux's epoll would accept the file (the kernel is asked).
 bool pollable(int fd, const struct stat& st);
+// Whether fd is an epoll fd (ours or not): for an anonymous-inode file, the
+// kernel is asked (under reg().mu).
+bool is_epoll_file(int fd, const struct stat& st);
+
+// The identity set (registry::ident). Under reg().mu, adds (fd, the file
+// fd names now) to it: 0 if the pair was not there, so that every entry any
+// set holds under fd was for a file since closed behind ueq's back
+// (drop_entries_of them); EEXIST if it was there already; another errno if
+// it cannot be registered.
+int register_identity(int fd);
+// Whether (fd, the file it names now) is in the identity set: an entry
+// that was identified there is for that file exactly when it is.
+bool identity_registered(int fd);
+// Ends fd's identity registration once no set holds an entry under it
+// (under reg().mu).
+void release_identity_if_unused(int fd);
+// The fast MOD's question: 0 if (fd, the file it names now) is registered
+// (the kernel read the event: it is readable), else the errno of the
+// kernel's answer (EFAULT for an unreadable event; ENOENT, EBADF, EINVAL
+// and others send the caller down the full path). No lock.
+int identity_probe(int fd, const epoll_event* event);
+// Every entry under fd leaves the set that holds it (under reg().mu only).
+void drop_entries_of(int fd);
 
 // Removes one entry of s (under reg().mu and s.mu).
 void remove_entry(impl& s, absl::node_hash_map<int, impl::entry>::iterator it);

@@ -143,6 +143,10 @@ inline int k_epoll_wait(int ep, epoll_event* ev, int max, mono_ns deadline, cons
       ::syscall(SYS_epoll_pwait, ep, ev, max, static_cast<int>(ms), mask, _NSIG / 8));
 }
 
+// epoll_set::ctl without its fast MOD (modify_registered): Linux's error
+// order, every op. event is trusted (the C API has copied it in).
+status ctl_full(epoll_set& self, int op, int fd, const epoll_event* event);
+
 // The set whose waiter this thread is, while it leads the host poll
 // (impl::lead_host_poll): its own dispatch needs no wake.
 inline thread_local const epoll_set::impl* tl_leading = nullptr;
@@ -165,6 +169,10 @@ struct epoll_set::impl {
     impl* child = nullptr;  // the target, if it is one of our sets (nesting graph edge)
     dev_t dev = 0;          // the file registered (to notice a number closed behind
     ino_t ino = 0;          // our back and reused for another file)
+    // (number, file) is in the identity set (registry::ident), which then
+    // tells whether the number still names the file, where dev and ino
+    // cannot (files that share an inode).
+    bool identified = false;
     // A regular file that can be polled (procfs, sysfs) may report a change
     // (EPOLLPRI|EPOLLERR) to one poll only: the host's poll that dispatched
     // the event takes it, and the probe at report time no longer sees it.
@@ -319,7 +327,10 @@ struct epoll_set::impl {
   // An edge-triggered entry's posts are its edges, so the host watches
   // exactly its mask (a host call when that changes).
   status modify(entry& e, const epoll_event& ev) {
-    if (e.tap)
+    // The tap's filter and mode follow the mask: no call when they stay (a
+    // ONESHOT entry re-armed with its mask, the common MOD).
+    if (e.tap &&
+        (tap_filter(ev.events) != tap_filter(e.events) || ((ev.events ^ e.events) & EPOLLET)))
       if (status s = svc->refilter(e.tap, tap_filter(ev.events), !(ev.events & EPOLLET))) return s;
     e.events = ev.events | EPOLLERR | EPOLLHUP;
     e.data = ev.data;
@@ -329,6 +340,12 @@ struct epoll_set::impl {
     settle();
     return {};
   }
+
+  // EPOLL_CTL_MOD of the entry for the file fd names now, in one system call
+  // (identity_probe). done is false when the full path must answer: the
+  // number names no file a set holds, this set holds no such entry, or a
+  // flag rule applies. event may be any pointer: EFAULT if unreadable.
+  status modify_registered(int fd, const epoll_event* event, bool& done);
 
   // Probes an entry's readiness now (poll with no timeout): the bits it
   // would report, 0 if none or if the fd is gone. A nested set of ours is

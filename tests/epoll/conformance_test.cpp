@@ -1,5 +1,6 @@
 // Hand-written conformance scenarios: each runs on the kernel's epoll and on
 // ueq's, and the two traces must be identical.
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <unistd.h>
 #include <catch2/catch.hpp>
@@ -349,6 +350,36 @@ TEST_CASE("conformance: an fd closed behind the facade's back and reused can be 
     ::close(q[1]);
     ::close(p.b);
     api.close(e);
+  });
+}
+
+TEST_CASE(
+    "conformance: an entry goes with its file, even when the number's new file has the same inode",
+    "[epoll]") {
+  // Every eventfd shares one inode, so (dev, ino) cannot tell the new file
+  // from the closed one: the kernel's (number, file) pair can.
+  check("same inode", [](const epoll_api& api, trace& t) {
+    const int e1 = api.create1(0), e2 = api.create1(0);
+    const int num = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    epoll_event x = ev(EPOLLIN, 1);
+    t.rc("ADD to e1", api.ctl(e1, EPOLL_CTL_ADD, num, &x));
+    ::close(num);  // not through the API under test: ueq does not see it
+    const int again = ::eventfd(1, EFD_NONBLOCK | EFD_CLOEXEC);
+    REQUIRE(again == num);  // the lowest free number
+    epoll_event y = ev(EPOLLIN, 2);
+    t.rc("MOD of the new file in e1", api.ctl(e1, EPOLL_CTL_MOD, num, &y));
+    t.rc("DEL of the new file in e1", api.ctl(e1, EPOLL_CTL_DEL, num, nullptr));
+    t.rc("ADD of the new file to e2", api.ctl(e2, EPOLL_CTL_ADD, num, &y));
+    t.rc("MOD in e1 once e2 holds the new file", api.ctl(e1, EPOLL_CTL_MOD, num, &y));
+    t.rc("MOD in e2", api.ctl(e2, EPOLL_CTL_MOD, num, &x));
+    epoll_event out[4];
+    t.wait("e1 reports nothing", api.wait(e1, out, 4, 0), out);
+    t.wait("e2 reports the new file", api.wait(e2, out, 4, 0), out);
+    t.rc("ADD of the new file to e1", api.ctl(e1, EPOLL_CTL_ADD, num, &y));
+    t.wait("e1 reports it now", api.wait(e1, out, 4, 0), out);
+    api.close(num);
+    api.close(e1);
+    api.close(e2);
   });
 }
 

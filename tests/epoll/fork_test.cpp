@@ -123,3 +123,45 @@ TEST_CASE("fork: the child's close of inherited fds leaves the parent's registra
   }
   REQUIRE(ueq_close(ep) == 0);
 }
+
+TEST_CASE("fork: the child's sets register files apart from the parent's", "[epoll]") {
+  // Each process asks the kernel which file a number names through an
+  // epoll fd of its own: a child that added and removed an inherited file
+  // must not make the parent's entry for it look stale.
+  const int before = ueq_epoll_create1(EPOLL_CLOEXEC);
+  pipe_fds p;
+  epoll_event e = ev_in(1);
+  REQUIRE(ueq_epoll_ctl(before, EPOLL_CTL_ADD, p.r, &e) == 0);  // made before the fork
+  int go[2];
+  REQUIRE(::pipe2(go, O_CLOEXEC) == 0);
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    char c;
+    if (::read(go[0], &c, 1) != 1) ::_exit(20);
+    const int mine = ueq_epoll_create1(EPOLL_CLOEXEC);
+    epoll_event x = ev_in(2);
+    if (ueq_epoll_ctl(mine, EPOLL_CTL_ADD, p.r, &x) != 0) ::_exit(21);
+    if (ueq_epoll_ctl(mine, EPOLL_CTL_MOD, p.r, &x) != 0) ::_exit(22);
+    if (ueq_epoll_ctl(mine, EPOLL_CTL_DEL, p.r, nullptr) != 0) ::_exit(23);
+    ::_exit(0);
+  }
+  const int after = ueq_epoll_create1(EPOLL_CLOEXEC);  // ueq's again
+  epoll_event a = ev_in(3);
+  REQUIRE(ueq_epoll_ctl(after, EPOLL_CTL_ADD, p.r, &a) == 0);
+  REQUIRE(::write(go[1], "g", 1) == 1);
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  epoll_event m = ev_in(4);
+  CHECK(ueq_epoll_ctl(after, EPOLL_CTL_MOD, p.r, &m) == 0);
+  REQUIRE(::write(p.w, "x", 1) == 1);
+  epoll_event out[2];
+  REQUIRE(ueq_epoll_wait(after, out, 2, 5000) == 1);
+  CHECK(out[0].data.u64 == 4);
+  ::close(go[0]);
+  ::close(go[1]);
+  ueq_close(after);
+  ueq_close(before);
+}
