@@ -359,6 +359,7 @@ struct epoll_set::impl {
 
   // Moves CEQ messages onto the ready list (under mu).
   void drain_mailbox() {
+    if (q->empty()) return;       // the common idle case, without a batch's set-up
     scratch<event_msg, 64> msgs;  // filled by drain(): no zero-fill per harvest
     while (std::size_t n = q->drain(msgs.span())) {
       for (std::size_t i = 0; i < n; ++i) {

@@ -106,14 +106,10 @@ bool tap_service::inside_ueq::active() noexcept {
   return tl_depth > 0;
 }
 
-tap_service::inside_ueq::~inside_ueq() {
-  std::atomic_signal_fence(std::memory_order_seq_cst);  // after every lock is released
-  if (tl_depth > 1 || tl_ndeferred.load(std::memory_order_relaxed) == 0) {
-    --tl_depth;
-    return;
-  }
-  // Outermost: run the deferred bookkeeping, still inside (a handler's close
-  // meanwhile is deferred too, and popped by this loop).
+// Out of line, so that the common exit saves no registers.
+[[gnu::noinline]] void tap_service::inside_ueq::leave_with_deferred() {
+  // Run the deferred bookkeeping, still inside (a handler's close meanwhile
+  // is deferred too, and popped by this loop).
   deferred_close d;
   while (pop_deferred(d))
     d.svc->finish_deferred_close(d.fd, d.reserved);
@@ -126,6 +122,15 @@ tap_service::inside_ueq::~inside_ueq() {
     inside_ueq again;
     d.svc->finish_deferred_close(d.fd, d.reserved);
   }
+}
+
+tap_service::inside_ueq::~inside_ueq() {
+  std::atomic_signal_fence(std::memory_order_seq_cst);  // after every lock is released
+  if (tl_depth > 1 || tl_ndeferred.load(std::memory_order_relaxed) == 0) {
+    --tl_depth;
+    return;
+  }
+  leave_with_deferred();
 }
 
 namespace detail {

@@ -193,6 +193,9 @@ class tap_service {
     inside_ueq& operator=(const inside_ueq&) = delete;
     // True while the calling thread is inside such a scope.
     static bool active() noexcept;
+
+   private:
+    static void leave_with_deferred();  // the outermost exit, with closes deferred
   };
 
   // One backend poll (until an event, the deadline, wake() or a signal:
