@@ -5,13 +5,74 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "registry.hpp"
 #include "ueq/epoll.h"
 
 namespace {
+
+// What the program asked of ueq, for the summary at exit (UEQ_STATS=stderr,
+// or a file to append to; ueq-run --stats sets it). Counted only when on:
+// relaxed increments, read once at exit.
+struct call_stats {
+  std::atomic<std::uint64_t> sets{0}, add{0}, mod{0}, del{0}, ctl_failed{0}, waits{0}, events{0},
+      passed{0};
+};
+call_stats g_stats;
+FILE* g_stats_out = nullptr;  // set before main(), when UEQ_STATS is
+
+void count(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) {
+  if (g_stats_out) c.fetch_add(n, std::memory_order_relaxed);
+}
+
+void print_stats() {
+  auto v = [](const std::atomic<std::uint64_t>& c) {
+    return static_cast<unsigned long long>(c.load(std::memory_order_relaxed));
+  };
+  const call_stats& s = g_stats;
+  const unsigned long long ctls = v(s.add) + v(s.mod) + v(s.del);
+  std::fprintf(g_stats_out, "ueq: pid %d (%s): ", static_cast<int>(::getpid()),
+               program_invocation_short_name);
+  if (v(s.sets) + ctls + v(s.waits) + v(s.passed) == 0) {
+    std::fprintf(g_stats_out,
+                 "no epoll call reached ueq; the program ran as it would without it "
+                 "(poll, select and raw system calls are not intercepted)\n");
+  } else {
+    std::fprintf(g_stats_out,
+                 "sets made %llu; ctl calls %llu (ADD %llu, MOD %llu, DEL %llu; failed %llu); "
+                 "waits %llu, events returned %llu; calls on epoll fds ueq did not make, "
+                 "passed to the kernel %llu\n",
+                 v(s.sets), ctls, v(s.add), v(s.mod), v(s.del), v(s.ctl_failed), v(s.waits),
+                 v(s.events), v(s.passed));
+  }
+  std::fflush(g_stats_out);
+}
+
+[[maybe_unused]] const bool g_stats_on = [] {
+  const char* v = std::getenv("UEQ_STATS");
+  if (!v || !*v || !std::strcmp(v, "0")) return false;
+  g_stats_out = !std::strcmp(v, "stderr") || !std::strcmp(v, "1") ? stderr : std::fopen(v, "ae");
+  if (g_stats_out) std::atexit(print_stats);
+  return g_stats_out != nullptr;
+}();
+
+const char* op_name(int op) {
+  switch (op) {
+    case EPOLL_CTL_ADD:
+      return "ADD";
+    case EPOLL_CTL_MOD:
+      return "MOD";
+    case EPOLL_CTL_DEL:
+      return "DEL";
+    default:
+      return "op?";
+  }
+}
 
 // The size of do_wait's staging buffer, in events (3 KiB).
 constexpr int kStageEvents = 256;
@@ -125,11 +186,28 @@ int do_wait(int epfd, std::shared_ptr<ueq::epoll_set> set, epoll_event* events, 
 // make, EBADF, EINVAL for a file that is not an epoll fd, EFAULT).
 int wait_any(int epfd, epoll_event* events, int maxevents, ueq::mono_ns deadline,
              const sigset_t* user_mask) {
+  int n;
   if (auto set = ueq::lookup(epfd);
-      set && !ueq::epoll_access::of(*set).native.load(std::memory_order_acquire))
-    return do_wait(epfd, std::move(set), events, maxevents, deadline, user_mask);
-  return ueq::k_epoll_wait(epfd, events, maxevents, deadline, user_mask);
+      set && !ueq::epoll_access::of(*set).native.load(std::memory_order_acquire)) {
+    n = do_wait(epfd, std::move(set), events, maxevents, deadline, user_mask);
+  } else {
+    count(g_stats.passed);
+    n = ueq::k_epoll_wait(epfd, events, maxevents, deadline, user_mask);
+  }
+  if (g_stats_out || ueq::log_verbose()) {
+    const int e = errno;
+    count(g_stats.waits);
+    if (n > 0) count(g_stats.events, static_cast<std::uint64_t>(n));
+    if (ueq::log_verbose())
+      ueq::log("wait epfd=%d maxevents=%d -> %d%s%s", epfd, maxevents, n, n < 0 ? " " : "",
+               n < 0 ? std::strerror(e) : "");
+    errno = e;
+  }
+  return n;
 }
+
+// ueq_epoll_ctl's work; the wrapper counts and logs.
+int ctl(int epfd, int op, int fd, struct epoll_event* user_event);
 
 }  // namespace
 
@@ -142,10 +220,30 @@ int ueq_epoll_create(int size) {
 
 int ueq_epoll_create1(int flags) {
   auto s = ueq::epoll_set::create(flags);
-  return s ? (*s)->fd() : fail(s.error());
+  if (!s) return fail(s.error());
+  count(g_stats.sets);
+  return (*s)->fd();
 }
 
 int ueq_epoll_ctl(int epfd, int op, int fd, struct epoll_event* user_event) {
+  const int rc = ctl(epfd, op, fd, user_event);
+  if (g_stats_out || ueq::log_verbose()) {
+    const int e = errno;
+    count(op == EPOLL_CTL_ADD ? g_stats.add : op == EPOLL_CTL_MOD ? g_stats.mod : g_stats.del);
+    if (rc != 0) count(g_stats.ctl_failed);
+    if (ueq::log_verbose())
+      ueq::log("ctl %s epfd=%d fd=%d -> %s", op_name(op), epfd, fd,
+               rc == 0 ? "0" : std::strerror(e));
+    errno = e;
+  }
+  return rc;
+}
+
+}  // extern "C"
+
+namespace {
+
+int ctl(int epfd, int op, int fd, struct epoll_event* user_event) {
   // Any epfd that is not one of ours (a native set, an epoll fd ueq did not
   // make, a file that is no epoll fd) is the kernel's to answer. For an ADD
   // the kernel is asked whether the number still names the set ueq
@@ -154,7 +252,10 @@ int ueq_epoll_ctl(int epfd, int op, int fd, struct epoll_event* user_event) {
   // noticed by the next ADD or blocking wait on it).
   auto set = op == EPOLL_CTL_ADD ? ueq::lookup_live(epfd) : ueq::lookup(epfd);
   if (set && ueq::epoll_access::of(*set).native.load(std::memory_order_acquire)) set = nullptr;
-  if (!set) return ueq::k_epoll_ctl(epfd, op, fd, user_event);
+  if (!set) {
+    count(g_stats.passed);
+    return ueq::k_epoll_ctl(epfd, op, fd, user_event);
+  }
   // A MOD of an entry for the file the number names: one system call, which
   // reads the event as the kernel's own MOD would (EFAULT first).
   if (op == EPOLL_CTL_MOD) {
@@ -173,6 +274,10 @@ int ueq_epoll_ctl(int epfd, int op, int fd, struct epoll_event* user_event) {
   ueq::status s = ueq::ctl_full(*set, op, fd, event);
   return s ? fail(s.value()) : 0;
 }
+
+}  // namespace
+
+extern "C" {
 
 int ueq_epoll_wait(int epfd, struct epoll_event* events, int maxevents, int timeout) {
   return wait_any(epfd, events, maxevents, ueq::deadline_after_ms(timeout), nullptr);

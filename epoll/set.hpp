@@ -113,6 +113,17 @@ inline void log(const char* fmt, ...) {
   std::fflush(out);
 }
 
+// UEQ_LOG_LEVEL=2 (with UEQ_LOG): every ctl and every wait's result are
+// logged too, not only sets made and closed and entries added.
+inline bool log_verbose() {
+  static const bool on = [] {
+    const char* v = std::getenv("UEQ_LOG");
+    const char* level = std::getenv("UEQ_LOG_LEVEL");
+    return v && *v && level && std::atoi(level) >= 2;
+  }();
+  return on;
+}
+
 // The kernel's epoll calls, made as system calls: the ones ueq makes for
 // itself and the ones it passes through must never reach an interposed
 // epoll_* of the preload library (a fork() handler, for one, runs with no

@@ -1,6 +1,6 @@
 // ueq-run: runs a program with the epoll facade preloaded.
 //
-//   ueq-run PROGRAM [ARGS...]
+//   ueq-run [--stats] [--] PROGRAM [ARGS...]     (ueq-run --help says more)
 //
 // Finds libueq-epoll-preload.so next to this executable (the build tree),
 // then in UEQ_PRELOAD_DIR, then in the install directory, prepends it to
@@ -41,15 +41,61 @@ std::string find_library() {
   const std::string installed = std::string(UEQ_INSTALL_LIBDIR) + "/" + kLib;
   return exists(installed) ? installed : "";
 }
+
+constexpr const char* kHelp =
+    "usage: ueq-run [--stats] [--] PROGRAM [ARGS...]\n"
+    "\n"
+    "Runs PROGRAM with ueq's epoll facade preloaded (%s, prepended to\n"
+    "LD_PRELOAD), so its epoll sets are served by ueq's event queues instead of\n"
+    "the kernel's epoll. The program's exit status is its own.\n"
+    "\n"
+    "Intercepted: epoll_create, epoll_create1, epoll_ctl, epoll_wait, epoll_pwait,\n"
+    "epoll_pwait2 (served by ueq), and close, dup, dup2, dup3, fork (watched, so\n"
+    "registrations follow the program's descriptors).\n"
+    "Not intercepted: poll, select, ppoll, io_uring, and raw system calls (a\n"
+    "program that uses only these runs exactly as without ueq-run), nor\n"
+    "statically linked programs. See docs/guide.md, \"epoll compatibility\",\n"
+    "for the known differences from the kernel's epoll.\n"
+    "\n"
+    "Options:\n"
+    "  --stats   at exit, each process prints to stderr what reached ueq: sets\n"
+    "            made, ctl calls by op, waits and events returned, calls passed\n"
+    "            to the kernel; or a line saying no epoll call reached ueq\n"
+    "  --help    this text\n"
+    "\n"
+    "Environment:\n"
+    "  UEQ_STATS=stderr|PATH  the --stats summary (to a file: appended)\n"
+    "  UEQ_LOG=stderr|PATH    diagnostics: sets made and closed, entries added,\n"
+    "                         numbers found closed behind ueq's back, fork\n"
+    "  UEQ_LOG_LEVEL=2        with UEQ_LOG: every ctl and every wait's result too\n"
+    "  UEQ_BACKEND=io_uring   the host poller on io_uring (default: epoll)\n"
+    "  UEQ_PRELOAD_DIR=DIR    where to find %s if not next to\n"
+    "                         ueq-run or in %s\n";
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
-    std::fprintf(stderr,
-                 "usage: ueq-run PROGRAM [ARGS...]\n"
-                 "Runs PROGRAM with ueq's epoll facade (%s) preloaded.\n",
-                 kLib);
-    return argc < 2 ? 2 : 0;
+  int first = 1;
+  bool stats = false;
+  for (; first < argc && argv[first][0] == '-'; ++first) {
+    const char* a = argv[first];
+    if (!std::strcmp(a, "--")) {
+      ++first;
+      break;
+    }
+    if (!std::strcmp(a, "--help") || !std::strcmp(a, "-h")) {
+      std::printf(kHelp, kLib, kLib, UEQ_INSTALL_LIBDIR);
+      return 0;
+    }
+    if (!std::strcmp(a, "--stats")) {
+      stats = true;
+      continue;
+    }
+    std::fprintf(stderr, "ueq-run: unknown option %s (see ueq-run --help)\n", a);
+    return 2;
+  }
+  if (first >= argc) {
+    std::fprintf(stderr, "usage: ueq-run [--stats] [--] PROGRAM [ARGS...] (see ueq-run --help)\n");
+    return 2;
   }
   const std::string lib = find_library();
   if (lib.empty()) {
@@ -59,7 +105,8 @@ int main(int argc, char** argv) {
   std::string preload = lib;
   if (const char* old = std::getenv("LD_PRELOAD"); old && *old) preload += std::string(":") + old;
   ::setenv("LD_PRELOAD", preload.c_str(), 1);
-  ::execvp(argv[1], argv + 1);
-  std::fprintf(stderr, "ueq-run: %s: %s\n", argv[1], std::strerror(errno));
+  if (stats) ::setenv("UEQ_STATS", "stderr", 1);
+  ::execvp(argv[first], argv + first);
+  std::fprintf(stderr, "ueq-run: %s: %s\n", argv[first], std::strerror(errno));
   return errno == ENOENT ? 127 : 126;
 }
