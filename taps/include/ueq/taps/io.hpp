@@ -50,9 +50,9 @@
 //   for (;;) {
 //     auto n = ueq::io::read(fd, buf, sizeof buf);
 //     if (!n || *n == 0) break;
-//     if (!ueq::io::write_all(fd, buf, *n)) break;
+//     if (ueq::io::write_all(fd, buf, *n)) break;  // a status is true on error
 //   }
-//   ueq::io::close(fd);
+//   (void)ueq::io::close(fd);
 #pragma once
 
 #include <sys/socket.h>
