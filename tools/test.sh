@@ -4,13 +4,17 @@
 #   tools/test.sh --sanitize=address,undefined   ASan+UBSan build in build-asan/
 #   tools/test.sh --sanitize=thread        TSan build in build-tsan/
 #   tools/test.sh [...] --suite ceq        one module's suite
+#   tools/test.sh --no-programs            without installing nginx, memcached,
+#                                          redis, curl and wrk (their test skips)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=build
 opts=()
 test_args=()
+programs=1
 for a in "$@"; do
   case "$a" in
+    --no-programs) programs=0 ;;
     --sanitize=thread) dir=build-tsan; opts+=(-Db_sanitize=thread) ;;
     --sanitize=*) dir=build-asan; opts+=("-Db_sanitize=${a#--sanitize=}") ;;
     *) test_args+=("$a") ;;
@@ -18,7 +22,9 @@ for a in "$@"; do
 done
 # The real-program tests of the epoll suite need nginx, memcached, curl and
 # wrk: install them too, so every suite runs rather than skipping.
-bash tools/deps.sh --programs
+if [ "$programs" = 1 ]; then
+  bash tools/deps.sh --programs
+fi
 bash tools/build.sh "$dir" "${opts[@]}"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
