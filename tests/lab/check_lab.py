@@ -4,12 +4,17 @@ folder and checks what it wrote: well-formed CSV (a header, rows, the same
 number of fields in each), JSON with the parameters, the seed and the
 machine, and every chart (SVG, and PNG where written). Extra checks:
   list      `ueq-lab list` names the experiments, coalescing first; bad
-            command lines exit 2
+            command lines exit 2; a run where every point is skipped exits 1
+  warnings  a deliberately unreachable rate is warned about (stderr and a
+            note); legends carry units and say what rate 0 means
   coalescing  no event lost; the same seed gives the same workloads, another
             seed different ones
   trace     --trace exports the per-stage trace: every stage of a delivery
 
-usage: check_lab.py UEQ_LAB (list | EXPERIMENT | trace)
+Every run: rows carry the load average (load_1m), the JSON its start, max
+and end, and a quick run's chart titles say so.
+
+usage: check_lab.py UEQ_LAB (list | EXPERIMENT | trace | warnings)
 """
 import csv
 import json
@@ -80,7 +85,7 @@ def check_chart(out, c):
 def check_run(name, out, seed, extra=()):
     run(["run", name, "--quick", "--seed", str(seed), "--out", out] + list(extra))
     header, rows = read_csv(os.path.join(out, name + ".csv"))
-    for col in ("point", "seed"):
+    for col in ("point", "seed", "load_1m"):
         check(col in header, "%s.csv has a %s column" % (name, col))
     if "seed" in header:
         check(all(r[header.index("seed")] == str(seed) for r in rows), "seed column is the seed")
@@ -102,9 +107,13 @@ def check_run(name, out, seed, extra=()):
     check(len(meta.get("rows", [])) == len(rows), "JSON rows match the CSV")
     for table, fname in meta.get("files", {}).items():
         read_csv(os.path.join(out, fname))
+    load = meta.get("load_average_1m", {})
+    check(all(k in load for k in ("start", "max", "end")), "JSON has the load average")
     check(len(meta.get("charts", [])) >= 1, "at least one chart")
     for c in meta.get("charts", []):
         check_chart(out, c)
+        with open(os.path.join(out, c["script"])) as fh:
+            check("--quick run" in fh.read(), c["script"] + ": the title says it is a quick run")
     return header, rows, meta
 
 
@@ -121,6 +130,23 @@ def main():
             run(["run", "coalescing", "--quick"], expect=2)
             run(["run", "coalescing", "--param", "ring=1,2", "--out", d], expect=2)
             run(["describe", "coalescing"])
+            p = run(["run", "coalescing", "--param", "ring=0", "--no-charts", "--out", d],
+                    expect=1)
+            check("nothing ran" in p.stderr, "a run that skipped every point says so")
+    elif WHAT == "warnings":
+        with tempfile.TemporaryDirectory() as d:
+            p = run(["run", "coalescing", "--quick", "--sweep", "rate=1000000000,0", "--param",
+                     "producers=1", "--param", "ring=256", "--param", "seconds=0.05", "--out", d])
+            check("missed its target rate" in p.stderr, "an unreachable rate is warned about")
+            with open(os.path.join(d, "coalescing.json")) as f:
+                meta = json.load(f)
+            missed = [n for n in meta["notes"] if "missed its target rate" in n]
+            check(len(missed) == 1 and missed[0].startswith("warning: "),
+                  "the JSON notes the missed rate once (the unpaced point has no target)")
+            scripts = "".join(open(os.path.join(d, c["script"])).read() for c in meta["charts"])
+            check("posts/s per producer" in scripts, "legends give the rate's unit")
+            check("rate=0 (unpaced" in scripts, "legends say what rate 0 means")
+            check(" dt 2 " in scripts, "series get distinct dash types")
     elif WHAT == "trace":
         with tempfile.TemporaryDirectory() as d:
             _, _, meta = check_run("backends", d, 3, ["--trace", "--param", "backend=epoll"])

@@ -165,6 +165,8 @@ bool run_point(context& ctx, const point& p) {
   const ceq_counters c = q.counters();
   const double secs = static_cast<double>(t_end - t0) / 1e9;
   const double per_k = posts ? 1000.0 / static_cast<double>(posts) : 0;
+  ctx.check_rate(rate * producers, secs > 0 ? static_cast<double>(posts) / secs : 0,
+                 "posts/s (all producers)");
   ctx.add_row()
       .set("posts", posts)
       .set("achieved_rate", secs > 0 ? static_cast<double>(posts) / secs : 0)
@@ -242,7 +244,8 @@ experiment coalescing_experiment() {
               {"producers", "1,2,4", "1,2", "producer threads"},
               {"slots", "1024", "", "distinct IDs posted to"},
               {"rate", "20000,200000,2000000,0", "100000,0",
-               "posts/s per producer (0 = as fast as possible)"},
+               "posts/s per producer (0 = as fast as possible)", "posts/s per producer",
+               "unpaced: as fast as possible"},
               {"harvest_us", "200", "", "the consumer drains every this many us (0 = always)"},
               {"skew", "0", "", "Zipf exponent of ID popularity (0 = uniform)"},
               {"seconds", "0.5", "0.05", "posting time per point"},

@@ -145,7 +145,7 @@ experiment wake_policy_experiment() {
           {
               {"policy", "wake_all,wake_one", "", "the queue's notify policy"},
               {"waiters", "1,2,4,8", "1,4", "OS threads blocked in block_on on the queue"},
-              {"rate", "2000", "", "posts/s (Poisson arrivals)"},
+              {"rate", "2000", "", "posts/s (Poisson arrivals)", "posts/s"},
               {"mailbox", "messages", "", "messages or ceq"},
               {"seconds", "1", "0.05", "posting time per point"},
           },

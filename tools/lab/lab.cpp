@@ -111,6 +111,7 @@ row& context::add_row(const std::string& t) {
       r.set(kv.first, kv.second);
   }
   r.set("seed", std::to_string(seed_));
+  r.set("load_1m", point_load_);
   return r;
 }
 
@@ -145,6 +146,32 @@ void context::note(const std::string& s) {
   std::printf("%s: %s\n", exp_->name, s.c_str());
   std::fflush(stdout);
   notes_.push_back(s);
+}
+
+void context::warn(const std::string& s) {
+  std::fprintf(stderr, "ueq-lab: warning: %s\n", s.c_str());
+  notes_.push_back("warning: " + s);
+}
+
+void context::check_rate(double target, double achieved, const std::string& what) {
+  if (target <= 0 || achieved >= 0.9 * target) return;
+  char b[256];
+  std::snprintf(b, sizeof b, "point %zu (%s) missed its target rate: %.4g of %.4g %s (%.0f%%)",
+                point_index_, point_ ? point_->label(swept()).c_str() : "", achieved, target,
+                what.c_str(), 100.0 * achieved / target);
+  warn(b);
+}
+
+std::string context::param_text(const std::string& name, const std::string& value) const {
+  for (auto& p : exp_->params) {
+    if (p.name != name) continue;
+    char* end = nullptr;
+    const double v = std::strtod(value.c_str(), &end);
+    const bool numeric = !value.empty() && !*end;
+    if (numeric && v == 0 && !p.zero.empty()) return name + "=0 (" + p.zero + ")";
+    if (!p.unit.empty()) return name + "=" + value + " " + p.unit;
+  }
+  return name + "=" + value;
 }
 
 void context::skip(const std::string& what, const std::string& why) {
@@ -311,7 +338,7 @@ std::vector<series> group_series(const context& ctx, const table& t, const std::
     if (keep && !keep(r)) continue;
     std::string label;
     for (auto& k : keys)
-      label += (label.empty() ? "" : " ") + k + "=" + t.str(r, k);
+      label += (label.empty() ? "" : ", ") + ctx.param_text(k, t.str(r, k));
     if (label.empty())
       label = prefix.empty() ? y : prefix.substr(0, prefix.find_last_not_of(' ') + 1);
     else
@@ -360,6 +387,16 @@ static std::string read_first(const char* path, const char* key) {
       return v;
     }
   return "";
+}
+
+// The 1-minute load average (/proc/loadavg), or -1.
+static double load_average() {
+  double l = -1;
+  if (FILE* f = std::fopen("/proc/loadavg", "re")) {
+    if (std::fscanf(f, "%lf", &l) != 1) l = -1;
+    std::fclose(f);
+  }
+  return l;
 }
 
 static std::vector<std::pair<std::string, std::string>> machine_info() {
@@ -472,17 +509,42 @@ static bool have_program(const char* name) {
 
 // Writes the chart's gnuplot script (data inline, so it re-renders alone:
 // `cd DIR && gnuplot NAME-CHART.gp`). Returns false if it has no data.
-static bool write_chart_script(const std::string& dir, const std::string& stem, const chart& c) {
+// Integer-valued axes get integer ticks: the values themselves when few,
+// else whole-number labels.
+static void integer_ticks(std::ofstream& f, const char* axis, const std::set<double>& vals) {
+  if (vals.empty()) return;
+  for (double v : vals)
+    if (v != std::floor(v)) return;
+  if (vals.size() <= 12) {
+    f << "set " << axis << "tics (";
+    bool first = true;
+    for (double v : vals) {
+      f << (first ? "" : ", ") << value(v).text();
+      first = false;
+    }
+    f << ")\n";
+  } else {
+    f << "set format " << axis << " '%.0f'\n";
+  }
+}
+
+static bool write_chart_script(const std::string& dir, const std::string& stem, const chart& c,
+                               bool quick) {
   bool any = false, logx = c.logx, logy = c.logy;
+  std::set<double> xs, ys;
   for (auto& s : c.data)
     for (auto& p : s.pts) {
       any = true;
       if (p.first <= 0) logx = false;
       if (p.second <= 0) logy = false;
+      xs.insert(p.first);
+      ys.insert(p.second);
     }
   if (!any) return false;
+  const std::string title =
+      quick ? c.title + " [--quick run: short, not for conclusions]" : c.title;
   std::ofstream f(dir + "/" + stem + ".gp");
-  f << "# ueq-lab chart: " << c.title << "\n"
+  f << "# ueq-lab chart: " << title << "\n"
     << "# Re-render from this folder: gnuplot " << stem << ".gp\n";
   int k = 0;
   for (auto& s : c.data) {
@@ -498,7 +560,7 @@ static bool write_chart_script(const std::string& dir, const std::string& stem, 
     return o + "\"";
   };
   f << "set termoption noenhanced\n"
-    << "set title " << q(c.title) << " noenhanced\n"
+    << "set title " << q(title) << " noenhanced\n"
     << "set xlabel " << q(c.xlabel) << " noenhanced\n"
     << "set ylabel " << q(c.ylabel) << " noenhanced\n"
     << "set grid\nset key outside right top noenhanced\n";
@@ -506,6 +568,8 @@ static bool write_chart_script(const std::string& dir, const std::string& stem, 
   if (logx) f << "set logscale x\nset format x '%.0s%c'\n";
   if (logy) f << "set logscale y\nset format y '%.0s%c'\n";
   if (!logy) f << "set yrange [0:*]\n";
+  if (!logx && c.xtic_labels.empty()) integer_ticks(f, "x", xs);
+  if (!logy && ys.size() > 1 && *ys.rbegin() <= 20) integer_ticks(f, "y", ys);
   if (!c.xtic_labels.empty()) {
     f << "set xtics (";
     for (std::size_t i = 0; i < c.xtic_labels.size(); ++i)
@@ -516,7 +580,11 @@ static bool write_chart_script(const std::string& dir, const std::string& stem, 
   k = 0;
   for (auto& s : c.data) {
     if (k) plot += ", \\\n     ";
-    plot += "$s" + std::to_string(k++) + " using 1:2 with " + c.style + " lw 2 title " + q(s.label);
+    // Distinct dash and point types: series that overlap stay visible.
+    plot += "$s" + std::to_string(k) + " using 1:2 with " + c.style + " lw 2 dt " +
+            std::to_string(k % 5 + 1) + " pt " + std::to_string(k % 12 + 1) + " title " +
+            q(s.label);
+    ++k;
   }
   f << "set terminal svg size 960,540 dynamic background rgb 'white' font 'sans,12'\n"
     << "set output '" << stem << ".svg'\n"
@@ -704,6 +772,8 @@ int run_main(int argc, char** argv) {
   std::fflush(stdout);
   bool ok = true;
   const auto swept = ctx.swept();
+  const double load_start = load_average();
+  double max_load = load_start;
   for (std::size_t i = 0; i < points.size(); ++i) {
     ctx.point_index_ = i;
     ctx.point_ = &points[i];
@@ -713,6 +783,8 @@ int run_main(int argc, char** argv) {
     std::uint64_t h = 0xcbf29ce484222325ull;
     for (unsigned char c : key)
       h = (h ^ c) * 0x100000001b3ull;
+    ctx.point_load_ = load_average();
+    max_load = std::max(max_load, ctx.point_load_);
     ctx.point_seed_ = splitmix64(ctx.seed_ ^ splitmix64(h));
     ctx.rng_.seed(ctx.point_seed_);
     const mono_ns t0 = monotonic_now();
@@ -743,7 +815,7 @@ int run_main(int argc, char** argv) {
       if (!sw.empty()) {
         s.label.clear();
         for (auto& k : sw)
-          s.label += (s.label.empty() ? "" : " ") + k + "=" + t.str(r, k);
+          s.label += (s.label.empty() ? "" : ", ") + ctx.param_text(k, t.str(r, k));
       }
       for (int k = 0; k < 4; ++k) {
         const double v = t.num(r, kCols[k]);
@@ -765,13 +837,26 @@ int run_main(int argc, char** argv) {
     write_csv(ctx.out_ + "/" + file, ctx.get_table(t));
     files.emplace_back(t.empty() ? "main" : t, file);
   }
-  if (!ctx.has_table("")) ctx.note("no rows were recorded (every point was skipped)");
+  const double load_end = load_average();
+  const long cpus = std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN));
+  if (std::max(max_load, load_end) > 0.75 * static_cast<double>(cpus)) {
+    char b[200];
+    std::snprintf(b, sizeof b,
+                  "the machine was busy: 1-minute load average up to %.2f on %ld CPUs while "
+                  "the points ran (column load_1m); timings and rates may not be representative",
+                  std::max(max_load, load_end), cpus);
+    ctx.warn(b);
+  }
+  if (!ctx.has_table("")) {
+    ctx.warn("nothing ran: every point was skipped (see \"skipped\"); exiting 1");
+    ok = false;
+  }
 
   // Charts.
   std::vector<std::pair<std::string, std::string>> chart_files;  // stem -> title
   for (auto& c : ctx.charts_) {
     const std::string stem = std::string(e->name) + "-" + c.name;
-    if (write_chart_script(ctx.out_, stem, c)) chart_files.emplace_back(stem, c.title);
+    if (write_chart_script(ctx.out_, stem, c, ctx.quick_)) chart_files.emplace_back(stem, c.title);
   }
   std::string chart_status = "rendered";
   bool png = false;
@@ -809,7 +894,9 @@ int run_main(int argc, char** argv) {
       << ",\n  \"quick\": " << (ctx.quick_ ? "true" : "false")
       << ",\n  \"trace\": " << (ctx.trace_ ? "true" : "false")
       << ",\n  \"command\": " << jstr(command) << ",\n  \"started\": " << jstr(started)
-      << ",\n  \"duration_s\": " << value(duration).text() << ",\n  \"machine\": {";
+      << ",\n  \"duration_s\": " << value(duration).text() << ",\n  \"load_average_1m\": {"
+      << "\"start\": " << value(load_start).text() << ", \"max\": " << value(max_load).text()
+      << ", \"end\": " << value(load_end).text() << "},\n  \"machine\": {";
     bool first = true;
     for (auto& [k, v] : machine_info()) {
       f << (first ? "\n" : ",\n") << "    " << jstr(k) << ": " << jstr(v);

@@ -81,6 +81,8 @@ struct param_def {
   std::string values;  // default values, comma-separated ("1,2,4")
   std::string quick;   // --quick values ("" = same as values)
   std::string help;
+  std::string unit = {};  // said after a value in chart legends ("posts/s")
+  std::string zero = {};  // what a value of 0 means, if special ("unpaced")
 };
 
 // One point of the sweep: every parameter's value for this run.
@@ -139,6 +141,14 @@ class context {
   bool has_table(const std::string& t) const { return raw_.count(t) != 0; }
   // Said on stdout now and kept in the JSON's "notes".
   void note(const std::string& s);
+  // Said on stderr now and kept in the notes as "warning: ...": a result
+  // that may not mean what it seems (a missed rate, a busy machine).
+  void warn(const std::string& s);
+  // Warns when a point offered less than 90% of its target rate (target 0
+  // = unpaced: nothing to miss). `what` names the rate, with its unit.
+  void check_rate(double target, double achieved, const std::string& what);
+  // "name=value unit", or "name=0 (zero's meaning)", as legends show it.
+  std::string param_text(const std::string& name, const std::string& value) const;
   // A point (or part of one) that could not run here, and why ("io_uring
   // unavailable: ..."): said, kept in the JSON's "skipped"; not a failure.
   void skip(const std::string& what, const std::string& why);
@@ -161,6 +171,7 @@ class context {
   std::uint64_t seed_ = 1, point_seed_ = 0;
   std::size_t point_index_ = 0;
   const point* point_ = nullptr;
+  double point_load_ = 0;  // 1-minute load average when the point started
   std::mt19937_64 rng_;
   std::string out_;
   std::map<std::string, std::vector<std::string>> param_values_;
