@@ -156,25 +156,32 @@ status ctl_full(epoll_set& self, int op, int fd, const epoll_event* event) {
       if (fd >= 0) release_identity_if_unused(fd);
     }
   } identity;
+  // The drops of an ADD keep the pair (registered for the entry it adds).
+  const bool adding = op == EPOLL_CTL_ADD;
+  const bool epoll_file = !target && is_epoll_file(fd, st);
   int identity_rc = -1;  // register_identity's answer, if asked
-  if (op == EPOLL_CTL_ADD && !target && !p.native.load(std::memory_order_acquire) &&
-      !is_epoll_file(fd, st)) {
+  if (adding && !target && !epoll_file && !p.native.load(std::memory_order_acquire)) {
+    // seq_cst increment to odd before the registration (a system call),
+    // even again after the drops: modify_registered() reads it before its
+    // probe and again under the set's lock, and takes the full path if it
+    // was odd or has moved (see registry::identity_seq).
+    reg().identity_seq.fetch_add(1, std::memory_order_seq_cst);
     identity_rc = register_identity(fd);
     if (identity_rc == 0) {
       identity.fd = fd;
-      drop_entries_of(fd);
+      drop_entries_of(fd, /*release=*/false);
     }
+    // release: the drops above happen before a probe that reads even.
+    reg().identity_seq.fetch_add(1, std::memory_order_release);
   }
   std::lock_guard<std::mutex> g(p.mu);
   if (p.native.load(std::memory_order_acquire)) return native();
   if (p.dead) return status(EBADF);
   auto it = p.entries.find(fd);
-  if (it != p.entries.end() &&
-      (it->second.identified ? !identity_registered(fd)
-                             : it->second.dev != st.st_dev || it->second.ino != st.st_ino)) {
+  if (it != p.entries.end() && is_stale(it->second, fd, st)) {
     // The number was closed without ueq seeing it and now names another
     // file: Linux dropped that entry with the file, so do we.
-    remove_entry(p, it);
+    remove_entry(p, it, /*release=*/!adding);
     it = p.entries.end();
   }
   switch (op) {
@@ -207,6 +214,7 @@ status ctl_full(epoll_set& self, int op, int fd, const epoll_event* event) {
       e.dev = st.st_dev;
       e.ino = st.st_ino;
       e.identified = identity_rc == 0 || identity_rc == EEXIST;
+      e.epoll_file = epoll_file;
       e.keeps_posted = S_ISREG(st.st_mode);
       if (child) {
         add_edge(&p, child);
@@ -236,11 +244,23 @@ status ctl_full(epoll_set& self, int op, int fd, const epoll_event* event) {
 
 status epoll_set::impl::modify_registered(int fd, const epoll_event* event, bool& done) {
   tap_service::inside_ueq in;  // a handler's close meanwhile defers (tap.hpp)
-  const int probe = identity_probe(fd, event);
+  done = false;
+  // acquire loads of identity_seq, before the probe and under our lock:
+  // an ADD makes it odd before registering a new pair (a system call) and
+  // even after dropping the stale entries. If our probe found that new
+  // pair, the odd increment came before it (the kernel orders the two
+  // calls on the identity set), so the second load sees it: the value
+  // moved, or was odd at the first load. If both read the same even value,
+  // any drop for the pair we found had finished: this set's entry under fd
+  // is for the file the number names.
+  const std::uint64_t seq = reg().identity_seq.load(std::memory_order_acquire);
+  if (seq & 1) return {};  // the full path waits for the registration
+  epoll_event ev;
+  const int probe = identity_probe(fd, event, ev);
   done = probe == EFAULT;
   if (probe != 0) return done ? status(EFAULT) : status{};
-  const epoll_event ev = *event;  // the kernel has just read it
   std::lock_guard<std::mutex> g(mu);
+  if (reg().identity_seq.load(std::memory_order_acquire) != seq) return {};
   if (native.load(std::memory_order_acquire) || dead) return {};
   auto it = entries.find(fd);
   if (it == entries.end() || it->second.child || (it->second.events & EPOLLEXCLUSIVE)) return {};

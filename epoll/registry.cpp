@@ -177,6 +177,12 @@ bool is_epoll_file(int fd, const struct stat& st) {
   return k_epoll_ctl(fd, EPOLL_CTL_DEL, probe, nullptr) == 0 || errno != EINVAL;
 }
 
+bool is_stale(const impl::entry& e, int fd, const struct stat& st) {
+  if (e.identified) return !identity_registered(fd);
+  if (e.dev != st.st_dev || e.ino != st.st_ino) return true;
+  return e.epoll_file && !is_epoll_file(fd, st);
+}
+
 // Removes one entry: its tap, its nesting edge, its place on the ready list
 // and in the membership index. Under reg().mu and s.mu.
 int register_identity(int fd) {
@@ -208,31 +214,33 @@ void release_identity_if_unused(int fd) {
 // the pair's events and data in the identity set, is harmless (never waited
 // on), save EPOLLWAKEUP, which would keep the system awake while the file
 // is ready (with CAP_BLOCK_SUSPEND): the caller puts it back.
-int identity_probe(int fd, const epoll_event* event) {
+int identity_probe(int fd, const epoll_event* event, epoll_event& copy) {
   // acquire: pairs with register_identity()'s release store.
   const int ident = reg().ident.load(std::memory_order_acquire);
   if (ident < 0) return ENOENT;
-  if (k_epoll_ctl(ident, EPOLL_CTL_MOD, fd, event) == 0) {
-    if (event->events & EPOLLWAKEUP) {
-      epoll_event none{};
-      (void)k_epoll_ctl(ident, EPOLL_CTL_MOD, fd, &none);
-    }
-    return 0;
+  if (k_epoll_ctl(ident, EPOLL_CTL_MOD, fd, event) != 0) return errno;
+  std::memcpy(&copy, event, sizeof copy);  // the kernel has just read it
+  // Read once: the mask tested is the one used. (A program that rewrites
+  // the event while the call runs may leave the pair with EPOLLWAKEUP; its
+  // wakeup source then lives until the file or the pair goes.)
+  if (copy.events & EPOLLWAKEUP) {
+    epoll_event none{};
+    (void)k_epoll_ctl(ident, EPOLL_CTL_MOD, fd, &none);
   }
-  return errno;
+  return 0;
 }
 
-void drop_entries_of(int fd) {
+void drop_entries_of(int fd, bool release) {
   if (auto m = reg().members.find(fd); m != reg().members.end()) {
     const auto holders = m->second;  // remove_entry edits the map
     for (impl* s : holders) {
       std::lock_guard<std::mutex> sg(s->mu);
-      if (auto it = s->entries.find(fd); it != s->entries.end()) remove_entry(*s, it);
+      if (auto it = s->entries.find(fd); it != s->entries.end()) remove_entry(*s, it, release);
     }
   }
 }
 
-void remove_entry(impl& s, absl::node_hash_map<int, impl::entry>::iterator it) {
+void remove_entry(impl& s, absl::node_hash_map<int, impl::entry>::iterator it, bool release) {
   impl::entry& e = it->second;
   const bool file = !e.child;
   if (e.tap.live()) (void)s.svc->remove(e.tap);
@@ -249,7 +257,7 @@ void remove_entry(impl& s, absl::node_hash_map<int, impl::entry>::iterator it) {
     m->second.erase(&s);
     if (m->second.empty()) reg().members.erase(m);
   }
-  if (file) release_identity_if_unused(fd);
+  if (file && release) release_identity_if_unused(fd);
   s.settle();
 }
 
@@ -267,9 +275,8 @@ void unwatch_host(impl& s) {
 // identity set: asked of it; else the inode is compared).
 bool still_names(const impl::entry& e, int fd) {
   if (e.child) return e.child->named_by(fd);
-  if (e.identified) return identity_registered(fd);
   struct stat st;
-  return ::fstat(fd, &st) == 0 && st.st_dev == e.dev && st.st_ino == e.ino;
+  return ::fstat(fd, &st) == 0 && !is_stale(e, fd, st);
 }
 
 // Registers entry e (under number fd) in s's kernel epoll fd itself, as the

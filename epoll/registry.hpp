@@ -32,6 +32,12 @@ struct registry {
   // when it could not be made (then every check takes the slow path).
   // Written under mu; read without it (the probe).
   std::atomic<int> ident{-1};
+  // Odd while an ADD registers a pair and drops the stale entries under its
+  // number (under mu): a MOD's probe that succeeds meanwhile may have found
+  // the new pair while this set still holds a stale entry, so it takes the
+  // full path (impl::modify_registered; tests/model/identity.pml). Written
+  // under mu, read without it.
+  std::atomic<std::uint64_t> identity_seq{0};
 };
 registry& reg();
 
@@ -67,6 +73,11 @@ bool pollable(int fd, const struct stat& st);
 // Whether fd is an epoll fd (ours or not): for an anonymous-inode file, the
 // kernel is asked (under reg().mu).
 bool is_epoll_file(int fd, const struct stat& st);
+// Whether entry e, held under number fd, is for a file closed behind ueq's
+// back (st: what fd names now): asked of the identity set where e was
+// registered there, else by inode, and for an epoll fd's entry also by
+// kind (every anonymous-inode file shares one inode). Under reg().mu.
+bool is_stale(const impl::entry& e, int fd, const struct stat& st);
 
 // The identity set (registry::ident). Under reg().mu, adds (fd, the file
 // fd names now) to it: 0 if the pair was not there, so that every entry any
@@ -81,15 +92,19 @@ bool identity_registered(int fd);
 // (under reg().mu).
 void release_identity_if_unused(int fd);
 // The fast MOD's question: 0 if (fd, the file it names now) is registered
-// (the kernel read the event: it is readable), else the errno of the
-// kernel's answer (EFAULT for an unreadable event; ENOENT, EBADF, EINVAL
-// and others send the caller down the full path). No lock.
-int identity_probe(int fd, const epoll_event* event);
-// Every entry under fd leaves the set that holds it (under reg().mu only).
-void drop_entries_of(int fd);
+// (the kernel read the event: it is readable, and `copy` holds it), else
+// the errno of the kernel's answer (EFAULT for an unreadable event;
+// ENOENT, EBADF, EINVAL and others send the caller down the full path).
+// No lock.
+int identity_probe(int fd, const epoll_event* event, epoll_event& copy);
+// Every entry under fd leaves the set that holds it (under reg().mu only);
+// see remove_entry for release.
+void drop_entries_of(int fd, bool release = true);
 
-// Removes one entry of s (under reg().mu and s.mu).
-void remove_entry(impl& s, absl::node_hash_map<int, impl::entry>::iterator it);
+// Removes one entry of s (under reg().mu and s.mu). With release, a file's
+// identity pair goes too once no set holds the number; an ADD that
+// registers the number's new file removes stale entries without it.
+void remove_entry(impl& s, absl::node_hash_map<int, impl::entry>::iterator it, bool release = true);
 // Ends s's watch of the host poller's fd, if any (under reg().mu).
 void unwatch_host(impl& s);
 

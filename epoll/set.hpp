@@ -184,6 +184,8 @@ struct epoll_set::impl {
     // tells whether the number still names the file, where dev and ino
     // cannot (files that share an inode).
     bool identified = false;
+    // The target is an epoll fd not of ours (never identified: see ctl).
+    bool epoll_file = false;
     // A regular file that can be polled (procfs, sysfs) may report a change
     // (EPOLLPRI|EPOLLERR) to one poll only: the host's poll that dispatched
     // the event takes it, and the probe at report time no longer sees it.

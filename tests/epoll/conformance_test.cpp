@@ -383,6 +383,54 @@ TEST_CASE(
   });
 }
 
+TEST_CASE("conformance: an ADD after a close behind the facade's back works in every set",
+          "[epoll]") {
+  // The ADD that finds the number's new file drops the stale entries under
+  // it and must keep what it registered for the new one.
+  check("add after reuse", [](const epoll_api& api, trace& t) {
+    const int e1 = api.create1(0), e2 = api.create1(0), e3 = api.create1(0);
+    auto p = pipe_nb();
+    const int num = p.a;
+    epoll_event x = ev(EPOLLIN, 1);
+    t.rc("ADD the pipe", api.ctl(e1, EPOLL_CTL_ADD, num, &x));
+    ::close(num);  // not through the API under test
+    REQUIRE(::eventfd(1, EFD_NONBLOCK | EFD_CLOEXEC) == num);
+    epoll_event y = ev(EPOLLIN, 2);
+    t.rc("ADD the eventfd", api.ctl(e1, EPOLL_CTL_ADD, num, &y));
+    t.rc("ADD it again", api.ctl(e1, EPOLL_CTL_ADD, num, &y));
+    epoll_event z = ev(EPOLLIN, 3);
+    t.rc("MOD it", api.ctl(e1, EPOLL_CTL_MOD, num, &z));
+    epoll_event out[4];
+    t.wait("e1 reports it", api.wait(e1, out, 4, 0), out);
+    t.rc("ADD it to e2", api.ctl(e2, EPOLL_CTL_ADD, num, &y));
+    t.rc("ADD it to e3", api.ctl(e3, EPOLL_CTL_ADD, num, &z));
+    t.wait("e2 reports it", api.wait(e2, out, 4, 0), out);
+    t.wait("e3 reports it", api.wait(e3, out, 4, 0), out);
+    t.rc("DEL from e1", api.ctl(e1, EPOLL_CTL_DEL, num, nullptr));
+    t.wait("e2 still reports it", api.wait(e2, out, 4, 0), out);
+    t.rc("MOD in e2", api.ctl(e2, EPOLL_CTL_MOD, num, &x));
+    api.close(num);
+    ::close(p.b);
+    api.close(e1);
+    api.close(e2);
+    api.close(e3);
+  });
+  check("epoll fd reused by an eventfd", [](const epoll_api& api, trace& t) {
+    const int e = api.create1(0);
+    const int num = ::epoll_create1(EPOLL_CLOEXEC);  // an epoll fd the facade did not make
+    epoll_event x = ev(EPOLLIN, 1);
+    t.rc("ADD the epoll fd", api.ctl(e, EPOLL_CTL_ADD, num, &x));
+    ::close(num);
+    REQUIRE(::eventfd(1, EFD_NONBLOCK | EFD_CLOEXEC) == num);
+    t.rc("MOD of the eventfd", api.ctl(e, EPOLL_CTL_MOD, num, &x));
+    t.rc("ADD of the eventfd", api.ctl(e, EPOLL_CTL_ADD, num, &x));
+    epoll_event out[4];
+    t.wait("reports the eventfd", api.wait(e, out, 4, 0), out);
+    api.close(num);
+    api.close(e);
+  });
+}
+
 TEST_CASE("conformance: bad pointers give EFAULT, never a crash", "[epoll]") {
   check("EFAULT", [](const epoll_api& api, trace& t) {
     const int e = api.create1(0);
