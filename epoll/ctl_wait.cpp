@@ -71,6 +71,7 @@ result<std::shared_ptr<epoll_set>> epoll_set::create(int flags) {
   }
   std::lock_guard<std::mutex> g(reg().mu);
   reg().by_fd[efd] = set;
+  bump_numbers();
   // The host poller's fd too (host events not yet dispatched, which may be
   // this set's: a program that polls this epoll fd without any thread
   // waiting in ueq must still see it readable, and its epoll_wait then

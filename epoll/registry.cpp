@@ -76,11 +76,47 @@ void remove_edge(impl* parent, impl* child) {
   drop(reg().parents, child, parent);
 }
 
+namespace {
+// A thread's last answer of lookup(): the number, by_fd_gen when it was
+// given, and the set (weak: a set closed meanwhile is not kept alive).
+struct last_lookup {
+  int fd = -1;
+  std::uint64_t gen = 0;
+  bool found = false;
+  std::weak_ptr<epoll_set> set;
+};
+thread_local last_lookup tl_last;
+}  // namespace
+
+void bump_numbers() {
+  // release: pairs with lookup()'s acquire load; the change of by_fd before
+  // it is what makes a cached answer stale.
+  reg().by_fd_gen.fetch_add(1, std::memory_order_release);
+}
+
+// The C API asks this on every call, mostly for the same number: the
+// thread's last answer is reused while no number has been bound or unbound
+// since (no lock, no hash lookup). Only in the outermost scope: a signal
+// handler that interrupts a lookup finds the thread inside ueq and neither
+// reads nor writes the answer the interrupted code is using.
 std::shared_ptr<epoll_set> lookup(int fd) {
+  const bool outermost = !tap_service::inside_ueq::active();
   tap_service::inside_ueq in;
+  if (outermost) {
+    // acquire: pairs with bump_numbers(); an answer cached before a change
+    // of by_fd is not used once the change is visible.
+    const std::uint64_t gen = reg().by_fd_gen.load(std::memory_order_acquire);
+    const last_lookup& last = tl_last;
+    if (last.fd == fd && last.gen == gen) {
+      if (!last.found) return nullptr;
+      if (auto s = last.set.lock()) return s;
+    }
+  }
   std::lock_guard<std::mutex> g(reg().mu);
   auto it = reg().by_fd.find(fd);
-  return it == reg().by_fd.end() ? nullptr : it->second;
+  std::shared_ptr<epoll_set> s = it == reg().by_fd.end() ? nullptr : it->second;
+  if (outermost) tl_last = {fd, reg().by_fd_gen.load(std::memory_order_relaxed), s != nullptr, s};
+  return s;
 }
 
 bool fd_open(int fd) {
@@ -390,6 +426,7 @@ void drop_set_number(absl::flat_hash_map<int, std::shared_ptr<epoll_set>>::itera
   const int fd = it->first;
   dying = std::move(it->second);
   reg().by_fd.erase(it);
+  bump_numbers();
   impl& s = epoll_access::of(*dying);
   std::erase(s.numbers, fd);
   if (!s.numbers.empty()) {
@@ -441,6 +478,7 @@ void register_dup(int oldfd, int newfd) {
   if (it == reg().by_fd.end()) return;
   auto set = it->second;
   reg().by_fd[newfd] = set;
+  bump_numbers();
   epoll_access::of(*set).numbers.push_back(newfd);
 }
 

@@ -17,7 +17,10 @@ namespace ueq::epoll_internal {
 // callbacks may run during exit). Guarded by mu.
 struct registry {
   std::mutex mu;
-  absl::flat_hash_map<int, std::shared_ptr<epoll_set>> by_fd;               // epoll fd numbers
+  absl::flat_hash_map<int, std::shared_ptr<epoll_set>> by_fd;  // epoll fd numbers
+  // Incremented after every change of by_fd (under mu): lookup()'s
+  // per-thread answer holds while it has not moved.
+  std::atomic<std::uint64_t> by_fd_gen{0};
   absl::flat_hash_map<int, absl::flat_hash_set<epoll_set::impl*>> members;  // target fd
   // The nesting graph: parent set -> child set -> number of entries.
   absl::flat_hash_map<epoll_set::impl*, absl::flat_hash_map<epoll_set::impl*, int>> children;
@@ -55,6 +58,8 @@ void remove_edge(impl* parent, impl* child);
 
 // The set an fd number is recorded as (no kernel check), or null.
 std::shared_ptr<epoll_set> lookup(int fd);
+// After a change of by_fd (under reg().mu): cached lookups are stale.
+void bump_numbers();
 // The same, checked with the kernel (a stale record is forgotten); null
 // for a native set unless with_native.
 std::shared_ptr<epoll_set> lookup_live(int fd, bool with_native = false);
