@@ -1,6 +1,7 @@
 // The C ABI of the facade (<ueq/epoll.h>): copies in and out of the
 // caller's memory without trusting its pointers, errno, and the calls on
 // epoll fds ueq did not make, passed through to the kernel.
+#include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -20,45 +21,62 @@ namespace {
 // or a file to append to; ueq-run --stats sets it). Counted only when on:
 // relaxed increments, read once at exit.
 struct call_stats {
-  std::atomic<std::uint64_t> sets{0}, add{0}, mod{0}, del{0}, ctl_failed{0}, waits{0}, events{0},
-      passed{0};
+  std::atomic<std::uint64_t> sets{0}, add{0}, mod{0}, del{0}, other_op{0}, ctl_failed{0}, waits{0},
+      events{0}, passed{0};
 };
 call_stats g_stats;
-FILE* g_stats_out = nullptr;  // set before main(), when UEQ_STATS is
+// Set before main() when UEQ_STATS is: the summary's destination, opened
+// only at exit (a file opened now would take a low fd number from the
+// program, or be closed by it).
+const char* g_stats_out = nullptr;
 
 void count(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) {
   if (g_stats_out) c.fetch_add(n, std::memory_order_relaxed);
 }
 
 void print_stats() {
+  const bool to_stderr = !std::strcmp(g_stats_out, "stderr") || !std::strcmp(g_stats_out, "1");
+  FILE* out = to_stderr ? stderr : std::fopen(g_stats_out, "ae");
+  if (!out) return;
   auto v = [](const std::atomic<std::uint64_t>& c) {
     return static_cast<unsigned long long>(c.load(std::memory_order_relaxed));
   };
   const call_stats& s = g_stats;
-  const unsigned long long ctls = v(s.add) + v(s.mod) + v(s.del);
-  std::fprintf(g_stats_out, "ueq: pid %d (%s): ", static_cast<int>(::getpid()),
+  const unsigned long long ctls = v(s.add) + v(s.mod) + v(s.del) + v(s.other_op);
+  std::fprintf(out, "ueq: pid %d (%s): ", static_cast<int>(::getpid()),
                program_invocation_short_name);
   if (v(s.sets) + ctls + v(s.waits) + v(s.passed) == 0) {
-    std::fprintf(g_stats_out,
+    std::fprintf(out,
                  "no epoll call reached ueq; the program ran as it would without it "
                  "(poll, select and raw system calls are not intercepted)\n");
   } else {
-    std::fprintf(g_stats_out,
+    std::fprintf(out,
                  "sets made %llu; ctl calls %llu (ADD %llu, MOD %llu, DEL %llu; failed %llu); "
                  "waits %llu, events returned %llu; calls on epoll fds ueq did not make, "
                  "passed to the kernel %llu\n",
                  v(s.sets), ctls, v(s.add), v(s.mod), v(s.del), v(s.ctl_failed), v(s.waits),
                  v(s.events), v(s.passed));
   }
-  std::fflush(g_stats_out);
+  if (to_stderr)
+    std::fflush(out);
+  else
+    std::fclose(out);
+}
+
+// A fork()ed child counts its own calls.
+void reset_stats_in_child() {
+  for (auto* c : {&g_stats.sets, &g_stats.add, &g_stats.mod, &g_stats.del, &g_stats.other_op,
+                  &g_stats.ctl_failed, &g_stats.waits, &g_stats.events, &g_stats.passed})
+    c->store(0, std::memory_order_relaxed);
 }
 
 [[maybe_unused]] const bool g_stats_on = [] {
   const char* v = std::getenv("UEQ_STATS");
   if (!v || !*v || !std::strcmp(v, "0")) return false;
-  g_stats_out = !std::strcmp(v, "stderr") || !std::strcmp(v, "1") ? stderr : std::fopen(v, "ae");
-  if (g_stats_out) std::atexit(print_stats);
-  return g_stats_out != nullptr;
+  g_stats_out = v;  // the environment outlives the exit handlers
+  std::atexit(print_stats);
+  ::pthread_atfork(nullptr, nullptr, &reset_stats_in_child);
+  return true;
 }();
 
 const char* op_name(int op) {
@@ -229,7 +247,10 @@ int ueq_epoll_ctl(int epfd, int op, int fd, struct epoll_event* user_event) {
   const int rc = ctl(epfd, op, fd, user_event);
   if (g_stats_out || ueq::log_verbose()) {
     const int e = errno;
-    count(op == EPOLL_CTL_ADD ? g_stats.add : op == EPOLL_CTL_MOD ? g_stats.mod : g_stats.del);
+    count(op == EPOLL_CTL_ADD   ? g_stats.add
+          : op == EPOLL_CTL_MOD ? g_stats.mod
+          : op == EPOLL_CTL_DEL ? g_stats.del
+                                : g_stats.other_op);
     if (rc != 0) count(g_stats.ctl_failed);
     if (ueq::log_verbose())
       ueq::log("ctl %s epfd=%d fd=%d -> %s", op_name(op), epfd, fd,

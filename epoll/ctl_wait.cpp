@@ -159,7 +159,7 @@ status ctl_full(epoll_set& self, int op, int fd, const epoll_event* event) {
   } identity;
   // The drops of an ADD keep the pair (registered for the entry it adds).
   const bool adding = op == EPOLL_CTL_ADD;
-  const bool epoll_file = !target && is_epoll_file(fd, st);
+  const bool epoll_file = adding && !target && is_epoll_file(fd, st);
   int identity_rc = -1;  // register_identity's answer, if asked
   if (adding && !target && !epoll_file && !p.native.load(std::memory_order_acquire)) {
     // seq_cst increment to odd before the registration (a system call),

@@ -79,11 +79,17 @@ void remove_edge(impl* parent, impl* child) {
 namespace {
 // A thread's last answer of lookup(): the number, by_fd_gen when it was
 // given, and the set (weak: a set closed meanwhile is not kept alive).
+// glibc destroys a thread's thread_local objects before its pthread_key
+// destructors and, in the main thread, before atexit handlers and static
+// destructors, any of which may still call epoll: tl_last_gone (trivially
+// destructible, so still readable then) says the answer is gone.
+thread_local bool tl_last_gone = false;
 struct last_lookup {
   int fd = -1;
   std::uint64_t gen = 0;
   bool found = false;
   std::weak_ptr<epoll_set> set;
+  ~last_lookup() { tl_last_gone = true; }
 };
 thread_local last_lookup tl_last;
 }  // namespace
@@ -100,7 +106,7 @@ void bump_numbers() {
 // handler that interrupts a lookup finds the thread inside ueq and neither
 // reads nor writes the answer the interrupted code is using.
 std::shared_ptr<epoll_set> lookup(int fd) {
-  const bool outermost = !tap_service::inside_ueq::active();
+  const bool outermost = !tap_service::inside_ueq::active() && !tl_last_gone;
   tap_service::inside_ueq in;
   if (outermost) {
     // acquire: pairs with bump_numbers(); an answer cached before a change

@@ -30,8 +30,25 @@ grep -qF "sets made 1; ctl calls 4 (ADD 1, MOD 1, DEL 2; failed 1); waits 1, eve
 out=$(UEQ_LOG=stderr UEQ_LOG_LEVEL=2 "$run" "$probe" epoll 2>&1) || fail "verbose log run exited $?"
 grep -q "ctl MOD epfd=[0-9]* fd=[0-9]* -> 0" <<<"$out" || fail "UEQ_LOG_LEVEL=2 does not log MOD"
 grep -q "wait epfd=[0-9]* maxevents=1 -> 1" <<<"$out" || fail "UEQ_LOG_LEVEL=2 does not log waits"
+native=$("$probe" epoll 2>&1) || fail "native run exited $?"
 out=$("$run" "$probe" epoll 2>&1) || fail "plain run exited $?"
-[ "$out" = "done" ] || fail "without --stats or UEQ_LOG ueq-run adds output: $out"
+[ "$out" = "$native" ] || fail "without --stats or UEQ_LOG ueq-run changes the output: $out"
+
+# UEQ_STATS=PATH: the file is opened at exit, so the program's fd numbers
+# are its own, and the line is appended there.
+stats=$(mktemp)
+trap 'rm -f "$stats"' EXIT
+out=$(UEQ_STATS=$stats "$run" "$probe" epoll 2>&1) || fail "UEQ_STATS=PATH run exited $?"
+[ "$out" = "$native" ] || fail "UEQ_STATS=PATH changes the program's output (fd numbers?): $out"
+grep -q "sets made 1; ctl calls 4" "$stats" || fail "UEQ_STATS=PATH: no summary in the file"
+
+# A fork()ed child counts its own calls: one line with the parent's, one
+# saying none reached ueq.
+: > "$stats"
+UEQ_STATS=$stats "$run" "$probe" fork > /dev/null 2>&1 || fail "fork run exited $?"
+cat "$stats"
+[ "$(grep -c "sets made 1; ctl calls 4" "$stats")" = 1 ] || fail "fork: the parent's line"
+[ "$(grep -c "no epoll call reached ueq" "$stats")" = 1 ] || fail "fork: the child's line"
 
 "$run" --no-such-option "$probe" 2>/dev/null
 [ $? -eq 2 ] || fail "an unknown option does not exit 2"
