@@ -89,9 +89,12 @@ struct last_lookup {
   std::uint64_t gen = 0;
   bool found = false;
   std::weak_ptr<epoll_set> set;
-  ~last_lookup() { tl_last_gone = true; }
+  ~last_lookup();
 };
 thread_local last_lookup tl_last;
+last_lookup::~last_lookup() {
+  if (this == &tl_last) tl_last_gone = true;
+}
 }  // namespace
 
 void bump_numbers() {
@@ -121,7 +124,13 @@ std::shared_ptr<epoll_set> lookup(int fd) {
   std::lock_guard<std::mutex> g(reg().mu);
   auto it = reg().by_fd.find(fd);
   std::shared_ptr<epoll_set> s = it == reg().by_fd.end() ? nullptr : it->second;
-  if (outermost) tl_last = {fd, reg().by_fd_gen.load(std::memory_order_relaxed), s != nullptr, s};
+  if (outermost) {
+    last_lookup& last = tl_last;
+    last.fd = fd;
+    last.gen = reg().by_fd_gen.load(std::memory_order_relaxed);
+    last.found = s != nullptr;
+    last.set = s;
+  }
   return s;
 }
 
