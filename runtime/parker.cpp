@@ -12,8 +12,7 @@
 //
 //   g_park_hook   the installed uthread park hook or null (atomic pointer).
 //
-// Per parker: state_ (kIdle / kNotified / kSleeping / kPolling), and
-// lead_offer_, set by a leaving leader to hand its role to this follower.
+// Per parker: state_ (kIdle / kNotified / kSleeping / kPolling).
 //
 // Four store-then-load handshakes, hence the seq_cst operations:
 //  (1) waker vs waiter (the state word): unpark() exchanges kNotified in and

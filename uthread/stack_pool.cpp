@@ -1,11 +1,12 @@
 // The stack pool.
 //
-// Shared state (process-wide, never freed: uthreads may end during static
-// destruction), all under g_lock:
-//   g_free      size -> stacks released and ready for reuse (LIFO).
-//   g_carve     size -> the slab being carved: next free address, stacks left.
-//   g_guarded   how many stacks have a guard page; bounded by g_guard_budget.
-//   g_stats     counters.
+// Shared state: pool() (process-wide, never freed: uthreads may end during
+// static destruction), all under its lock:
+//   free        size -> stacks released and ready for reuse (LIFO).
+//   carve       size -> the slab being carved: next free address, stacks left.
+//   guard_budget  how many stacks may have a guard page (stats.guarded
+//               counts those that have one).
+//   stats       counters.
 //   last_size / last_free   allocate()'s cache of one free list.
 #include "ueq/uthread/stack_pool.hpp"
 

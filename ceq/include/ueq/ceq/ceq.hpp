@@ -130,8 +130,8 @@ class ceq {
   // them cannot fail with ENOMEM. EINVAL if last >= max_ids or first > last.
   status reserve(std::uint32_t first, std::uint32_t last) noexcept;
 
-  // Per-slot data owned by consumers (the producer never touches it). The
-  // epoll facade keeps its per-fd entry here. set: EINVAL/ENOMEM as post().
+  // Per-slot data owned by consumers (the producer never touches it).
+  // set: EINVAL/ENOMEM as post().
   status set_user_data(std::uint32_t id, std::uint64_t value) noexcept;
   std::uint64_t user_data(std::uint32_t id) const noexcept;  // 0 if never set
 
