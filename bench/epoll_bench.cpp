@@ -285,34 +285,28 @@ UEQ_BENCH(epoll, "the epoll facade vs the kernel's epoll, identical call sequenc
       std::fprintf(stderr, "scale_100k_registered: RLIMIT_NOFILE too low, skipped\n");
     }
   }
-  {
+  // The echo server natively and under ueq-run, rate(preload, seconds).
+  auto preload_case = [&](const char* name, const char* unit, double (*rate)(bool, double),
+                          const char* goal, const char* note) {
     const double secs = ctx.quick() ? 0.5 : 2;
     auto [v, b] = alternate(
-        std::max(3, rounds / 3), [&] { return echo_server_rps(true, secs); },
-        [&] { return echo_server_rps(false, secs); });
-    ctx.report({.name = "echo_under_preload",
-                .unit = "requests/s",
+        std::max(3, rounds / 3), [&] { return rate(true, secs); },
+        [&] { return rate(false, secs); });
+    ctx.report({.name = name,
+                .unit = unit,
                 .value = v,
                 .baseline = "native",
                 .baseline_value = b,
                 .higher_is_better = true,
-                .goal = ">= 0.95",
-                .note = "examples/epoll_echo_server natively and under ueq-run; 100 "
-                        "connections x 64 bytes ping-pong, same client"});
-  }
-  {
-    const double secs = ctx.quick() ? 0.5 : 2;
-    auto [v, b] = alternate(
-        std::max(3, rounds / 3), [&] { return churn_rps(true, secs); },
-        [&] { return churn_rps(false, secs); });
-    ctx.report({.name = "churn_under_preload",
-                .unit = "connections/s",
-                .value = v,
-                .baseline = "native",
-                .baseline_value = b,
-                .higher_is_better = true,
-                .goal = ">= 0.9",
-                .note = "examples/epoll_echo_server natively and under ueq-run; 4 clients "
-                        "each connect, make one 64-byte round trip, close"});
-  }
+                .goal = goal,
+                .note = note});
+  };
+  preload_case("echo_under_preload", "requests/s", echo_server_rps, ">= 0.95",
+               "examples/epoll_echo_server natively and under ueq-run; 100 "
+               "connections x 64 bytes ping-pong, same client");
+  preload_case(
+      "churn_under_preload", "connections/s",
+      [](bool preload, double secs) { return churn_rps(preload, secs); }, ">= 0.9",
+      "examples/epoll_echo_server natively and under ueq-run; 4 clients "
+      "each connect, make one 64-byte round trip, close");
 }

@@ -225,45 +225,6 @@ int wait_any(int epfd, epoll_event* events, int maxevents, ueq::mono_ns deadline
 }
 
 // ueq_epoll_ctl's work; the wrapper counts and logs.
-int ctl(int epfd, int op, int fd, struct epoll_event* user_event);
-
-}  // namespace
-
-extern "C" {
-
-int ueq_epoll_create(int size) {
-  if (size <= 0) return fail(EINVAL);
-  return ueq_epoll_create1(0);
-}
-
-int ueq_epoll_create1(int flags) {
-  auto s = ueq::epoll_set::create(flags);
-  if (!s) return fail(s.error());
-  count(g_stats.sets);
-  return (*s)->fd();
-}
-
-int ueq_epoll_ctl(int epfd, int op, int fd, struct epoll_event* user_event) {
-  const int rc = ctl(epfd, op, fd, user_event);
-  if (g_stats_out || ueq::log_verbose()) {
-    const int e = errno;
-    count(op == EPOLL_CTL_ADD   ? g_stats.add
-          : op == EPOLL_CTL_MOD ? g_stats.mod
-          : op == EPOLL_CTL_DEL ? g_stats.del
-                                : g_stats.other_op);
-    if (rc != 0) count(g_stats.ctl_failed);
-    if (ueq::log_verbose())
-      ueq::log("ctl %s epfd=%d fd=%d -> %s", op_name(op), epfd, fd,
-               rc == 0 ? "0" : std::strerror(e));
-    errno = e;
-  }
-  return rc;
-}
-
-}  // extern "C"
-
-namespace {
-
 int ctl(int epfd, int op, int fd, struct epoll_event* user_event) {
   // Any epfd that is not one of ours (a native set, an epoll fd ueq did not
   // make, a file that is no epoll fd) is the kernel's to answer. For an ADD
@@ -299,6 +260,35 @@ int ctl(int epfd, int op, int fd, struct epoll_event* user_event) {
 }  // namespace
 
 extern "C" {
+
+int ueq_epoll_create(int size) {
+  if (size <= 0) return fail(EINVAL);
+  return ueq_epoll_create1(0);
+}
+
+int ueq_epoll_create1(int flags) {
+  auto s = ueq::epoll_set::create(flags);
+  if (!s) return fail(s.error());
+  count(g_stats.sets);
+  return (*s)->fd();
+}
+
+int ueq_epoll_ctl(int epfd, int op, int fd, struct epoll_event* user_event) {
+  const int rc = ctl(epfd, op, fd, user_event);
+  if (g_stats_out || ueq::log_verbose()) {
+    const int e = errno;
+    count(op == EPOLL_CTL_ADD   ? g_stats.add
+          : op == EPOLL_CTL_MOD ? g_stats.mod
+          : op == EPOLL_CTL_DEL ? g_stats.del
+                                : g_stats.other_op);
+    if (rc != 0) count(g_stats.ctl_failed);
+    if (ueq::log_verbose())
+      ueq::log("ctl %s epfd=%d fd=%d -> %s", op_name(op), epfd, fd,
+               rc == 0 ? "0" : std::strerror(e));
+    errno = e;
+  }
+  return rc;
+}
 
 int ueq_epoll_wait(int epfd, struct epoll_event* events, int maxevents, int timeout) {
   return wait_any(epfd, events, maxevents, ueq::deadline_after_ms(timeout), nullptr);

@@ -206,6 +206,9 @@ bool pollable(int fd, const struct stat& st) {
 
 namespace {
 // The identity set, made at first use (under reg().mu); -1 if it cannot be.
+// Not pollable()'s trial epoll fd: a trial ADD there is undone with a DEL,
+// and a pair that appears for a moment in the identity set would pass a
+// racing MOD's probe (see registry::identity_seq).
 int identity_set() {
   int ident = reg().ident.load(std::memory_order_relaxed);
   if (ident < 0) {
