@@ -290,7 +290,17 @@ result<int> epoll_set::wait(std::span<epoll_event> out, mono_ns deadline, const 
 result<int> epoll_set::impl::wait(int number, std::span<epoll_event> buf, int limit,
                                   mono_ns deadline, const sigset_t* sigmask, sink_fn sink,
                                   void* ctx) {
-  for (bool checked = number < 0;;) {
+  // A host-poll hand-off this call took (standby()) and has not acted on:
+  // whatever it returns, it passes it on unless it polled since.
+  bool handed = false;
+  struct pass_on {
+    impl& s;
+    bool& handed;
+    ~pass_on() {
+      if (handed) s.svc->pass_role();
+    }
+  } pass{*this, handed};
+  for (bool checked = number < 0, first = true;; first = false) {
     if (native.load(std::memory_order_acquire))
       return native_wait(buf, limit, deadline, sigmask, sink, ctx);
     if (fork_gen != tap_service::fork_generation()) return errno_code(ENOSYS);
@@ -299,9 +309,16 @@ result<int> epoll_set::impl::wait(int number, std::span<epoll_event> buf, int li
     // happened before this call is seen by it, as with Linux. A full batch
     // may have left more, which would otherwise reach only a later wait (and
     // an edge-triggered entry already reported by its ADD probe would be
-    // reported twice).
-    for (int i = 0; i < kMaxHostBatches; ++i) {
-      auto got = svc->poll(kImmediate);
+    // reported twice). Once per call: after a sleep, what woke us was a
+    // dispatch already made (by us, leading, or by another), or a hand-off
+    // of the host poll, which we then take by blocking in it (a poll here,
+    // released at once, would hand it off to yet another waiter).
+    // A hand-off due when such a poll ends is ours to pass, after the
+    // harvest (or to take by leading).
+    for (int i = 0; first && i < kMaxHostBatches; ++i) {
+      bool polled, due = false;
+      auto got = svc->poll(kImmediate, nullptr, polled, &due);
+      handed = handed || due;
       if (!got || *got < kHostBatchFull) break;
     }
     {
@@ -330,8 +347,8 @@ result<int> epoll_set::impl::wait(int number, std::span<epoll_event> buf, int li
     }
     // A uthread parks alone on wakeq, which every "now pending" posts to;
     // the idle vcores poll the host meanwhile. A post after our harvest
-    // left its bit there, so nothing is missed. With a signal mask, ppoll
-    // below keeps the mask atomic (at the price of holding the vcore).
+    // left its bit there, so nothing is missed. With a signal mask, the
+    // sleeps below keep the mask atomic (at the price of holding the vcore).
     if (!sigmask && parks_as_uthread()) {
       auto r = block_on({wakeq.get()}, deadline);
       if (!r && r.error() != std::errc::timed_out) return r.error();
@@ -345,23 +362,23 @@ result<int> epoll_set::impl::wait(int number, std::span<epoll_event> buf, int li
     // waiter across processes, and it saves a system call per wakeup.
     // Posts that do not come from this poll (a ctl's probe, another
     // thread's dispatch before ours began) wake it through the host's wake
-    // channel: the handshake with post_hook() is on host_sleepers.
-    auto led = lead_host_poll(deadline, sigmask);
-    if (!led) return led.error();  // EINTR for a signal, as epoll_wait
-    if (*led) continue;
-    // Not leading (another thread polls the host): sleep as below.
-    // Sleep in the kernel on our eventfd and the host's poll fd, with the
-    // caller's signal mask installed atomically (ppoll): a signal handler
-    // that runs makes us return EINTR, as epoll_wait does.
-    pollfd fds[2] = {{evfd, POLLIN, 0}, {svc->pollable_fd(), POLLIN, 0}};
-    timespec ts, *tsp = nullptr;
-    if (deadline != kNoDeadline) {
-      ts = to_timespec(deadline - now);
-      tsp = &ts;
+    // channel: the handshake with wake_one() is on host_sleepers.
+    auto led = lead_host_poll(deadline, sigmask, handed);
+    if (!led) {
+      leave_unharvested(handed);
+      return led.error();  // EINTR for a signal, as epoll_wait
     }
-    if (::ppoll(fds, 2, tsp, sigmask) < 0) {
-      if (errno == EINTR) return errno_code(EINTR);
-      return errno_code(errno);
+    if (*led == lead::polled) continue;
+    // Not leading: wait in standby, for this set's bell or, if another
+    // thread polls the host, for the role. A hand-off taken earlier that we
+    // did not use goes on first (we sleep now, and may sleep past it).
+    if (handed) {
+      svc->pass_role();
+      handed = false;
+    }
+    if (status s = standby(deadline, sigmask, *led == lead::busy, handed)) {
+      leave_unharvested(handed);
+      return s.code();  // EINTR for a signal, as epoll_wait
     }
   }
 }

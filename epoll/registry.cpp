@@ -399,13 +399,22 @@ void materialize_all() {
     // entries above are in the kernel before a caller passes through.
     s->native.store(true, std::memory_order_release);
     // Wake every kind of waiter: ppoll sleepers (the eventfd), uthreads
-    // (wakeq), and one asleep in the host poll (the wake channel; signaled
-    // also stops one about to go there, see lead_host_poll).
+    // (wakeq), one asleep in the host poll (the wake channel), and all in
+    // standby: the eventfd, now readable for good, joins their sleep fd
+    // level-triggered, and the kernel wakes its sleepers one after another
+    // while it stays ready. signaled (seq_cst, before the counts are read
+    // in standby() and lead_host_poll()) stops those about to sleep.
     s->signaled.store(true, std::memory_order_seq_cst);
     const std::uint64_t one = 1;
     (void)::write(s->evfd, &one, sizeof one);
     (void)s->wakeq->post(0);
     s->svc->wake();
+    if (const int ep = s->sleep_ep.load(std::memory_order_acquire); ep >= 0) {
+      epoll_event all{};
+      all.events = EPOLLIN;
+      all.data.u32 = impl::kBellTag;
+      (void)k_epoll_ctl(ep, EPOLL_CTL_ADD, s->evfd, &all);
+    }
   }
   if (!sets.empty()) log("fork: %zu sets handed to the kernel", sets.size());
 }

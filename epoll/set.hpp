@@ -212,6 +212,22 @@ struct epoll_set::impl {
   // Waiters of this set asleep in the host poll (lead_host_poll); a
   // post_hook() that signals wakes the host poll while there are any.
   std::atomic<int> host_sleepers{0};
+  // Plain-thread waiters that do not lead the host poll sleep in sleep_ep
+  // (standby()), a hidden epoll fd made on first need that watches, both
+  // edge-triggered, the set's bell (an eventfd rung to wake one of them)
+  // and the tap service's role hand-off fd (EPOLLEXCLUSIVE: a hand-off
+  // wakes one sleeper among all sets). A kernel epoll wait queues its
+  // sleepers exclusively, so one edge wakes one of them: one event wakes
+  // one waiter, as Linux's epoll_wait does. standbys counts them (from
+  // before they re-check signaled until they wake); the handshake with
+  // post_hook() is that of host_sleepers (tests/model/standby.pml).
+  std::atomic<int> standbys{0};
+  // 1 while the tap service's deputy (standby()) is a waiter of this set:
+  // asleep in ppoll() on the set's eventfd and the host poller's fd, it
+  // wakes for a post by itself, so wake_one() rings no bell for it.
+  std::atomic<int> deputies{0};
+  std::atomic<int> sleep_ep{-1};
+  int bell = -1;  // written before sleep_ep is published (release)
   // Handed to the kernel (materialize(), at fork): epfd holds the entries
   // itself and every ctl and wait passes through to it. Set once, under
   // reg().mu and mu; read without them by waiters already inside wait()
@@ -228,6 +244,10 @@ struct epoll_set::impl {
   std::vector<std::pair<impl*, int>> parents;  // guarded by parents_lock
   ~impl() {
     if (evfd >= 0) ::close(evfd);
+    if (const int ep = sleep_ep.load(std::memory_order_relaxed); ep >= 0) {
+      ::close(ep);
+      ::close(bell);
+    }
   }
 
   std::mutex mu;
@@ -265,6 +285,10 @@ struct epoll_set::impl {
   static void post_hook(void* ctx) noexcept {
     auto* self = static_cast<impl*>(ctx);
     if (self->signaled.exchange(true, std::memory_order_seq_cst)) return;
+    post_hook_signaled(self);
+  }
+  // The rest of post_hook(), by the caller whose exchange set signaled.
+  static void post_hook_signaled(impl* self) noexcept {
     // The write is announced before it is made (writing) and recorded after
     // it (written), for settle()'s shortcut. seq_cst increment: before the
     // write in every thread's view, so a waiter that the write woke sees it.
@@ -276,17 +300,34 @@ struct epoll_set::impl {
     // release: a settle() that reads writing == 0 (acquire) after this
     // decrement sees written set.
     self->writing.fetch_sub(1, std::memory_order_release);
-    // seq_cst, after the seq_cst exchange above: pairs with lead_host_poll()
-    // (its increment, then its load of signaled). Of the two, at least one
-    // sees the other: the leader does not sleep, or it is woken here. Not
-    // when this thread is the leader, dispatching: it harvests next anyway.
-    if (self->host_sleepers.load(std::memory_order_seq_cst) > 0 && tl_leading != self)
-      self->svc->wake();
+    self->wake_one();
     // Newly pending: tell the sets that hold us (each is one level up; the
     // graph is acyclic, so these locks are taken bottom-up only).
     std::lock_guard<spin_lock> g(self->parents_lock);
     for (auto& [parent, fd] : self->parents)
       (void)parent->q->post(static_cast<std::uint32_t>(fd), EPOLLIN);
+  }
+  // Wakes one sleeping waiter of this set: the one in the host poll if any
+  // (it harvests when its poll returns), else one in standby. seq_cst
+  // loads, after the caller's seq_cst write of signaled (post_hook()'s
+  // exchange, or a harvest's settle(), which leaves it set): pair with
+  // lead_host_poll()'s and standby()'s increments, then their loads of
+  // signaled. Of the two, at least one sees the other: the waiter does not
+  // sleep, or it is woken here. Not when this thread leads the host poll
+  // for this set, dispatching: it harvests next anyway.
+  void wake_one() noexcept {
+    if (tl_leading == this) return;
+    if (host_sleepers.load(std::memory_order_seq_cst) > 0) {
+      svc->wake();
+    } else if (deputies.load(std::memory_order_seq_cst) > 0) {
+      // The deputy wakes on the eventfd, readable from before this call
+      // (the caller set signaled and wrote it, or found it set) until the
+      // harvest that takes the events; one that is leaving harvests next,
+      // or wakes another if it returns without (leave_unharvested()).
+    } else if (standbys.load(std::memory_order_seq_cst) > 0) {
+      const std::uint64_t one = 1;
+      (void)::write(bell, &one, sizeof one);
+    }
   }
   // After a harvest (under mu): keep the eventfd readable while anything is
   // pending, clear it otherwise. Drain the eventfd first, then clear the
@@ -310,11 +351,18 @@ struct epoll_set::impl {
   //    makes no system call here.
   //  - Pending: post_hook() signals the eventfd, and wakeq is posted too. A
   //    uthread waiter may have taken a stale wakeq bit, and a post that
-  //    found the flag set posted nothing new.
+  //    found the flag set posted nothing new. A sleeping plain-thread waiter
+  //    is woken (one): this harvest leaves events for another, as Linux
+  //    wakes the next waiter when events remain after a harvest.
   void settle() {
     const bool pending = head != nullptr || !q->empty();
     if (pending) {
-      post_hook(this);
+      // seq_cst: the write wake_one() orders its loads after (a no-op
+      // exchange when already set; post_hook() then does nothing more).
+      if (signaled.exchange(true, std::memory_order_seq_cst))
+        wake_one();
+      else
+        post_hook_signaled(this);
       (void)wakeq->post(0);
       return;
     }
@@ -516,30 +564,134 @@ struct epoll_set::impl {
   result<int> wait(int number, std::span<epoll_event> buf, int limit, mono_ns deadline,
                    const sigset_t* sigmask, sink_fn sink, void* ctx);
   // A plain-thread waiter's sleep in the host poll (see wait()).
-  // true: it polled (or found the set pending): harvest again; false: it
-  // did not lead (another thread polls, or the host poll is left to a
-  // poller thread or to parkers); an error: the host poll's (EINTR for a
-  // signal).
-  result<bool> lead_host_poll(mono_ns deadline, const sigset_t* sigmask) {
-    if (svc->has_poller_thread() || parkers_poll_host()) return false;
+  enum class lead {
+    polled,  // it polled (or found the set pending): harvest again
+    others,  // the host is polled by a poller thread or by parked threads
+    busy,    // another thread polls the host now
+  };
+  // An error is the host poll's (EINTR for a signal). A poll that ends
+  // while other threads wait for it sets handed: the caller hands it off
+  // after its harvest (tap_service::poll's handoff_due).
+  result<lead> lead_host_poll(mono_ns deadline, const sigset_t* sigmask, bool& handed) {
+    if (svc->has_poller_thread() || parkers_poll_host()) return lead::others;
     // seq_cst increment, then seq_cst load of signaled: pairs with
-    // post_hook() (tests/model/settle.pml, -DLEADER). A post_hook() whose
+    // wake_one() (tests/model/settle.pml, -DLEADER). A post_hook() whose
     // exchange comes first is seen here (no sleep); one whose exchange
     // comes later sees the increment and wakes the host poll. (A set handed
     // to the kernel at a fork has signaled set, and its host poll woken.)
     host_sleepers.fetch_add(1, std::memory_order_seq_cst);
     if (signaled.load(std::memory_order_seq_cst) || native.load(std::memory_order_acquire)) {
       host_sleepers.fetch_sub(1, std::memory_order_relaxed);
-      return true;  // pending already: harvest
+      return lead::polled;  // pending already: harvest
     }
     bool polled = false;
     tl_leading = this;
-    auto r = svc->poll(deadline, sigmask, polled);
+    bool due = false;
+    auto r = svc->poll(deadline, sigmask, polled, &due);
     tl_leading = nullptr;
+    // Polled: an earlier hand-off is spent, and this poll's is ours to
+    // pass. Busy: the poller hands off when it ends (the waiters stay
+    // counted until then), so ours need not go on.
+    handed = due;
     host_sleepers.fetch_sub(1, std::memory_order_relaxed);
-    if (!polled) return false;
+    if (!polled) return lead::busy;
     if (!r) return r.error();
-    return true;
+    return lead::polled;
+  }
+
+  // The hidden epoll fd standby() sleeps in (see sleep_ep), made on first
+  // call; -1 if it cannot be (EMFILE, ENOMEM).
+  int sleep_fd() {
+    // acquire: pairs with the release store below (bell is set by then).
+    int ep = sleep_ep.load(std::memory_order_acquire);
+    if (ep >= 0) return ep;
+    std::lock_guard<std::mutex> g(mu);
+    if ((ep = sleep_ep.load(std::memory_order_relaxed)) >= 0) return ep;
+    const int hand = svc->role_handoff_fd();
+    if (hand < 0) return -1;
+    const int b = hide_fd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+    ep = b < 0 ? -1 : hide_fd(k_epoll_create1(EPOLL_CLOEXEC));
+    epoll_event w{};
+    w.events = EPOLLIN | EPOLLET;
+    w.data.u32 = kBellTag;
+    bool ok = ep >= 0 && k_epoll_ctl(ep, EPOLL_CTL_ADD, b, &w) == 0;
+    w.events = EPOLLIN | EPOLLET | EPOLLEXCLUSIVE;
+    w.data.u32 = kHandoffTag;
+    ok = ok && k_epoll_ctl(ep, EPOLL_CTL_ADD, hand, &w) == 0;
+    if (!ok) {
+      if (ep >= 0) ::close(ep);
+      if (b >= 0) ::close(b);
+      return -1;
+    }
+    bell = b;
+    sleep_ep.store(ep, std::memory_order_release);
+    return ep;
+  }
+  static constexpr std::uint32_t kBellTag = 0;
+  static constexpr std::uint32_t kHandoffTag = 1;
+
+  // A plain-thread waiter's sleep when it does not lead the host poll:
+  // until the bell (this set has events), a role hand-off (for_role: the
+  // host poll is ours to take if we want it), the deadline or a signal
+  // (EINTR; the caller's signal mask is installed atomically, as
+  // epoll_pwait does). handed is set when this sleep took a hand-off: the
+  // caller then polls or passes it on (tap_service::pass_role).
+  // Without a sleep fd, it falls back to the deputy's sleep (every such
+  // waiter then wakes for each event).
+  status standby(mono_ns deadline, const sigset_t* sigmask, bool for_role, bool& handed) {
+    // The deputy watches the host itself (tap_service::become_deputy): no
+    // hand-off is made while it sleeps, so a leader that goes back to the
+    // program wakes no one (a host event wakes the deputy, which polls).
+    // It wakes for every host event, so there is one at most.
+    if (for_role && svc->become_deputy()) {
+      deputies.fetch_add(1, std::memory_order_seq_cst);
+      const status s = ppoll_set_and_host(deadline, sigmask);
+      deputies.fetch_sub(1, std::memory_order_relaxed);
+      svc->end_deputy();
+      handed = true;  // a leader may have left the host to us: poll or pass it on
+      return s;
+    }
+    const int ep = sleep_fd();
+    if (ep < 0) return ppoll_set_and_host(deadline, sigmask);
+    if (for_role && !svc->await_role()) return {};  // the role is free: go lead
+    // seq_cst increment, then seq_cst load of signaled: see wake_one(). (A
+    // set handed to the kernel has signaled set, and its standbys woken.)
+    standbys.fetch_add(1, std::memory_order_seq_cst);
+    int n = 0;
+    if (!signaled.load(std::memory_order_seq_cst) && !native.load(std::memory_order_acquire)) {
+      epoll_event evs[2];
+      n = k_epoll_wait(ep, evs, 2, deadline, sigmask);
+      for (int i = 0; i < n; ++i)
+        handed |= evs[i].data.u32 == kHandoffTag;
+    }
+    const int err = errno;
+    standbys.fetch_sub(1, std::memory_order_relaxed);
+    if (for_role) svc->end_await_role();
+    return n < 0 ? status(err) : status{};
+  }
+
+  // Sleeps until this set's eventfd or the host poller's fd is readable,
+  // the deadline, or a signal (EINTR), with the caller's mask installed
+  // atomically.
+  status ppoll_set_and_host(mono_ns deadline, const sigset_t* sigmask) {
+    pollfd fds[2] = {{evfd, POLLIN, 0}, {svc->pollable_fd(), POLLIN, 0}};
+    timespec ts, *tsp = nullptr;
+    if (deadline != kNoDeadline) {
+      ts = to_timespec(time_left(deadline));
+      tsp = &ts;
+    }
+    return ::ppoll(fds, 2, tsp, sigmask) < 0 ? status(errno) : status{};
+  }
+
+  // A plain-thread waiter leaving wait() without a harvest (a signal, an
+  // error): what it took on is passed on, as if it had not woken. A hand-off
+  // it took goes to another waiter for the role; an event left pending,
+  // whose wake may have been its own (wake_one() woke it, or its host poll),
+  // wakes another waiter of this set.
+  void leave_unharvested(bool& handed) noexcept {
+    if (handed) svc->pass_role();
+    handed = false;
+    if (signaled.load(std::memory_order_seq_cst)) wake_one();
   }
 
   // The same on a set handed to the kernel: one kernel wait into buf.

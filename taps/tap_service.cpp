@@ -34,6 +34,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -186,13 +187,34 @@ struct tap_service::impl {
   int placeholder = -1;
   ~impl() {
     if (placeholder >= 0) ::close(placeholder);
+    if (const int h = handoff_fd.load(std::memory_order_relaxed); h >= 0) ::close(h);
   }
   chunked_table<fd_entry> table{host_max_fds()};
   chunked_table<tap_slot, 10> slots{kMaxSlots};
   std::mutex free_mu;
   std::vector<std::uint32_t> free_slots;  // guarded by free_mu
   std::uint32_t next_slot = 0;            // guarded by free_mu
+  // True while a thread is inside poll(). Taken with an acquire exchange;
+  // released with a seq_cst store that the hand-off's load of role_waiters
+  // follows (see poll()).
   std::atomic<bool> polling{false};
+  // Threads counted by await_role(), and the eventfd a hand-off writes
+  // (made once, on first use; closed with the service).
+  std::atomic<int> role_waiters{0};
+  std::atomic<int> handoff_fd{-1};
+  // 1 while a thread is the deputy (become_deputy()). seq_cst: read by
+  // poll() and pass_role() after the loads of the role and the waiters.
+  std::atomic<int> deputy{0};
+  // A hand-off is due when threads wait for the role, none watches the host
+  // for them, and (pass_role) no one polls.
+  bool handoff_needed() const noexcept {
+    return role_waiters.load(std::memory_order_seq_cst) > 0 &&
+           deputy.load(std::memory_order_seq_cst) == 0;
+  }
+  void hand_off() noexcept {
+    const std::uint64_t one = 1;
+    (void)::write(handoff_fd.load(std::memory_order_acquire), &one, sizeof one);
+  }
 
   std::mutex cb_mu;
   struct callback {
@@ -589,7 +611,8 @@ result<std::size_t> tap_service::poll(mono_ns deadline, const sigset_t* sigmask)
   return poll(deadline, sigmask, polled);
 }
 
-result<std::size_t> tap_service::poll(mono_ns deadline, const sigset_t* sigmask, bool& polled) {
+result<std::size_t> tap_service::poll(mono_ns deadline, const sigset_t* sigmask, bool& polled,
+                                      bool* handoff_due) {
   inside_ueq in;  // dispatch takes slot locks
   // acquire: the previous poller's dispatching happened before ours.
   polled = !p_->polling.exchange(true, std::memory_order_acquire);
@@ -603,12 +626,61 @@ result<std::size_t> tap_service::poll(mono_ns deadline, const sigset_t* sigmask,
     for (std::size_t i = 0; i < *n; ++i)
       p_->dispatch(evs[i], trace_ts);
   }
-  p_->polling.store(false, std::memory_order_release);
+  // seq_cst store, then seq_cst load of role_waiters: pairs with
+  // await_role()'s increment and load of polling (tests/model/standby.pml).
+  // Of the two, at least one sees the other: the waiter polls itself, or it
+  // is counted here and gets the hand-off. The store also releases our
+  // dispatching to the next poller's acquire exchange.
+  p_->polling.store(false, std::memory_order_seq_cst);
+  const bool due = p_->handoff_needed();
+  if (handoff_due)
+    *handoff_due = due;  // the caller's to pass on
+  else if (due)
+    p_->hand_off();
   return n;
 }
 
 void tap_service::wake() noexcept {
   p_->backend->wake();
+}
+
+int tap_service::role_handoff_fd() noexcept {
+  // acquire: pairs with the release CAS below (the fd is open by then).
+  int fd = p_->handoff_fd.load(std::memory_order_acquire);
+  if (fd >= 0) return fd;
+  const int made = hide_fd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  if (made < 0) return -1;
+  if (p_->handoff_fd.compare_exchange_strong(fd, made, std::memory_order_acq_rel)) return made;
+  ::close(made);  // another thread made it first: fd is theirs
+  return fd;
+}
+
+bool tap_service::await_role() noexcept {
+  // seq_cst increment, then seq_cst load of polling: see poll().
+  p_->role_waiters.fetch_add(1, std::memory_order_seq_cst);
+  if (p_->polling.load(std::memory_order_seq_cst)) return true;
+  p_->role_waiters.fetch_sub(1, std::memory_order_relaxed);
+  return false;
+}
+
+void tap_service::end_await_role() noexcept {
+  p_->role_waiters.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void tap_service::pass_role() noexcept {
+  // seq_cst loads, in poll()'s order: a waiter counted after them sees the
+  // role free itself (or held by a poller that will hand it off). A deputy
+  // that ends after our load of it owes a hand-off itself.
+  if (p_->handoff_needed() && !p_->polling.load(std::memory_order_seq_cst)) p_->hand_off();
+}
+
+bool tap_service::become_deputy() noexcept {
+  int none = 0;
+  return p_->deputy.compare_exchange_strong(none, 1, std::memory_order_seq_cst);
+}
+
+void tap_service::end_deputy() noexcept {
+  p_->deputy.store(0, std::memory_order_seq_cst);
 }
 
 void tap_service::attach_to_parkers() {

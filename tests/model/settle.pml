@@ -5,18 +5,19 @@
  *
  * Models (a change to these lines without a matching change here is a
  * review failure):
- *   epoll/set.hpp:244-269       impl::post_hook()  (flag exchange, eventfd
- *                               write announced and recorded, the wakeq post,
- *                               the host poll's wake)
- *   epoll/set.hpp:293-310       impl::settle()  (pending: post_hook() and a
- *                               wakeq post; else the shortcut, or drain,
- *                               clear, re-check)
- *   epoll/set.hpp:410-478       impl::harvest(): drain_mailbox(), ...,
- *                               settle()
- *   epoll/set.hpp:492-512       impl::lead_host_poll() (-DLEADER)
- *   epoll/ctl_wait.cpp:235-311  epoll_set::impl::wait(): harvest under mu,
- *                               then lead the host poll, or ppoll on the
- *                               eventfd, or block_on(wakeq)
+ *   epoll/set.hpp       impl::post_hook() and post_hook_signaled() (flag
+ *                       exchange, eventfd write announced and recorded, the
+ *                       wakeq post, wake_one()'s wake of the host poll)
+ *                       impl::settle()  (pending: post_hook() and a wakeq
+ *                       post; else the shortcut, or drain, clear, re-check)
+ *                       impl::harvest(): drain_mailbox(), ..., settle()
+ *                       impl::lead_host_poll() (-DLEADER)
+ *   epoll/ctl_wait.cpp  epoll_set::impl::wait(): harvest under mu, then
+ *                       lead the host poll, or sleep on the eventfd (ppoll:
+ *                       standby()'s fallback when it has no sleep fd), or
+ *                       block_on(wakeq)
+ * A plain waiter's standby sleep, on the set's bell and the host poll's
+ * hand-off, is tests/model/standby.pml's.
  * and ceq/event_queue.cpp:69-106, event_queue::post(): publish into the CEQ,
  * then the post hook, for a post that creates a message.
  *

@@ -204,9 +204,44 @@ class tap_service {
   // here: someone else is polling).
   result<std::size_t> poll(mono_ns deadline, const sigset_t* sigmask = nullptr);
   // The same, telling whether this call polled (false: another thread was
-  // polling, and it returned 0 at once).
-  result<std::size_t> poll(mono_ns deadline, const sigset_t* sigmask, bool& polled);
+  // polling, and it returned 0 at once). With handoff_due, a poll that ends
+  // while threads wait for the role (see below) does not hand it off: it
+  // sets *handoff_due, and the caller must poll again or pass_role() before
+  // it sleeps or returns (a waiter that leaves with its events hands off
+  // after its harvest, not during it).
+  result<std::size_t> poll(mono_ns deadline, const sigset_t* sigmask, bool& polled,
+                           bool* handoff_due = nullptr);
   void wake() noexcept;
+
+  // Waiting for the poller role. A thread that wants to sleep in poll() but
+  // found another polling may sleep until the role is free instead of
+  // polling for nothing: it watches role_handoff_fd() (an eventfd; watched
+  // with EPOLLET, every hand-off is one edge; with EPOLLEXCLUSIVE in each of
+  // several epoll instances, one hand-off wakes one sleeper), and counts
+  // itself between await_role() and end_await_role(). Every poll() that
+  // ends while some thread counts itself hands the role off: one edge.
+  //   role_handoff_fd()  made on first call (-1 if it cannot be: EMFILE).
+  //   await_role()       counts the caller; false if the role is free now
+  //                      (then it is not counted: it should poll instead).
+  //   end_await_role()   after the sleep, whatever woke it.
+  //   pass_role()        a thread that took a hand-off (or kept one, see
+  //                      poll()) and will not poll passes it on: one edge
+  //                      if the role is free and a thread waits for it.
+  // One such thread at a time may instead be the deputy: it sleeps watching
+  // pollable_fd() itself (a host event wakes it, and it polls then), so
+  // while there is a deputy no hand-off is made; a deputy that wakes owes
+  // one, as if it had been handed the role.
+  //   become_deputy()    true if the caller is the deputy now.
+  //   end_deputy()       after its sleep.
+  // The handshake (await_role()'s count then its load of the role, against
+  // poll()'s release of the role then its load of the count) is in
+  // tests/model/standby.pml.
+  int role_handoff_fd() noexcept;
+  bool await_role() noexcept;
+  void end_await_role() noexcept;
+  void pass_role() noexcept;
+  bool become_deputy() noexcept;
+  void end_deputy() noexcept;
 
   // Makes parked threads poll this service while they wait (instance()
   // does this). Only one service is attached at a time.
