@@ -6,7 +6,6 @@
 //   slot.blob       producers store, consumers load. Last writer wins.
 //   slot.posted     producers: load, then exchange(true) if it was false;
 //                   consumers: load, then store(false).
-//   slot.user_data  consumers only.
 //   dir_[c]         chunk pointers: null until the first producer or consumer
 //                   that needs chunk c maps it and installs it with a CAS.
 //   ring_[i]        kEmptyCell, or an ID. A producer that claimed cell i
@@ -154,20 +153,6 @@ status ceq::reserve(std::uint32_t first, std::uint32_t last) noexcept {
   for (std::uint64_t c = first >> kChunkBits; c <= (last >> kChunkBits); ++c)
     if (!get_or_map_slot(static_cast<std::uint32_t>(c << kChunkBits))) return status(ENOMEM);
   return {};
-}
-
-status ceq::set_user_data(std::uint32_t id, std::uint64_t value) noexcept {
-  if (id >= max_ids_) return status(EINVAL);
-  slot* s = get_or_map_slot(id);
-  if (!s) return status(ENOMEM);
-  // relaxed: user data is the consumers' own; they order it among themselves.
-  s->user_data.store(value, std::memory_order_relaxed);
-  return {};
-}
-
-std::uint64_t ceq::user_data(std::uint32_t id) const noexcept {
-  slot* s = find_slot(id);
-  return s ? s->user_data.load(std::memory_order_relaxed) : 0;
 }
 
 // ------------------------------------------------------------------ producer
@@ -450,10 +435,8 @@ std::string ceq::dump(std::size_t max_slots) const {
     ++pending;
     if (listed < max_slots) {
       ++listed;
-      add("  slot %" PRIu64 ": posted bits=0x%" PRIx64 " blob=0x%" PRIx64 " user_data=0x%" PRIx64
-          "\n",
-          id, s->coalesce.load(std::memory_order_relaxed), s->blob.load(std::memory_order_relaxed),
-          s->user_data.load(std::memory_order_relaxed));
+      add("  slot %" PRIu64 ": posted bits=0x%" PRIx64 " blob=0x%" PRIx64 "\n", id,
+          s->coalesce.load(std::memory_order_relaxed), s->blob.load(std::memory_order_relaxed));
     }
   }
   add("  posted slots: %zu (%zu listed)\n", pending, listed);

@@ -99,18 +99,6 @@ TEST_CASE("IDs are 32-bit end to end: no aliasing above 65535", "[ceq]") {
   REQUIRE(q->max_event_ever() == 0xfffffffeLL);
 }
 
-TEST_CASE("user data is per slot, kept across posts and harvests", "[ceq]") {
-  auto q = make_ceq({.max_ids = 5000});
-  REQUIRE(q->user_data(42) == 0);  // never set, slot not even mapped
-  REQUIRE_FALSE(q->set_user_data(42, 0xabc));
-  REQUIRE_FALSE(q->set_user_data(4097, 7));
-  REQUIRE(q->set_user_data(5000, 1).value() == EINVAL);
-  REQUIRE_FALSE(q->post(42, 1));
-  drain(*q);
-  REQUIRE(q->user_data(42) == 0xabc);
-  REQUIRE(q->user_data(4097) == 7);
-}
-
 TEST_CASE("a zero-bit post is delivered as a zero-bit message and counted", "[ceq]") {
   auto q = make_ceq();
   REQUIRE_FALSE(q->post(2, 0, 9));

@@ -130,11 +130,6 @@ class ceq {
   // them cannot fail with ENOMEM. EINVAL if last >= max_ids or first > last.
   status reserve(std::uint32_t first, std::uint32_t last) noexcept;
 
-  // Per-slot data owned by consumers (the producer never touches it).
-  // set: EINVAL/ENOMEM as post().
-  status set_user_data(std::uint32_t id, std::uint64_t value) noexcept;
-  std::uint64_t user_data(std::uint32_t id) const noexcept;  // 0 if never set
-
   // Highest ID ever posted, or -1 if none.
   std::int64_t max_event_ever() const noexcept;
   std::uint32_t ring_size() const noexcept { return mask_ + 1; }
@@ -151,7 +146,6 @@ class ceq {
   struct slot {
     std::atomic<std::uint64_t> coalesce{0};
     std::atomic<std::uint64_t> blob{0};
-    std::atomic<std::uint64_t> user_data{0};
     std::atomic<bool> posted{false};
   };
   enum counter : std::size_t {
@@ -165,7 +159,7 @@ class ceq {
     kDelivered,
     kNumCounters
   };
-  static constexpr std::uint32_t kChunkBits = 10;  // 1024 slots (32 KiB) a chunk
+  static constexpr std::uint32_t kChunkBits = 10;  // 1024 slots (24 KiB) a chunk
   static constexpr std::uint32_t kChunkSlots = 1u << kChunkBits;
   static constexpr std::uint32_t kEmptyCell = 0xffffffffu;
 
