@@ -1,5 +1,7 @@
-// Both host backends pass the same behaviour checks; io_uring ones are
-// skipped, with a message, where the kernel or container forbids io_uring.
+// Both host backends pass the same behaviour checks: the run meson names
+// taps/backend tests epoll, taps/backend-io_uring tests io_uring (skipped,
+// exit 77, where the kernel or container forbids it). Cases tagged
+// [epoll-backend] test the epoll backend alone and run in the first.
 #include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -13,6 +15,7 @@
 #include <vector>
 
 #include "../support.hpp"
+#include "taps_support.hpp"
 #include "ueq/taps/backend.hpp"
 
 using ueq::backend_kind;
@@ -21,15 +24,6 @@ using ueq::host_backend;
 using ueq::host_event;
 
 namespace {
-
-std::unique_ptr<host_backend> make_or_skip(backend_kind k) {
-  auto b = ueq::make_backend(k);
-  if (!b) {
-    WARN("io_uring unavailable here (" << b.error().message() << "): skipping");
-    return nullptr;
-  }
-  return std::move(b).value();
-}
 
 // Polls until an event with `key` arrives or 2 s pass; returns its bits (0 if
 // none).
@@ -148,27 +142,22 @@ void check_backend(host_backend& b) {
 
 }  // namespace
 
-TEST_CASE("host epoll backend", "[taps]") {
-  auto b = make_or_skip(backend_kind::epoll);
-  REQUIRE(b);
-  REQUIRE(std::string(b->name()) == "epoll");
-  check_backend(*b);
-}
-
-TEST_CASE("io_uring multishot-poll backend", "[taps]") {
-  auto b = make_or_skip(backend_kind::io_uring);
-  if (!b) return;
-  REQUIRE(std::string(b->name()) == "io_uring");
-  check_backend(*b);
+TEST_CASE("the host backend under test", "[taps]") {
+  const backend_kind k = ueq::test::backend_under_test();
+  auto b = ueq::make_backend(k);
+  REQUIRE(b.ok());
+  REQUIRE(std::string((*b)->name()) == ueq::test::backend_name(k));
+  check_backend(**b);
 }
 
 TEST_CASE("host epoll backend: no event is dropped when nested lanes overflow the batch",
-          "[taps]") {
+          "[taps][epoll-backend]") {
   // 64 fds with 5 registrations each (lanes 0-4) and 8 fds with one (lane 0
   // only), all made readable at once, polled with a batch of 16. Every
   // registration is edge-triggered: one dropped from a batch never returns.
-  auto b = make_or_skip(backend_kind::epoll);
-  REQUIRE(b);
+  auto made = ueq::make_backend(backend_kind::epoll);
+  REQUIRE(made.ok());
+  auto b = std::move(made).value();
   constexpr int kMulti = 64, kLanes = 5, kSingle = 8;
   std::vector<std::unique_ptr<pipe_pair>> pipes;
   std::uint64_t key = 0;

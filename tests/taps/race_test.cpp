@@ -73,9 +73,8 @@ TEST_CASE("two blocked threads on different fds: both are served while one polls
 }
 
 TEST_CASE("add/remove/modify race with dispatch on one fd", "[taps][stress]") {
-  for (backend_kind k : {backend_kind::epoll, backend_kind::io_uring}) {
-    auto svc = ueq::test::service_or_skip(k);
-    if (!svc) continue;
+  {
+    auto svc = ueq::test::service_under_test();
     fd_pair p;
     ueq::test::make_socketpair(p);
     std::atomic<bool> stop{false};
@@ -123,9 +122,8 @@ TEST_CASE("add/remove/modify race with dispatch on one fd", "[taps][stress]") {
 
 TEST_CASE("close_fd and number reuse racing with a poller: no post after close returns",
           "[taps][stress]") {
-  for (backend_kind k : {backend_kind::epoll, backend_kind::io_uring}) {
-    auto svc = ueq::test::service_or_skip(k);
-    if (!svc) continue;
+  {
+    auto svc = ueq::test::service_under_test();
     std::atomic<bool> stop{false};
     std::thread poller([&] {
       while (!stop.load())

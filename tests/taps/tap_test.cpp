@@ -250,13 +250,7 @@ void run_all(tap_service& svc) {
 
 }  // namespace
 
-TEST_CASE("taps on the host-epoll backend", "[taps]") {
-  auto svc = ueq::test::service_or_skip(backend_kind::epoll);
-  REQUIRE(svc);
+TEST_CASE("taps on the host backend under test", "[taps]") {
+  auto svc = ueq::test::service_under_test();
   run_all(*svc);
-}
-
-TEST_CASE("taps on the io_uring backend", "[taps]") {
-  auto svc = ueq::test::service_or_skip(backend_kind::io_uring);
-  if (svc) run_all(*svc);
 }
