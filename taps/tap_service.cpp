@@ -38,7 +38,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
 #include <mutex>
 #include <new>
 #include <thread>
@@ -177,7 +181,7 @@ constexpr std::size_t kMaxSlots = std::size_t{1} << 24;
 }  // namespace
 
 struct tap_service::impl {
-  enum { kHostEvents, kPosts, kStale, kPolls, kCount };
+  enum { kHostEvents, kPosts, kStale, kPolls, kPollErrors, kCount };
 
   std::unique_ptr<host_backend> backend;
   // /dev/null at a high number: dup2()ed over a number that a signal
@@ -198,6 +202,18 @@ struct tap_service::impl {
   // released with a seq_cst store that the hand-off's load of role_waiters
   // follows (see poll()).
   std::atomic<bool> polling{false};
+  // The last errno of a failed backend poll (0 after a success), and the
+  // parker hook's current back-off. Written by the poller (one at a time,
+  // relaxed: they only steer the back-off and the report).
+  std::atomic<int> last_poll_errno{0};
+  std::atomic<std::int64_t> backoff_ns{0};
+  // Counts a failed backend poll; reports an errno not seen just before.
+  void poll_failed(int e) noexcept {
+    stats.add(kPollErrors);
+    if (last_poll_errno.exchange(e, std::memory_order_relaxed) != e)
+      std::fprintf(stderr, "ueq: the host poll (%s backend) failed: %s\n", backend->name(),
+                   std::strerror(e));
+  }
   // Threads counted by await_role(), and the eventfd a hand-off writes
   // (made once, on first use; closed with the service).
   std::atomic<int> role_waiters{0};
@@ -318,9 +334,25 @@ struct tap_service::impl {
     if (bits && !t.queue->post(t.id, bits, t.data)) stats.add(kPosts);
   }
 
+  // A parked thread's host poll. While the backend keeps failing, the
+  // thread sleeps a little before it returns (the parker calls again until
+  // its deadline or an unpark): a broken host poller costs unpark latency
+  // (at most 64 ms) rather than a spinning CPU.
   static void poll_hook(void* ctx, mono_ns deadline) noexcept {
-    (void)static_cast<tap_service*>(ctx)->poll(deadline);
+    auto* self = static_cast<tap_service*>(ctx);
+    bool polled;
+    auto r = self->poll(deadline, nullptr, polled);
+    if (r || !polled || r.error() == std::errc::interrupted) return;
+    impl& p = *self->p_;
+    const std::int64_t prev = p.backoff_ns.load(std::memory_order_relaxed);
+    const std::int64_t d = std::clamp<std::int64_t>(prev * 2, kBackoffMinNs, kBackoffMaxNs);
+    p.backoff_ns.store(d, std::memory_order_relaxed);
+    const timespec ts =
+        to_timespec(deadline == kNoDeadline ? d : std::min<std::int64_t>(d, time_left(deadline)));
+    (void)::nanosleep(&ts, nullptr);
   }
+  static constexpr std::int64_t kBackoffMinNs = 1'000'000;
+  static constexpr std::int64_t kBackoffMaxNs = 64'000'000;
   static void wake_hook(void* ctx) noexcept { static_cast<tap_service*>(ctx)->wake(); }
 };
 
@@ -621,6 +653,14 @@ result<std::size_t> tap_service::poll(mono_ns deadline, const sigset_t* sigmask,
   auto n = p_->backend->poll(evs.span(), deadline, sigmask);
   p_->stats.add(impl::kPolls);
   if (n) {
+    if (p_->last_poll_errno.load(std::memory_order_relaxed) != 0) {
+      p_->last_poll_errno.store(0, std::memory_order_relaxed);
+      p_->backoff_ns.store(0, std::memory_order_relaxed);
+    }
+  } else if (n.error() != std::errc::interrupted) {
+    p_->poll_failed(n.error().value());
+  }
+  if (n) {
     p_->stats.add(impl::kHostEvents, *n);
     const mono_ns trace_ts = trace_enabled() ? monotonic_now() : 0;
     for (std::size_t i = 0; i < *n; ++i)
@@ -747,7 +787,8 @@ int tap_service::pollable_fd() const noexcept {
 
 tap_counters tap_service::counters() const noexcept {
   return {p_->stats.read(impl::kHostEvents), p_->stats.read(impl::kPosts),
-          p_->stats.read(impl::kStale), p_->stats.read(impl::kPolls)};
+          p_->stats.read(impl::kStale),      p_->stats.read(impl::kPolls),
+          p_->stats.read(impl::kPollErrors), p_->last_poll_errno.load(std::memory_order_relaxed)};
 }
 
 result<tap_handle> tap_add(const tap_spec& spec) {

@@ -3,6 +3,7 @@
 #include <sys/resource.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <thread>
 
@@ -92,10 +93,58 @@ TEST_CASE("fault: EINTR and EAGAIN storms from the host poll; events arrive afte
     plan.fail_polls = 50;
     for (int i = 0; i < 50; ++i)
       REQUIRE(svc->poll(deadline_after_ms(10)).error().value() == e);
+    // EINTR is a poll cut short, not a failure; anything else is counted.
+    REQUIRE(svc->counters().poll_errors == (e == EINTR ? 0u : 50u));
+    REQUIRE(svc->counters().last_poll_errno == (e == EINTR ? 0 : e));
     auto m = pump(*svc, *q);
     REQUIRE(m);
     REQUIRE(m->bits == kTapReadable);
+    REQUIRE(svc->counters().last_poll_errno == 0);  // a poll worked again
   }
+}
+
+TEST_CASE("fault: a host poll that keeps failing is counted and backed off, and unparks still work",
+          "[fault]") {
+  fault_plan plan;
+  plan.poll_errno = EBADF;  // as if the host epoll fd had been closed behind ueq's back
+  plan.fail_polls = 1 << 30;
+  auto svc = faulty_service(&plan);
+  svc->attach_to_parkers();
+  auto q = ueq::test::msg_queue();
+  // A wait that times out: its thread polls the failing backend for the
+  // parker. Spinning on the failures would make thousands of polls in
+  // 300 ms; backing off (1 ms doubling to 64 ms) makes about ten. The back-off
+  // never sleeps past the deadline.
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = block_on({q.get()}, deadline_after_ms(300));
+  const auto waited = std::chrono::steady_clock::now() - t0;
+  REQUIRE_FALSE(r.ok());
+  REQUIRE(r.error() == std::errc::timed_out);
+  const int polls = plan.injected.load();
+  INFO(polls << " failing polls in 300 ms");
+  REQUIRE(polls >= 1);
+  REQUIRE(polls < 100);
+  REQUIRE(waited < std::chrono::milliseconds(300 + 200));
+  REQUIRE(svc->counters().poll_errors == static_cast<std::uint64_t>(polls));
+  REQUIRE(svc->counters().last_poll_errno == EBADF);
+  // A post from another thread still reaches a waiter that is backing off.
+  std::atomic<pid_t> tid{0};
+  std::atomic<int> got{-1};
+  std::thread waiter([&] {
+    tid.store(ueq::test::current_tid());
+    auto m = block_on({q.get()}, deadline_after_ms(20000));
+    got.store(m.ok() ? static_cast<int>(m->msg.id) : -2);
+  });
+  REQUIRE(ueq::test::wait_until(
+      [&] { return tid.load() != 0 && ueq::test::thread_sleeping(tid.load()); }));
+  const auto t1 = std::chrono::steady_clock::now();
+  REQUIRE_FALSE(q->post(7, 1));
+  REQUIRE(ueq::test::wait_until([&] { return got.load() != -1; }, std::chrono::seconds(10)));
+  const auto delivered = std::chrono::steady_clock::now() - t1;
+  waiter.join();
+  svc->detach_from_parkers();
+  REQUIRE(got.load() == 7);
+  REQUIRE(delivered < std::chrono::seconds(2));
 }
 
 TEST_CASE("fault: a parked thread keeps polling through an EINTR storm", "[fault]") {
