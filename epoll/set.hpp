@@ -72,10 +72,11 @@ namespace epoll_internal {
 constexpr int kMaxNests = 4;  // Linux's EP_MAX_NESTS
 // How many live sets watch the host poller's fd in the kernel (see create).
 constexpr int kHostWatchers = 8;
-// tap_service::poll() dispatches a batch of host events per call (128 or
-// more, by backend). wait() polls again after a batch of at least
-// kHostBatchFull events (more may be waiting; a backend with smaller
-// batches is only drained less at once), at most kMaxHostBatches times.
+// tap_service::poll() dispatches at most tap_service::kPollBatch host events
+// per call (a backend may return fewer at once: epoll's main instance gives
+// 128). wait() polls again after a batch of at least kHostBatchFull events
+// (more may be waiting; a backend with smaller batches is only drained less
+// at once), at most kMaxHostBatches times.
 constexpr std::size_t kHostBatchFull = 64;
 constexpr int kMaxHostBatches = 64;
 constexpr int kMaxEvents = INT_MAX / static_cast<int>(sizeof(epoll_event));
@@ -418,10 +419,11 @@ struct epoll_set::impl {
     return static_cast<std::uint32_t>(p.revents) & report_mask(events);
   }
 
-  // Moves CEQ messages onto the ready list (under mu).
+  // Moves CEQ messages onto the ready list (under mu), kDrainBatch per drain.
+  static constexpr std::size_t kDrainBatch = 64;
   void drain_mailbox() {
-    if (q->empty()) return;       // the common idle case, without a batch's set-up
-    scratch<event_msg, 64> msgs;  // filled by drain(): no zero-fill per harvest
+    if (q->empty()) return;                // the common idle case, without a batch's set-up
+    scratch<event_msg, kDrainBatch> msgs;  // filled by drain(): no zero-fill per harvest
     while (std::size_t n = q->drain(msgs.span())) {
       for (std::size_t i = 0; i < n; ++i) {
         auto it = entries.find(static_cast<int>(msgs[i].id));
@@ -430,7 +432,7 @@ struct epoll_set::impl {
         if (e.keeps_posted) e.posted |= static_cast<std::uint32_t>(msgs[i].bits);
         enqueue(e);
       }
-      if (n < 64) break;
+      if (n < kDrainBatch) break;  // drained
     }
   }
 

@@ -92,10 +92,15 @@ class epoll_backend final : public host_backend {
     return ::epoll_ctl(lane(i), EPOLL_CTL_DEL, fd, nullptr) == 0 ? status{} : status(errno);
   }
 
+  // Events taken per system call: lane 0's per poll, a nested lane's per
+  // drain (stack buffers; the caller's span may be larger or smaller).
+  static constexpr std::size_t kLane0Batch = 128;
+  static constexpr std::size_t kLaneBatch = 64;
+
   result<std::size_t> poll(std::span<host_event> out, mono_ns deadline,
                            const sigset_t* sigmask) noexcept override {
-    epoll_event evs[128];
-    const int max = static_cast<int>(std::min<std::size_t>(out.size(), 128));
+    epoll_event evs[kLane0Batch];
+    const int max = static_cast<int>(std::min<std::size_t>(out.size(), kLane0Batch));
     if (max == 0) return errno_code(EINVAL);
     timespec rel, *tsp = nullptr;
     if (deadline != kNoDeadline) {
@@ -126,8 +131,8 @@ class epoll_backend final : public host_backend {
       const std::uint64_t key = evs[i].data.u64;
       if (key == kWakeKey || (key & kLaneKey) != kLaneKey) continue;
       const int which = static_cast<int>(key & 0xffff);
-      epoll_event more[64];
-      const int room = static_cast<int>(std::min<std::size_t>(out.size() - k, 64));
+      epoll_event more[kLaneBatch];
+      const int room = static_cast<int>(std::min<std::size_t>(out.size() - k, kLaneBatch));
       const int m = ::epoll_wait(lane(which), more, room, 0);
       for (int j = 0; j < m; ++j)
         out[k++] = {more[j].data.u64, more[j].events};

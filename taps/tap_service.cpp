@@ -649,7 +649,7 @@ result<std::size_t> tap_service::poll(mono_ns deadline, const sigset_t* sigmask,
   // acquire: the previous poller's dispatching happened before ours.
   polled = !p_->polling.exchange(true, std::memory_order_acquire);
   if (!polled) return std::size_t{0};
-  scratch<host_event, 256> evs;  // filled by the backend: no zero-fill per poll
+  scratch<host_event, kPollBatch> evs;  // filled by the backend: no zero-fill per poll
   auto n = p_->backend->poll(evs.span(), deadline, sigmask);
   p_->stats.add(impl::kPolls);
   if (n) {

@@ -206,6 +206,9 @@ class tap_service {
     static void leave_with_deferred();  // the outermost exit, with closes deferred
   };
 
+  // Host events one poll() dispatches at most (the backend may return fewer:
+  // the epoll backend takes 128 from its main instance).
+  static constexpr std::size_t kPollBatch = 256;
   // One backend poll (until an event, the deadline, wake() or a signal:
   // EINTR), dispatching every event to its taps. One thread at a time
   // polls; a concurrent caller returns 0 at once (EAGAIN is not an error
