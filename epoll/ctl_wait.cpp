@@ -300,27 +300,33 @@ result<int> epoll_set::impl::wait(int number, std::span<epoll_event> buf, int li
       if (handed) s.svc->pass_role();
     }
   } pass{*this, handed};
-  for (bool checked = number < 0, first = true;; first = false) {
-    if (native.load(std::memory_order_acquire))
+  bool prepoll = true;  // see below
+  for (bool checked = number < 0;;) {
+    if (native.load(std::memory_order_acquire)) {
+      // The kernel's wait may block for good: a hand-off goes on first.
+      if (handed) svc->pass_role();
+      handed = false;
       return native_wait(buf, limit, deadline, sigmask, sink, ctx);
+    }
     if (fork_gen != tap_service::fork_generation()) return errno_code(ENOSYS);
     // Dispatch host events that have not been taken yet (without blocking;
     // if another thread is dispatching, it posts for us), so that whatever
     // happened before this call is seen by it, as with Linux. A full batch
     // may have left more, which would otherwise reach only a later wait (and
     // an edge-triggered entry already reported by its ADD probe would be
-    // reported twice). Once per call: after a sleep, what woke us was a
-    // dispatch already made (by us, leading, or by another), or a hand-off
-    // of the host poll, which we then take by blocking in it (a poll here,
-    // released at once, would hand it off to yet another waiter).
-    // A hand-off due when such a poll ends is ours to pass, after the
-    // harvest (or to take by leading).
-    for (int i = 0; first && i < kMaxHostBatches; ++i) {
+    // reported twice). Not after a sleep in the host poll or in standby:
+    // what woke us was a dispatch already made (by us, leading, or by
+    // another), or a hand-off of the host poll, which we then take by
+    // blocking in it (a poll here, released at once, would hand it off to
+    // yet another waiter). A hand-off due when such a poll ends is ours to
+    // pass, after the harvest (or to take by leading).
+    for (int i = 0; prepoll && i < kMaxHostBatches; ++i) {
       bool polled, due = false;
       auto got = svc->poll(kImmediate, nullptr, polled, &due);
       handed = handed || due;
       if (!got || *got < kHostBatchFull) break;
     }
+    prepoll = false;
     {
       // Not across the blocking below: a uthread may resume on another vcore.
       tap_service::inside_ueq in;
@@ -350,6 +356,8 @@ result<int> epoll_set::impl::wait(int number, std::span<epoll_event> buf, int li
     // left its bit there, so nothing is missed. With a signal mask, the
     // sleeps below keep the mask atomic (at the price of holding the vcore).
     if (!sigmask && parks_as_uthread()) {
+      if (handed) svc->pass_role();  // the parkers poll the host now
+      handed = false;
       auto r = block_on({wakeq.get()}, deadline);
       if (!r && r.error() != std::errc::timed_out) return r.error();
       continue;
@@ -369,6 +377,16 @@ result<int> epoll_set::impl::wait(int number, std::span<epoll_event> buf, int li
       return led.error();  // EINTR for a signal, as epoll_wait
     }
     if (*led == lead::polled) continue;
+    if (*led == lead::others && !svc->has_poller_thread()) {
+      // Parked threads poll the host, but only while one is parked: sleep
+      // until this set or the host has something, then poll the host
+      // ourselves (without blocking) and harvest. Every such waiter wakes.
+      if (handed) svc->pass_role();
+      handed = false;
+      if (status s = ppoll_set_and_host(deadline, sigmask)) return s.code();
+      prepoll = true;
+      continue;
+    }
     // Not leading: wait in standby, for this set's bell or, if another
     // thread polls the host, for the role. A hand-off taken earlier that we
     // did not use goes on first (we sleep now, and may sleep past it).

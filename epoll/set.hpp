@@ -355,15 +355,19 @@ struct epoll_set::impl {
   //    found the flag set posted nothing new. A sleeping plain-thread waiter
   //    is woken (one): this harvest leaves events for another, as Linux
   //    wakes the next waiter when events remain after a harvest.
-  void settle() {
+  // `leftover` (after a harvest): a set already signaled wakes one more
+  // waiter. A MOD passes false: its entry is only queued to be probed (it
+  // may not be ready), so it wakes as a new post does, on the flag's change.
+  void settle(bool leftover = true) {
     const bool pending = head != nullptr || !q->empty();
     if (pending) {
       // seq_cst: the write wake_one() orders its loads after (a no-op
       // exchange when already set; post_hook() then does nothing more).
-      if (signaled.exchange(true, std::memory_order_seq_cst))
-        wake_one();
-      else
+      if (signaled.exchange(true, std::memory_order_seq_cst)) {
+        if (leftover) wake_one();
+      } else {
         post_hook_signaled(this);
+      }
       (void)wakeq->post(0);
       return;
     }
@@ -399,7 +403,7 @@ struct epoll_set::impl {
     e.disabled = false;
     e.posted = 0;  // the file is polled afresh
     enqueue(e);
-    settle();
+    settle(false);
     return {};
   }
 
@@ -583,7 +587,7 @@ struct epoll_set::impl {
     // to the kernel at a fork has signaled set, and its host poll woken.)
     host_sleepers.fetch_add(1, std::memory_order_seq_cst);
     if (signaled.load(std::memory_order_seq_cst) || native.load(std::memory_order_acquire)) {
-      host_sleepers.fetch_sub(1, std::memory_order_relaxed);
+      host_sleepers.fetch_sub(1, std::memory_order_seq_cst);
       return lead::polled;  // pending already: harvest
     }
     bool polled = false;
@@ -595,7 +599,7 @@ struct epoll_set::impl {
     // pass. Busy: the poller hands off when it ends (the waiters stay
     // counted until then), so ours need not go on.
     handed = due;
-    host_sleepers.fetch_sub(1, std::memory_order_relaxed);
+    host_sleepers.fetch_sub(1, std::memory_order_seq_cst);
     if (!polled) return lead::busy;
     if (!r) return r.error();
     return lead::polled;
@@ -607,6 +611,7 @@ struct epoll_set::impl {
     // acquire: pairs with the release store below (bell is set by then).
     int ep = sleep_ep.load(std::memory_order_acquire);
     if (ep >= 0) return ep;
+    tap_service::inside_ueq in;  // a handler's close meanwhile defers (tap.hpp)
     std::lock_guard<std::mutex> g(mu);
     if ((ep = sleep_ep.load(std::memory_order_relaxed)) >= 0) return ep;
     const int hand = svc->role_handoff_fd();
@@ -648,7 +653,10 @@ struct epoll_set::impl {
     if (for_role && svc->become_deputy()) {
       deputies.fetch_add(1, std::memory_order_seq_cst);
       const status s = ppoll_set_and_host(deadline, sigmask);
-      deputies.fetch_sub(1, std::memory_order_relaxed);
+      // seq_cst decrements here and below: a post that reads the count after
+      // it must be ordered with our later loads of signaled in the single
+      // total order (a relaxed decrement would leave that to the fences).
+      deputies.fetch_sub(1, std::memory_order_seq_cst);
       svc->end_deputy();
       handed = true;  // a leader may have left the host to us: poll or pass it on
       return s;
@@ -667,7 +675,7 @@ struct epoll_set::impl {
         handed |= evs[i].data.u32 == kHandoffTag;
     }
     const int err = errno;
-    standbys.fetch_sub(1, std::memory_order_relaxed);
+    standbys.fetch_sub(1, std::memory_order_seq_cst);
     if (for_role) svc->end_await_role();
     return n < 0 ? status(err) : status{};
   }
@@ -682,7 +690,10 @@ struct epoll_set::impl {
       ts = to_timespec(time_left(deadline));
       tsp = &ts;
     }
-    return ::ppoll(fds, 2, tsp, sigmask) < 0 ? status(errno) : status{};
+    // The system call, not the C library's cancellation point: a thread
+    // cancelled here would leave the deputy's counts set (as the host poll
+    // and standby() make their waits as system calls too).
+    return ::syscall(SYS_ppoll, fds, 2, tsp, sigmask, _NSIG / 8) < 0 ? status(errno) : status{};
   }
 
   // A plain-thread waiter leaving wait() without a harvest (a signal, an

@@ -699,12 +699,12 @@ bool tap_service::await_role() noexcept {
   // seq_cst increment, then seq_cst load of polling: see poll().
   p_->role_waiters.fetch_add(1, std::memory_order_seq_cst);
   if (p_->polling.load(std::memory_order_seq_cst)) return true;
-  p_->role_waiters.fetch_sub(1, std::memory_order_relaxed);
+  p_->role_waiters.fetch_sub(1, std::memory_order_seq_cst);
   return false;
 }
 
 void tap_service::end_await_role() noexcept {
-  p_->role_waiters.fetch_sub(1, std::memory_order_relaxed);
+  p_->role_waiters.fetch_sub(1, std::memory_order_seq_cst);
 }
 
 void tap_service::pass_role() noexcept {

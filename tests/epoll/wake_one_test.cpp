@@ -197,6 +197,59 @@ TEST_CASE("epoll wake-one: a leader that times out hands the host poll on", "[ep
   ueq_close(ep);
 }
 
+TEST_CASE("epoll wake-one: a deputy that leaves hands the host poll to a waiter for it",
+          "[epoll]") {
+  // Three sets, three waiters, in this order: L leads the host poll (timeout
+  // 200 ms); D finds it taken and becomes the deputy, asleep watching the
+  // host itself (timeout 400 ms); W finds both taken and waits in standby
+  // for the role (no timeout). L leaves while the deputy watches: no
+  // hand-off. D leaves next, owing one (a deputy that wakes takes one on):
+  // it must hand the host poll to W, the only one left to see W's pipe.
+  struct one_set {
+    pipe_fds p;
+    int ep = ueq_epoll_create1(EPOLL_CLOEXEC);
+    one_set() {
+      epoll_event ev{};
+      ev.events = EPOLLIN;
+      ev.data.fd = p.r;
+      REQUIRE(ueq_epoll_ctl(ep, EPOLL_CTL_ADD, p.r, &ev) == 0);
+    }
+    ~one_set() { ueq_close(ep); }
+  };
+  const int rounds = static_cast<int>(ueq::test::scaled(5));
+  for (int i = 0, lost = 0; i < rounds; ++i) {
+    one_set a, b, c;
+    std::atomic<pid_t> tl{0}, td{0}, tw{0};
+    std::atomic<int> rl{-2}, rd{-2}, rw{-2};
+    auto waiter = [](one_set& s, std::atomic<pid_t>& tid, std::atomic<int>& res, int ms) {
+      return std::thread([&s, &tid, &res, ms] {
+        tid.store(ueq::test::current_tid());
+        epoll_event out[1];
+        res.store(ueq_epoll_wait(s.ep, out, 1, ms));
+      });
+    };
+    auto asleep = [](std::atomic<pid_t>& tid) {
+      return ueq::test::wait_until(
+          [&] { return tid.load() != 0 && ueq::test::thread_sleeping(tid.load()); });
+    };
+    std::thread l = waiter(a, tl, rl, 200);
+    REQUIRE(asleep(tl));
+    std::thread d = waiter(b, td, rd, 400);
+    REQUIRE(asleep(td));
+    std::thread w = waiter(c, tw, rw, 20000);
+    REQUIRE(asleep(tw));
+    l.join();
+    d.join();
+    REQUIRE(rl.load() == 0);
+    REQUIRE(rd.load() == 0);
+    REQUIRE(::write(c.p.w, "e", 1) == 1);
+    if (!ueq::test::wait_until([&] { return rw.load() != -2; }, std::chrono::seconds(10))) ++lost;
+    w.join();  // at most its own timeout
+    REQUIRE(lost == 0);
+    REQUIRE(rw.load() == 1);
+  }
+}
+
 namespace {
 std::atomic<int> g_handled{0};
 void on_usr1(int) {

@@ -36,6 +36,16 @@
  *    sleeper takes it, and one sleeper takes each (the kernel's exclusive
  *    wait queue); a sleeper takes every queued edge at once.
  *
+ * Not modelled: a process whose host poll belongs to a poller thread or to
+ * parked threads (lead_host_poll() answers `others`: the waiter sleeps on
+ * the bell alone with a poller thread, or, with parkers, as settle.pml's
+ * plain waiter does, on the eventfd and the host's fd, polling when woken);
+ * several sets (a hand-off edge goes to the first standby fd with a
+ * sleeper, whichever set it serves; one that does not wait for the role
+ * passes it on when it wakes: an extra wake, never a lost one); fork()
+ * (a set handed to the kernel passes any hand-off on before its kernel
+ * wait). The search is for safety: busy loops are settle.pml's concern.
+ *
  * A harvest and its settle() are one step (the set's lock; settle()'s own
  * handshake with post_hook() is settle.pml's), and so is wake_one()'s pair
  * of loads (each count's handshake with signaled stands alone).
