@@ -46,6 +46,17 @@ struct pipe_fds {
   }
 };
 
+// A new set watching fd for `events` (data: the fd).
+int set_watching(int fd, std::uint32_t events) {
+  const int ep = ueq_epoll_create1(EPOLL_CLOEXEC);
+  REQUIRE(ep >= 0);
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.fd = fd;
+  REQUIRE(ueq_epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) == 0);
+  return ep;
+}
+
 // Thread tid's voluntary context switches (-1 if unreadable).
 long voluntary_switches(pid_t tid) {
   char path[64], line[128];
@@ -58,6 +69,36 @@ long voluntary_switches(pid_t tid) {
   std::fclose(f);
   return v;
 }
+
+// Whether every thread of `tids` sleeps in the kernel now.
+bool all_asleep(const std::vector<std::atomic<pid_t>>& tids) {
+  for (auto& t : tids)
+    if (!ueq::test::thread_sleeping(t.load())) return false;
+  return true;
+}
+
+// n threads, each making one ueq_epoll_wait (one event, 20 s) and handing
+// what it got to `took`.
+struct one_wait_each {
+  std::vector<std::atomic<pid_t>> tids;
+  std::vector<std::thread> threads;
+  template <class Took>
+  one_wait_each(int ep, int n, Took took) : tids(n) {
+    for (int i = 0; i < n; ++i)
+      threads.emplace_back([this, ep, i, took] {
+        tids[i].store(ueq::test::current_tid());
+        epoll_event out[1];
+        if (ueq_epoll_wait(ep, out, 1, 20000) == 1) took(out[0]);
+      });
+  }
+  bool asleep() {
+    return ueq::test::wait_until([&] { return all_asleep(tids); });
+  }
+  void join() {
+    for (auto& t : threads)
+      t.join();
+  }
+};
 
 // Waiter threads looping in ueq_epoll_wait(ep, 1 event, no timeout) until
 // stop is set and an event wakes them; each event returned is counted.
@@ -82,11 +123,7 @@ struct waiters {
         }
       });
   }
-  bool all_sleeping() {
-    for (auto& t : tids)
-      if (!ueq::test::thread_sleeping(t.load())) return false;
-    return true;
-  }
+  bool all_sleeping() { return all_asleep(tids); }
   // Whether all are asleep, checked twice a little apart (a thread woken
   // between two reads of /proc is seen awake by the second).
   bool settled() {
@@ -117,13 +154,8 @@ struct waiters {
 }  // namespace
 
 TEST_CASE("epoll wake-one: one event wakes one of several plain-thread waiters", "[epoll]") {
-  const int ep = ueq_epoll_create1(EPOLL_CLOEXEC);
-  REQUIRE(ep >= 0);
   pipe_fds p;
-  epoll_event ev{};
-  ev.events = EPOLLIN | EPOLLET;  // one write, one report
-  ev.data.fd = p.r;
-  REQUIRE(ueq_epoll_ctl(ep, EPOLL_CTL_ADD, p.r, &ev) == 0);
+  const int ep = set_watching(p.r, EPOLLIN | EPOLLET);  // one write, one report
   constexpr int kWaiters = 6;
   const int rounds = static_cast<int>(ueq::test::scaled(100));
   waiters w(ep, kWaiters, p.r);
@@ -163,13 +195,8 @@ TEST_CASE("epoll wake-one: one event wakes one of several plain-thread waiters",
 }
 
 TEST_CASE("epoll wake-one: a leader that times out hands the host poll on", "[epoll]") {
-  const int ep = ueq_epoll_create1(EPOLL_CLOEXEC);
-  REQUIRE(ep >= 0);
   pipe_fds p;
-  epoll_event ev{};
-  ev.events = EPOLLIN | EPOLLET;
-  ev.data.fd = p.r;
-  REQUIRE(ueq_epoll_ctl(ep, EPOLL_CTL_ADD, p.r, &ev) == 0);
+  const int ep = set_watching(p.r, EPOLLIN | EPOLLET);
   const int rounds = static_cast<int>(ueq::test::scaled(20));
   int lost = 0;
   for (int i = 0; i < rounds && lost == 0; ++i) {
@@ -261,13 +288,8 @@ TEST_CASE("epoll wake-one: a leader interrupted by a signal hands the host poll 
   struct sigaction sa {};
   sa.sa_handler = on_usr1;
   REQUIRE(::sigaction(SIGUSR1, &sa, nullptr) == 0);
-  const int ep = ueq_epoll_create1(EPOLL_CLOEXEC);
-  REQUIRE(ep >= 0);
   pipe_fds p;
-  epoll_event ev{};
-  ev.events = EPOLLIN | EPOLLET;
-  ev.data.fd = p.r;
-  REQUIRE(ueq_epoll_ctl(ep, EPOLL_CTL_ADD, p.r, &ev) == 0);
+  const int ep = set_watching(p.r, EPOLLIN | EPOLLET);
   std::atomic<pid_t> lead_tid{0};
   std::atomic<int> lead_result{-2}, lead_errno{0};
   std::thread leader([&] {
@@ -301,24 +323,13 @@ TEST_CASE("epoll wake-one: level-triggered events left by a harvest wake the nex
   // kWaiters readable eventfds added while every waiter sleeps: each waiter
   // takes one (maxevents 1, then it reads it and leaves), so all must be
   // woken, one after another.
-  std::vector<std::atomic<pid_t>> tids(kWaiters);
   std::atomic<int> got{0};
-  std::vector<std::thread> ts;
-  for (int i = 0; i < kWaiters; ++i)
-    ts.emplace_back([&, i] {
-      tids[i].store(ueq::test::current_tid());
-      epoll_event out[1];
-      if (ueq_epoll_wait(ep, out, 1, 20000) == 1) {
-        eventfd_t v;
-        (void)::eventfd_read(out[0].data.fd, &v);  // no longer ready
-        got.fetch_add(1);
-      }
-    });
-  REQUIRE(ueq::test::wait_until([&] {
-    for (auto& t : tids)
-      if (!ueq::test::thread_sleeping(t.load())) return false;
-    return true;
-  }));
+  one_wait_each w(ep, kWaiters, [&](const epoll_event& e) {
+    eventfd_t v;
+    (void)::eventfd_read(e.data.fd, &v);  // no longer ready
+    got.fetch_add(1);
+  });
+  REQUIRE(w.asleep());
   // Readable before they are added: each ADD's probe posts, and only the
   // first finds the set idle (the others' posts find it pending already and
   // wake no one). The rest reach the other waiters only through what each
@@ -333,8 +344,7 @@ TEST_CASE("epoll wake-one: level-triggered events left by a harvest wake the nex
   }
   const bool all =
       ueq::test::wait_until([&] { return got.load() == kWaiters; }, std::chrono::seconds(15));
-  for (auto& t : ts)
-    t.join();
+  w.join();
   REQUIRE(all);
   for (int e : efds)
     ::close(e);
@@ -343,28 +353,14 @@ TEST_CASE("epoll wake-one: level-triggered events left by a harvest wake the nex
 
 TEST_CASE("epoll wake-one: fork() wakes every waiter in standby, and the set works after",
           "[epoll]") {
-  const int ep = ueq_epoll_create1(EPOLL_CLOEXEC);
-  REQUIRE(ep >= 0);
   pipe_fds p;
-  epoll_event ev{};
-  ev.events = EPOLLIN;  // level-triggered: every waiter may see it
-  ev.data.fd = p.r;
-  REQUIRE(ueq_epoll_ctl(ep, EPOLL_CTL_ADD, p.r, &ev) == 0);
+  const int ep = set_watching(p.r, EPOLLIN);  // level-triggered: every waiter may see it
   constexpr int kWaiters = 4;
-  std::vector<std::atomic<pid_t>> tids(kWaiters);
   std::atomic<int> got{0};
-  std::vector<std::thread> ts;
-  for (int i = 0; i < kWaiters; ++i)
-    ts.emplace_back([&, i] {
-      tids[i].store(ueq::test::current_tid());
-      epoll_event out[1];
-      if (ueq_epoll_wait(ep, out, 1, 20000) == 1 && out[0].data.fd == p.r) got.fetch_add(1);
-    });
-  REQUIRE(ueq::test::wait_until([&] {
-    for (auto& t : tids)
-      if (!ueq::test::thread_sleeping(t.load())) return false;
-    return true;
-  }));
+  one_wait_each w(ep, kWaiters, [&](const epoll_event& e) {
+    if (e.data.fd == p.r) got.fetch_add(1);
+  });
+  REQUIRE(w.asleep());
   const pid_t child = ::fork();
   REQUIRE(child >= 0);
   if (child == 0) ::_exit(0);
@@ -375,8 +371,7 @@ TEST_CASE("epoll wake-one: fork() wakes every waiter in standby, and the set wor
   REQUIRE(::write(p.w, "e", 1) == 1);
   const bool all =
       ueq::test::wait_until([&] { return got.load() == kWaiters; }, std::chrono::seconds(15));
-  for (auto& t : ts)
-    t.join();
+  w.join();
   REQUIRE(all);
   ueq_close(ep);
 }
