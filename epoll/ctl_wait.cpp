@@ -1,6 +1,7 @@
 // epoll_set: create, ctl (Linux's error order) and wait.
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -301,6 +302,14 @@ result<int> epoll_set::impl::wait(int number, std::span<epoll_event> buf, int li
     }
   } pass{*this, handed};
   bool prepoll = true;  // see below
+  // The last sleep that watched the host's fd ended because a host event
+  // was ready (host & kHostReady) while another thread held the host poll
+  // (busy): that thread is dispatching it, and until it has, the host's fd
+  // stays readable. The next such sleep yields first, so the poller gets
+  // the CPU rather than this thread spinning on the fd.
+  int host = 0;
+  bool busy = false;
+  bool host_ok = true;  // false once the host's fd is closed or in error
   for (bool checked = number < 0;;) {
     if (native.load(std::memory_order_acquire)) {
       // The kernel's wait may block for good: a hand-off goes on first.
@@ -324,6 +333,7 @@ result<int> epoll_set::impl::wait(int number, std::span<epoll_event> buf, int li
       bool polled, due = false;
       auto got = svc->poll(kImmediate, nullptr, polled, &due);
       handed = handed || due;
+      busy = !polled;
       if (!got || *got < kHostBatchFull) break;
     }
     prepoll = false;
@@ -383,10 +393,13 @@ result<int> epoll_set::impl::wait(int number, std::span<epoll_event> buf, int li
       // ourselves (without blocking) and harvest. Every such waiter wakes.
       if (handed) svc->pass_role();
       handed = false;
-      if (status s = ppoll_set_and_host(deadline, sigmask)) return s.code();
+      if ((host & kHostReady) && busy) ::sched_yield();
+      if (status s = ppoll_set_and_host(deadline, sigmask, host_ok, host)) return s.code();
+      host_ok = host_ok && !(host & kHostBroken);
       prepoll = true;
       continue;
     }
+    busy = *led == lead::busy;
     // Not leading: wait in standby, for this set's bell or, if another
     // thread polls the host, for the role. A hand-off taken earlier that we
     // did not use goes on first (we sleep now, and may sleep past it).
@@ -394,10 +407,12 @@ result<int> epoll_set::impl::wait(int number, std::span<epoll_event> buf, int li
       svc->pass_role();
       handed = false;
     }
-    if (status s = standby(deadline, sigmask, *led == lead::busy, handed)) {
+    if ((host & kHostReady) && busy) ::sched_yield();
+    if (status s = standby(deadline, sigmask, busy, handed, host_ok, host)) {
       leave_unharvested(handed);
       return s.code();  // EINTR for a signal, as epoll_wait
     }
+    host_ok = host_ok && !(host & kHostBroken);
   }
 }
 

@@ -644,15 +644,18 @@ struct epoll_set::impl {
   // epoll_pwait does). handed is set when this sleep took a hand-off: the
   // caller then polls or passes it on (tap_service::pass_role).
   // Without a sleep fd, it falls back to the deputy's sleep (every such
-  // waiter then wakes for each event).
-  status standby(mono_ns deadline, const sigset_t* sigmask, bool for_role, bool& handed) {
+  // waiter then wakes for each event). `host` is what ppoll_set_and_host()
+  // saw of the host's fd when this sleep was one (kHostReady, kHostBroken;
+  // a host fd that is broken is not watched again: host_ok).
+  status standby(mono_ns deadline, const sigset_t* sigmask, bool for_role, bool& handed,
+                 bool host_ok, int& host) {
     // The deputy watches the host itself (tap_service::become_deputy): no
     // hand-off is made while it sleeps, so a leader that goes back to the
     // program wakes no one (a host event wakes the deputy, which polls).
     // It wakes for every host event, so there is one at most.
-    if (for_role && svc->become_deputy()) {
+    if (for_role && host_ok && svc->become_deputy()) {
       deputies.fetch_add(1, std::memory_order_seq_cst);
-      const status s = ppoll_set_and_host(deadline, sigmask);
+      const status s = ppoll_set_and_host(deadline, sigmask, true, host);
       // seq_cst decrements here and below: a post that reads the count after
       // it must be ordered with our later loads of signaled in the single
       // total order (a relaxed decrement would leave that to the fences).
@@ -662,7 +665,7 @@ struct epoll_set::impl {
       return s;
     }
     const int ep = sleep_fd();
-    if (ep < 0) return ppoll_set_and_host(deadline, sigmask);
+    if (ep < 0) return ppoll_set_and_host(deadline, sigmask, host_ok, host);
     if (for_role && !svc->await_role()) return {};  // the role is free: go lead
     // seq_cst increment, then seq_cst load of signaled: see wake_one(). (A
     // set handed to the kernel has signaled set, and its standbys woken.)
@@ -680,10 +683,12 @@ struct epoll_set::impl {
     return n < 0 ? status(err) : status{};
   }
 
-  // Sleeps until this set's eventfd or the host poller's fd is readable,
-  // the deadline, or a signal (EINTR), with the caller's mask installed
-  // atomically.
-  status ppoll_set_and_host(mono_ns deadline, const sigset_t* sigmask) {
+  // Sleeps until this set's eventfd or (with watch_host) the host poller's
+  // fd is readable, the deadline, or a signal (EINTR), with the caller's
+  // mask installed atomically. `host` tells what the host's fd was.
+  static constexpr int kHostReady = 1;   // readable: a host event waits
+  static constexpr int kHostBroken = 2;  // closed or in error: watching it would spin
+  status ppoll_set_and_host(mono_ns deadline, const sigset_t* sigmask, bool watch_host, int& host) {
     pollfd fds[2] = {{evfd, POLLIN, 0}, {svc->pollable_fd(), POLLIN, 0}};
     timespec ts, *tsp = nullptr;
     if (deadline != kNoDeadline) {
@@ -693,7 +698,14 @@ struct epoll_set::impl {
     // The system call, not the C library's cancellation point: a thread
     // cancelled here would leave the deputy's counts set (as the host poll
     // and standby() make their waits as system calls too).
-    return ::syscall(SYS_ppoll, fds, 2, tsp, sigmask, _NSIG / 8) < 0 ? status(errno) : status{};
+    host = 0;
+    if (::syscall(SYS_ppoll, fds, watch_host ? 2 : 1, tsp, sigmask, _NSIG / 8) < 0)
+      return status(errno);
+    if (watch_host && (fds[1].revents & (POLLNVAL | POLLERR)))
+      host = kHostBroken;
+    else if (watch_host && (fds[1].revents & POLLIN))
+      host = kHostReady;
+    return {};
   }
 
   // A plain-thread waiter leaving wait() without a harvest (a signal, an

@@ -207,13 +207,38 @@ struct tap_service::impl {
   // relaxed: they only steer the back-off and the report).
   std::atomic<int> last_poll_errno{0};
   std::atomic<std::int64_t> backoff_ns{0};
-  // Counts a failed backend poll; reports an errno not seen just before.
-  void poll_failed(int e) noexcept {
-    stats.add(kPollErrors);
-    if (last_poll_errno.exchange(e, std::memory_order_relaxed) != e)
-      std::fprintf(stderr, "ueq: the host poll (%s backend) failed: %s\n", backend->name(),
-                   std::strerror(e));
+  std::atomic<std::uint64_t> reported{0};  // errnos (below 64) already written to stderr
+  // A poll cut short or refused for now (a signal; io_uring's EBUSY or
+  // EAGAIN while its completion queue is full): retried at once, not a failure.
+  static bool transient(std::error_code e) noexcept {
+    return e == std::errc::interrupted || e == std::errc::resource_unavailable_try_again ||
+           e == std::errc::device_or_resource_busy;
   }
+  // Counts a failed backend poll. True if its errno is to be reported (the
+  // first time it is seen), which the caller does once it holds no role.
+  bool poll_failed(int e) noexcept {
+    stats.add(kPollErrors);
+    last_poll_errno.store(e, std::memory_order_relaxed);
+    const std::uint64_t bit = e > 0 && e < 64 ? std::uint64_t{1} << e : 1;
+    return !(reported.fetch_or(bit, std::memory_order_relaxed) & bit);
+  }
+  void report(int e) const noexcept {
+    std::fprintf(stderr, "ueq: the host poll (%s backend) failed: %s\n", backend->name(),
+                 std::strerror(e));
+  }
+  // While polls keep failing: sleeps 1 ms, doubling to 64 ms, never past
+  // the deadline (a thread that polls for others then costs unpark latency,
+  // at most 64 ms, rather than a spinning CPU).
+  void back_off(mono_ns deadline) noexcept {
+    const std::int64_t prev = backoff_ns.load(std::memory_order_relaxed);
+    const std::int64_t d = std::clamp<std::int64_t>(prev * 2, kBackoffMinNs, kBackoffMaxNs);
+    backoff_ns.store(d, std::memory_order_relaxed);
+    const timespec ts =
+        to_timespec(deadline == kNoDeadline ? d : std::min<std::int64_t>(d, time_left(deadline)));
+    (void)::nanosleep(&ts, nullptr);
+  }
+  static constexpr std::int64_t kBackoffMinNs = 1'000'000;
+  static constexpr std::int64_t kBackoffMaxNs = 64'000'000;
   // Threads counted by await_role(), and the eventfd a hand-off writes
   // (made once, on first use; closed with the service).
   std::atomic<int> role_waiters{0};
@@ -342,17 +367,8 @@ struct tap_service::impl {
     auto* self = static_cast<tap_service*>(ctx);
     bool polled;
     auto r = self->poll(deadline, nullptr, polled);
-    if (r || !polled || r.error() == std::errc::interrupted) return;
-    impl& p = *self->p_;
-    const std::int64_t prev = p.backoff_ns.load(std::memory_order_relaxed);
-    const std::int64_t d = std::clamp<std::int64_t>(prev * 2, kBackoffMinNs, kBackoffMaxNs);
-    p.backoff_ns.store(d, std::memory_order_relaxed);
-    const timespec ts =
-        to_timespec(deadline == kNoDeadline ? d : std::min<std::int64_t>(d, time_left(deadline)));
-    (void)::nanosleep(&ts, nullptr);
+    if (!r && polled && !transient(r.error())) self->p_->back_off(deadline);
   }
-  static constexpr std::int64_t kBackoffMinNs = 1'000'000;
-  static constexpr std::int64_t kBackoffMaxNs = 64'000'000;
   static void wake_hook(void* ctx) noexcept { static_cast<tap_service*>(ctx)->wake(); }
 };
 
@@ -652,13 +668,14 @@ result<std::size_t> tap_service::poll(mono_ns deadline, const sigset_t* sigmask,
   scratch<host_event, kPollBatch> evs;  // filled by the backend: no zero-fill per poll
   auto n = p_->backend->poll(evs.span(), deadline, sigmask);
   p_->stats.add(impl::kPolls);
+  bool report = false;
   if (n) {
     if (p_->last_poll_errno.load(std::memory_order_relaxed) != 0) {
       p_->last_poll_errno.store(0, std::memory_order_relaxed);
       p_->backoff_ns.store(0, std::memory_order_relaxed);
     }
-  } else if (n.error() != std::errc::interrupted) {
-    p_->poll_failed(n.error().value());
+  } else if (!impl::transient(n.error())) {
+    report = p_->poll_failed(n.error().value());
   }
   if (n) {
     p_->stats.add(impl::kHostEvents, *n);
@@ -677,6 +694,7 @@ result<std::size_t> tap_service::poll(mono_ns deadline, const sigset_t* sigmask,
     *handoff_due = due;  // the caller's to pass on
   else if (due)
     p_->hand_off();
+  if (report) p_->report(n.error().value());  // not while holding the role
   return n;
 }
 
@@ -748,8 +766,11 @@ status tap_service::start_poller_thread() {
   try {
     p_->poller = std::thread([this] {
       // acquire: pairs with the release store in stop_poller_thread().
-      while (!p_->stop_poller.load(std::memory_order_acquire))
-        (void)poll(kNoDeadline);
+      while (!p_->stop_poller.load(std::memory_order_acquire)) {
+        auto r = poll(kNoDeadline);
+        // stop_poller_thread() wakes the poll; a back-off sleep ends by itself.
+        if (!r && !impl::transient(r.error())) p_->back_off(kNoDeadline);
+      }
     });
   } catch (const std::system_error& e) {
     return status(e.code().value());

@@ -93,9 +93,9 @@ TEST_CASE("fault: EINTR and EAGAIN storms from the host poll; events arrive afte
     plan.fail_polls = 50;
     for (int i = 0; i < 50; ++i)
       REQUIRE(svc->poll(deadline_after_ms(10)).error().value() == e);
-    // EINTR is a poll cut short, not a failure; anything else is counted.
-    REQUIRE(svc->counters().poll_errors == (e == EINTR ? 0u : 50u));
-    REQUIRE(svc->counters().last_poll_errno == (e == EINTR ? 0 : e));
+    // A poll cut short (EINTR) or refused for now (EAGAIN) is no failure.
+    REQUIRE(svc->counters().poll_errors == 0u);
+    REQUIRE(svc->counters().last_poll_errno == 0);
     auto m = pump(*svc, *q);
     REQUIRE(m);
     REQUIRE(m->bits == kTapReadable);

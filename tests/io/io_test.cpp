@@ -375,6 +375,7 @@ TEST_CASE("io: regular files, eventfds, FIFOs and terminals each read and write 
     const int master = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
     if (master < 0 || ::grantpt(master) != 0 || ::unlockpt(master) != 0) {
       WARN("no pseudo-terminals here: skipping");
+      SUCCEED("skipped: no pseudo-terminals");
       if (master >= 0) ::close(master);
       return;
     }

@@ -120,12 +120,13 @@ struct tap_counters {
   std::uint64_t posts = 0;         // tap events posted into queues
   std::uint64_t stale_events = 0;  // host events of an old registration, dropped
   std::uint64_t polls = 0;         // backend polls
-  // Backend polls that failed with an error other than EINTR (a host epoll
-  // fd closed behind ueq's back: EBADF), and the last such errno (0: none).
-  // The first failure with each new errno is also written to stderr, and a
-  // parked thread that polls for the parker hook backs off (1 ms, doubling
-  // to 64 ms, never past its deadline) while the polls keep failing,
-  // instead of spinning on them.
+  // Backend polls that failed (a host epoll fd closed behind ueq's back:
+  // EBADF), and the errno of the last poll if it failed (0 once one works).
+  // Not failures: EINTR, and EAGAIN/EBUSY (io_uring, completion queue
+  // full). The first failure with each errno is written to stderr, and the
+  // thread that polls for parked threads, or the poller thread, backs off
+  // (1 ms, doubling to 64 ms, never past its deadline) while the polls keep
+  // failing, instead of spinning on them.
   std::uint64_t poll_errors = 0;
   int last_poll_errno = 0;
 };
