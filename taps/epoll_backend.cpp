@@ -21,6 +21,7 @@
 #include <array>
 #include <atomic>
 #include <cerrno>
+#include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -92,6 +93,20 @@ class epoll_backend final : public host_backend {
     return ::epoll_ctl(lane(i), EPOLL_CTL_DEL, fd, nullptr) == 0 ? status{} : status(errno);
   }
 
+  // epoll_pwait2 where the kernel has it (5.11; and not under valgrind 3.19),
+  // else epoll_pwait with the timeout rounded up to milliseconds.
+  static int pwait(int ep, epoll_event* evs, int max, const timespec* tsp, const sigset_t* mask) {
+    static std::atomic<bool> no_pwait2{false};
+    if (!no_pwait2.load(std::memory_order_relaxed)) {
+      const int n = ::epoll_pwait2(ep, evs, max, tsp, mask);
+      if (n >= 0 || errno != ENOSYS) return n;
+      no_pwait2.store(true, std::memory_order_relaxed);  // a hint only: relaxed
+    }
+    long ms = -1;
+    if (tsp) ms = std::min<long>(INT_MAX, tsp->tv_sec * 1000L + (tsp->tv_nsec + 999999) / 1000000);
+    return ::epoll_pwait(ep, evs, max, static_cast<int>(ms), mask);
+  }
+
   // Events taken per system call: lane 0's per poll, a nested lane's per
   // drain (stack buffers; the caller's span may be larger or smaller).
   static constexpr std::size_t kLane0Batch = 128;
@@ -107,7 +122,7 @@ class epoll_backend final : public host_backend {
       rel = to_timespec(time_left(deadline));
       tsp = &rel;
     }
-    const int n = ::epoll_pwait2(lane(0), evs, max, tsp, sigmask);
+    const int n = pwait(lane(0), evs, max, tsp, sigmask);
     if (n < 0) return errno_code(errno);
     // Two passes, so no host event is ever dropped. Lane 0's own events are
     // edge-triggered: one not handed out now would never be reported again.
