@@ -649,6 +649,7 @@ struct epoll_set::impl {
   // a host fd that is broken is not watched again: host_ok).
   status standby(mono_ns deadline, const sigset_t* sigmask, bool for_role, bool& handed,
                  bool host_ok, int& host) {
+    host = 0;  // set again only by a sleep that watches the host's fd
     // The deputy watches the host itself (tap_service::become_deputy): no
     // hand-off is made while it sleeps, so a leader that goes back to the
     // program wakes no one (a host event wakes the deputy, which polls).

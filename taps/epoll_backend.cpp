@@ -93,13 +93,15 @@ class epoll_backend final : public host_backend {
     return ::epoll_ctl(lane(i), EPOLL_CTL_DEL, fd, nullptr) == 0 ? status{} : status(errno);
   }
 
-  // epoll_pwait2 where the kernel has it (5.11; and not under valgrind 3.19),
+  // epoll_pwait2 where the kernel allows it (5.11; not under valgrind 3.19),
   // else epoll_pwait with the timeout rounded up to milliseconds.
   static int pwait(int ep, epoll_event* evs, int max, const timespec* tsp, const sigset_t* mask) {
     static std::atomic<bool> no_pwait2{false};
     if (!no_pwait2.load(std::memory_order_relaxed)) {
       const int n = ::epoll_pwait2(ep, evs, max, tsp, mask);
-      if (n >= 0 || errno != ENOSYS) return n;
+      // ENOSYS; EPERM from a seccomp filter that refuses system calls it
+      // does not know (epoll_pwait2 never gives EPERM itself).
+      if (n >= 0 || (errno != ENOSYS && errno != EPERM)) return n;
       no_pwait2.store(true, std::memory_order_relaxed);  // a hint only: relaxed
     }
     long ms = -1;

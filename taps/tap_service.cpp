@@ -33,6 +33,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
@@ -367,7 +368,11 @@ struct tap_service::impl {
     auto* self = static_cast<tap_service*>(ctx);
     bool polled;
     auto r = self->poll(deadline, nullptr, polled);
-    if (!r && polled && !transient(r.error())) self->p_->back_off(deadline);
+    if (r || !polled) return;
+    if (!transient(r.error()))
+      self->p_->back_off(deadline);
+    else if (r.error() != std::errc::interrupted)
+      ::sched_yield();  // EAGAIN/EBUSY: let whoever frees the queue run
   }
   static void wake_hook(void* ctx) noexcept { static_cast<tap_service*>(ctx)->wake(); }
 };
@@ -769,7 +774,10 @@ status tap_service::start_poller_thread() {
       while (!p_->stop_poller.load(std::memory_order_acquire)) {
         auto r = poll(kNoDeadline);
         // stop_poller_thread() wakes the poll; a back-off sleep ends by itself.
-        if (!r && !impl::transient(r.error())) p_->back_off(kNoDeadline);
+        if (!r && !impl::transient(r.error()))
+          p_->back_off(kNoDeadline);
+        else if (!r && r.error() != std::errc::interrupted)
+          ::sched_yield();  // EAGAIN/EBUSY: let whoever frees the queue run
       }
     });
   } catch (const std::system_error& e) {

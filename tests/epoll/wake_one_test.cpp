@@ -197,9 +197,10 @@ TEST_CASE("epoll wake-one: one event wakes one of several plain-thread waiters",
 TEST_CASE("epoll wake-one: a leader that times out hands the host poll on", "[epoll]") {
   pipe_fds p;
   const int ep = set_watching(p.r, EPOLLIN | EPOLLET);
+  // Rounds until `rounds` have counted (at most 10 more tries).
   const int rounds = static_cast<int>(ueq::test::scaled(5));
   int lost = 0, conclusive = 0;
-  for (int i = 0; i < rounds && lost == 0; ++i) {
+  for (int i = 0; conclusive < rounds && i < rounds + 10 && lost == 0; ++i) {
     // The leader: first to block, with a timeout. A round counts only if
     // the other two were asleep behind it before it left (a loaded machine
     // may let the timeout pass first; the round then proves nothing).
@@ -252,7 +253,7 @@ TEST_CASE("epoll wake-one: a deputy that leaves hands the host poll to a waiter 
   };
   const int rounds = static_cast<int>(ueq::test::scaled(5));
   int conclusive = 0;
-  for (int i = 0, lost = 0; i < rounds; ++i) {
+  for (int i = 0, lost = 0; conclusive < rounds && i < rounds + 10; ++i) {
     one_set a, b, c;
     std::atomic<pid_t> tl{0}, td{0}, tw{0};
     std::atomic<int> rl{-2}, rd{-2}, rw{-2};
