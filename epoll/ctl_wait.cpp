@@ -8,6 +8,7 @@
 
 #include "registry.hpp"
 #include "ueq/ceq/block_on.hpp"
+#include "ueq/runtime/fd.hpp"
 #include "ueq/runtime/parker.hpp"
 
 namespace ueq {

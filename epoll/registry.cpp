@@ -1,6 +1,7 @@
 // The process's epoll sets (registry.hpp): numbers, membership, nesting,
 // identity, close/dup bookkeeping and fork.
 #include "registry.hpp"
+#include "ueq/runtime/fd.hpp"
 
 #include <fcntl.h>
 #include <pthread.h>

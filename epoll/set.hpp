@@ -61,7 +61,7 @@
 #include "ueq/ceq/block_on.hpp"
 #include "ueq/ceq/event_queue.hpp"
 #include "ueq/epoll.h"
-#include "ueq/runtime/chunked_table.hpp"
+#include "ueq/runtime/fd.hpp"
 #include "ueq/runtime/parker.hpp"
 #include "ueq/runtime/scratch.hpp"
 #include "ueq/taps/tap.hpp"

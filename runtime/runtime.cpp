@@ -1,16 +1,11 @@
 // Process-wide pieces of the runtime substrate: the yield hook and the thread
 // index pool.
-#include <fcntl.h>
 #include <sched.h>
-#include <sys/resource.h>
-#include <unistd.h>
 
-#include <cstdio>
 #include <mutex>
 #include <vector>
 
 #include "ueq/runtime/backoff.hpp"
-#include "ueq/runtime/chunked_table.hpp"
 #include "ueq/runtime/thread_index.hpp"
 
 namespace ueq {
@@ -79,29 +74,6 @@ unsigned assign_thread_index() noexcept {
 
 void set_yield_hook(detail::yield_fn fn) noexcept {
   detail::g_yield_hook.store(fn ? fn : &detail::default_yield, std::memory_order_relaxed);
-}
-
-std::size_t host_max_fds() noexcept {
-  std::size_t n = std::size_t{1} << 20;
-  if (FILE* f = std::fopen("/proc/sys/fs/nr_open", "re")) {
-    unsigned long v = 0;
-    if (std::fscanf(f, "%lu", &v) == 1 && v > 0) n = v;
-    std::fclose(f);
-  }
-  return n;
-}
-
-int hide_fd(int fd) noexcept {
-  if (fd < 0) return fd;
-  rlimit rl;
-  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < 512) return fd;
-  // The top 256 numbers below the soft limit, searched from their bottom.
-  const long floor = static_cast<long>(rl.rlim_cur) - 256;
-  if (fd >= floor) return fd;
-  const int high = ::fcntl(fd, F_DUPFD_CLOEXEC, floor);
-  if (high < 0) return fd;
-  ::close(fd);
-  return high;
 }
 
 unsigned live_thread_indices() noexcept {

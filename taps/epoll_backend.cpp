@@ -27,7 +27,7 @@
 #include <mutex>
 #include <new>
 
-#include "ueq/runtime/chunked_table.hpp"
+#include "ueq/runtime/fd.hpp"
 #include "ueq/taps/backend.hpp"
 #include "wake_channel.hpp"
 

@@ -68,6 +68,7 @@
 
 #include "ueq/ceq/block_on.hpp"
 #include "ueq/runtime/chunked_table.hpp"
+#include "ueq/runtime/fd.hpp"
 #include "ueq/taps/tap.hpp"
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)

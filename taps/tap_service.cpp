@@ -50,6 +50,7 @@
 #include <vector>
 
 #include "ueq/runtime/chunked_table.hpp"
+#include "ueq/runtime/fd.hpp"
 #include "ueq/runtime/parker.hpp"
 #include "ueq/runtime/scratch.hpp"
 #include "ueq/runtime/sharded_counters.hpp"

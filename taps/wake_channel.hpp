@@ -10,7 +10,7 @@
 #include <cerrno>
 #include <cstdint>
 
-#include "ueq/runtime/chunked_table.hpp"
+#include "ueq/runtime/fd.hpp"
 
 namespace ueq::detail {
 

@@ -80,14 +80,4 @@ class chunked_table {
   std::unique_ptr<std::atomic<chunk*>[]> dir_;
 };
 
-// The largest fd number the host allows (/proc/sys/fs/nr_open), or 2^20.
-std::size_t host_max_fds() noexcept;
-
-// Moves one of the runtime's own descriptors out of the way of the program's:
-// re-numbers fd near the top of the RLIMIT_NOFILE soft limit (close-on-exec),
-// closes the original number, and returns the new one. The program's next
-// open() then gets the number it would have got without ueq. If no high
-// number is free, fd is returned unchanged.
-int hide_fd(int fd) noexcept;
-
 }  // namespace ueq
