@@ -194,7 +194,7 @@ int do_wait(int epfd, std::shared_ptr<ueq::epoll_set> set, epoll_event* events, 
     if (n.error().value() != ESTALE) return fail(n.error());
     // The number was closed behind ueq's back and now names another file.
     ueq::forget_set_number(epfd, &ueq::epoll_access::of(*set));
-    return ueq::k_epoll_wait(epfd, events, maxevents, deadline, user_mask);
+    return ueq::epoll_pwait_until(epfd, events, maxevents, deadline, user_mask);
   }
   return *n;
 }
@@ -210,7 +210,7 @@ int wait_any(int epfd, epoll_event* events, int maxevents, ueq::mono_ns deadline
     n = do_wait(epfd, std::move(set), events, maxevents, deadline, user_mask);
   } else {
     count(g_stats.passed);
-    n = ueq::k_epoll_wait(epfd, events, maxevents, deadline, user_mask);
+    n = ueq::epoll_pwait_until(epfd, events, maxevents, deadline, user_mask);
   }
   if (g_stats_out || ueq::log_verbose()) {
     const int e = errno;

@@ -295,12 +295,10 @@ result<int> epoll_set::impl::wait(int number, std::span<epoll_event> buf, int li
   // A host-poll hand-off this call took (standby()) and has not acted on:
   // whatever it returns, it passes it on unless it polled since.
   bool handed = false;
-  struct pass_on {
+  struct at_return {
     impl& s;
     bool& handed;
-    ~pass_on() {
-      if (handed) s.svc->pass_role();
-    }
+    ~at_return() { s.pass_on(handed); }
   } pass{*this, handed};
   bool prepoll = true;  // see below
   // The last sleep that watched the host's fd ended because a host event
@@ -314,8 +312,7 @@ result<int> epoll_set::impl::wait(int number, std::span<epoll_event> buf, int li
   for (bool checked = number < 0;;) {
     if (native.load(std::memory_order_acquire)) {
       // The kernel's wait may block for good: a hand-off goes on first.
-      if (handed) svc->pass_role();
-      handed = false;
+      pass_on(handed);
       return native_wait(buf, limit, deadline, sigmask, sink, ctx);
     }
     if (fork_gen != tap_service::fork_generation()) return errno_code(ENOSYS);
@@ -367,8 +364,7 @@ result<int> epoll_set::impl::wait(int number, std::span<epoll_event> buf, int li
     // left its bit there, so nothing is missed. With a signal mask, the
     // sleeps below keep the mask atomic (at the price of holding the vcore).
     if (!sigmask && parks_as_uthread()) {
-      if (handed) svc->pass_role();  // the parkers poll the host now
-      handed = false;
+      pass_on(handed);  // the parkers poll the host now
       auto r = block_on({wakeq.get()}, deadline);
       if (!r && r.error() != std::errc::timed_out) return r.error();
       continue;
@@ -392,8 +388,7 @@ result<int> epoll_set::impl::wait(int number, std::span<epoll_event> buf, int li
       // Parked threads poll the host, but only while one is parked: sleep
       // until this set or the host has something, then poll the host
       // ourselves (without blocking) and harvest. Every such waiter wakes.
-      if (handed) svc->pass_role();
-      handed = false;
+      pass_on(handed);
       if ((host & kHostReady) && busy) ::sched_yield();
       if (status s = ppoll_set_and_host(deadline, sigmask, host_ok, host)) return s.code();
       host_ok = host_ok && !(host & kHostBroken);
@@ -404,10 +399,7 @@ result<int> epoll_set::impl::wait(int number, std::span<epoll_event> buf, int li
     // Not leading: wait in standby, for this set's bell or, if another
     // thread polls the host, for the role. A hand-off taken earlier that we
     // did not use goes on first (we sleep now, and may sleep past it).
-    if (handed) {
-      svc->pass_role();
-      handed = false;
-    }
+    pass_on(handed);
     if ((host & kHostReady) && busy) ::sched_yield();
     if (status s = standby(deadline, sigmask, busy, handed, host_ok, host)) {
       leave_unharvested(handed);

@@ -135,25 +135,7 @@ inline int k_epoll_create1(int flags) {
 inline int k_epoll_ctl(int ep, int op, int fd, const epoll_event* ev) {
   return static_cast<int>(::syscall(SYS_epoll_ctl, ep, op, fd, ev));
 }
-// epoll_pwait2 where the kernel has it (5.11), else epoll_pwait with the
-// timeout rounded up to milliseconds.
-inline int k_epoll_wait(int ep, epoll_event* ev, int max, mono_ns deadline, const sigset_t* mask) {
-  timespec ts, *tsp = nullptr;
-  if (deadline != kNoDeadline) {
-    ts = to_timespec(time_left(deadline));
-    tsp = &ts;
-  }
-  static std::atomic<bool> no_pwait2{false};
-  if (!no_pwait2.load(std::memory_order_relaxed)) {
-    const long r = ::syscall(SYS_epoll_pwait2, ep, ev, max, tsp, mask, _NSIG / 8);
-    if (r >= 0 || errno != ENOSYS) return static_cast<int>(r);
-    no_pwait2.store(true, std::memory_order_relaxed);  // a hint only: relaxed
-  }
-  long ms = -1;
-  if (tsp) ms = std::min<long>(INT_MAX, ts.tv_sec * 1000L + (ts.tv_nsec + 999999) / 1000000);
-  return static_cast<int>(
-      ::syscall(SYS_epoll_pwait, ep, ev, max, static_cast<int>(ms), mask, _NSIG / 8));
-}
+// Waits: epoll_pwait_until() (ueq/runtime/fd.hpp), a system call too.
 
 // epoll_set::ctl without its fast MOD (modify_registered): Linux's error
 // order, every op. event is trusted (the C API has copied it in).
@@ -674,7 +656,7 @@ struct epoll_set::impl {
     int n = 0;
     if (!signaled.load(std::memory_order_seq_cst) && !native.load(std::memory_order_acquire)) {
       epoll_event evs[2];
-      n = k_epoll_wait(ep, evs, 2, deadline, sigmask);
+      n = epoll_pwait_until(ep, evs, 2, deadline, sigmask);
       for (int i = 0; i < n; ++i)
         handed |= evs[i].data.u32 == kHandoffTag;
     }
@@ -709,14 +691,20 @@ struct epoll_set::impl {
     return {};
   }
 
+  // Passes on a hand-off of the host poll this waiter took (handed) and will
+  // not use: before a sleep that does not lead, or a return.
+  void pass_on(bool& handed) noexcept {
+    if (handed) svc->pass_role();
+    handed = false;
+  }
+
   // A plain-thread waiter leaving wait() without a harvest (a signal, an
   // error): what it took on is passed on, as if it had not woken. A hand-off
   // it took goes to another waiter for the role; an event left pending,
   // whose wake may have been its own (wake_one() woke it, or its host poll),
   // wakes another waiter of this set.
   void leave_unharvested(bool& handed) noexcept {
-    if (handed) svc->pass_role();
-    handed = false;
+    pass_on(handed);
     if (signaled.load(std::memory_order_seq_cst)) wake_one();
   }
 
@@ -726,7 +714,7 @@ struct epoll_set::impl {
     const int max =
         static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(limit), buf.size()));
     const int n =
-        k_epoll_wait(epfd.load(std::memory_order_relaxed), buf.data(), max, deadline, sigmask);
+        epoll_pwait_until(epfd.load(std::memory_order_relaxed), buf.data(), max, deadline, sigmask);
     if (n < 0) return errno_code(errno);
     if (!sink || n == 0) return n;
     const int taken = std::clamp(sink(buf.data(), n, ctx), 0, n);

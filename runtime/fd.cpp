@@ -2,9 +2,15 @@
 #include "ueq/runtime/fd.hpp"
 
 #include <fcntl.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <climits>
 #include <cstdio>
 
 namespace ueq {
@@ -32,4 +38,22 @@ int hide_fd(int fd) noexcept {
   return high;
 }
 
+int epoll_pwait_until(int ep, epoll_event* ev, int max, mono_ns deadline,
+                      const sigset_t* mask) noexcept {
+  timespec ts, *tsp = nullptr;
+  if (deadline != kNoDeadline) {
+    ts = to_timespec(time_left(deadline));
+    tsp = &ts;
+  }
+  static std::atomic<bool> no_pwait2{false};
+  if (!no_pwait2.load(std::memory_order_relaxed)) {
+    const long r = ::syscall(SYS_epoll_pwait2, ep, ev, max, tsp, mask, _NSIG / 8);
+    if (r >= 0 || (errno != ENOSYS && errno != EPERM)) return static_cast<int>(r);
+    no_pwait2.store(true, std::memory_order_relaxed);  // a hint only: relaxed
+  }
+  long ms = -1;
+  if (tsp) ms = std::min<long>(INT_MAX, ts.tv_sec * 1000L + (ts.tv_nsec + 999999) / 1000000);
+  return static_cast<int>(
+      ::syscall(SYS_epoll_pwait, ep, ev, max, static_cast<int>(ms), mask, _NSIG / 8));
+}
 }  // namespace ueq

@@ -93,22 +93,6 @@ class epoll_backend final : public host_backend {
     return ::epoll_ctl(lane(i), EPOLL_CTL_DEL, fd, nullptr) == 0 ? status{} : status(errno);
   }
 
-  // epoll_pwait2 where the kernel allows it (5.11; not under valgrind 3.19),
-  // else epoll_pwait with the timeout rounded up to milliseconds.
-  static int pwait(int ep, epoll_event* evs, int max, const timespec* tsp, const sigset_t* mask) {
-    static std::atomic<bool> no_pwait2{false};
-    if (!no_pwait2.load(std::memory_order_relaxed)) {
-      const int n = ::epoll_pwait2(ep, evs, max, tsp, mask);
-      // ENOSYS; EPERM from a seccomp filter that refuses system calls it
-      // does not know (epoll_pwait2 never gives EPERM itself).
-      if (n >= 0 || (errno != ENOSYS && errno != EPERM)) return n;
-      no_pwait2.store(true, std::memory_order_relaxed);  // a hint only: relaxed
-    }
-    long ms = -1;
-    if (tsp) ms = std::min<long>(INT_MAX, tsp->tv_sec * 1000L + (tsp->tv_nsec + 999999) / 1000000);
-    return ::epoll_pwait(ep, evs, max, static_cast<int>(ms), mask);
-  }
-
   // Events taken per system call: lane 0's per poll, a nested lane's per
   // drain (stack buffers; the caller's span may be larger or smaller).
   static constexpr std::size_t kLane0Batch = 128;
@@ -119,12 +103,7 @@ class epoll_backend final : public host_backend {
     epoll_event evs[kLane0Batch];
     const int max = static_cast<int>(std::min<std::size_t>(out.size(), kLane0Batch));
     if (max == 0) return errno_code(EINVAL);
-    timespec rel, *tsp = nullptr;
-    if (deadline != kNoDeadline) {
-      rel = to_timespec(time_left(deadline));
-      tsp = &rel;
-    }
-    const int n = pwait(lane(0), evs, max, tsp, sigmask);
+    const int n = epoll_pwait_until(lane(0), evs, max, deadline, sigmask);
     if (n < 0) return errno_code(errno);
     // Two passes, so no host event is ever dropped. Lane 0's own events are
     // edge-triggered: one not handed out now would never be reported again.
