@@ -222,7 +222,7 @@ UEQ_BENCH(uthread, "uthread switch/spawn/block vs raw fiber and Boost.Fiber; mem
                 .value = v,
                 .baseline = "boost_context_fiber_pingpong",
                 .baseline_value = b,
-                .goal = "<= 4"});
+                .goal = "<= 5"});
   }
   {
     // Arm+cancel with 100k other timers armed.

@@ -10,16 +10,23 @@
 //                        that sees it end decrements and, at zero, unparks
 //                        run()'s `done` parker.
 //   uthread.ctx          the saved context. Written by the post-switch
-//                        trampoline on the scheduler stack of the vcore it
-//                        left, before anyone can learn it is blocked; read by
-//                        the vcore that resumes it, which got the uthread
-//                        through the 2LS (a lock or an atomic hand-off, so
-//                        the write happens before the read).
+//                        trampoline on the vcore it left (on the scheduler
+//                        stack, or on the stack of the uthread a direct
+//                        switch resumed), before anyone can learn it is
+//                        blocked; read by the vcore that resumes it, which
+//                        got the uthread through the 2LS (a lock or an
+//                        atomic hand-off, so the write happens before the
+//                        read).
+//   uthread.vc           the vcore that resumes it; written by the resumer
+//                        on its own thread just before the switch, read by
+//                        the uthread right after it.
 //   uthread.join_state   kJoinable -> kDetached (detach) | kJoining (join)
 //                        -> kExited (the vcore that saw it end). Whoever
 //                        moves it last frees the uthread.
 //   vcore_ctx            one per vcore thread, touched only by that thread
 //                        (the uthread running on it counts as that thread).
+//                        `incoming` carries a direct switch's target to the
+//                        trampoline that runs on its stack.
 //
 // A uthread is on exactly one of: a vcore (running), a 2LS run queue, or a
 // wait structure (blocked). Making it runnable twice is the bug to avoid:
@@ -27,8 +34,9 @@
 // or a lock-protected dequeue), so exactly one party re-queues it.
 //
 // TLS and migration: a uthread may resume on another vcore, so code in a
-// uthread never caches the vcore context across a switch; cur_vc() is
-// noinline so the compiler cannot keep a thread-local address across one.
+// uthread never caches the vcore context across a switch: after one it
+// reads uthread.vc, and elsewhere cur_vc(), which is noinline so the
+// compiler cannot keep a thread-local address across a switch.
 #include "ueq/uthread/uthread.hpp"
 
 #include <sched.h>
@@ -40,12 +48,14 @@
 #include <cstring>
 #include <memory>
 
+#include "default_sched.hpp"
 #include "ueq/runtime/backoff.hpp"
 #include "ueq/runtime/parker.hpp"
 #include "ueq/runtime/timer.hpp"
 #include "ueq/runtime/vcore.hpp"
 #include "ueq/uthread/sched.hpp"
 #include "ueq/uthread/stack_pool.hpp"
+#include "uthread_impl.hpp"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define UEQ_ASAN 1
@@ -76,18 +86,6 @@ namespace detail {
 
 enum : std::uint32_t { kJoinable = 0, kDetached = 1, kJoining = 2, kExited = 3 };
 
-struct uthread {
-  ctx::fiber ctx;
-  std::function<void()> fn;
-  stack_slot stack;
-  sched_link link;
-  std::atomic<std::uint32_t> join_state{kJoinable};
-  parker* joiner = nullptr;  // written before the kJoining CAS (release)
-  char name[32] = {};
-  void* tsan_fiber = nullptr;
-  void* asan_fake = nullptr;
-};
-
 sched_link& link_of(uthread* u) noexcept {
   return u->link;
 }
@@ -97,6 +95,7 @@ namespace {
 struct runtime_state {
   scheduler_2ls* sched = nullptr;
   std::unique_ptr<scheduler_2ls> owned;
+  default_scheduler* dflt = nullptr;  // sched, when it is the default 2LS
   timer_service timers;
   vcore_group vcores;
   std::atomic<std::size_t> live{0};
@@ -108,11 +107,14 @@ struct runtime_state {
 
 std::atomic<runtime_state*> g_rt{nullptr};
 
+}  // namespace
+
 struct vcore_ctx {
   unsigned index = 0;
-  ctx::fiber sched;            // the scheduler's context while a uthread runs
-  uthread* current = nullptr;  // the running uthread
-  uthread* exited = nullptr;   // set by a uthread's last act
+  ctx::fiber sched;             // the scheduler's context while a uthread runs
+  uthread* current = nullptr;   // the running uthread
+  uthread* incoming = nullptr;  // a direct switch's target, until it runs
+  uthread* exited = nullptr;    // set by a uthread's last act
   post_switch_fn post = nullptr;
   void* post_arg = nullptr;
   block_reason why = block_reason::misc;
@@ -122,7 +124,12 @@ struct vcore_ctx {
   const void* stack_bottom = nullptr;
   std::size_t stack_size = 0;
   bool asan_finished = false;
+  // A uthread resumed by the scheduler (not by another uthread) still has to
+  // tell ASan it arrived; a direct switch's trampoline does it itself.
+  bool asan_from_sched = false;
 };
+
+namespace {
 
 thread_local vcore_ctx* tl_vc = nullptr;
 
@@ -137,6 +144,24 @@ runtime_state* rt() noexcept {
   return g_rt.load(std::memory_order_acquire);
 }
 
+// The 2LS calls on the switch path: direct calls into the default 2LS (a
+// final class, so they inline), virtual ones into any other.
+inline uthread* sched_pick(runtime_state* r, unsigned vcore) noexcept {
+  return r->dflt ? r->dflt->pick_next(vcore) : r->sched->pick_next(vcore);
+}
+inline void sched_paused(runtime_state* r, uthread* u) noexcept {
+  if (r->dflt)
+    r->dflt->thread_paused(u);
+  else
+    r->sched->thread_paused(u);
+}
+inline void sched_runnable(runtime_state* r, uthread* u) noexcept {
+  if (r->dflt)
+    r->dflt->thread_runnable(u);
+  else
+    r->sched->thread_runnable(u);
+}
+
 // --- sanitizer annotations -------------------------------------------------
 // Scheduler -> uthread.
 inline void annotate_enter(vcore_ctx* vc, uthread* u) noexcept {
@@ -145,17 +170,39 @@ inline void annotate_enter(vcore_ctx* vc, uthread* u) noexcept {
 #endif
 #ifdef UEQ_ASAN
   __sanitizer_start_switch_fiber(&vc->asan_fake, u->stack.base, u->stack.size);
+  vc->asan_from_sched = true;
 #endif
   (void)vc;
   (void)u;
 }
-// First thing on the uthread side after a switch in.
+// First thing on the uthread side after a switch in. From the scheduler,
+// learn the scheduler's stack bounds; a direct switch has finished already.
 inline void annotate_entered(vcore_ctx* vc, uthread* u) noexcept {
 #ifdef UEQ_ASAN
-  __sanitizer_finish_switch_fiber(u->asan_fake, &vc->stack_bottom, &vc->stack_size);
+  if (vc->asan_from_sched)
+    __sanitizer_finish_switch_fiber(u->asan_fake, &vc->stack_bottom, &vc->stack_size);
+  vc->asan_from_sched = false;
 #endif
   (void)vc;
   (void)u;
+}
+// Uthread -> uthread.
+inline void annotate_direct(uthread* from, uthread* to) noexcept {
+#ifdef UEQ_TSAN
+  __tsan_switch_to_fiber(to->tsan_fiber, 0);
+#endif
+#ifdef UEQ_ASAN
+  __sanitizer_start_switch_fiber(&from->asan_fake, to->stack.base, to->stack.size);
+#endif
+  (void)from;
+  (void)to;
+}
+// First thing on the incoming uthread's stack after a direct switch.
+inline void annotate_direct_arrived(uthread* to) noexcept {
+#ifdef UEQ_ASAN
+  __sanitizer_finish_switch_fiber(to->asan_fake, nullptr, nullptr);
+#endif
+  (void)to;
 }
 // Uthread -> scheduler (dying: the uthread's fake stack can go).
 inline void annotate_leave(vcore_ctx* vc, uthread* u, bool dying) noexcept {
@@ -226,6 +273,7 @@ void on_exit(runtime_state* r, uthread* u) noexcept {
 
 void run_one(runtime_state* r, vcore_ctx* vc, uthread* u) noexcept {
   vc->current = u;
+  u->vc = vc;
   u->link.vcore = vc->index;
   vc->asan_finished = false;
   annotate_enter(vc, u);
@@ -238,39 +286,90 @@ void run_one(runtime_state* r, vcore_ctx* vc, uthread* u) noexcept {
   }
 }
 
+// The 2LS learns that u left the CPU, then the blocker's callback runs (it
+// may publish u: after it, u may be running elsewhere). Runs right after u's
+// context is saved, on the stack of whatever runs next (the scheduler, or
+// the uthread a direct switch resumed), with no current uthread, so a
+// spin lock's backoff in here does not try to switch.
+void after_switch_out(vcore_ctx* vc, uthread* u, ctx::fiber&& f) noexcept {
+  u->ctx = std::move(f);
+  check_canary(u);
+  runtime_state* r = rt();
+  if (vc->why == block_reason::yield)
+    sched_paused(r, u);
+  else if (!r->dflt)  // the default 2LS has nothing to do here
+    r->sched->thread_has_blocked(u, vc->why);
+  if (vc->post) vc->post(u, vc->post_arg);
+}
+
 // Runs on the scheduler stack right after a uthread switched out.
 ctx::fiber trampoline(ctx::fiber&& f) noexcept {
   vcore_ctx* vc = tl_vc;  // scheduler side: no migration here
   annotate_back(vc);
   uthread* u = vc->current;
   vc->current = nullptr;
-  u->ctx = std::move(f);
-  check_canary(u);
-  runtime_state* r = rt();
-  if (vc->why == block_reason::yield)
-    r->sched->thread_paused(u);
-  else
-    r->sched->thread_has_blocked(u, vc->why);
-  // May publish u: after this line u may be running elsewhere.
-  if (vc->post) vc->post(u, vc->post_arg);
+  after_switch_out(vc, u, std::move(f));
   return {};
 }
 
-void switch_out(block_reason why, post_switch_fn fn, void* arg) noexcept {
-  vcore_ctx* vc = cur_vc();
+// Runs on the incoming uthread's stack right after a direct switch.
+ctx::fiber direct_trampoline(ctx::fiber&& f) noexcept {
+  vcore_ctx* vc = tl_vc;  // same thread as the switch: no migration here
+  uthread* next = vc->incoming;
+  annotate_direct_arrived(next);
+  uthread* u = vc->current;
+  vc->current = nullptr;
+  vc->incoming = nullptr;
+  after_switch_out(vc, u, std::move(f));
+  vc->current = next;
+  // An empty fiber tells the resumed side it came from a uthread: the
+  // vcore's scheduler context (vc->sched) stays where it is.
+  return {};
+}
+
+// The uthread to switch to directly from u, or null to go through the
+// vcore's scheduler: what the vcore loop would do next, minus the loop.
+// Timers that are due send the switch through the loop, which runs them.
+uthread* pick_direct(runtime_state* r, vcore_ctx* vc) noexcept {
+  // relaxed inside next_deadline: a hint, as in the vcore loop.
+  const mono_ns nd = r->timers.next_deadline();
+  if (nd != kNoDeadline && nd <= monotonic_now()) return nullptr;
+  // No current uthread while the 2LS picks: its locks' backoff must not
+  // switch us out from the middle of a switch.
+  uthread* u = vc->current;
+  vc->current = nullptr;
+  uthread* next = sched_pick(r, vc->index);
+  vc->current = u;
+  return next;
+}
+
+// Leaves the running uthread. The 2LS's pick_next chooses who runs next;
+// if it names a uthread, switch to it directly (one context switch, the
+// callbacks run on its stack); if not, switch to the vcore's scheduler
+// context, which runs timers and idles.
+void switch_out(vcore_ctx* vc, block_reason why, post_switch_fn fn, void* arg) noexcept {
   uthread* u = vc->current;
   vc->why = why;
   vc->post = fn;
   vc->post_arg = arg;
-  annotate_leave(vc, u, false);
-  ctx::fiber from = std::move(vc->sched).resume_with(trampoline);
-  // Resumed, perhaps on another vcore.
-  vc = cur_vc();
-  vc->sched = std::move(from);
+  ctx::fiber from;
+  if (uthread* next = pick_direct(rt(), vc)) {
+    next->vc = vc;
+    next->link.vcore = vc->index;
+    vc->incoming = next;
+    annotate_direct(u, next);
+    from = std::move(next->ctx).resume_with(direct_trampoline);
+  } else {
+    annotate_leave(vc, u, false);
+    from = std::move(vc->sched).resume_with(trampoline);
+  }
+  // Resumed, perhaps on another vcore, by its scheduler (which passes its
+  // context) or by another uthread (which passes nothing). Either wrote
+  // u->vc on this thread before the switch.
+  vc = u->vc;
+  if (from) vc->sched = std::move(from);
   annotate_entered(vc, u);
 }
-
-void yield_post(uthread*, void*) noexcept {}
 
 void vcore_loop(runtime_state* r, unsigned i) noexcept {
   vcore_ctx vc;
@@ -283,7 +382,7 @@ void vcore_loop(runtime_state* r, unsigned i) noexcept {
     // acquire: a timer's deadline is a hint; run_expired takes the lock.
     const mono_ns nd = r->timers.next_deadline();
     if (nd != kNoDeadline && nd <= monotonic_now()) r->timers.run_expired(monotonic_now());
-    if (uthread* u = r->sched->pick_next(i)) {
+    if (uthread* u = sched_pick(r, i)) {
       run_one(r, &vc, u);
       continue;
     }
@@ -318,7 +417,20 @@ void park_timeout(timer*, void* arg) noexcept {
 
 bool hook_park(parker& p, mono_ns deadline) noexcept {
   if (p.woken()) return true;
-  if (deadline != kNoDeadline && monotonic_now() >= deadline) return false;
+  if (deadline == kNoDeadline) {
+    // No timer, no context on the stack: the parker's word is all there is.
+    detail::block_with_raw(
+        block_reason::park,
+        [](uthread* u, void* arg) noexcept {
+          // After a successful begin_block we must not touch p: an unpark
+          // may already have made u runnable elsewhere.
+          if (!static_cast<parker*>(arg)->begin_block(u)) sched_runnable(rt(), u);
+        },
+        &p);
+    // end_block only clears a timeout's mark, and nothing times us out.
+    return p.woken();
+  }
+  if (monotonic_now() >= deadline) return false;
   runtime_state* r = rt();
   timer t;
   park_ctx c{&p, &t, deadline, r, cur_vc()->current};
@@ -332,14 +444,13 @@ bool hook_park(parker& p, mono_ns deadline) noexcept {
         // so its stack (c, the timer) is still ours.
         // A new earliest deadline: a vcore asleep with a later one must
         // take it (we may stay busy for a long time).
-        if (c->deadline != kNoDeadline && c->r->timers.arm(*c->t, c->deadline))
-          c->r->sched->timer_armed();
+        if (c->r->timers.arm(*c->t, c->deadline)) c->r->sched->timer_armed();
         // After a successful begin_block we must not touch c: an unpark or
         // the timer may already have made u runnable elsewhere.
-        if (!c->p->begin_block(u)) c->r->sched->thread_runnable(u);
+        if (!c->p->begin_block(u)) sched_runnable(c->r, u);
       },
       &c);
-  if (deadline != kNoDeadline) r->timers.cancel(t);  // cancelled, or its handler finished
+  r->timers.cancel(t);  // cancelled, or its handler finished
   p.end_block();
   return p.woken();
 }
@@ -360,7 +471,7 @@ void hook_yield() noexcept {
 }  // namespace
 
 void block_with_raw(block_reason why, post_switch_fn fn, void* arg) noexcept {
-  switch_out(why, fn, arg);
+  switch_out(cur_vc(), why, fn, arg);
 }
 
 }  // namespace detail
@@ -368,7 +479,7 @@ void block_with_raw(block_reason why, post_switch_fn fn, void* arg) noexcept {
 using detail::uthread;
 
 void make_runnable(uthread* u) noexcept {
-  detail::rt()->sched->thread_runnable(u);
+  detail::sched_runnable(detail::rt(), u);
 }
 
 std::size_t default_stack_size() noexcept {
@@ -396,12 +507,12 @@ result<uthread_handle> spawn(std::function<void()> fn, spawn_options opts) {
   u->tsan_fiber = __tsan_create_fiber(0);
 #endif
   u->ctx = ctx::fiber(std::allocator_arg, detail::pool_stack{s}, [u](ctx::fiber&& sched) {
-    detail::vcore_ctx* vc = detail::cur_vc();
+    detail::vcore_ctx* vc = u->vc;
     detail::annotate_entered(vc, u);
-    vc->sched = std::move(sched);
+    if (sched) vc->sched = std::move(sched);  // empty after a direct switch
     u->fn();
     u->fn = nullptr;  // destroy the callable's state while still on our stack
-    vc = detail::cur_vc();
+    vc = u->vc;       // the vcore that resumed it last
     detail::check_canary(u);
     vc->exited = u;
     // From here on we are "the scheduler" for the yield hook: the stack is
@@ -477,8 +588,10 @@ result<int> run(std::function<void()> fn, run_options opts) {
   if (opts.sched) {
     r->sched = opts.sched;
   } else {
-    r->owned = make_default_scheduler();
-    r->sched = r->owned.get();
+    auto d = std::make_unique<detail::default_scheduler>();
+    r->dflt = d.get();
+    r->sched = d.get();
+    r->owned = std::move(d);
   }
   const unsigned n = opts.vcores ? opts.vcores : default_vcore_count();
   r->sched->init(n);
@@ -528,11 +641,12 @@ const char* name() noexcept {
 }
 
 void yield() noexcept {
-  if (!active()) {
+  detail::vcore_ctx* vc = detail::cur_vc();
+  if (!vc || !vc->current) {
     ::sched_yield();
     return;
   }
-  detail::switch_out(block_reason::yield, &detail::yield_post, nullptr);
+  detail::switch_out(vc, block_reason::yield, nullptr, nullptr);
 }
 
 void sleep_until(mono_ns deadline) noexcept {

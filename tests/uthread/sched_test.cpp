@@ -9,6 +9,7 @@
 
 #include "support.hpp"
 #include "ueq/runtime/backoff.hpp"
+#include "ueq/runtime/parker.hpp"
 #include "ueq/runtime/vcore.hpp"
 #include "ueq/uthread/sched.hpp"
 #include "ueq/uthread/uthread.hpp"
@@ -99,6 +100,100 @@ TEST_CASE("on one vcore uthreads run in spawn order and yield round-robin", "[sc
       {.vcores = 1});
   REQUIRE(r.ok());
   CHECK(trace == std::vector<int>{0, 1, 2, 0, 1, 2, 0, 1, 2});
+}
+
+TEST_CASE("on one vcore a woken uthread runs before the queued ones (runnext)", "[sched]") {
+  std::vector<char> trace;
+  auto r = ueq::run(
+      [&] {
+        ueq::parker p;
+        auto w = *ueq::spawn([&] {
+          while (!p.park()) {
+          }
+          trace.push_back('w');
+        });
+        ueq::this_uthread::yield();  // w runs and parks
+        auto x1 = *ueq::spawn([&] { trace.push_back('1'); });
+        auto x2 = *ueq::spawn([&] { trace.push_back('2'); });
+        p.unpark();                  // w: woken by this vcore
+        ueq::this_uthread::yield();  // x1 and x2 were queued first
+        trace.push_back('m');
+        (void)w.join();
+        (void)x1.join();
+        (void)x2.join();
+      },
+      {.vcores = 1});
+  REQUIRE(r.ok());
+  CHECK(trace == std::vector<char>{'w', '1', '2', 'm'});
+}
+
+TEST_CASE("two uthreads waking each other do not starve a queued one", "[sched]") {
+  // A and B hand a token back and forth through parkers, each waking the
+  // other into the runnext slot; C waits in the FIFO meanwhile. It must
+  // get its turn within a few hand-offs, not after the last.
+  const int rounds = 1000;
+  constexpr int kSpawnAt = 10;
+  int round = 0, c_ran_at = -1;
+  auto r = ueq::run(
+      [&] {
+        ueq::parker pa, pb;
+        ueq::uthread_handle c;
+        auto b = *ueq::spawn([&] {
+          for (int i = 0; i < rounds; ++i) {
+            while (!pb.park()) {
+            }
+            pb.reset();
+            pa.unpark();
+          }
+        });
+        for (int i = 0; i < rounds; ++i) {
+          round = i;
+          // Spawned once the hand-offs are under way: C queues behind them.
+          if (i == kSpawnAt) c = *ueq::spawn([&] { c_ran_at = round; });
+          pb.unpark();
+          while (!pa.park()) {
+          }
+          pa.reset();
+        }
+        (void)b.join();
+        (void)c.join();
+      },
+      {.vcores = 1});
+  REQUIRE(r.ok());
+  CHECK(c_ran_at >= kSpawnAt);
+  CHECK(c_ran_at < kSpawnAt + 20);
+}
+
+TEST_CASE("a due timer fires while uthreads switch directly among themselves", "[sched]") {
+  // Two uthreads yield to each other without ever leaving the vcore idle,
+  // so only the switch path itself can notice the sleeper's deadline.
+  std::atomic<bool> woke{false};
+  bool woke_in_time = false;  // before the yielders gave up
+  long yields = 0;
+  auto r = ueq::run(
+      [&] {
+        auto s = *ueq::spawn([&] {
+          ueq::this_uthread::sleep_for(5ms);
+          woke.store(true);
+        });
+        auto y = *ueq::spawn([&] {
+          const auto cap = std::chrono::steady_clock::now() + 10s;
+          while (!woke.load() && std::chrono::steady_clock::now() < cap)
+            ueq::this_uthread::yield();
+        });
+        const auto cap = std::chrono::steady_clock::now() + 10s;
+        while (!woke.load() && std::chrono::steady_clock::now() < cap) {
+          ueq::this_uthread::yield();
+          ++yields;
+        }
+        woke_in_time = woke.load();
+        (void)s.join();
+        (void)y.join();
+      },
+      {.vcores = 1});
+  REQUIRE(r.ok());
+  CHECK(woke_in_time);
+  CHECK(yields > 0);
 }
 
 TEST_CASE("yielding uthreads on 2 vcores all make progress (no starvation)", "[sched]") {
