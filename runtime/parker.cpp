@@ -75,8 +75,16 @@ std::atomic<const detail::parker_test_hooks*> g_test_hooks{nullptr};
 // (its own event) skips the pointless wake of the poll it is already in.
 thread_local parker* tl_polling = nullptr;
 
-constexpr int kSpins = 300;  // ~1-3 us of pause before sleeping
-constexpr int kYieldEvery = 50;
+// Before it sleeps, a parker spins for at most this long: a fraction of
+// what a cross-CPU futex sleep and wake cost on a VM (~25 us a leg on the
+// 2-vCPU machine of docs/benchmarks.md), and longer than a wake that is
+// already on its way takes to land (a cross-CPU round trip of stores is
+// under 1 us there; 2 us let a third of round trips fall asleep). Budgeted
+// in time, not in PAUSEs, whose cost ranges from a few ns to ~140 ns
+// between CPUs.
+constexpr mono_ns kSpinBudgetNs = 5'000;
+// How many PAUSEs between two looks at the clock.
+constexpr int kPausesPerCheck = 4;
 
 void futex_wake(std::atomic<std::uint32_t>* w) noexcept {
   syscall(SYS_futex, w, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
@@ -168,6 +176,9 @@ void wake_host_poller() noexcept {
 }  // namespace
 
 bool parker::unpark() noexcept {
+  // relaxed: a hint for the waiter's next spin decision (see park()).
+  // sched_getcpu reads the rseq area glibc keeps: no system call.
+  waker_cpu_.store(::sched_getcpu(), std::memory_order_relaxed);
   // acq_rel: release publishes whatever the waker did before (the event) to
   // the waiter, which reads kNotified with acquire.
   const std::uint32_t prev = state_.exchange(kNotified, std::memory_order_acq_rel);
@@ -192,15 +203,21 @@ bool parker::park(mono_ns deadline) noexcept {
   // and whatever they use are visible.
   if (const park_hook* h = g_park_hook.load(std::memory_order_acquire); h && h->active())
     return h->park(*this, deadline);
-  for (int i = 0; i < kSpins; ++i) {
-    if (state_.load(std::memory_order_acquire) == kNotified) return true;
-    // Every kYieldEvery pauses, offer the CPU: a waker that shares our CPU
-    // (a vcore pinned beside us) cannot run while we spin, and sched_yield
-    // costs little when nobody else wants the CPU.
-    if (i % kYieldEvery == kYieldEvery - 1)
-      ::sched_yield();
-    else
-      cpu_relax();
+  if (state_.load(std::memory_order_acquire) == kNotified) return true;
+  // Spin only if the waker can be running meanwhile: not if it last ran on
+  // the CPU we are on (it would need this CPU; think of two threads pinned
+  // side by side, or a single-CPU machine). relaxed: a hint.
+  const int waker_cpu = waker_cpu_.load(std::memory_order_relaxed);
+  if (waker_cpu < 0 || waker_cpu != ::sched_getcpu()) {
+    const mono_ns start = monotonic_now();
+    mono_ns now = start;
+    while (now - start < kSpinBudgetNs && (deadline == kNoDeadline || now < deadline)) {
+      for (int i = 0; i < kPausesPerCheck; ++i) {
+        cpu_relax();
+        if (state_.load(std::memory_order_acquire) == kNotified) return true;
+      }
+      now = monotonic_now();
+    }
   }
   bool followed = false;  // slept as a follower at least once
   // acq_rel exchange, once per process: the first may-poll parker wakes a

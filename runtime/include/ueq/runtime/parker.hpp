@@ -7,10 +7,11 @@
 // until reset(), so exactly one unpark() per round reports "I woke it"
 // (wake-one accounting depends on that).
 //
-// How a plain thread waits: it spins briefly (a cross-CPU futex wake costs
-// tens of microseconds on a VM, an observed store a fraction of one;
-// it offers the CPU with sched_yield every 50 pauses, so a waker pinned to
-// the same CPU gets to run), then,
+// How a plain thread waits: it spins for up to ~5 us (a cross-CPU futex
+// wake costs tens of microseconds on a VM, an observed store a fraction of
+// one), but only when its waker can be running meanwhile: unpark() notes
+// the CPU it ran on, and a waiter now on that same CPU does not spin (its
+// waker would need the CPU it is burning). Then,
 // if a host poller is installed (set_host_poller: taps/ installs one) and no
 // other thread is polling, it becomes the poller and waits inside the host
 // kernel's poll (events it finds are dispatched, and may wake it); otherwise
@@ -96,6 +97,10 @@ class parker {
   parker* next_ = nullptr;   // in the followers list; guarded by its lock
   parker* prev_ = nullptr;
   const bool may_poll_host_ = true;
+  // The CPU the last unpark() ran on, or -1: where the next waker is
+  // likely to run. A hint only (relaxed both ways): a wrong guess costs a
+  // spin or a sleep, never a wakeup.
+  std::atomic<int> waker_cpu_{-1};
 };
 
 // How a parker blocks a uthread (see the header comment). active() tells
