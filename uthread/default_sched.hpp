@@ -4,8 +4,8 @@
 // Shared state and who writes it:
 //   vq.local         the owner vcore's private FIFO: only the owning vcore
 //                    thread (its scheduler, or a uthread running on it)
-//                    touches it, so it needs no lock. Work made runnable by
-//                    the vcore itself goes here.
+//                    touches it, so it needs no lock. Work the vcore itself
+//                    spawns, yields or finds in its idle poll goes here.
 //   vq.runnext       owner only, like local: the uthread the vcore itself
 //                    woke last (not a yield, not a new one). It runs
 //                    next, while what it touches is still in the cache, up
@@ -17,13 +17,17 @@
 //   vq.n             its length, written under vq.lock, read without it as a
 //                    hint and in the sleep handshake below.
 //
-// Local work is invisible to thieves, so an owner with surplus local work
-// moves half of it to its shared queue when it sees a sleeping vcore
-// (nsleeping_ > 0, checked at every pick) and wakes one. Local work never
-// strands: the owner is awake whenever its local queue is non-empty (it only
-// idles after finding it empty, and work it makes runnable from inside its
-// idle park, when its own host poll dispatches an event, ends that park), so
-// the sleep handshake needs to cover only the shared queues.
+// Local work (the FIFO and runnext) is invisible to thieves, so an owner
+// with more than one uthread of it moves half to its shared queue when it
+// sees a sleeping vcore (nsleeping_ > 0, checked when it makes a uthread
+// runnable and at every pick) and wakes one. A vcore that falls asleep
+// just after such a check sees that surplus at the owner's next pick or
+// wake, not before: a uthread that runs long without blocking delays its
+// neighbours' sharing, as it delays them anyway. Local work never
+// strands: the owner is awake whenever its local queue is non-empty (it
+// only idles after finding it empty, and work it makes runnable from
+// inside its idle park, when its own host poll dispatches an event, ends
+// that park), so the sleep handshake needs to cover only the shared queues.
 //   vq.sleeping      written by the owning vcore around its park.
 //   vq.idle_parker   parked on by the owning vcore; unparked by anyone who
 //                    queues work it must see, and by stop().
@@ -82,7 +86,10 @@ class default_scheduler final : public scheduler_2ls {
         q.idle_parker.unpark();
         return;
       }
-      if (!u->vc) {  // never ran: new uthreads start in spawn order
+      // Never ran (u->vc is written by whoever resumes it, before we can
+      // learn of it through the hand-off that made it runnable): new
+      // uthreads start in spawn order.
+      if (!u->vc) {
         push_local(q, u);
       } else {
         if (q.runnext) push_local(q, q.runnext);
@@ -91,7 +98,7 @@ class default_scheduler final : public scheduler_2ls {
       // We are awake and will run it, but maybe not soon (the running
       // uthread may keep going): with a vcore asleep, hand half over.
       // relaxed: a hint; see share_half for the handshake.
-      if (q.local_n > 1 && nsleeping_.load(std::memory_order_relaxed) > 0) share_half(q);
+      if (surplus(q) && nsleeping_.load(std::memory_order_relaxed) > 0) share_half(q);
       return;
     }
     const unsigned target = lnk(u).vcore % n_;
@@ -118,9 +125,8 @@ class default_scheduler final : public scheduler_2ls {
   uthread* pick_next(unsigned v) noexcept override {
     vq& q = q_[v];
     // relaxed: a hint; a sleeper that we miss here is seen at the next pick.
-    if (q.local_n > 1 && nsleeping_.load(std::memory_order_relaxed) > 0) share_half(q);
-    // Alternate between the shared and the local queue when both have work,
-    // so neither starves the other.
+    if (surplus(q) && nsleeping_.load(std::memory_order_relaxed) > 0) share_half(q);
+    // The uthread this vcore woke last, unless it has had its streak.
     if (uthread* u = q.runnext) {
       q.runnext = nullptr;
       if (q.runnext_streak < kRunnextStreak) {
@@ -130,6 +136,8 @@ class default_scheduler final : public scheduler_2ls {
       push_local(q, u);  // it had its turns: to the back of the line
     }
     q.runnext_streak = 0;
+    // Alternate between the shared and the local queue when both have work,
+    // so neither starves the other.
     const bool shared_first = (++q.ticks & 1) != 0;
     if (shared_first)
       if (uthread* u = pop(q)) return u;
@@ -220,10 +228,18 @@ class default_scheduler final : public scheduler_2ls {
     return u;
   }
 
-  // Moves the older half of the local queue to the shared one, in order,
-  // and wakes a sleeper to steal it. Out of line: pick_next's fast path
-  // stays small.
+  // More than one uthread waits on this vcore's private queues.
+  static bool surplus(const vq& q) noexcept { return q.local_n + (q.runnext ? 1 : 0) > 1; }
+
+  // Moves the older half of the vcore's private work to the shared queue,
+  // in order, and wakes a sleeper to steal it. runnext joins the local FIFO
+  // first: work for an idle vcore beats running it next here. Out of line:
+  // pick_next's fast path stays small.
   __attribute__((noinline, cold)) void share_half(vq& q) noexcept {
+    if (q.runnext) {
+      push_local(q, q.runnext);
+      q.runnext = nullptr;
+    }
     std::size_t k = q.local_n / 2;
     {
       std::lock_guard<spin_lock> g(q.lock);

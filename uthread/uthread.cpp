@@ -19,7 +19,9 @@
 //                        read).
 //   uthread.vc           the vcore that resumes it; written by the resumer
 //                        on its own thread just before the switch, read by
-//                        the uthread right after it.
+//                        the uthread right after it, and by the default
+//                        2LS's thread_runnable as "has run" (ordered after
+//                        the write by the hand-off that made it runnable).
 //   uthread.join_state   kJoinable -> kDetached (detach) | kJoining (join)
 //                        -> kExited (the vcore that saw it end). Whoever
 //                        moves it last frees the uthread.
@@ -41,6 +43,7 @@
 
 #include <sched.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/context/fiber.hpp>
 #include <cstdio>
@@ -321,6 +324,7 @@ ctx::fiber direct_trampoline(ctx::fiber&& f) noexcept {
   vc->current = nullptr;
   vc->incoming = nullptr;
   after_switch_out(vc, u, std::move(f));
+  check_canary(next);  // the callbacks ran on its stack
   vc->current = next;
   // An empty fiber tells the resumed side it came from a uthread: the
   // vcore's scheduler context (vc->sched) stays where it is.
@@ -496,6 +500,7 @@ result<uthread_handle> spawn(std::function<void()> fn, spawn_options opts) {
   if (!fn) return errno_code(EINVAL);
   std::size_t size = opts.stack_size ? opts.stack_size : default_stack_size();
   if (size > (std::size_t{1} << 30)) return errno_code(EINVAL);
+  size = std::max(size, kMinStackSize);
   stack_slot s = stack_pool::allocate(size);
   if (!s.base) return errno_code(ENOMEM);
   auto* u = new uthread;

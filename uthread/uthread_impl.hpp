@@ -1,5 +1,5 @@
 // uthread/uthread_impl.hpp — the uthread record, shared by the core
-// (uthread.cpp) and the default 2LS (sched.cpp). Private to this module:
+// (uthread.cpp) and the default 2LS (default_sched.hpp). Private to this module:
 // a 2LS elsewhere reaches the link through detail::link_of().
 #pragma once
 

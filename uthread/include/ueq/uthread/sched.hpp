@@ -9,19 +9,24 @@
 //   thread_paused       it stopped voluntarily but stays runnable (yield);
 //   thread_has_blocked  it switched out to wait (reason given);
 //   thread_exited       it ended (its stack is already released);
-//   pick_next           the vcore's scheduler asks for the next uthread;
+//   pick_next           the next uthread for this vcore, or null: asked by
+//                       a uthread that is switching out (on its stack,
+//                       with no current uthread) or by the vcore's loop;
 //   idle                nothing to run: park the vcore until work arrives,
 //                       the next timer deadline passes, or stop() is
 //                       called, with a check-sleep-check so no
 //                       thread_runnable (and no earlier timer) is missed;
 //   timer_armed         a timer became the earliest: a sleeping vcore must
 //                       wake and take the new deadline.
-// The default 2LS (default_scheduler) keeps one FIFO run queue per vcore,
-// steals from the others when its own is empty, and wakes a sleeping vcore
-// when work arrives that its own vcore may not get to soon.
+// The default 2LS (default_scheduler) runs the uthread a vcore woke last
+// next (runnext), keeps one FIFO run queue per vcore, steals from the others
+// when its own is empty, and wakes a sleeping vcore when work arrives that
+// its own vcore may not get to soon.
 //
-// block_with(fn): switches the calling uthread out and runs fn(u) on the
-// vcore's scheduler stack after the uthread's context is saved. That is the
+// block_with(fn): switches the calling uthread out and runs fn(u) after the
+// uthread's context is saved, on the stack of whatever runs next (the
+// uthread pick_next chose, or the vcore's scheduler), with no current
+// uthread. That is the
 // place to publish "I am waiting" and drop a lock: whoever sees it may make
 // u runnable at once (even on another vcore) without a lost wakeup. fn must
 // not block; after it publishes u it must not touch the uthread's stack.

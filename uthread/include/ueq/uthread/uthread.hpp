@@ -46,7 +46,8 @@ struct uthread;
 class scheduler_2ls;
 
 struct spawn_options {
-  // Usable stack bytes, rounded up to pages; 0 = default_stack_size().
+  // Usable stack bytes, rounded up to pages and to at least kMinStackSize;
+  // 0 = default_stack_size().
   std::size_t stack_size = 0;
   const char* name = nullptr;  // copied; for debugging
   bool detached = false;       // no handle needed; freed when it ends
@@ -73,6 +74,11 @@ class uthread_handle {
  private:
   detail::uthread* u_ = nullptr;
 };
+
+// The smallest usable stack spawn() gives: besides the uthread's own frames,
+// its stack carries ueq's switch bookkeeping and the post-switch callbacks
+// of the uthread that switched to it (timer arming, wakes, a futex call).
+inline constexpr std::size_t kMinStackSize = std::size_t{16} << 10;
 
 // The default usable stack: 128 KiB (256 KiB in sanitizer builds), reserved
 // and committed lazily, so a parked uthread costs only the pages it touched.
