@@ -37,7 +37,9 @@ status message_queue::post(const event_msg& m) noexcept {
   // release: a reader of count_ outside the lock (empty()) that sees the new
   // count also sees the message stored (it still takes the lock to read it).
   count_.store(n + 1, std::memory_order_release);
-  posts_.fetch_add(1, std::memory_order_relaxed);
+  // relaxed load and store: posts_ is written under lock_ only, so no
+  // locked add is needed; readers want an eventually-exact figure.
+  posts_.store(posts_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   return {};
 }
 

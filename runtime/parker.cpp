@@ -178,8 +178,11 @@ void wake_host_poller() noexcept {
 bool parker::unpark() noexcept {
   // relaxed: a hint for the waiter's next spin decision (see park()).
   // sched_getcpu reads glibc's rseq area (glibc >= 2.35) or the vDSO: no
-  // system call. A poll unparking its own parker is no waker to predict.
-  if (tl_polling != this) waker_cpu_.store(::sched_getcpu(), std::memory_order_relaxed);
+  // system call. A poll unparking its own parker is no waker to predict,
+  // and a blocked uthread never spins (relaxed peek: a stale value only
+  // costs or saves one hint).
+  if (tl_polling != this && state_.load(std::memory_order_relaxed) != kBlocked)
+    waker_cpu_.store(::sched_getcpu(), std::memory_order_relaxed);
   // acq_rel: release publishes whatever the waker did before (the event) to
   // the waiter, which reads kNotified with acquire.
   const std::uint32_t prev = state_.exchange(kNotified, std::memory_order_acq_rel);
