@@ -257,10 +257,11 @@ void check_canary(uthread* u) noexcept {
 struct record_cache {
   static constexpr int kMax = 64;
   void* items[kMax];
-  int n = 0;
+  int n = 0;  // -1 once destroyed: a later free on this thread goes to the heap
   ~record_cache() {
     while (n > 0)
       ::operator delete(items[--n]);
+    n = -1;
   }
 };
 thread_local record_cache tl_records;
@@ -280,7 +281,7 @@ __attribute__((noinline)) void free_uthread(uthread* u) noexcept {
 #endif
   u->~uthread();
 #if !defined(UEQ_ASAN) && !defined(UEQ_TSAN)
-  if (tl_records.n < record_cache::kMax) {
+  if (tl_records.n >= 0 && tl_records.n < record_cache::kMax) {
     tl_records.items[tl_records.n++] = u;
     return;
   }

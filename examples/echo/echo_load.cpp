@@ -150,6 +150,7 @@ load_result run_load(const load_config& cfg) {
   std::vector<double> lat_us;
   lat_us.reserve(1 << 16);
   std::vector<unsigned char> buf(std::max<std::size_t>(cfg.message, 65536));
+  if (cfg.on_start) cfg.on_start();
   const auto t0 = clock_type::now();
   const auto end = t0 + std::chrono::duration<double>(cfg.seconds);
   bool stopping = false;
@@ -228,6 +229,7 @@ load_result run_load(const load_config& cfg) {
     }
   }
   res.seconds = std::chrono::duration<double>(clock_type::now() - t0).count();
+  if (cfg.on_stop) cfg.on_stop();
   for (auto& c : conns)
     if (c.fd >= 0) ::close(c.fd);
   ::close(ep);

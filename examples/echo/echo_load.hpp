@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,9 @@ struct load_config {
   std::size_t window = 64 * 1024;  // streaming: bytes in flight per connection
   double seconds = 2;
   std::uint64_t requests = 0;  // 0 = until `seconds`
+  // Called when the measured window opens (connections made) and closes
+  // (the window load_result::seconds covers); either may be empty.
+  std::function<void()> on_start, on_stop;
 };
 
 struct load_result {
