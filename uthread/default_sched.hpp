@@ -197,16 +197,22 @@ class default_scheduler final : public scheduler_2ls {
     parker idle_parker;
   };
 
-  static void push(vq& q, uthread* u) noexcept {
+  // Appends u to the shared queue; q.lock is held.
+  static void push_locked(vq& q, uthread* u) noexcept {
     lnk(u).next = nullptr;
-    std::lock_guard<spin_lock> g(q.lock);
     if (q.tail)
       lnk(q.tail).next = u;
     else
       q.head = u;
     q.tail = u;
-    // relaxed: under the lock; the handshake's fences order it.
+    // relaxed: under the lock; the sleep handshake's fences (after the
+    // caller's push) order it for sleepers.
     q.n.store(q.n.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
+
+  static void push(vq& q, uthread* u) noexcept {
+    std::lock_guard<spin_lock> g(q.lock);
+    push_locked(q, u);
   }
 
   static void push_local(vq& q, uthread* u) noexcept {
@@ -243,17 +249,8 @@ class default_scheduler final : public scheduler_2ls {
     std::size_t k = q.local_n / 2;
     {
       std::lock_guard<spin_lock> g(q.lock);
-      for (; k > 0; --k) {
-        uthread* u = pop_local(q);
-        lnk(u).next = nullptr;
-        if (q.tail)
-          lnk(q.tail).next = u;
-        else
-          q.head = u;
-        q.tail = u;
-        // relaxed: under the lock; the fence below orders it for sleepers.
-        q.n.store(q.n.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-      }
+      for (; k > 0; --k)
+        push_locked(q, pop_local(q));
     }
     // seq_cst fence: the waker half of the sleep handshake.
     std::atomic_thread_fence(std::memory_order_seq_cst);

@@ -167,17 +167,24 @@ inline void sched_runnable(runtime_state* r, uthread* u) noexcept {
 }
 
 // --- sanitizer annotations -------------------------------------------------
-// Scheduler -> uthread.
-inline void annotate_enter(vcore_ctx* vc, uthread* u) noexcept {
+// Anything -> uthread `to`; `fake_save` keeps the leaving side's ASan fake
+// stack.
+inline void annotate_switch_to(void** fake_save, uthread* to) noexcept {
 #ifdef UEQ_TSAN
-  __tsan_switch_to_fiber(u->tsan_fiber, 0);
+  __tsan_switch_to_fiber(to->tsan_fiber, 0);
 #endif
 #ifdef UEQ_ASAN
-  __sanitizer_start_switch_fiber(&vc->asan_fake, u->stack.base, u->stack.size);
+  __sanitizer_start_switch_fiber(fake_save, to->stack.base, to->stack.size);
+#endif
+  (void)fake_save;
+  (void)to;
+}
+// Scheduler -> uthread.
+inline void annotate_enter(vcore_ctx* vc, uthread* u) noexcept {
+  annotate_switch_to(&vc->asan_fake, u);
+#ifdef UEQ_ASAN
   vc->asan_from_sched = true;
 #endif
-  (void)vc;
-  (void)u;
 }
 // First thing on the uthread side after a switch in. From the scheduler,
 // learn the scheduler's stack bounds; a direct switch has finished already.
@@ -192,14 +199,7 @@ inline void annotate_entered(vcore_ctx* vc, uthread* u) noexcept {
 }
 // Uthread -> uthread.
 inline void annotate_direct(uthread* from, uthread* to) noexcept {
-#ifdef UEQ_TSAN
-  __tsan_switch_to_fiber(to->tsan_fiber, 0);
-#endif
-#ifdef UEQ_ASAN
-  __sanitizer_start_switch_fiber(&from->asan_fake, to->stack.base, to->stack.size);
-#endif
-  (void)from;
-  (void)to;
+  annotate_switch_to(&from->asan_fake, to);
 }
 // First thing on the incoming uthread's stack after a direct switch.
 inline void annotate_direct_arrived(uthread* to) noexcept {
