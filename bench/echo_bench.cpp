@@ -23,6 +23,7 @@
 
 #include "echo/echo_load.hpp"
 #include "harness.hpp"
+#include "ueq/runtime/clock.hpp"
 
 namespace {
 
@@ -52,6 +53,23 @@ double cpu_seconds(pid_t pid) {
       std::sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*s %*s %*s %*s %*s %lu %lu", &ut, &st) != 2)
     return -1;
   return double(ut + st) / double(::sysconf(_SC_CLK_TCK));
+}
+
+// Stops a server: SIGTERM, then SIGKILL if it has not exited within 3 s.
+// echo_server ends once its clients have closed, and a connection the
+// kernel completed after the client gave up on it (the listen queue
+// overflows at 10k connects) stays open with no peer to close it.
+void stop_server(pid_t pid) {
+  ::kill(pid, SIGTERM);
+  const ueq::mono_ns give_up = ueq::deadline_after_ms(3000);
+  while (::waitpid(pid, nullptr, WNOHANG) == 0) {
+    if (ueq::monotonic_now() >= give_up) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+      return;
+    }
+    ::usleep(10'000);  // polling a child's exit; nothing to synchronise with
+  }
 }
 
 struct round_result {
@@ -90,8 +108,7 @@ round_result run_against(bool use_ueq, const load_case& lc, double seconds) {
   cfg.on_stop = [&] { cpu1 = cpu_seconds(pid); };
   r = ueq::echo::run_load(cfg);
   if (cpu0 >= 0 && cpu1 >= 0) rr.server_cpu_s = cpu1 - cpu0;
-  ::kill(pid, SIGTERM);
-  ::waitpid(pid, nullptr, 0);
+  stop_server(pid);
   return rr;
 }
 
