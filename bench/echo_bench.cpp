@@ -56,9 +56,10 @@ double cpu_seconds(pid_t pid) {
 }
 
 // Stops a server: SIGTERM, then SIGKILL if it has not exited within 3 s.
-// echo_server ends once its clients have closed, and a connection the
-// kernel completed after the client gave up on it (the listen queue
-// overflows at 10k connects) stays open with no peer to close it.
+// Both servers end their connections on SIGTERM (a connection the kernel
+// completed after the client gave up on it, as at 10k connects when the
+// listen queue overflows, has no peer to close it); the kill is a backstop
+// so a stuck server cannot hang the bench.
 void stop_server(pid_t pid) {
   ::kill(pid, SIGTERM);
   const ueq::mono_ns give_up = ueq::deadline_after_ms(3000);

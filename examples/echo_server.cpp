@@ -4,7 +4,9 @@
 //
 //   echo_server [--port P] [--vcores N] [--seconds S]
 // Prints "listening on PORT" once ready; serves until S seconds pass (0 =
-// until SIGINT/SIGTERM).
+// until SIGINT/SIGTERM). After S seconds, open connections are served
+// until their clients close them; on SIGINT/SIGTERM they are shut down, so
+// the server exits even when a peer has vanished without closing.
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -14,9 +16,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <unordered_set>
 
 #include "echo/echo_load.hpp"
 #include "ueq/taps/io.hpp"
+#include "ueq/uthread/sync.hpp"
 #include "ueq/uthread/uthread.hpp"
 
 namespace {
@@ -25,16 +30,33 @@ void on_signal(int) {
   g_stop.store(true);
 }
 
+// The connections being served, so a stop request can shut them down. An
+// fd leaves the set before it is closed, so a number in it is still ours.
+ueq::mutex g_conns_mu;
+std::unordered_set<int> g_conns;  // guarded by g_conns_mu
+
 void serve(int fd) {
   int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   char buf[16384];
   for (;;) {
     auto n = ueq::io::read(fd, buf, sizeof buf);
-    if (!n || *n == 0) break;                    // error or peer closed
+    if (!n || *n == 0) break;                    // error, peer closed, or shut down
     if (ueq::io::write_all(fd, buf, *n)) break;  // peer gone
   }
+  {
+    std::lock_guard<ueq::mutex> g(g_conns_mu);
+    g_conns.erase(fd);
+  }
   (void)ueq::io::close(fd);
+}
+
+// Ends every connection's reads and writes (the serving uthreads then see
+// end of file and close their fds).
+void shut_down_connections() {
+  std::lock_guard<ueq::mutex> g(g_conns_mu);
+  for (int fd : g_conns)
+    ::shutdown(fd, SHUT_RDWR);
 }
 }  // namespace
 
@@ -67,11 +89,21 @@ int main(int argc, char** argv) {
                                    std::min(end, ueq::deadline_after_ms(100)));
           if (!c) continue;  // ETIMEDOUT: look at the clock and the flag again
           const int fd = *c;
-          if (!ueq::spawn([fd] { serve(fd); }, {.detached = true})) (void)ueq::io::close(fd);
+          {
+            std::lock_guard<ueq::mutex> g(g_conns_mu);
+            g_conns.insert(fd);
+          }
+          if (!ueq::spawn([fd] { serve(fd); }, {.detached = true})) {
+            std::lock_guard<ueq::mutex> g(g_conns_mu);
+            g_conns.erase(fd);
+            (void)ueq::io::close(fd);
+          }
         }
-        // Connections still open end when their clients close them; close
-        // the listener so no new ones come.
+        // Close the listener so no new connections come. On a stop request
+        // end the open ones too; after --seconds, they end when their
+        // clients close them.
         (void)ueq::io::close(l);
+        if (g_stop.load()) shut_down_connections();
       },
       {.vcores = vcores});
   if (!r) {

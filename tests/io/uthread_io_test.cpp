@@ -1,9 +1,12 @@
 // ueq::io from uthreads: a uthread blocked on an fd is woken by the host
 // poll its own idle vcore runs; and examples/echo_server (one uthread per
 // connection) moving checksummed data for 1000 connections.
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -107,6 +110,43 @@ TEST_CASE("io: the echo pair moves checksummed data over 1000 connections", "[io
   int status = 0;
   REQUIRE(::waitpid(pid, &status, 0) == pid);
   // The server exits by itself on SIGTERM once its accept loop notices.
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+}
+
+TEST_CASE("io: echo_server exits on SIGTERM even with a connection whose peer stays silent",
+          "[io][echo]") {
+  // A client that connects and then neither sends nor closes: the server
+  // must not wait for it after a stop request (a peer that vanished
+  // without a FIN looks the same from the server's side).
+  const char* server = std::getenv("UEQ_ECHO_SERVER");
+  REQUIRE(server != nullptr);  // set by tests/meson.build
+  std::uint16_t port = 0;
+  const pid_t pid = ueq::echo::spawn_server({server, "--port", "0", "--vcores", "1"}, &port);
+  REQUIRE(pid > 0);
+  const int c = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(c >= 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  // One round trip: the server has accepted and is serving the connection.
+  char b = 'x';
+  REQUIRE(::write(c, &b, 1) == 1);
+  REQUIRE(::read(c, &b, 1) == 1);
+  REQUIRE(::kill(pid, SIGTERM) == 0);
+  // Bounded wait for the exit, through a pidfd (no sleeping poll loop).
+  const int pfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  REQUIRE(pfd >= 0);
+  pollfd p{pfd, POLLIN, 0};
+  const int ready = ::poll(&p, 1, 20000);
+  ::close(pfd);
+  if (ready != 1) ::kill(pid, SIGKILL);  // do not leave it behind
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  ::close(c);
+  CHECK(ready == 1);
   CHECK(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == 0);
 }
