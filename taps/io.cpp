@@ -34,9 +34,18 @@
 // one bit (only "something happened" matters: the caller retries the call,
 // which knows the truth) fed by a persistent tap, made the first time a
 // call on that side has to wait, for the file the fd names then (device and
-// inode). A wait slice of kRecheckNs that passes without an event makes the
-// next wait look at the file again: an fd closed behind ueq's back and
-// reused leaves the old file's taps deaf.
+// inode). An fd closed behind ueq's back and reused leaves the old file's
+// taps deaf, so a wait that lasts must look at the file again. A watcher
+// thread does that: every kWatchNs it bumps an epoch, and for each side
+// that someone has been waiting on since before the previous bump (each
+// wait stamps its sides with the epoch when it begins) it compares the
+// file the fd names with the one the sides were made for. On a mismatch it
+// marks the entry (recheck) and posts to the waiting sides: the waiters
+// retry, and their next wait looks at the file first and starts afresh. So
+// a wait costs two relaxed stores and no timer, and a long wait is checked
+// within two periods. Where the watcher cannot run (no thread could be
+// made), each wait is cut into slices of 2 * kWatchNs instead, after which
+// the next wait looks at the file.
 //
 // Closing through ueq: the close callback (on_close, registered with the
 // default tap service) drops the sides (their waiters see the queue closed:
@@ -48,8 +57,9 @@
 // after the callbacks, finds that file under the number and gives EBADF
 // rather than make sides for it that nobody would close.
 //
-// Locking: io_entry::mu guards an entry's sides, file identity and closing
-// mark; `kind` and `closes` are written only under it and read without it.
+// Locking: io_entry::mu guards an entry's sides, file identity, closing
+// mark and recheck mark; `kind` and `closes` are written only under it and
+// read without it.
 // Taken under it: the tap service's add/remove and a queue's close (their
 // own locks). It is never held across a wait or a system call that can
 // block. g_state_mu serializes making the state.
@@ -57,6 +67,8 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -64,6 +76,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <ctime>
 #include <mutex>
 
 #include "ueq/ceq/block_on.hpp"
@@ -122,14 +135,33 @@ struct io_entry {
   int closing = 0;        // io::close calls under way; guarded by mu
   dev_t closing_dev = 0;  // the file they close; guarded by mu
   ino_t closing_ino = 0;  // guarded by mu
+  // The watcher found another file under the number: the next wait looks
+  // at the file before it waits. Guarded by mu.
+  bool recheck = false;
+  // The watch epoch at the start of the latest wait on each side (0: none
+  // yet). Stored by waiters, loaded by the watcher, both relaxed: a stamp
+  // orders nothing, and one the watcher sees late (or an old one) only
+  // moves its check of that side by a period.
+  std::atomic<std::uint32_t> rd_since{0}, wr_since{0};
 };
 
 constexpr std::uint32_t kReadFilter = kTapReadable | kTapPriority | kTapRdhup;
 constexpr std::uint32_t kAlways = kTapError | kTapHangup;
 
+// How often the watcher looks at waited-on fds (see the top).
+constexpr std::int64_t kWatchNs = 500'000'000;
+
 struct io_state {
   chunked_table<io_entry> table{host_max_fds()};
   tap_service* svc = nullptr;
+  // The watcher's epoch: written by the watcher alone, read relaxed by
+  // waiters for their stamps. Starts at 1 (a stamp of 0 is "never").
+  std::atomic<std::uint32_t> epoch{1};
+  // 0: no watcher yet; 1: running; -1: could not be started (waits are
+  // sliced). Moves away from 0 once, under watch_mu; read relaxed by
+  // waiters (a stale 0 or -1 only makes a wait sliced).
+  std::atomic<int> watching{0};
+  std::mutex watch_mu;
 };
 
 bool is_plain(const struct stat& sb) {
@@ -222,6 +254,87 @@ result<io_state*> state() {
   g_state_fork_gen.store(gen, std::memory_order_relaxed);
   g_state.store(s, std::memory_order_release);
   return s;
+}
+
+// One look at an entry for the watcher, `prev` being the epoch before its
+// bump: if a side has been waited on since before that bump (or by several
+// waiters, whose stamps are not all kept), and the number names another
+// file than the one the sides were made for (or none), marks the entry and
+// wakes the side's waiters to retry.
+void watch_entry(int fd, io_entry& e, std::uint32_t prev) {
+  // relaxed: see io_entry::rd_since.
+  const std::uint32_t rs = e.rd_since.load(std::memory_order_relaxed);
+  const std::uint32_t ws = e.wr_since.load(std::memory_order_relaxed);
+  if (rs == 0 && ws == 0) return;  // never waited on
+  event_queue_ptr due[2];
+  dev_t dev;
+  ino_t ino;
+  std::uint32_t closes;
+  {
+    std::lock_guard<std::mutex> g(e.mu);
+    std::size_t n = 0;
+    for (auto [s, since] : {std::pair{&e.rd, rs}, std::pair{&e.wr, ws}}) {
+      const std::size_t k = s->queue ? s->queue->waiters() : 0;
+      if (k > 1 || (k == 1 && since < prev)) due[n++] = s->queue;
+    }
+    if (n == 0) return;
+    dev = e.dev;
+    ino = e.ino;
+    closes = e.closes.load(std::memory_order_relaxed);  // under mu: see io_entry::closes
+  }
+  struct stat sb;
+  if (::fstat(fd, &sb) == 0 && sb.st_dev == dev && sb.st_ino == ino) return;
+  {
+    std::lock_guard<std::mutex> g(e.mu);
+    // Closed through ueq meanwhile: its waiters were told (EBADF).
+    if (e.closes.load(std::memory_order_relaxed) != closes) return;
+    e.recheck = true;
+  }
+  // A plain post: the mailbox keeps the bit for a waiter that is between
+  // waits, so the retry happens either way.
+  for (const event_queue_ptr& q : due)
+    if (q) (void)q->post(0);
+}
+
+void* watch_main(void* arg) {
+  auto* st = static_cast<io_state*>(arg);
+  (void)::pthread_setname_np(::pthread_self(), "ueq-io-watch");
+  for (;;) {
+    timespec ts{kWatchNs / 1'000'000'000, kWatchNs % 1'000'000'000};
+    while (::nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+    // relaxed: the watcher is the only writer; see io_state::epoch.
+    const std::uint32_t prev = st->epoch.load(std::memory_order_relaxed);
+    st->epoch.store(prev + 1, std::memory_order_relaxed);
+    st->table.for_each(
+        [&](std::size_t fd, io_entry& e) { watch_entry(static_cast<int>(fd), e, prev); });
+  }
+  return nullptr;
+}
+
+// True if the state's watcher runs, starting it on first use. It is
+// detached and runs until the process ends, with every signal blocked (the
+// program's signals are not for it).
+bool watched(io_state* st) {
+  // relaxed: see io_state::watching.
+  if (const int w = st->watching.load(std::memory_order_relaxed); w != 0) return w > 0;
+  std::lock_guard<std::mutex> g(st->watch_mu);
+  if (st->watching.load(std::memory_order_relaxed) == 0) {
+    sigset_t all, old;
+    ::sigfillset(&all);
+    ::pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_attr_t attr;
+    bool ok = ::pthread_attr_init(&attr) == 0;
+    if (ok) {
+      pthread_t t;
+      ok = ::pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0 &&
+           ::pthread_create(&t, &attr, &watch_main, st) == 0;
+      ::pthread_attr_destroy(&attr);
+    }
+    ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    st->watching.store(ok ? 1 : -1, std::memory_order_relaxed);
+  }
+  return st->watching.load(std::memory_order_relaxed) > 0;
 }
 
 // One call's hold on its fd.
@@ -321,15 +434,6 @@ ssize_t rw_once(const fd_ref& c, bool write, const iovec* iov, int cnt, bool one
   }
 }
 
-// How long a wait may sit on a side's tap before the fd's file is looked at
-// again. An fd closed behind ueq's back (plain ::close) and reused for a new
-// file leaves its old tap deaf: the host dropped that registration with the
-// old file. The file is looked at when a side is made and whenever a wait
-// slice passes without an event, so such a waiter recovers within one slice
-// while the common path pays no check (an fstat per wait cost ~10% of an
-// echo server's CPU).
-constexpr std::int64_t kRecheckNs = 1'000'000'000;
-
 // What one call's waits have learnt so far.
 struct wait_state {
   bool check_file = false;  // a slice passed: look at the file before waiting again
@@ -341,8 +445,9 @@ struct wait_state {
 // io::close is closing. Null when the fd names a file that is never waited
 // for (a regular file the host cannot poll, reached by a call made the way
 // another file needed): the caller retries at once; EAGAIN if that happens
-// twice. With `check_file`, first makes sure the fd still names the file
-// the sides were made for, and starts over if not.
+// twice. With `check_file`, or when the watcher marked the entry, first
+// makes sure the fd still names the file the sides were made for, and
+// starts over if not.
 result<event_queue_ptr> side_queue(const fd_ref& c, bool write, bool check_file, wait_state& ws) {
   io_entry& e = *c.e;
   tap_service::inside_ueq in_ueq;  // a signal handler's close defers (tap.hpp)
@@ -350,7 +455,8 @@ result<event_queue_ptr> side_queue(const fd_ref& c, bool write, bool check_file,
   // relaxed: read under mu, which orders it with on_close's bump.
   if (e.closes.load(std::memory_order_relaxed) != c.closes) return errno_code(EBADF);
   side& s = write ? e.wr : e.rd;
-  if (s.queue && !check_file) return s.queue;
+  if (s.queue && !check_file && !e.recheck) return s.queue;
+  e.recheck = false;  // the look below is the one it asks for
   g.unlock();
   struct stat sb;
   if (::fstat(c.fd, &sb) != 0) return errno_code(errno);
@@ -398,7 +504,13 @@ status wait_sides(const fd_ref& c, bool rd, bool wr, mono_ns deadline, wait_stat
     if (!*q) return {};
     wq = std::move(*q);
   }
-  const mono_ns slice = std::min(deadline, deadline_after_ns(kRecheckNs));
+  io_entry& e = *c.e;
+  const bool watch = watched(c.st);
+  // relaxed: see io_entry::rd_since.
+  const std::uint32_t epoch = c.st->epoch.load(std::memory_order_relaxed);
+  if (rq) e.rd_since.store(epoch, std::memory_order_relaxed);
+  if (wq) e.wr_since.store(epoch, std::memory_order_relaxed);
+  const mono_ns slice = watch ? deadline : std::min(deadline, deadline_after_ns(2 * kWatchNs));
   auto r =
       rq && wq ? block_on({rq.get(), wq.get()}, slice) : block_on({(rq ? rq : wq).get()}, slice);
   ws.check_file = false;

@@ -238,9 +238,16 @@ TEST_CASE("io: wait reports the fd's real readiness; bad filters are EINVAL", "[
   REQUIRE(io::read(-1, nullptr, 0).error().value() == EBADF);
 }
 
-TEST_CASE("io: an fd closed behind ueq's back and reused recovers within a wait slice", "[io]") {
+TEST_CASE("io: an fd closed behind ueq's back and reused recovers within a second", "[io]") {
   fd_pair old_pair;
-  ueq::test::make_socketpair(old_pair);
+  // A socket replaced by a pipe is noticed at once (recv says ENOTSOCK); a
+  // pipe replaced by a pipe only by looking at the file while waiting.
+  SECTION("socket, then pipe") {
+    ueq::test::make_socketpair(old_pair);
+  }
+  SECTION("pipe, then pipe") {
+    ueq::test::make_pipe(old_pair);
+  }
   // Make the read side's tap for the old file: one wait that times out.
   char c;
   REQUIRE(io::read(old_pair.a, &c, 1, deadline_after_ms(20)).error() == std::errc::timed_out);
@@ -260,8 +267,8 @@ TEST_CASE("io: an fd closed behind ueq's back and reused recovers within a wait 
   const auto t0 = std::chrono::steady_clock::now();
   std::thread reader([&] {
     tid.store(ueq::test::current_tid());
-    // No data yet: EAGAIN, then a wait on the old file's deaf tap until
-    // a slice passes and the new file is noticed.
+    // No data yet: EAGAIN, then (pipe after pipe) a wait on the old
+    // file's deaf tap until the new file is noticed.
     auto n = io::read(num, &c, 1, deadline_after_ms(20000));
     result.store(n ? static_cast<int>(*n) : -n.error().value());
   });
@@ -274,8 +281,51 @@ TEST_CASE("io: an fd closed behind ueq's back and reused recovers within a wait 
   const auto took = std::chrono::steady_clock::now() - t0;
   REQUIRE(result.load() == 1);
   REQUIRE(c == 'q');
-  // Within one 1 s slice of the write (plus slack), never the 20 s deadline.
+  // Within a second of the write (plus slack), never the 20 s deadline.
   REQUIRE(took < std::chrono::seconds(5));
+}
+
+namespace {
+// Voluntary context switches of thread `tid` of this process so far: every
+// wake-up of a sleeping thread adds one.
+long voluntary_switches(pid_t tid) {
+  char path[64], line[128];
+  std::snprintf(path, sizeof path, "/proc/self/task/%d/status", static_cast<int>(tid));
+  FILE* f = std::fopen(path, "re");
+  if (!f) return -1;
+  long n = -1;
+  while (std::fgets(line, sizeof line, f))
+    if (std::sscanf(line, "voluntary_ctxt_switches: %ld", &n) == 1) break;
+  std::fclose(f);
+  return n;
+}
+}  // namespace
+
+TEST_CASE("io: a wait without a deadline sleeps until its event", "[io]") {
+  // Looking for a reused number while waiting must not cost the waiter a
+  // timed wake-up: the fd is looked at for it.
+  fd_pair p;
+  ueq::test::make_socketpair(p);
+  std::atomic<pid_t> tid{0};
+  std::atomic<int> result{-1};
+  char c = 0;
+  std::thread reader([&] {
+    tid.store(ueq::test::current_tid());
+    auto n = io::read(p.a, &c, 1);
+    result.store(n ? static_cast<int>(*n) : -n.error().value());
+  });
+  REQUIRE(ueq::test::wait_until([&] { return ueq::test::thread_sleeping(tid.load()); }));
+  const long before = voluntary_switches(tid.load());
+  REQUIRE(before >= 0);
+  // Two and a half seconds with no event: a waiter cut into slices (or
+  // polled by a timer) would have woken at least twice by then.
+  const bool woke = ueq::test::wait_until([&] { return voluntary_switches(tid.load()) != before; },
+                                          std::chrono::milliseconds(2500));
+  REQUIRE(::write(p.b, "z", 1) == 1);
+  reader.join();
+  REQUIRE_FALSE(woke);
+  REQUIRE(result.load() == 1);
+  REQUIRE(c == 'z');
 }
 
 TEST_CASE("io: fd numbers the kernel calls bad give EBADF, however large", "[io]") {

@@ -27,10 +27,13 @@
 // reference a moment after the cancelled poll completes, not at once. If a
 // plain ::close slips through and the number is reused, calls on the new
 // file never block in the kernel (see above), and a wait on the old file's
-// taps notices within a second (each wait is cut into 1 s slices; when a
-// slice passes without an event, the fd's device and inode are compared
-// with the file the taps were made for) and starts afresh. Checking at
-// every wait would cost a system call per wait.
+// taps notices within a second and starts afresh: a watcher thread
+// ("ueq-io-watch", started by the first wait, every signal blocked) looks
+// twice a second at each fd someone has waited on since its previous look,
+// comparing the device and inode the number names with the file the taps
+// were made for. Checking at every wait would cost a system call per wait;
+// a wait costs no timer, and sleeps until an event. If the thread cannot be
+// made, each wait is cut into 1 s slices after which the file is compared.
 //
 // Results: byte counts (or the new fd) as result<T>; errors are the system
 // call's errno, ETIMEDOUT when the deadline passes first, EBADF when the fd
