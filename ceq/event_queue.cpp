@@ -93,7 +93,7 @@ status event_queue::post(std::uint32_t id, std::uint64_t bits, std::uint64_t blo
       s = std::get<2>(mb_)->post({id, bits, blob});
       break;
   }
-  if (s) return s;
+  if (!s.ok()) return s;
   stats_.add(kPosts);
   if (trace_ts)
     trace_at(trace_ts, trace_stage::post, id, fresh ? bits : bits | kTraceCoalesced,

@@ -243,7 +243,7 @@ int ctl(int epfd, int op, int fd, struct epoll_event* user_event) {
   if (op == EPOLL_CTL_MOD) {
     bool done;
     ueq::status s = ueq::epoll_access::of(*set).modify_registered(fd, user_event, done);
-    if (done) return s ? fail(s.value()) : 0;
+    if (done) return s.ok() ? 0 : fail(s.value());
   }
   // The event is copied in first (for every op but DEL), as the kernel does.
   epoll_event copy{};
@@ -254,7 +254,7 @@ int ctl(int epfd, int op, int fd, struct epoll_event* user_event) {
   }
   if (fd == epfd) return ueq::fd_open(fd) ? fail(EINVAL) : fail(EBADF);
   ueq::status s = ueq::ctl_full(*set, op, fd, event);
-  return s ? fail(s.value()) : 0;
+  return s.ok() ? 0 : fail(s.value());
 }
 
 }  // namespace
@@ -321,7 +321,7 @@ int ueq_epoll_pwait2(int epfd, struct epoll_event* events, int maxevents,
 
 int ueq_close(int fd) {
   ueq::status s = ueq::epoll_close(fd);
-  return s ? fail(s.value()) : 0;
+  return s.ok() ? 0 : fail(s.value());
 }
 
 int ueq_dup(int fd) {

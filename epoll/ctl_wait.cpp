@@ -390,7 +390,7 @@ result<int> epoll_set::impl::wait(int number, std::span<epoll_event> buf, int li
       // ourselves (without blocking) and harvest. Every such waiter wakes.
       pass_on(handed);
       if ((host & kHostReady) && busy) ::sched_yield();
-      if (status s = ppoll_set_and_host(deadline, sigmask, host_ok, host)) return s.code();
+      if (status s = ppoll_set_and_host(deadline, sigmask, host_ok, host); !s.ok()) return s.code();
       host_ok = host_ok && !(host & kHostBroken);
       prepoll = true;
       continue;
@@ -401,7 +401,7 @@ result<int> epoll_set::impl::wait(int number, std::span<epoll_event> buf, int li
     // did not use goes on first (we sleep now, and may sleep past it).
     pass_on(handed);
     if ((host & kHostReady) && busy) ::sched_yield();
-    if (status s = standby(deadline, sigmask, busy, handed, host_ok, host)) {
+    if (status s = standby(deadline, sigmask, busy, handed, host_ok, host); !s.ok()) {
       leave_unharvested(handed);
       return s.code();  // EINTR for a signal, as epoll_wait
     }

@@ -379,7 +379,8 @@ struct epoll_set::impl {
     // ONESHOT entry re-armed with its mask, the common MOD).
     if (e.tap &&
         (tap_filter(ev.events) != tap_filter(e.events) || ((ev.events ^ e.events) & EPOLLET)))
-      if (status s = svc->refilter(e.tap, tap_filter(ev.events), !(ev.events & EPOLLET))) return s;
+      if (status s = svc->refilter(e.tap, tap_filter(ev.events), !(ev.events & EPOLLET)); !s.ok())
+        return s;
     e.events = ev.events | EPOLLERR | EPOLLHUP;
     e.data = ev.data;
     e.disabled = false;

@@ -73,7 +73,7 @@ outcome run(const params& p) {
         if ((i & 1023) == 0 && std::chrono::steady_clock::now() >= stop_at) break;
         const std::uint32_t id = (i & 1) ? any(rng) : hot(rng);
         posted[id].fetch_or(bit, std::memory_order_relaxed);
-        if (q.post(id, bit)) std::abort();
+        if (!q.post(id, bit).ok()) std::abort();
       }
       running.fetch_sub(1, std::memory_order_release);
     });

@@ -41,8 +41,8 @@ void serve(int fd) {
   char buf[16384];
   for (;;) {
     auto n = ueq::io::read(fd, buf, sizeof buf);
-    if (!n || *n == 0) break;                    // error, peer closed, or shut down
-    if (ueq::io::write_all(fd, buf, *n)) break;  // peer gone
+    if (!n || *n == 0) break;                          // error, peer closed, or shut down
+    if (!ueq::io::write_all(fd, buf, *n).ok()) break;  // peer gone
   }
   {
     std::lock_guard<ueq::mutex> g(g_conns_mu);

@@ -61,7 +61,7 @@ class epoll_backend final : public host_backend {
     if (lane_of_.contains(key)) return status(EEXIST);
     for (int i = 0; i < kMaxLanes; ++i) {
       if (i == nlanes_)
-        if (status s = add_lane_locked()) return s;
+        if (status s = add_lane_locked(); !s.ok()) return s;
       epoll_event e{};
       e.events = events | EPOLLET;
       e.data.u64 = key;

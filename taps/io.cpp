@@ -534,7 +534,7 @@ result<std::size_t> retry(int fd, bool write, mono_ns deadline, Op op) {
     if (r >= 0) return static_cast<std::size_t>(r);
     if (errno == EINTR) continue;
     if (errno != EAGAIN && errno != EWOULDBLOCK) return errno_code(errno);
-    if (status s = wait_sides(*c, !write, write, deadline, ws)) return s.code();
+    if (status s = wait_sides(*c, !write, write, deadline, ws); !s.ok()) return s.code();
   }
 }
 
@@ -628,7 +628,7 @@ status connect(int fd, const sockaddr* addr, socklen_t addrlen, mono_ns deadline
       if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return status(errno);
       return err ? status(err) : status{};
     }
-    if (status s = wait_sides(*c, false, true, deadline, ws)) return s;
+    if (status s = wait_sides(*c, false, true, deadline, ws); !s.ok()) return s;
   }
 }
 
@@ -646,7 +646,8 @@ result<std::uint32_t> wait(int fd, std::uint32_t filter, mono_ns deadline) {
     if (p.revents & POLLNVAL) return errno_code(EBADF);
     const std::uint32_t fired = static_cast<std::uint32_t>(p.revents) & (filter | kAlways);
     if (fired) return fired;
-    if (status s = wait_sides(*c, want_rd || !want_wr, want_wr, deadline, ws)) return s.code();
+    if (status s = wait_sides(*c, want_rd || !want_wr, want_wr, deadline, ws); !s.ok())
+      return s.code();
   }
 }
 

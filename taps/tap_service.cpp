@@ -311,7 +311,7 @@ struct tap_service::impl {
       gen = sl->gen;
     }
     status s = backend->add(t->fd, t->filter, key(t->slot, gen));
-    if (s) detach_slot(*t, /*host=*/false);
+    if (!s.ok()) detach_slot(*t, /*host=*/false);
     return s;
   }
 
@@ -358,7 +358,7 @@ struct tap_service::impl {
       trace_at(trace_ts, trace_stage::host_event, t.id, ev.events, fd);
       if (bits) trace(trace_stage::tap, t.id, bits, fd);
     }
-    if (bits && !t.queue->post(t.id, bits, t.data)) stats.add(kPosts);
+    if (bits && t.queue->post(t.id, bits, t.data).ok()) stats.add(kPosts);
   }
 
   // A parked thread's host poll. While the backend keeps failing, the
@@ -485,7 +485,7 @@ result<tap_handle> tap_service::add(const tap_spec& spec) {
   std::lock_guard<std::mutex> g(e->mu);
   if (!e->taps.empty() && (e->dev != st.st_dev || e->ino != st.st_ino))
     p_->drop_all(*e);  // the number was closed behind our back and reused
-  if (status s = p_->attach(t)) return s.code();
+  if (status s = p_->attach(t); !s.ok()) return s.code();
   e->dev = st.st_dev;
   e->ino = st.st_ino;
   e->taps.push_back(t);
@@ -507,7 +507,7 @@ status tap_service::modify(const tap_handle& h, std::uint32_t filter, std::uint6
   inside_ueq in;
   fd_entry* e;
   tap_slot* sl;
-  if (status s = p_->locate(h, filter, e, sl)) return s;
+  if (status s = p_->locate(h, filter, e, sl); !s.ok()) return s;
   std::lock_guard<std::mutex> g(e->mu);
   std::uint32_t gen, old_filter;
   std::uint64_t old_data;
@@ -525,7 +525,7 @@ status tap_service::modify(const tap_handle& h, std::uint32_t filter, std::uint6
   // for it, as Linux does at EPOLL_CTL_MOD. On failure the tap keeps what it
   // had (the host still has the old registration).
   status s = p_->backend->modify(h.t_->fd, filter, impl::key(h.t_->slot, gen));
-  if (s) {
+  if (!s.ok()) {
     std::lock_guard<std::mutex> sg(sl->mu);
     h.t_->filter = old_filter;
     h.t_->data = old_data;
@@ -539,7 +539,7 @@ status tap_service::refilter(const tap_handle& h, std::uint32_t filter, bool wid
   inside_ueq in;
   fd_entry* e;
   tap_slot* sl;
-  if (status s = p_->locate(h, filter, e, sl)) return s;
+  if (status s = p_->locate(h, filter, e, sl); !s.ok()) return s;
   std::lock_guard<std::mutex> g(e->mu);
   std::uint32_t gen, keep;
   {
@@ -558,7 +558,7 @@ status tap_service::refilter(const tap_handle& h, std::uint32_t filter, bool wid
   // re-armed (its edge for the current readiness passes the new filter,
   // like any event).
   const std::uint32_t host = widen ? h.t_->host_filter | filter : filter;
-  if (status s = p_->backend->modify(h.t_->fd, host, impl::key(h.t_->slot, gen))) return s;
+  if (status s = p_->backend->modify(h.t_->fd, host, impl::key(h.t_->slot, gen)); !s.ok()) return s;
   h.t_->host_filter = host;
   std::lock_guard<std::mutex> sg(sl->mu);
   h.t_->filter = filter;
@@ -594,7 +594,7 @@ std::size_t tap_service::apply(std::span<tap_request> reqs) {
         r.result = remove(r.handle);
         break;
     }
-    if (r.result) break;
+    if (!r.result.ok()) break;
     ++done;
   }
   return done;

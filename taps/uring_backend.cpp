@@ -57,8 +57,8 @@ class uring_backend final : public host_backend {
     // expect a completion that says more will follow.
     {
       std::lock_guard<std::mutex> g(b->mu_);
-      if (status s = b->arm_locked(b->wake_.fd(), EPOLLIN, kWakeArm)) return s.code();
-      if (status s = b->submit_locked()) return s.code();
+      if (status s = b->arm_locked(b->wake_.fd(), EPOLLIN, kWakeArm); !s.ok()) return s.code();
+      if (status s = b->submit_locked(); !s.ok()) return s.code();
     }
     b->wake_.wake();
     io_uring_cqe* cqe = nullptr;
@@ -77,7 +77,7 @@ class uring_backend final : public host_backend {
     if (by_key_.contains(key)) return status(EEXIST);
     if (::fcntl(fd, F_GETFD) < 0) return status(EBADF);
     const std::uint64_t id = next_arm_++;
-    if (status s = arm_locked(fd, events, id)) return s;
+    if (status s = arm_locked(fd, events, id); !s.ok()) return s;
     arms_[id] = {fd, events, key};
     by_key_[key] = id;
     return submit_locked();
@@ -87,10 +87,10 @@ class uring_backend final : public host_backend {
     std::lock_guard<std::mutex> g(mu_);
     auto it = by_key_.find(key);
     if (it == by_key_.end()) return status(ENOENT);
-    if (status s = cancel_locked(it->second)) return s;
+    if (status s = cancel_locked(it->second); !s.ok()) return s;
     arms_.erase(it->second);
     const std::uint64_t id = next_arm_++;
-    if (status s = arm_locked(fd, events, id)) return s;
+    if (status s = arm_locked(fd, events, id); !s.ok()) return s;
     arms_[id] = {fd, events, key};
     it->second = id;
     return submit_locked();
@@ -103,7 +103,7 @@ class uring_backend final : public host_backend {
     const std::uint64_t id = it->second;
     by_key_.erase(it);
     arms_.erase(id);
-    if (status s = cancel_locked(id)) return s;
+    if (status s = cancel_locked(id); !s.ok()) return s;
     return submit_locked();
   }
 
@@ -153,7 +153,7 @@ class uring_backend final : public host_backend {
           continue;
         }
         const std::uint64_t nid = next_arm_++;
-        if (!arm_locked(a.fd, a.events, nid)) {
+        if (arm_locked(a.fd, a.events, nid).ok()) {
           arms_[nid] = a;
           by_key_[a.key] = nid;
         }

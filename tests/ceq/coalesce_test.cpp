@@ -10,10 +10,10 @@ using ueq::test::make_ceq;
 TEST_CASE("only the post that flips posted pushes the ring; the rest coalesce", "[ceq]") {
   auto q = make_ceq({.ring_size = 4});
   ceq_post_status st;
-  REQUIRE_FALSE(q->post(1, 1, 0, st));
+  REQUIRE(q->post(1, 1, 0, st).ok());
   REQUIRE(st == ceq_post_status::queued);
   for (int i = 0; i < 1000; ++i) {
-    REQUIRE_FALSE(q->post(1, 2, 0, st));
+    REQUIRE(q->post(1, 2, 0, st).ok());
     REQUIRE(st == ceq_post_status::coalesced);
   }
   // 1001 posts to one ID fit a 4-cell ring without overflow.
@@ -32,7 +32,7 @@ TEST_CASE("a ring as large as the live slots never overflows", "[ceq]") {
   for (int round = 0; round < 50; ++round) {
     for (int rep = 0; rep < 3; ++rep)
       for (std::uint32_t id = 0; id < kSlots; ++id)
-        REQUIRE_FALSE(q->post(id, 1u << rep));
+        REQUIRE(q->post(id, 1u << rep).ok());
     auto msgs = drain(*q);
     REQUIRE(msgs.size() == kSlots);
     for (auto& m : msgs)
@@ -44,10 +44,10 @@ TEST_CASE("a ring as large as the live slots never overflows", "[ceq]") {
 
 TEST_CASE("max_event_ever tracks the highest ID posted", "[ceq]") {
   auto q = make_ceq({.max_ids = 100000});
-  REQUIRE_FALSE(q->post(10, 1));
+  REQUIRE(q->post(10, 1).ok());
   REQUIRE(q->max_event_ever() == 10);
-  REQUIRE_FALSE(q->post(99999, 1));
-  REQUIRE_FALSE(q->post(50, 1));
+  REQUIRE(q->post(99999, 1).ok());
+  REQUIRE(q->post(50, 1).ok());
   REQUIRE(q->max_event_ever() == 99999);
   drain(*q);
   REQUIRE(q->max_event_ever() == 99999);  // high-water, never lowered
@@ -55,7 +55,7 @@ TEST_CASE("max_event_ever tracks the highest ID posted", "[ceq]") {
 
 TEST_CASE("dump shows options, indices, flags, counters and pending slots", "[ceq]") {
   auto q = make_ceq({.ring_size = 2});
-  REQUIRE_FALSE(q->post(5, 0x10, 0x99));
+  REQUIRE(q->post(5, 0x10, 0x99).ok());
   const std::string d = q->dump();
   REQUIRE(d.find("merge=or ring=2") != std::string::npos);
   REQUIRE(d.find("prod=1 cons_pvt=0 cons_pub=0") != std::string::npos);

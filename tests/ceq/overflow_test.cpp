@@ -23,7 +23,7 @@ TEST_CASE("a full ring overflows and recovery delivers every pending ID", "[ceq]
     constexpr std::uint32_t kIds = 100;
     ceq_post_status st;
     for (std::uint32_t id = 0; id < kIds; ++id) {
-      REQUIRE_FALSE(q->post(id * 37, id + 1, 0, st));
+      REQUIRE(q->post(id * 37, id + 1, 0, st).ok());
       REQUIRE(st == (id < ring ? ceq_post_status::queued : ceq_post_status::overflowed));
     }
     REQUIRE_FALSE(q->empty());
@@ -42,7 +42,7 @@ TEST_CASE("a full ring overflows and recovery delivers every pending ID", "[ceq]
 TEST_CASE("recovery is resumable: one get at a time, posts in between", "[ceq]") {
   auto q = make_ceq({.ring_size = 1});
   for (std::uint32_t id = 0; id < 10; ++id)
-    REQUIRE_FALSE(q->post(id, 1));
+    REQUIRE(q->post(id, 1).ok());
   ceq_event ev;
   REQUIRE(q->get(ev));  // ring entry: id 0
   REQUIRE(ev.id == 0);
@@ -52,8 +52,8 @@ TEST_CASE("recovery is resumable: one get at a time, posts in between", "[ceq]")
   REQUIRE(ev.id == 2);
   // Posting to an ID the scan has passed re-queues it through the ring; one
   // the scan has not reached is merged into its pending slot.
-  REQUIRE_FALSE(q->post(1, 2));
-  REQUIRE_FALSE(q->post(8, 2));
+  REQUIRE(q->post(1, 2).ok());
+  REQUIRE(q->post(8, 2).ok());
   std::map<std::uint32_t, std::uint64_t> rest = drain_merged(*q);
   REQUIRE(rest.size() == 8);  // 1 and 3..9
   REQUIRE(rest[1] == 2);
@@ -67,10 +67,10 @@ TEST_CASE("stale and duplicate ring entries are skipped and get keeps going", "[
   // slot (or a scan harvests a slot whose entry is still queued); inject
   // such entries directly: [1, 1 (duplicate), 77 (never posted), 2].
   auto q = make_ceq({.ring_size = 8});
-  REQUIRE_FALSE(q->post(1, 1));
+  REQUIRE(q->post(1, 1).ok());
   REQUIRE(ueq::ceq_test_access::push_ring(*q, 1));
   REQUIRE(ueq::ceq_test_access::push_ring(*q, 77));
-  REQUIRE_FALSE(q->post(2, 4));
+  REQUIRE(q->post(2, 4).ok());
   ceq_event ev;
   REQUIRE(q->get(ev));
   REQUIRE(ev.id == 1);
@@ -87,7 +87,7 @@ TEST_CASE("recovery with several consumers loses nothing (tiny ring)", "[ceq]") 
     auto q = make_ceq({.ring_size = 1, .max_ids = 4096});
     constexpr std::uint32_t kIds = 600;
     for (std::uint32_t id = 0; id < kIds; ++id)
-      REQUIRE_FALSE(q->post(id * 5, 1));
+      REQUIRE(q->post(id * 5, 1).ok());
     std::atomic<std::uint32_t> count{0};
     std::vector<std::vector<std::uint32_t>> seen(3);
     std::vector<std::thread> ts;

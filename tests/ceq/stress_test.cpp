@@ -72,7 +72,7 @@ void run_handshake(const config& cfg, std::uint64_t rounds) {
       start.arrive_and_wait();
       for (std::uint64_t r = 1; r <= rounds && !failed.load(); ++r) {
         for (std::uint32_t s = 0; s < cfg.slots; ++s)
-          if (q->post(slot_id(s), 1ull << p)) failed.store(true);
+          if (!q->post(slot_id(s), 1ull << p).ok()) failed.store(true);
         for (std::uint32_t s = 0; s < cfg.slots; ++s) {
           auto& a = acks[s * cfg.producers + p];
           if (!wait_until([&] { return a.load() >= r; })) {
@@ -134,7 +134,7 @@ void run_add_sums(const config& cfg, std::uint64_t posts_per_producer, std::uint
         const std::uint32_t s = rng() % cfg.slots;
         const std::uint64_t v = 1 + rng() % 1000;
         posted[s].fetch_add(v);
-        if (q->post(slot_id(s), v)) errors.fetch_add(1);
+        if (!q->post(slot_id(s), v).ok()) errors.fetch_add(1);
         if ((i & 255) == 0) ::sched_yield();  // vary the interleavings
       }
       producers_left.fetch_sub(1, std::memory_order_release);

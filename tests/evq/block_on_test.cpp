@@ -25,8 +25,8 @@ event_queue_ptr msgs(ueq::notify_policy p = ueq::notify_policy::wake_all) {
 
 TEST_CASE("block_on returns a pending message at once, first listed queue first", "[evq]") {
   auto a = msgs(), b = msgs();
-  REQUIRE_FALSE(b->post(2));
-  REQUIRE_FALSE(a->post(1));
+  REQUIRE(b->post(2).ok());
+  REQUIRE(a->post(1).ok());
   auto r = block_on({b.get(), a.get()}, deadline_after_ms(0));
   REQUIRE(r.ok());
   REQUIRE(r->queue == b.get());
@@ -63,7 +63,7 @@ TEST_CASE("a blocked thread is woken by a post from another thread", "[evq]") {
     r = block_on({a.get(), b.get()}, deadline_after_ms(20000));
   });
   REQUIRE(ueq::test::wait_until([&] { return waiting.load() && b->waiters() == 1; }));
-  REQUIRE_FALSE(b->post(9, 1, 77));
+  REQUIRE(b->post(9, 1, 77).ok());
   t.join();
   REQUIRE(r.ok());
   REQUIRE(r->queue == b.get());
@@ -99,8 +99,8 @@ TEST_CASE("one waiter on 100 queues wakes for whichever is posted", "[evq]") {
   for (int pick : {0, 63, 64, 99}) {
     bool posted = false;  // written by t, read after join
     std::thread t([&] {
-      posted =
-          ueq::test::wait_until([&] { return qs[pick]->waiters() == 1; }) && !qs[pick]->post(pick);
+      posted = ueq::test::wait_until([&] { return qs[pick]->waiters() == 1; }) &&
+               qs[pick]->post(pick).ok();
     });
     auto r = block_on(qs, deadline_after_ms(20000));
     t.join();

@@ -20,9 +20,9 @@ TEST_CASE("evq: a CEQ-backed queue coalesces, a message queue keeps every messag
   auto m = must(event_queue::create_messages());
   auto b = must(event_queue::create_bitmap(8));
   for (int i = 0; i < 3; ++i) {
-    REQUIRE_FALSE(c->post(5, 1u << i));
-    REQUIRE_FALSE(m->post(5, 1u << i));
-    REQUIRE_FALSE(b->post(5));
+    REQUIRE(c->post(5, 1u << i).ok());
+    REQUIRE(m->post(5, 1u << i).ok());
+    REQUIRE(b->post(5).ok());
   }
   event_msg out[8];
   REQUIRE(c->drain(out) == 1);
@@ -43,7 +43,7 @@ TEST_CASE("evq: a CEQ-backed queue coalesces, a message queue keeps every messag
 TEST_CASE("evq: mailbox errors pass through; posts after close fail with EPIPE", "[evq]") {
   auto c = must(event_queue::create_ceq({.max_ids = 10}));
   REQUIRE(c->post(10, 1).value() == EINVAL);
-  REQUIRE_FALSE(c->post(3, 1));
+  REQUIRE(c->post(3, 1).ok());
   c->close();
   c->close();  // idempotent
   REQUIRE(c->closed());
@@ -62,7 +62,7 @@ TEST_CASE("evq: dispatch runs the handler on each drained message", "[evq]") {
     seen.push_back(m.id);
   });
   for (std::uint32_t i = 0; i < 40; ++i)
-    REQUIRE_FALSE(q->post(i));
+    REQUIRE(q->post(i).ok());
   REQUIRE(q->dispatch(5) == 5);
   REQUIRE(q->dispatch() == 35);
   REQUIRE(seen.size() == 40);

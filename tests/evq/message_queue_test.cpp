@@ -15,7 +15,7 @@ TEST_CASE("message queue: FIFO order and growth far past the initial capacity", 
   message_queue q(2);
   REQUIRE(q.empty());
   for (std::uint32_t i = 0; i < 10000; ++i)
-    REQUIRE_FALSE(q.post({.id = i, .bits = i * 3u, .blob = 7}));
+    REQUIRE(q.post({.id = i, .bits = i * 3u, .blob = 7}).ok());
   REQUIRE(q.size() == 10000);
   event_msg m;
   for (std::uint32_t i = 0; i < 5000; ++i) {
@@ -25,7 +25,7 @@ TEST_CASE("message queue: FIFO order and growth far past the initial capacity", 
   }
   // Interleave to wrap the ring, then grow while wrapped.
   for (std::uint32_t i = 10000; i < 30000; ++i)
-    REQUIRE_FALSE(q.post({.id = i}));
+    REQUIRE(q.post({.id = i}).ok());
   event_msg batch[100];
   std::uint32_t expect = 5000;
   while (std::size_t n = q.get_batch(batch))
@@ -61,7 +61,8 @@ TEST_CASE("message queue: nothing coalesces, every message arrives once", "[evq]
   for (int p = 0; p < kProducers; ++p)
     ts.emplace_back([&, p] {
       for (std::uint64_t i = 0; i < per; ++i)
-        if (q.post({.id = static_cast<std::uint32_t>(p * per + i), .bits = 1})) errors.fetch_add(1);
+        if (!q.post({.id = static_cast<std::uint32_t>(p * per + i), .bits = 1}).ok())
+          errors.fetch_add(1);
       producers_left.fetch_sub(1, std::memory_order_release);
     });
   for (auto& t : ts)

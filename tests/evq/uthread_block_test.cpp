@@ -33,11 +33,11 @@ TEST_CASE(
         auto other = ueq::spawn([&] {
           for (int i = 0; i < rounds; ++i) {
             if (!block_on({ping.get()}, deadline_after_ms(10000))) failures.fetch_add(1);
-            if (pong->post(1)) failures.fetch_add(1);
+            if (!pong->post(1).ok()) failures.fetch_add(1);
           }
         });
         for (int i = 0; i < rounds && failures.load() == 0; ++i) {
-          if (ping->post(1)) failures.fetch_add(1);
+          if (!ping->post(1).ok()) failures.fetch_add(1);
           if (!block_on({pong.get()}, deadline_after_ms(10000))) failures.fetch_add(1);
         }
         (void)other->join();
@@ -62,7 +62,7 @@ TEST_CASE(
     for (int k = 0; k < kProducers; ++k)
       producers.emplace_back([&, k] {
         for (std::uint64_t i = 0; i < per; ++i)
-          if (q->post(static_cast<std::uint32_t>(k * per + i))) failures.fetch_add(1);
+          if (!q->post(static_cast<std::uint32_t>(k * per + i)).ok()) failures.fetch_add(1);
       });
     auto r = ueq::run(
         [&] {

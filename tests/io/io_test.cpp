@@ -63,7 +63,7 @@ TEST_CASE("io: 4 MiB through a socketpair with back-pressure, checksummed", "[io
   std::atomic<bool> wrote{false};
   std::thread writer([&] {
     // The socket buffer is far smaller: write_all has to wait for the reader.
-    wrote.store(!io::write_all(p.b, data.data(), data.size(), deadline_after_ms(30000)));
+    wrote.store(io::write_all(p.b, data.data(), data.size(), deadline_after_ms(30000)).ok());
   });
   std::uint64_t h = 1469598103934665603ull;
   std::size_t total = 0;
@@ -142,7 +142,7 @@ TEST_CASE("io: closing the fd through ueq wakes its waiter with EBADF", "[io]") 
   // futex or polling the host), i.e. after its read found nothing: closing
   // before its read would be a race on the fd, not the case under test.
   REQUIRE(ueq::test::wait_until([&] { return ueq::test::thread_sleeping(tid.load()); }));
-  REQUIRE_FALSE(io::close(p.a));
+  REQUIRE(io::close(p.a).ok());
   p.a = -1;
   reader.join();
   REQUIRE(err.load() == EBADF);
@@ -157,8 +157,8 @@ TEST_CASE("io: accept and connect on TCP loopback; refused connects fail", "[io]
     accepted.store(c ? *c : -1);
   });
   const int c = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  REQUIRE_FALSE(
-      io::connect(c, reinterpret_cast<sockaddr*>(&addr), sizeof addr, deadline_after_ms(10000)));
+  REQUIRE(io::connect(c, reinterpret_cast<sockaddr*>(&addr), sizeof addr, deadline_after_ms(10000))
+              .ok());
   server.join();
   REQUIRE(accepted.load() >= 0);
   // Really connected: the peer is known and data flows.
@@ -169,9 +169,9 @@ TEST_CASE("io: accept and connect on TCP loopback; refused connects fail", "[io]
   char buf[2];
   REQUIRE(*io::read(c, buf, 2, deadline_after_ms(10000)) == 2);
   REQUIRE((::fcntl(accepted.load(), F_GETFL) & O_NONBLOCK));
-  REQUIRE_FALSE(io::close(accepted.load()));
-  REQUIRE_FALSE(io::close(c));
-  REQUIRE_FALSE(io::close(l));
+  REQUIRE(io::close(accepted.load()).ok());
+  REQUIRE(io::close(c).ok());
+  REQUIRE(io::close(l).ok());
   // A refused connect: a port nothing listens on (bound, never listened).
   sockaddr_in none;
   const int idle = ueq::test::bound_loopback(SOCK_STREAM, &none, /*listen=*/false);
@@ -370,7 +370,7 @@ TEST_CASE("io: regular files, eventfds, FIFOs and terminals each read and write 
     std::vector<char> data(1 << 20);
     for (std::size_t i = 0; i < data.size(); ++i)
       data[i] = static_cast<char>(i * 7);
-    REQUIRE_FALSE(io::write_all(fd, data.data(), data.size(), deadline_after_ms(10000)));
+    REQUIRE(io::write_all(fd, data.data(), data.size(), deadline_after_ms(10000)).ok());
     REQUIRE(::lseek(fd, 0, SEEK_SET) == 0);
     std::vector<char> back(data.size());
     auto n = io::read(fd, back.data(), back.size(), deadline_after_ms(10000));
@@ -378,7 +378,7 @@ TEST_CASE("io: regular files, eventfds, FIFOs and terminals each read and write 
     REQUIRE(*n == back.size());
     REQUIRE(back == data);
     REQUIRE(*io::read(fd, back.data(), 1, deadline_after_ms(10000)) == 0);  // end of file
-    REQUIRE_FALSE(io::close(fd));
+    REQUIRE(io::close(fd).ok());
   }
   SECTION("an eventfd: a waiting read is woken by io::write") {
     const int fd = ::eventfd(0, EFD_CLOEXEC);
@@ -394,7 +394,7 @@ TEST_CASE("io: regular files, eventfds, FIFOs and terminals each read and write 
     REQUIRE(n.ok());
     REQUIRE(*n == sizeof v);
     REQUIRE(v == 5);
-    REQUIRE_FALSE(io::close(fd));
+    REQUIRE(io::close(fd).ok());
   }
   SECTION("a FIFO: a reader waits for the writer") {
     char dir[] = "/tmp/ueq-io-fifo-XXXXXX";
@@ -418,8 +418,8 @@ TEST_CASE("io: regular files, eventfds, FIFOs and terminals each read and write 
     }
     writer.join();
     REQUIRE(std::string(buf, 4) == "fifo");
-    REQUIRE_FALSE(io::close(rd));
-    REQUIRE_FALSE(io::close(wr));
+    REQUIRE(io::close(rd).ok());
+    REQUIRE(io::close(wr).ok());
   }
   SECTION("a terminal (no RWF_NOWAIT): a read waits by its deadline, then gets the data") {
     const int master = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
@@ -437,7 +437,7 @@ TEST_CASE("io: regular files, eventfds, FIFOs and terminals each read and write 
     auto n = io::read(slave, &c, 1, deadline_after_ms(10000));
     REQUIRE(n.ok());
     REQUIRE(c == 't');
-    REQUIRE_FALSE(io::close(slave));
-    REQUIRE_FALSE(io::close(master));
+    REQUIRE(io::close(slave).ok());
+    REQUIRE(io::close(master).ok());
   }
 }

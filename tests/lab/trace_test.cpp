@@ -82,7 +82,7 @@ void require_all_stages_in_order(const std::vector<trace_record>& rs, const even
 // Traces one event written on `writer` and delivered into q under id, and
 // returns its records, checked for every stage in order.
 std::vector<trace_record> traced_delivery(event_queue& q, int writer, std::uint32_t id) {
-  REQUIRE_FALSE(trace_start(1 << 12));
+  REQUIRE(trace_start(1 << 12).ok());
   const event_msg m = deliver_one(q, writer);
   trace_stop();
   CHECK(m.id == id);
@@ -105,12 +105,12 @@ TEST_CASE(
   CHECK(rs[0].obj == static_cast<std::uint64_t>(p.b));  // host event: the fd
   // Integrated polling: the waiter itself polled, posted, woke and consumed.
   CHECK(rs[0].thread == rs[4].thread);
-  REQUIRE_FALSE(tap_remove(*t));
+  REQUIRE(tap_remove(*t).ok());
 }
 
 TEST_CASE("trace: the same stages in order when a dedicated poller thread delivers") {
   auto svc = std::move(tap_service::create(backend_kind::epoll)).value();
-  REQUIRE_FALSE(svc->start_poller_thread());
+  REQUIRE(svc->start_poller_thread().ok());
   auto q = std::move(event_queue::create_ceq({})).value();
   sock_pair p;
   constexpr std::uint32_t kId = 515151;
@@ -120,7 +120,7 @@ TEST_CASE("trace: the same stages in order when a dedicated poller thread delive
   // The poller saw, posted and woke; the waiter consumed.
   CHECK(rs[0].thread == rs[3].thread);
   CHECK(rs[3].thread != rs[4].thread);
-  REQUIRE_FALSE(svc->remove(*t));
+  REQUIRE(svc->remove(*t).ok());
   svc->stop_poller_thread();
 }
 
@@ -129,20 +129,20 @@ TEST_CASE(
     "the rest as dropped") {
   auto q = std::move(event_queue::create_messages()).value();
   trace_stop();
-  REQUIRE_FALSE(trace_start(1024));
+  REQUIRE(trace_start(1024).ok());
   trace_stop();
   for (std::uint32_t i = 0; i < 100; ++i)
-    REQUIRE_FALSE(q->post(i, i));
+    REQUIRE(q->post(i, i).ok());
   event_msg m;
   while (q->try_get(m)) {
   }
   CHECK(trace_snapshot().empty());
   CHECK_FALSE(trace_counters().enabled);
 
-  REQUIRE_FALSE(trace_start(1024));
+  REQUIRE(trace_start(1024).ok());
   CHECK(trace_counters().enabled);
   for (std::uint32_t i = 0; i < 3000; ++i)
-    REQUIRE_FALSE(q->post(i, i));  // no waiters: one post record each
+    REQUIRE(q->post(i, i).ok());  // no waiters: one post record each
   trace_stop();
   const auto rs = trace_snapshot();
   const trace_stats st = trace_counters();
@@ -174,7 +174,7 @@ TEST_CASE("trace: concurrent writers, sessions restarted under them, never a tor
     });
   const int sessions = static_cast<int>(ueq::test::scaled(200));
   for (int s = 0; s < sessions; ++s) {
-    REQUIRE_FALSE(trace_start(s % 2 ? 1024 : 4096));
+    REQUIRE(trace_start(s % 2 ? 1024 : 4096).ok());
     std::this_thread::yield();
     if (s % 3 == 0) trace_stop();
     for (const trace_record& r : trace_snapshot())

@@ -31,7 +31,7 @@ TEST_CASE("a thread blocked in block_on polls the host and receives its tap even
   REQUIRE(r.ok());
   REQUIRE(r->msg.id == 3);
   REQUIRE(r->msg.bits == kTapReadable);
-  REQUIRE_FALSE(tap_remove(*t));
+  REQUIRE(tap_remove(*t).ok());
 }
 
 TEST_CASE("two blocked threads on different fds: both are served while one polls", "[taps]") {
@@ -68,8 +68,8 @@ TEST_CASE("two blocked threads on different fds: both are served while one polls
   a.join();
   b.join();
   REQUIRE(fails.load() == 0);
-  REQUIRE_FALSE(tap_remove(*t1));
-  REQUIRE_FALSE(tap_remove(*t2));
+  REQUIRE(tap_remove(*t1).ok());
+  REQUIRE(tap_remove(*t2).ok());
 }
 
 TEST_CASE("add/remove/modify race with dispatch on one fd", "[taps][stress]") {
@@ -102,8 +102,8 @@ TEST_CASE("add/remove/modify race with dispatch on one fd", "[taps][stress]") {
             errors.fetch_add(1);
             continue;
           }
-          if (svc->modify(*t, kTapReadable, i)) errors.fetch_add(1);
-          if (svc->remove(*t)) errors.fetch_add(1);
+          if (!svc->modify(*t, kTapReadable, i).ok()) errors.fetch_add(1);
+          if (!svc->remove(*t).ok()) errors.fetch_add(1);
           // After remove() returned, the tap posts nothing more: drain, then
           // check that no post arrives for this queue from a later dispatch.
           event_msg m;
@@ -142,7 +142,7 @@ TEST_CASE("close_fd and number reuse racing with a poller: no post after close r
       // Every other round, let the poller deliver the write first; otherwise
       // close while it may be dispatching.
       if (i % 2 == 0) REQUIRE(ueq::test::wait_until([&] { return q->counters().posts >= 1; }));
-      REQUIRE_FALSE(svc->close_fd(f[0]));
+      REQUIRE(svc->close_fd(f[0]).ok());
       const std::uint64_t posts = q->counters().posts;
       ::close(f[1]);  // would hang up the closed read end: must not be posted
       (void)svc->poll(deadline_after_ms(1));

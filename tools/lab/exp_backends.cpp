@@ -50,7 +50,7 @@ bool run_point(context& ctx, const point& p) {
   tap_service& svc = **made;
   if (poller == "integrated") {
     svc.attach_to_parkers();
-  } else if (status s = svc.start_poller_thread()) {
+  } else if (status s = svc.start_poller_thread(); !s.ok()) {
     ctx.skip(what, "no poller thread: " + s.code().message());
     return true;
   }

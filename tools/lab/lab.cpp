@@ -189,7 +189,8 @@ std::vector<std::string> context::swept() const {
 
 void context::trace_begin() {
   if (!trace_) return;
-  if (status s = trace_start(std::size_t{1} << 20)) die("trace_start: " + s.code().message(), 1);
+  if (status s = trace_start(std::size_t{1} << 20); !s.ok())
+    die("trace_start: " + s.code().message(), 1);
 }
 
 void context::trace_end() {

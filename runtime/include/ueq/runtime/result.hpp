@@ -4,17 +4,20 @@
 // Errors are errno values (std::generic_category()), so the C facade can hand
 // them to errno unchanged.
 //  - result<T>: a T, or a std::error_code.
-//  - status: just an errno value (0 = success), for hot paths. It reads like
-//    a std::error_code (true when it holds an error, value(), compares with
-//    std::errc) but costs one int: building a std::error_code calls into
-//    libstdc++ for its category even on success.
+//  - status: just an errno value (0 = success), for hot paths. It costs one
+//    int (building a std::error_code calls into libstdc++ for its category
+//    even on success) and offers what an error_code does (value(), code(),
+//    comparison with std::errc).
+// Success reads the same way on both: ok() is true on success, and a
+// result<T> also converts to true on success. A status has no conversion
+// to bool at all, so that `if (s)` cannot be read either way.
 //
 // Thread-safety: plain value types.
 //
 // Usage:
 //   ueq::result<std::unique_ptr<ueq::ceq>> q = ueq::ceq::create({});
 //   if (!q) return q.error();          // std::error_code, e.g. EINVAL
-//   if (ueq::status s = (*q)->post(7, 1)) log(s.code().message());
+//   if (ueq::status s = (*q)->post(7, 1); !s.ok()) log(s.code().message());
 #pragma once
 
 #include <cerrno>
@@ -32,7 +35,7 @@ class [[nodiscard]] status {
  public:
   constexpr status() noexcept = default;
   constexpr explicit status(int errno_value) noexcept : e_(errno_value) {}
-  constexpr explicit operator bool() const noexcept { return e_ != 0; }  // true = error
+  constexpr bool ok() const noexcept { return e_ == 0; }
   constexpr int value() const noexcept { return e_; }
   std::error_code code() const noexcept { return e_ ? errno_code(e_) : std::error_code{}; }
   friend constexpr bool operator==(status a, std::errc b) noexcept {

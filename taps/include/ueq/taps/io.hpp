@@ -53,7 +53,7 @@
 //   for (;;) {
 //     auto n = ueq::io::read(fd, buf, sizeof buf);
 //     if (!n || *n == 0) break;
-//     if (ueq::io::write_all(fd, buf, *n)) break;  // a status is true on error
+//     if (!ueq::io::write_all(fd, buf, *n).ok()) break;
 //   }
 //   (void)ueq::io::close(fd);
 #pragma once
