@@ -9,7 +9,7 @@
 
 #include "harness.hpp"
 #include "roundtrips.hpp"
-#include "ueq/ceq/block_on.hpp"
+#include "ueq/ceq/evq/block_on.hpp"
 #include "ueq/uthread/uthread.hpp"
 
 namespace {

@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "harness.hpp"
-#include "ueq/ceq/block_on.hpp"
+#include "ueq/ceq/evq/block_on.hpp"
 #include "ueq/taps/io.hpp"
 #include "ueq/taps/tap.hpp"
 #include "ueq/uthread/uthread.hpp"

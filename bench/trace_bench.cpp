@@ -13,7 +13,7 @@
 
 #include "harness.hpp"
 #include "ueq/ceq/ceq.hpp"
-#include "ueq/ceq/event_queue.hpp"
+#include "ueq/ceq/evq/event_queue.hpp"
 #include "ueq/runtime/trace.hpp"
 
 namespace {

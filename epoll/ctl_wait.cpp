@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "registry.hpp"
-#include "ueq/ceq/block_on.hpp"
+#include "ueq/ceq/evq/block_on.hpp"
 #include "ueq/runtime/fd.hpp"
 #include "ueq/runtime/parker.hpp"
 

@@ -58,8 +58,8 @@
 #include <mutex>
 #include <vector>
 
-#include "ueq/ceq/block_on.hpp"
-#include "ueq/ceq/event_queue.hpp"
+#include "ueq/ceq/evq/block_on.hpp"
+#include "ueq/ceq/evq/event_queue.hpp"
 #include "ueq/epoll.h"
 #include "ueq/runtime/fd.hpp"
 #include "ueq/runtime/parker.hpp"

@@ -10,7 +10,7 @@
 #include <chrono>
 #include <cstdio>
 
-#include "ueq/ceq/block_on.hpp"
+#include "ueq/ceq/evq/block_on.hpp"
 #include "ueq/uthread/uthread.hpp"
 
 namespace {

@@ -79,7 +79,7 @@
 #include <ctime>
 #include <mutex>
 
-#include "ueq/ceq/block_on.hpp"
+#include "ueq/ceq/evq/block_on.hpp"
 #include "ueq/runtime/chunked_table.hpp"
 #include "ueq/runtime/fd.hpp"
 #include "ueq/taps/tap.hpp"

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "../support.hpp"
-#include "ueq/ceq/block_on.hpp"
+#include "ueq/ceq/evq/block_on.hpp"
 #include "ueq/uthread/uthread.hpp"
 
 using ueq::block_on;

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "../support.hpp"
-#include "ueq/ceq/block_on.hpp"
+#include "ueq/ceq/evq/block_on.hpp"
 
 using ueq::block_on;
 using ueq::deadline_after_ms;

@@ -9,7 +9,7 @@
 
 #include "../support.hpp"
 #include "../taps/taps_support.hpp"
-#include "ueq/ceq/block_on.hpp"
+#include "ueq/ceq/evq/block_on.hpp"
 #include "ueq/epoll.h"
 #include "ueq/taps/fault.hpp"
 

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "../support.hpp"
-#include "ueq/ceq/block_on.hpp"
+#include "ueq/ceq/evq/block_on.hpp"
 #include "ueq/runtime/trace.hpp"
 #include "ueq/taps/tap.hpp"
 

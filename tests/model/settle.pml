@@ -18,7 +18,7 @@
  *                       block_on(wakeq)
  * A plain waiter's standby sleep, on the set's bell and the host poll's
  * hand-off, is tests/model/standby.pml's.
- * and ceq/event_queue.cpp:69-106, event_queue::post(): publish into the CEQ,
+ * and ceq/evq/event_queue.cpp:69-106, event_queue::post(): publish into the CEQ,
  * then the post hook, for a post that creates a message.
  *
  * Parties: NP producers (tap dispatch on the host poller's thread), each

@@ -2,11 +2,11 @@
  *
  * Models (a change to these lines without a matching change here is a
  * review failure):
- *   ceq/event_queue.cpp:69-163   event_queue::post(), notify(),
+ *   ceq/evq/event_queue.cpp:69-163   event_queue::post(), notify(),
  *                                wake_one_waiter(), add_waiter(), remove_waiter()
- *   ceq/event_queue.cpp:217-223  event_queue::close()
- *   ceq/block_on.cpp:16-100      try_all(), any_closed(), pass_on(), block_on()
- *   ceq/include/ueq/ceq/block_on.hpp:67-90  evq_waiter (wake, woken_by, reset)
+ *   ceq/evq/event_queue.cpp:217-223  event_queue::close()
+ *   ceq/evq/block_on.cpp:16-100      try_all(), any_closed(), pass_on(), block_on()
+ *   ceq/include/ueq/ceq/evq/block_on.hpp:67-90  evq_waiter (wake, woken_by, reset)
  *   runtime/parker.cpp:163-208   parker::unpark(), parker::park() (the paths
  *                                without a host poller; tests/model/leader.pml
  *                                has the host-poll leader path)

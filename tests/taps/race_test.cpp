@@ -6,7 +6,7 @@
 
 #include "../support.hpp"
 #include "taps_support.hpp"
-#include "ueq/ceq/block_on.hpp"
+#include "ueq/ceq/evq/block_on.hpp"
 
 using namespace ueq;
 using ueq::test::fd_pair;

@@ -14,7 +14,7 @@
 #include <string_view>
 #include <utility>
 
-#include "ueq/ceq/event_queue.hpp"
+#include "ueq/ceq/evq/event_queue.hpp"
 #include "ueq/taps/tap.hpp"
 
 namespace ueq::test {

@@ -22,7 +22,7 @@
 #include <vector>
 
 #include "experiments.hpp"
-#include "ueq/ceq/block_on.hpp"
+#include "ueq/ceq/evq/block_on.hpp"
 #include "ueq/taps/tap.hpp"
 
 namespace ueq::lab {

@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "experiments.hpp"
-#include "ueq/ceq/block_on.hpp"
+#include "ueq/ceq/evq/block_on.hpp"
 
 namespace ueq::lab {
 namespace {

@@ -60,7 +60,7 @@
 #include <memory>
 #include <span>
 
-#include "ueq/ceq/event_queue.hpp"
+#include "ueq/ceq/evq/event_queue.hpp"
 #include "ueq/runtime/clock.hpp"
 #include "ueq/runtime/result.hpp"
 #include "ueq/taps/backend.hpp"

@@ -11,14 +11,14 @@
 //   waiter:   nwaiters_++ (under lock) ; fence(seq_cst) ; check mailbox
 // By the fences' total order, either the producer's load sees the waiter's
 // registration (and wakes it), or the waiter's check sees the message.
-#include "ueq/ceq/event_queue.hpp"
+#include "ueq/ceq/evq/event_queue.hpp"
 
 #include <cinttypes>
 #include <cstdio>
 #include <mutex>
 #include <new>
 
-#include "ueq/ceq/block_on.hpp"
+#include "ueq/ceq/evq/block_on.hpp"
 #include "ueq/runtime/trace.hpp"
 
 namespace ueq {

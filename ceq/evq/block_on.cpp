@@ -1,6 +1,6 @@
 // block_on: register on every queue, re-check, park (runtime/parker), and
 // unlink from every queue before returning.
-#include "ueq/ceq/block_on.hpp"
+#include "ueq/ceq/evq/block_on.hpp"
 
 #include <cerrno>
 #include <memory>

@@ -1,4 +1,4 @@
-// ueq/ceq/block_on.hpp — block until one of several event queues has a message.
+// ueq/ceq/evq/block_on.hpp — block until one of several event queues has a message.
 //
 // What it is for: a waiter (a plain OS thread today; uthreads park through
 // the same parker once the uthread runtime installs its park hook) that waits
@@ -39,7 +39,7 @@
 #include <span>
 
 #include "ueq/ceq/event.hpp"
-#include "ueq/ceq/event_queue.hpp"
+#include "ueq/ceq/evq/event_queue.hpp"
 #include "ueq/runtime/clock.hpp"
 #include "ueq/runtime/parker.hpp"
 #include "ueq/runtime/result.hpp"

@@ -1,4 +1,4 @@
-// ueq/ceq/event_queue.hpp — a mailbox, a notify policy and its waiters.
+// ueq/ceq/evq/event_queue.hpp — a mailbox, a notify policy and its waiters.
 //
 // What it is for: the thing producers (taps, timers, user code) post events
 // to and consumers block on. An event queue owns one mailbox:
