@@ -2,6 +2,7 @@
 // lock_ guards buf_, cap_, head_ and the writes of count_. Nothing is called
 // under it but the allocation in grow().
 #include "ueq/ceq/message_queue.hpp"
+#include "ueq/runtime/lock.hpp"
 
 #include <algorithm>
 #include <bit>
@@ -30,7 +31,7 @@ bool message_queue::grow() noexcept {
 }
 
 status message_queue::post(const event_msg& m) noexcept {
-  std::lock_guard<spin_lock> g(lock_);
+  lock_guard<spin_lock> g(lock_);
   const std::size_t n = count_.load(std::memory_order_relaxed);
   if (n == cap_ && !grow()) return status(ENOMEM);
   buf_[(head_ + n) & (cap_ - 1)] = m;
@@ -49,7 +50,7 @@ bool message_queue::get(event_msg& out) noexcept {
 
 std::size_t message_queue::get_batch(std::span<event_msg> out) noexcept {
   if (out.empty() || empty()) return 0;
-  std::lock_guard<spin_lock> g(lock_);
+  lock_guard<spin_lock> g(lock_);
   const std::size_t n = std::min(out.size(), count_.load(std::memory_order_relaxed));
   for (std::size_t i = 0; i < n; ++i)
     out[i] = buf_[(head_ + i) & (cap_ - 1)];

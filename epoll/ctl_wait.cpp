@@ -9,6 +9,7 @@
 #include "registry.hpp"
 #include "ueq/ceq/evq/block_on.hpp"
 #include "ueq/runtime/fd.hpp"
+#include "ueq/runtime/lock.hpp"
 #include "ueq/runtime/parker.hpp"
 
 namespace ueq {
@@ -47,7 +48,7 @@ result<std::shared_ptr<epoll_set>> epoll_set::create(int flags) {
   // a file closed behind its back.
   bool stale;
   {
-    std::lock_guard<std::mutex> g(reg().mu);
+    lock_guard<os_mutex> g(reg().mu);
     stale = reg().by_fd.contains(efd) || reg().members.contains(efd);
   }
   if (stale) forget_number(efd);
@@ -71,7 +72,7 @@ result<std::shared_ptr<epoll_set>> epoll_set::create(int flags) {
     ::close(efd);
     return errno_code(ENOMEM);
   }
-  std::lock_guard<std::mutex> g(reg().mu);
+  lock_guard<os_mutex> g(reg().mu);
   reg().by_fd[efd] = set;
   bump_numbers();
   // The host poller's fd too (host events not yet dispatched, which may be
@@ -145,7 +146,7 @@ status ctl_full(epoll_set& self, int op, int fd, const epoll_event* event) {
 
   if (p.fork_gen != tap_service::fork_generation()) return status(ENOSYS);
   // The registry lock first (nesting checks, membership), then ours.
-  std::lock_guard<std::mutex> rg(reg().mu);
+  lock_guard<os_mutex> rg(reg().mu);
   // An ADD of a file registers its identity (registry::ident). If the pair
   // was new, every entry under the number is for a file closed behind
   // ueq's back (the pair of a file a set holds stays registered), and goes
@@ -177,7 +178,7 @@ status ctl_full(epoll_set& self, int op, int fd, const epoll_event* event) {
     // release: the drops above happen before a probe that reads even.
     reg().identity_seq.fetch_add(1, std::memory_order_release);
   }
-  std::lock_guard<std::mutex> g(p.mu);
+  lock_guard<os_mutex> g(p.mu);
   if (p.native.load(std::memory_order_acquire)) return native();
   if (p.dead) return status(EBADF);
   auto it = p.entries.find(fd);
@@ -221,7 +222,7 @@ status ctl_full(epoll_set& self, int op, int fd, const epoll_event* event) {
       e.keeps_posted = S_ISREG(st.st_mode);
       if (child) {
         add_edge(&p, child);
-        std::lock_guard<spin_lock> pg(child->parents_lock);
+        lock_guard<spin_lock> pg(child->parents_lock);
         child->parents.emplace_back(&p, fd);
       }
       reg().members[fd].insert(&p);
@@ -262,7 +263,7 @@ status epoll_set::impl::modify_registered(int fd, const epoll_event* event, bool
   const int probe = identity_probe(fd, event, ev);
   done = probe == EFAULT;
   if (probe != 0) return done ? status(EFAULT) : status{};
-  std::lock_guard<std::mutex> g(mu);
+  lock_guard<os_mutex> g(mu);
   if (reg().identity_seq.load(std::memory_order_acquire) != seq) return {};
   if (native.load(std::memory_order_acquire) || dead) return {};
   auto it = entries.find(fd);
@@ -338,7 +339,7 @@ result<int> epoll_set::impl::wait(int number, std::span<epoll_event> buf, int li
     {
       // Not across the blocking below: a uthread may resume on another vcore.
       tap_service::inside_ueq in;
-      std::lock_guard<std::mutex> g(mu);
+      lock_guard<os_mutex> g(mu);
       const int n = harvest(buf, limit, sink, ctx);
       if (n < 0) return errno_code(EFAULT);
       if (n > 0) return n;
@@ -356,7 +357,7 @@ result<int> epoll_set::impl::wait(int number, std::span<epoll_event> buf, int li
       // About to block in ueq: the program waits here, so this set no
       // longer needs the host watch (create()), and another may have it.
       tap_service::inside_ueq in;
-      std::lock_guard<std::mutex> g(reg().mu);
+      lock_guard<os_mutex> g(reg().mu);
       unwatch_host(*this);
     }
     // A uthread parks alone on wakeq, which every "now pending" posts to;

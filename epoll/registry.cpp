@@ -2,6 +2,7 @@
 // identity, close/dup bookkeeping and fork.
 #include "registry.hpp"
 #include "ueq/runtime/fd.hpp"
+#include "ueq/runtime/lock.hpp"
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -21,15 +22,15 @@ registry& reg() {
   return *r;
 }
 
-std::mutex g_service_mu;
-tap_service* g_registered = nullptr;  // guarded by g_service_mu
+os_mutex g_service_mu;
+tap_service* g_registered ABSL_GUARDED_BY(g_service_mu) = nullptr;
 
 // The tap service, with our close callback registered on it (once per
 // service: a fork()ed child gets a new one).
 result<tap_service*> service() {
   auto s = tap_service::instance();
   if (!s) return s.error();
-  std::lock_guard<std::mutex> g(g_service_mu);
+  lock_guard<os_mutex> g(g_service_mu);
   if (*s != g_registered) {
     (*s)->add_close_callback(&on_fd_close, nullptr);
     g_registered = *s;
@@ -122,7 +123,7 @@ std::shared_ptr<epoll_set> lookup(int fd) {
       if (auto s = last.set.lock()) return s;
     }
   }
-  std::lock_guard<std::mutex> g(reg().mu);
+  lock_guard<os_mutex> g(reg().mu);
   auto it = reg().by_fd.find(fd);
   std::shared_ptr<epoll_set> s = it == reg().by_fd.end() ? nullptr : it->second;
   if (outermost) {
@@ -289,7 +290,7 @@ void drop_entries_of(int fd, bool release) {
   if (auto m = reg().members.find(fd); m != reg().members.end()) {
     const auto holders = m->second;  // remove_entry edits the map
     for (impl* s : holders) {
-      std::lock_guard<std::mutex> sg(s->mu);
+      lock_guard<os_mutex> sg(s->mu);
       if (auto it = s->entries.find(fd); it != s->entries.end()) remove_entry(*s, it, release);
     }
   }
@@ -301,7 +302,7 @@ void remove_entry(impl& s, absl::node_hash_map<int, impl::entry>::iterator it, b
   if (e.tap.live()) (void)s.svc->remove(e.tap);
   if (e.child) {
     remove_edge(&s, e.child);
-    std::lock_guard<spin_lock> pg(e.child->parents_lock);
+    lock_guard<spin_lock> pg(e.child->parents_lock);
     std::erase(e.child->parents, std::pair<impl*, int>(&s, it->first));
   }
   s.dequeue(e);
@@ -328,7 +329,7 @@ void unwatch_host(impl& s) {
 // Whether entry e's number still names the file it was added for (a set of
 // ours: asked while that set still holds its hidden eventfd; a file in the
 // identity set: asked of it; else the inode is compared).
-bool still_names(const impl::entry& e, int fd) {
+bool still_names(const impl::entry& e, int fd) ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu) {
   if (e.child) return e.child->named_by(fd);
   struct stat st;
   return ::fstat(fd, &st) == 0 && !is_stale(e, fd, st);
@@ -359,13 +360,19 @@ void register_natively(impl& s, const impl::entry& e, int fd) {
 // kernel nesting of sets must not pass through the host poller's fd, or
 // the kernel's depth limit could refuse it). Waiters already inside wait()
 // are woken through the eventfd and wakeq and go on in the kernel.
-void materialize_all() {
+void materialize_all() ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu) {
   std::vector<impl*> sets;
   for (auto& [fd, set] : reg().by_fd) {
     impl* p = &epoll_access::of(*set);
-    if (!p->native.load(std::memory_order_relaxed) && !p->dead &&
-        std::ranges::find(sets, p) == sets.end())
-      sets.push_back(p);
+    // A native set's lock may have been held by a thread a fork left
+    // behind: only a set of ours is locked (after the registry, as always).
+    if (p->native.load(std::memory_order_relaxed)) continue;
+    bool dead;
+    {
+      lock_guard<os_mutex> g(p->mu);
+      dead = p->dead;
+    }
+    if (!dead && std::ranges::find(sets, p) == sets.end()) sets.push_back(p);
   }
   // Entries that are sets wait for the third step; which of them still
   // name their set is asked now, while every set holds its hidden eventfd.
@@ -376,7 +383,7 @@ void materialize_all() {
   };
   std::vector<nested> later;
   for (impl* s : sets) {
-    std::lock_guard<std::mutex> g(s->mu);
+    lock_guard<os_mutex> g(s->mu);
     for (auto& [fd, e] : s->entries) {
       if (!still_names(e, fd)) continue;
       if (e.child)
@@ -393,7 +400,7 @@ void materialize_all() {
   for (const nested& n : later)
     register_natively(*n.s, *n.e, n.fd);
   for (impl* s : sets) {
-    std::lock_guard<std::mutex> g(s->mu);
+    lock_guard<os_mutex> g(s->mu);
     while (!s->entries.empty())
       remove_entry(*s, s->entries.begin());
     // release: pairs with the acquire loads in wait() and ctl(); the
@@ -423,22 +430,22 @@ void materialize_all() {
 // fork(): the registry lock is held from before the fork until after it,
 // so no set is made or changed across it; in the child, where only the
 // forking thread lives on, the locks are made anew (one another thread held
-// would never be released).
-void before_fork() {
+// would never be released). The lock spans three functions: no analysis.
+void before_fork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
   reg().mu.lock();
   tap_service::inside_ueq in;
   materialize_all();
 }
-void after_fork_in_parent() {
+void after_fork_in_parent() ABSL_NO_THREAD_SAFETY_ANALYSIS {
   reg().mu.unlock();
 }
-void after_fork_in_child() {
+void after_fork_in_child() ABSL_NO_THREAD_SAFETY_ANALYSIS {
   // The identity set is one kernel object for both processes: the child's
   // registrations must not edit the parent's.
   if (const int ident = reg().ident.exchange(-1, std::memory_order_relaxed); ident >= 0)
     (void)::syscall(SYS_close, ident);
   reg().mu.unlock();  // held by this thread since before_fork
-  new (&g_service_mu) std::mutex;
+  new (&g_service_mu) os_mutex;
 }
 [[maybe_unused]] const int g_atfork =
     ::pthread_atfork(&before_fork, &after_fork_in_parent, &after_fork_in_child);
@@ -450,7 +457,7 @@ void after_fork_in_child() {
 // last number (under reg().mu; `dying` keeps it alive until the caller has
 // released the lock).
 void drop_set_number(absl::flat_hash_map<int, std::shared_ptr<epoll_set>>::iterator it,
-                     std::shared_ptr<epoll_set>& dying) {
+                     std::shared_ptr<epoll_set>& dying) ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu) {
   const int fd = it->first;
   dying = std::move(it->second);
   reg().by_fd.erase(it);
@@ -466,7 +473,7 @@ void drop_set_number(absl::flat_hash_map<int, std::shared_ptr<epoll_set>>::itera
   // A native set holds no entries (and its lock may have been held by a
   // thread that did not survive a fork).
   if (s.native.load(std::memory_order_acquire)) return;
-  std::lock_guard<std::mutex> sg(s.mu);
+  lock_guard<os_mutex> sg(s.mu);
   while (!s.entries.empty())
     remove_entry(s, s.entries.begin());
   s.dead = true;
@@ -476,7 +483,7 @@ void drop_set_number(absl::flat_hash_map<int, std::shared_ptr<epoll_set>>::itera
 
 void on_fd_close(int fd, void*) {
   std::shared_ptr<epoll_set> dying;  // released after the locks
-  std::lock_guard<std::mutex> g(reg().mu);
+  lock_guard<os_mutex> g(reg().mu);
   drop_entries_of(fd);
   auto it = reg().by_fd.find(fd);
   if (it == reg().by_fd.end()) return;
@@ -490,7 +497,7 @@ void on_fd_close(int fd, void*) {
 // name a new file, registered anew.
 void forget_set_number(int fd, const impl* expected) {
   std::shared_ptr<epoll_set> dying;  // released after the lock
-  std::lock_guard<std::mutex> g(reg().mu);
+  lock_guard<os_mutex> g(reg().mu);
   auto it = reg().by_fd.find(fd);
   if (it == reg().by_fd.end() || &epoll_access::of(*it->second) != expected) return;
   log("fd=%d no longer names the set recorded under it; forgotten", fd);
@@ -501,7 +508,7 @@ void forget_set_number(int fd, const impl* expected) {
 // names the set too.
 void register_dup(int oldfd, int newfd) {
   tap_service::inside_ueq in;
-  std::lock_guard<std::mutex> g(reg().mu);
+  lock_guard<os_mutex> g(reg().mu);
   auto it = reg().by_fd.find(oldfd);
   if (it == reg().by_fd.end()) return;
   auto set = it->second;

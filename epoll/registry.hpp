@@ -11,21 +11,27 @@
 
 #include "set.hpp"
 
+#include "ueq/runtime/lock.hpp"
+
 namespace ueq::epoll_internal {
 
 // The registry of sets, owned by the process and never freed (close
 // callbacks may run during exit). Guarded by mu.
 struct registry {
-  std::mutex mu;
-  absl::flat_hash_map<int, std::shared_ptr<epoll_set>> by_fd;  // epoll fd numbers
+  os_mutex mu;
+  absl::flat_hash_map<int, std::shared_ptr<epoll_set>> by_fd ABSL_GUARDED_BY(mu);  // epoll fds
   // Incremented after every change of by_fd (under mu): lookup()'s
   // per-thread answer holds while it has not moved.
   std::atomic<std::uint64_t> by_fd_gen{0};
-  absl::flat_hash_map<int, absl::flat_hash_set<epoll_set::impl*>> members;  // target fd
+  absl::flat_hash_map<int, absl::flat_hash_set<epoll_set::impl*>> members  // by target fd
+      ABSL_GUARDED_BY(mu);
   // The nesting graph: parent set -> child set -> number of entries.
-  absl::flat_hash_map<epoll_set::impl*, absl::flat_hash_map<epoll_set::impl*, int>> children;
-  absl::flat_hash_map<epoll_set::impl*, absl::flat_hash_map<epoll_set::impl*, int>> parents;
-  int host_watchers = 0;  // live sets whose epoll fd watches the host poller's fd
+  absl::flat_hash_map<epoll_set::impl*, absl::flat_hash_map<epoll_set::impl*, int>> children
+      ABSL_GUARDED_BY(mu);
+  absl::flat_hash_map<epoll_set::impl*, absl::flat_hash_map<epoll_set::impl*, int>> parents
+      ABSL_GUARDED_BY(mu);
+  // Live sets whose epoll fd watches the host poller's fd.
+  int host_watchers ABSL_GUARDED_BY(mu) = 0;
   // The identity set: a kernel epoll fd (hidden, never waited on, one per
   // process: a fork()ed child makes its own) holding (number, file) for
   // every file that an entry of one of our sets was added for, while a set
@@ -51,10 +57,10 @@ result<tap_service*> service();
 
 // The nesting graph (under reg().mu): the longest chain of sets below c
 // (INT_MAX if `target` is among them: a cycle), and above p.
-int depth_below(impl* c, const impl* target, int level = 0);
-int depth_above(impl* p, int level = 0);
-void add_edge(impl* parent, impl* child);
-void remove_edge(impl* parent, impl* child);
+int depth_below(impl* c, const impl* target, int level = 0) ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu);
+int depth_above(impl* p, int level = 0) ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu);
+void add_edge(impl* parent, impl* child) ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu);
+void remove_edge(impl* parent, impl* child) ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu);
 
 // The set an fd number is recorded as (no kernel check), or null.
 std::shared_ptr<epoll_set> lookup(int fd);
@@ -77,25 +83,26 @@ bool fd_usable(int fd);
 bool pollable(int fd, const struct stat& st);
 // Whether fd is an epoll fd (ours or not): for an anonymous-inode file, the
 // kernel is asked (under reg().mu).
-bool is_epoll_file(int fd, const struct stat& st);
+bool is_epoll_file(int fd, const struct stat& st) ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu);
 // Whether entry e, held under number fd, is for a file closed behind ueq's
 // back (st: what fd names now): asked of the identity set where e was
 // registered there, else by inode, and for an epoll fd's entry also by
 // kind (every anonymous-inode file shares one inode). Under reg().mu.
-bool is_stale(const impl::entry& e, int fd, const struct stat& st);
+bool is_stale(const impl::entry& e, int fd, const struct stat& st)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu);
 
 // The identity set (registry::ident). Under reg().mu, adds (fd, the file
 // fd names now) to it: 0 if the pair was not there, so that every entry any
 // set holds under fd was for a file since closed behind ueq's back
 // (drop_entries_of them); EEXIST if it was there already; another errno if
 // it cannot be registered.
-int register_identity(int fd);
+int register_identity(int fd) ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu);
 // Whether (fd, the file it names now) is in the identity set: an entry
 // that was identified there is for that file exactly when it is.
 bool identity_registered(int fd);
 // Ends fd's identity registration once no set holds an entry under it
 // (under reg().mu).
-void release_identity_if_unused(int fd);
+void release_identity_if_unused(int fd) ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu);
 // The fast MOD's question: 0 if (fd, the file it names now) is registered
 // (the kernel read the event: it is readable, and `copy` holds it), else
 // the errno of the kernel's answer (EFAULT for an unreadable event;
@@ -104,14 +111,15 @@ void release_identity_if_unused(int fd);
 int identity_probe(int fd, const epoll_event* event, epoll_event& copy);
 // Every entry under fd leaves the set that holds it (under reg().mu only);
 // see remove_entry for release.
-void drop_entries_of(int fd, bool release = true);
+void drop_entries_of(int fd, bool release = true) ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu);
 
 // Removes one entry of s (under reg().mu and s.mu). With release, a file's
 // identity pair goes too once no set holds the number; an ADD that
 // registers the number's new file removes stale entries without it.
-void remove_entry(impl& s, absl::node_hash_map<int, impl::entry>::iterator it, bool release = true);
+void remove_entry(impl& s, absl::node_hash_map<int, impl::entry>::iterator it, bool release = true)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu, s.mu);
 // Ends s's watch of the host poller's fd, if any (under reg().mu).
-void unwatch_host(impl& s);
+void unwatch_host(impl& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu);
 
 // The close callback: fd leaves every set, an epoll fd's number its set.
 void on_fd_close(int fd, void*);

@@ -35,6 +35,7 @@
 #pragma once
 
 #include "ueq/epoll/epoll.hpp"
+#include "ueq/runtime/lock.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -224,7 +225,7 @@ struct epoll_set::impl {
   // watches the host's fd, which would make a kernel-level cycle): it posts
   // into its parents' mailboxes itself when it becomes pending.
   spin_lock parents_lock;
-  std::vector<std::pair<impl*, int>> parents;  // guarded by parents_lock
+  std::vector<std::pair<impl*, int>> parents ABSL_GUARDED_BY(parents_lock);
   ~impl() {
     if (evfd >= 0) ::close(evfd);
     if (const int ep = sleep_ep.load(std::memory_order_relaxed); ep >= 0) {
@@ -233,19 +234,19 @@ struct epoll_set::impl {
     }
   }
 
-  std::mutex mu;
-  absl::node_hash_map<int, entry> entries;  // guarded by mu
-  entry* head = nullptr;                    // ready list, guarded by mu
-  entry* tail = nullptr;
+  os_mutex mu;
+  absl::node_hash_map<int, entry> entries ABSL_GUARDED_BY(mu);
+  entry* head ABSL_GUARDED_BY(mu) = nullptr;  // the ready list
+  entry* tail ABSL_GUARDED_BY(mu) = nullptr;
   std::vector<int> numbers;  // epoll fd numbers naming this set; guarded by reg().mu
   // epfd watches the host poller's fd (see create()). Written under
   // reg().mu; wait() reads it without (relaxed: a stale true only costs
   // taking the lock to find it false).
   std::atomic<bool> watches_host{false};
-  bool dead = false;  // guarded by mu: torn down, every ctl fails
+  bool dead ABSL_GUARDED_BY(mu) = false;  // torn down: every ctl fails
 
   // --- ready list (under mu) ---
-  void enqueue(entry& e) {
+  void enqueue(entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     if (e.queued) return;
     e.queued = true;
     e.prev = tail;
@@ -253,7 +254,7 @@ struct epoll_set::impl {
     (tail ? tail->next : head) = &e;
     tail = &e;
   }
-  void dequeue(entry& e) {
+  void dequeue(entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     if (!e.queued) return;
     (e.prev ? e.prev->next : head) = e.next;
     (e.next ? e.next->prev : tail) = e.prev;
@@ -286,7 +287,7 @@ struct epoll_set::impl {
     self->wake_one();
     // Newly pending: tell the sets that hold us (each is one level up; the
     // graph is acyclic, so these locks are taken bottom-up only).
-    std::lock_guard<spin_lock> g(self->parents_lock);
+    lock_guard<spin_lock> g(self->parents_lock);
     for (auto& [parent, fd] : self->parents)
       (void)parent->q->post(static_cast<std::uint32_t>(fd), EPOLLIN);
   }
@@ -340,7 +341,7 @@ struct epoll_set::impl {
   // `leftover` (after a harvest): a set already signaled wakes one more
   // waiter. A MOD passes false: its entry is only queued to be probed (it
   // may not be ready), so it wakes as a new post does, on the flag's change.
-  void settle(bool leftover = true) {
+  void settle(bool leftover = true) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     const bool pending = head != nullptr || !q->empty();
     if (pending) {
       // seq_cst: the write wake_one() orders its loads after (a no-op
@@ -374,7 +375,7 @@ struct epoll_set::impl {
   // bit's edge fired is only probed and reported if ready, as Linux would.
   // An edge-triggered entry's posts are its edges, so the host watches
   // exactly its mask (a host call when that changes).
-  status modify(entry& e, const epoll_event& ev) {
+  status modify(entry& e, const epoll_event& ev) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     // The tap's filter and mode follow the mask: no call when they stay (a
     // ONESHOT entry re-armed with its mask, the common MOD).
     if (e.tap &&
@@ -408,7 +409,7 @@ struct epoll_set::impl {
 
   // Moves CEQ messages onto the ready list (under mu), kDrainBatch per drain.
   static constexpr std::size_t kDrainBatch = 64;
-  void drain_mailbox() {
+  void drain_mailbox() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     if (q->empty()) return;                // the common idle case, without a batch's set-up
     scratch<event_msg, kDrainBatch> msgs;  // filled by drain(): no zero-fill per harvest
     while (std::size_t n = q->drain(msgs.span())) {
@@ -437,7 +438,7 @@ struct epoll_set::impl {
   };
   // Puts entries first..last (linked, in order) back at the front of the
   // ready list, keeping their order.
-  void splice_front(entry* first, entry* last) {
+  void splice_front(entry* first, entry* last) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     for (entry* e = first;; e = e->next) {
       e->queued = true;
       if (e == last) break;
@@ -447,7 +448,7 @@ struct epoll_set::impl {
     (head ? head->prev : tail) = last;
     head = first;
   }
-  void splice_back(const chain& c) {
+  void splice_back(const chain& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     if (!c.first) return;
     for (entry* e = c.first; e; e = e->next)
       e->queued = true;
@@ -475,7 +476,8 @@ struct epoll_set::impl {
   // as Linux puts an item back when copying it to the caller faults, and the
   // harvest stops there: it returns how many were taken, or -1 if none
   // were and the first hand-over failed.
-  int harvest(std::span<epoll_event> buf, int limit, sink_fn sink = nullptr, void* ctx = nullptr) {
+  int harvest(std::span<epoll_event> buf, int limit, sink_fn sink = nullptr, void* ctx = nullptr)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     drain_mailbox();
     int total = 0;  // results taken (or, without a sink, written to buf)
     chain again;    // level-triggered entries reported: back of the list at the end
@@ -595,7 +597,7 @@ struct epoll_set::impl {
     int ep = sleep_ep.load(std::memory_order_acquire);
     if (ep >= 0) return ep;
     tap_service::inside_ueq in;  // a handler's close meanwhile defers (tap.hpp)
-    std::lock_guard<std::mutex> g(mu);
+    lock_guard<os_mutex> g(mu);
     if ((ep = sleep_ep.load(std::memory_order_relaxed)) >= 0) return ep;
     const int hand = svc->role_handoff_fd();
     if (hand < 0) return -1;

@@ -37,6 +37,7 @@
 //      follower (and offers it the role). Every parker that may poll sleeps
 //      as a follower for this reason, installed poller or not.
 #include "ueq/runtime/parker.hpp"
+#include "ueq/runtime/lock.hpp"
 
 #include <linux/futex.h>
 #include <pthread.h>
@@ -67,7 +68,7 @@ std::atomic<bool> g_parkers_poll_host{false};
 std::atomic<const park_hook*> g_park_hook{nullptr};
 std::atomic<bool> g_leader{false};
 spin_lock g_list_lock;
-parker* g_followers = nullptr;  // guarded by g_list_lock
+parker* g_followers ABSL_GUARDED_BY(g_list_lock) = nullptr;
 std::atomic<std::size_t> g_nfollowers{0};
 std::atomic<std::uint32_t> g_poller_users{0};
 std::atomic<const detail::parker_test_hooks*> g_test_hooks{nullptr};
@@ -107,7 +108,7 @@ bool try_lead() noexcept {
 }
 
 void link_follower(parker* p) noexcept {
-  std::lock_guard<spin_lock> g(g_list_lock);
+  lock_guard<spin_lock> g(g_list_lock);
   parker_access::prev(*p) = nullptr;
   parker_access::next(*p) = g_followers;
   if (g_followers) parker_access::prev(*g_followers) = p;
@@ -116,7 +117,7 @@ void link_follower(parker* p) noexcept {
 }
 
 void unlink_follower(parker* p) noexcept {
-  std::lock_guard<spin_lock> g(g_list_lock);
+  lock_guard<spin_lock> g(g_list_lock);
   parker*& prev = parker_access::prev(*p);
   parker*& next = parker_access::next(*p);
   (prev ? parker_access::next(*prev) : g_followers) = next;
@@ -129,7 +130,7 @@ void unlink_follower(parker* p) noexcept {
 // leaving leader, and by a follower that leaves while no one leads.
 void offer_leadership() noexcept {
   if (g_nfollowers.load(std::memory_order_relaxed) == 0) return;
-  std::lock_guard<spin_lock> g(g_list_lock);
+  lock_guard<spin_lock> g(g_list_lock);
   for (parker* f = g_followers; f; f = parker_access::next(*f)) {
     std::uint32_t s = parker_access::kSleeping;
     // acq_rel: the follower reads kIdle after its futex returns and loops.
@@ -143,8 +144,9 @@ void offer_leadership() noexcept {
 
 // fork(): only the forking thread lives on in the child. A leader or
 // follower that was another thread is gone, and so is any host poller
-// (the taps layer installs its child's own). Start from scratch.
-void reset_after_fork_in_child() noexcept {
+// (the taps layer installs its child's own). Start from scratch (the list
+// lock may be held by a thread that is gone: no analysis).
+void reset_after_fork_in_child() noexcept ABSL_NO_THREAD_SAFETY_ANALYSIS {
   g_poller.store(nullptr, std::memory_order_relaxed);
   g_leader.store(false, std::memory_order_relaxed);
   g_list_lock.unlock();

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "ueq/runtime/backoff.hpp"
+#include "ueq/runtime/lock.hpp"
 #include "ueq/runtime/thread_index.hpp"
 
 namespace ueq {
@@ -26,10 +27,11 @@ namespace {
 // The index pool: owned by the process, guarded by its mutex. Never
 // destroyed (threads may exit after static destructors have run).
 struct index_pool {
-  std::mutex mu;
-  std::vector<unsigned> free;  // returned indices, reused smallest-last-freed first
-  unsigned next = 0;           // first index never handed out
-  unsigned live = 0;
+  os_mutex mu;
+  // Returned indices, reused smallest-last-freed first.
+  std::vector<unsigned> free ABSL_GUARDED_BY(mu);
+  unsigned next ABSL_GUARDED_BY(mu) = 0;  // first index never handed out
+  unsigned live ABSL_GUARDED_BY(mu) = 0;
 };
 index_pool& pool() {
   static index_pool* p = new index_pool;
@@ -42,7 +44,7 @@ struct index_releaser {
   unsigned index;
   ~index_releaser() {
     auto& p = pool();
-    std::lock_guard<std::mutex> g(p.mu);
+    lock_guard<os_mutex> g(p.mu);
     p.free.push_back(index);
     --p.live;
     tl_thread_index_plus1 = kNoThreadIndex + 1;  // fast path now yields kNoThreadIndex
@@ -55,7 +57,7 @@ unsigned assign_thread_index() noexcept {
   auto& p = pool();
   unsigned idx;
   {
-    std::lock_guard<std::mutex> g(p.mu);
+    lock_guard<os_mutex> g(p.mu);
     if (!p.free.empty()) {
       idx = p.free.back();
       p.free.pop_back();
@@ -78,7 +80,7 @@ void set_yield_hook(detail::yield_fn fn) noexcept {
 
 unsigned live_thread_indices() noexcept {
   auto& p = detail::pool();
-  std::lock_guard<std::mutex> g(p.mu);
+  lock_guard<os_mutex> g(p.mu);
   return p.live;
 }
 

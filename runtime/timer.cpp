@@ -12,6 +12,7 @@
 //
 // lock_ is never held while a handler runs, so a handler may arm timers.
 #include "ueq/runtime/timer.hpp"
+#include "ueq/runtime/lock.hpp"
 
 #include <mutex>
 
@@ -66,7 +67,7 @@ void timer_service::publish_earliest() noexcept {
 }
 
 bool timer_service::arm(timer& t, mono_ns deadline) noexcept {
-  std::lock_guard<spin_lock> g(lock_);
+  lock_guard<spin_lock> g(lock_);
   // relaxed: under lock_, which orders every state change but the final
   // kRunning -> kIdle; re-arming a running timer is the owner's error.
   if (t.state.load(std::memory_order_relaxed) == kArmed)
@@ -82,7 +83,7 @@ bool timer_service::arm(timer& t, mono_ns deadline) noexcept {
 
 bool timer_service::cancel(timer& t) noexcept {
   {
-    std::lock_guard<spin_lock> g(lock_);
+    lock_guard<spin_lock> g(lock_);
     // relaxed: under lock_ (see arm).
     if (t.state.load(std::memory_order_relaxed) == kArmed) {
       remove_at(static_cast<std::size_t>(t.heap_index));
@@ -105,7 +106,7 @@ std::size_t timer_service::run_expired(mono_ns now) noexcept {
   for (;;) {
     timer* t;
     {
-      std::lock_guard<spin_lock> g(lock_);
+      lock_guard<spin_lock> g(lock_);
       if (heap_.empty() || heap_[0].deadline > now) return n;
       t = heap_[0].t;
       remove_at(0);
@@ -121,7 +122,7 @@ std::size_t timer_service::run_expired(mono_ns now) noexcept {
 }
 
 std::size_t timer_service::size() const noexcept {
-  std::lock_guard<spin_lock> g(lock_);
+  lock_guard<spin_lock> g(lock_);
   return heap_.size();
 }
 

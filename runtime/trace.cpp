@@ -24,6 +24,7 @@
 // session; if another writer holds that cell's busy bit, the CAS fails and
 // the record is dropped (counted), never interleaved.
 #include "ueq/runtime/trace.hpp"
+#include "ueq/runtime/lock.hpp"
 
 #include <algorithm>
 #include <memory>
@@ -67,10 +68,10 @@ struct buffer {
 // The controller's state: owned by the process, guarded by mu. Never
 // destroyed (trace points may run during static destruction).
 struct control {
-  std::mutex mu;
-  std::vector<buffer*> all;  // every buffer ever made (never freed; see top)
-  std::uint64_t session = 0;
-  mono_ns start_ts = 0;
+  os_mutex mu;
+  std::vector<buffer*> all ABSL_GUARDED_BY(mu);  // every buffer ever made (never freed; see top)
+  std::uint64_t session ABSL_GUARDED_BY(mu) = 0;
+  mono_ns start_ts ABSL_GUARDED_BY(mu) = 0;
 };
 control& ctl() {
   static control* c = new control;
@@ -145,7 +146,7 @@ void trace_slow(mono_ns ts, trace_stage stage, std::uint32_t id, std::uint64_t a
 status trace_start(std::size_t capacity) {
   if (capacity == 0 || capacity > kMaxCapacity) return status(EINVAL);
   control& k = ctl();
-  std::lock_guard<std::mutex> g(k.mu);
+  lock_guard<os_mutex> g(k.mu);
   // relaxed: see g_trace_on in trace.hpp; the buffer is found through g_buf.
   detail::g_trace_on.store(0, std::memory_order_relaxed);
   const std::size_t cap = round_capacity(capacity);
@@ -178,7 +179,7 @@ void trace_stop() noexcept {
 
 std::vector<trace_record> trace_snapshot() {
   control& k = ctl();
-  std::lock_guard<std::mutex> g(k.mu);
+  lock_guard<os_mutex> g(k.mu);
   std::vector<trace_record> out;
   buffer* b = g_buf.load(std::memory_order_acquire);
   if (!b || k.session == 0) return out;

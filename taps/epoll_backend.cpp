@@ -28,6 +28,7 @@
 #include <new>
 
 #include "ueq/runtime/fd.hpp"
+#include "ueq/runtime/lock.hpp"
 #include "ueq/taps/backend.hpp"
 #include "wake_channel.hpp"
 
@@ -57,7 +58,7 @@ class epoll_backend final : public host_backend {
   int pollable_fd() const noexcept override { return lanes_[0]; }
 
   status add(int fd, std::uint32_t events, std::uint64_t key) noexcept override {
-    std::lock_guard<std::mutex> g(mu_);
+    lock_guard<os_mutex> g(mu_);
     if (lane_of_.contains(key)) return status(EEXIST);
     for (int i = 0; i < kMaxLanes; ++i) {
       if (i == nlanes_)
@@ -75,7 +76,7 @@ class epoll_backend final : public host_backend {
   }
 
   status modify(int fd, std::uint32_t events, std::uint64_t key) noexcept override {
-    std::lock_guard<std::mutex> g(mu_);
+    lock_guard<os_mutex> g(mu_);
     auto it = lane_of_.find(key);
     if (it == lane_of_.end()) return status(ENOENT);
     epoll_event e{};
@@ -85,7 +86,7 @@ class epoll_backend final : public host_backend {
   }
 
   status remove(int fd, std::uint64_t key) noexcept override {
-    std::lock_guard<std::mutex> g(mu_);
+    lock_guard<os_mutex> g(mu_);
     auto it = lane_of_.find(key);
     if (it == lane_of_.end()) return status(ENOENT);
     const int i = it->second;
@@ -143,7 +144,7 @@ class epoll_backend final : public host_backend {
   // acquire: pairs with the release store in add_lane_locked().
   int lane(int i) const noexcept { return lanes_[i].load(std::memory_order_acquire); }
 
-  status add_lane_locked() noexcept {
+  status add_lane_locked() noexcept ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const int n = nlanes_;
     const int ep = hide_fd(::epoll_create1(EPOLL_CLOEXEC));
     if (ep < 0) return status(errno);
@@ -163,10 +164,10 @@ class epoll_backend final : public host_backend {
   }
 
   std::array<std::atomic<int>, kMaxLanes> lanes_{};
-  int nlanes_ = 0;  // guarded by mu_ (the destructor runs alone)
+  int nlanes_ ABSL_GUARDED_BY(mu_) = 0;  // (the destructor runs alone)
   detail::wake_channel wake_;
-  std::mutex mu_;
-  absl::flat_hash_map<std::uint64_t, int> lane_of_;  // key -> lane; guarded by mu_
+  os_mutex mu_;
+  absl::flat_hash_map<std::uint64_t, int> lane_of_ ABSL_GUARDED_BY(mu_);  // key -> lane
 };
 
 }  // namespace

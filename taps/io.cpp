@@ -64,6 +64,7 @@
 // own locks). It is never held across a wait or a system call that can
 // block. g_state_mu serializes making the state.
 #include "ueq/taps/io.hpp"
+#include "ueq/runtime/lock.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -128,16 +129,16 @@ struct io_entry {
   // (EBADF, or the kernel's answer on the fd) is right for it. The later
   // comparisons read it under mu.
   std::atomic<std::uint32_t> closes{0};
-  std::mutex mu;
-  side rd, wr;            // guarded by mu
-  dev_t dev = 0;          // the file `kind` and the sides are for; guarded by mu
-  ino_t ino = 0;          // guarded by mu
-  int closing = 0;        // io::close calls under way; guarded by mu
-  dev_t closing_dev = 0;  // the file they close; guarded by mu
-  ino_t closing_ino = 0;  // guarded by mu
+  os_mutex mu;
+  side rd ABSL_GUARDED_BY(mu), wr ABSL_GUARDED_BY(mu);
+  dev_t dev ABSL_GUARDED_BY(mu) = 0;  // the file `kind` and the sides are for
+  ino_t ino ABSL_GUARDED_BY(mu) = 0;
+  int closing ABSL_GUARDED_BY(mu) = 0;        // io::close calls under way
+  dev_t closing_dev ABSL_GUARDED_BY(mu) = 0;  // the file they close
+  ino_t closing_ino ABSL_GUARDED_BY(mu) = 0;
   // The watcher found another file under the number: the next wait looks
-  // at the file before it waits. Guarded by mu.
-  bool recheck = false;
+  // at the file before it waits.
+  bool recheck ABSL_GUARDED_BY(mu) = false;
   // The watch epoch at the start of the latest wait on each side (0: none
   // yet). Stored by waiters, loaded by the watcher, both relaxed: a stamp
   // orders nothing, and one the watcher sees late (or an old one) only
@@ -161,7 +162,7 @@ struct io_state {
   // sliced). Moves away from 0 once, under watch_mu; read relaxed by
   // waiters (a stale 0 or -1 only makes a wait sliced).
   std::atomic<int> watching{0};
-  std::mutex watch_mu;
+  os_mutex watch_mu;
 };
 
 bool is_plain(const struct stat& sb) {
@@ -170,7 +171,7 @@ bool is_plain(const struct stat& sb) {
 
 // Ends both sides of an entry (under its mu): waiters see their queue closed
 // and return EBADF; the taps go.
-void drop_sides_locked(tap_service* svc, io_entry& e) {
+void drop_sides_locked(tap_service* svc, io_entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(e.mu) {
   for (side* s : {&e.rd, &e.wr}) {
     if (s->queue) s->queue->close();
     if (s->tap.live()) (void)svc->remove(s->tap);
@@ -205,7 +206,8 @@ bool fits(file_kind k, const struct stat& sb) {
 // Makes the entry describe the file the fd names now, `sb` being its fstat
 // (under mu). Sides made for another file go: the host dropped their taps
 // with that file. `refused`: that file has just refused RWF_NOWAIT.
-void adopt_locked(tap_service* svc, io_entry& e, int fd, const struct stat& sb, bool refused) {
+void adopt_locked(tap_service* svc, io_entry& e, int fd, const struct stat& sb, bool refused)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(e.mu) {
   const file_kind was = e.kind.load(std::memory_order_relaxed);  // see io_entry::kind
   const bool same = was != file_kind::unknown && e.dev == sb.st_dev && e.ino == sb.st_ino;
   // The same file, and nothing new about it: keep what was learnt (that it
@@ -222,7 +224,7 @@ void on_close(int fd, void* ctx) {
   auto* st = static_cast<io_state*>(ctx);
   io_entry* e = st->table.get(fd, false);
   if (!e) return;
-  std::lock_guard<std::mutex> g(e->mu);
+  lock_guard<os_mutex> g(e->mu);
   drop_sides_locked(st->svc, *e);
   e->kind.store(file_kind::unknown, std::memory_order_relaxed);  // see io_entry::kind
   e->closes.fetch_add(1, std::memory_order_relaxed);             // see io_entry::closes
@@ -230,7 +232,7 @@ void on_close(int fd, void* ctx) {
 
 // Created on first use, never destroyed (close callbacks may run late). A
 // fork()ed child starts a new one on its own tap service.
-std::mutex g_state_mu;
+os_mutex g_state_mu;
 std::atomic<io_state*> g_state{nullptr};
 std::atomic<std::uint64_t> g_state_fork_gen{0};
 
@@ -239,7 +241,7 @@ result<io_state*> state() {
   // acquire: pairs with the release store below.
   io_state* cur = g_state.load(std::memory_order_acquire);
   if (cur && g_state_fork_gen.load(std::memory_order_relaxed) == gen) return cur;
-  std::lock_guard<std::mutex> g(g_state_mu);
+  lock_guard<os_mutex> g(g_state_mu);
   cur = g_state.load(std::memory_order_relaxed);
   if (cur && g_state_fork_gen.load(std::memory_order_relaxed) == gen) return cur;
   auto svc = tap_service::instance();
@@ -271,7 +273,7 @@ void watch_entry(int fd, io_entry& e, std::uint32_t prev) {
   ino_t ino;
   std::uint32_t closes;
   {
-    std::lock_guard<std::mutex> g(e.mu);
+    lock_guard<os_mutex> g(e.mu);
     std::size_t n = 0;
     for (auto [s, since] : {std::pair{&e.rd, rs}, std::pair{&e.wr, ws}}) {
       const std::size_t k = s->queue ? s->queue->waiters() : 0;
@@ -285,7 +287,7 @@ void watch_entry(int fd, io_entry& e, std::uint32_t prev) {
   struct stat sb;
   if (::fstat(fd, &sb) == 0 && sb.st_dev == dev && sb.st_ino == ino) return;
   {
-    std::lock_guard<std::mutex> g(e.mu);
+    lock_guard<os_mutex> g(e.mu);
     // Closed through ueq meanwhile: its waiters were told (EBADF).
     if (e.closes.load(std::memory_order_relaxed) != closes) return;
     e.recheck = true;
@@ -318,7 +320,7 @@ void* watch_main(void* arg) {
 bool watched(io_state* st) {
   // relaxed: see io_state::watching.
   if (const int w = st->watching.load(std::memory_order_relaxed); w != 0) return w > 0;
-  std::lock_guard<std::mutex> g(st->watch_mu);
+  lock_guard<os_mutex> g(st->watch_mu);
   if (st->watching.load(std::memory_order_relaxed) == 0) {
     sigset_t all, old;
     ::sigfillset(&all);
@@ -364,7 +366,7 @@ bool look(const fd_ref& c, bool refused) {
   struct stat sb;
   if (::fstat(c.fd, &sb) != 0) return false;
   tap_service::inside_ueq in_ueq;  // a signal handler's close defers (tap.hpp)
-  std::lock_guard<std::mutex> g(c.e->mu);
+  lock_guard<os_mutex> g(c.e->mu);
   adopt_locked(c.st->svc, *c.e, c.fd, sb, refused);
   return true;
 }
@@ -411,7 +413,7 @@ ssize_t rw_once(const fd_ref& c, bool write, const iovec* iov, int cnt, bool one
           return -1;
         }
         tap_service::inside_ueq in_ueq;  // a signal handler's close defers (tap.hpp)
-        std::lock_guard<std::mutex> g(c.e->mu);
+        lock_guard<os_mutex> g(c.e->mu);
         adopt_locked(c.st->svc, *c.e, c.fd, sb, err != EINVAL);
         break;  // now flagged or plain
       }
@@ -423,7 +425,7 @@ ssize_t rw_once(const fd_ref& c, bool write, const iovec* iov, int cnt, bool one
         if (::fstat(c.fd, &sb) != 0) return -1;
         if (is_plain(sb)) return write ? ::writev(c.fd, iov, cnt) : ::readv(c.fd, iov, cnt);
         tap_service::inside_ueq in_ueq;  // a signal handler's close defers (tap.hpp)
-        std::lock_guard<std::mutex> g(c.e->mu);
+        lock_guard<os_mutex> g(c.e->mu);
         adopt_locked(c.st->svc, *c.e, c.fd, sb, false);
         break;
       }
@@ -451,7 +453,7 @@ struct wait_state {
 result<event_queue_ptr> side_queue(const fd_ref& c, bool write, bool check_file, wait_state& ws) {
   io_entry& e = *c.e;
   tap_service::inside_ueq in_ueq;  // a signal handler's close defers (tap.hpp)
-  std::unique_lock<std::mutex> g(e.mu);
+  unique_lock<os_mutex> g(e.mu);
   // relaxed: read under mu, which orders it with on_close's bump.
   if (e.closes.load(std::memory_order_relaxed) != c.closes) return errno_code(EBADF);
   side& s = write ? e.wr : e.rd;
@@ -658,14 +660,14 @@ status close(int fd) {
   if (!e || ::fstat(fd, &sb) != 0) return close_fd(fd);  // EBADF if the number is not open
   {
     tap_service::inside_ueq in_ueq;  // a signal handler's close defers (tap.hpp)
-    std::lock_guard<std::mutex> g(e->mu);
+    lock_guard<os_mutex> g(e->mu);
     ++e->closing;
     e->closing_dev = sb.st_dev;
     e->closing_ino = sb.st_ino;
   }
   const status s = (*st)->svc->close_fd(fd);
   tap_service::inside_ueq in_ueq;  // a signal handler's close defers (tap.hpp)
-  std::lock_guard<std::mutex> g(e->mu);
+  lock_guard<os_mutex> g(e->mu);
   --e->closing;
   return s;
 }

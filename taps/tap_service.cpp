@@ -51,6 +51,7 @@
 
 #include "ueq/runtime/chunked_table.hpp"
 #include "ueq/runtime/fd.hpp"
+#include "ueq/runtime/lock.hpp"
 #include "ueq/runtime/parker.hpp"
 #include "ueq/runtime/scratch.hpp"
 #include "ueq/runtime/sharded_counters.hpp"
@@ -142,17 +143,30 @@ tap_service::inside_ueq::~inside_ueq() {
 
 namespace detail {
 struct tap {
+  tap(int fd_, event_queue_ptr queue_, std::uint32_t id_, std::uint32_t slot_,
+      std::uint32_t filter_, std::uint64_t data_)
+      : fd(fd_),
+        queue(std::move(queue_)),
+        id(id_),
+        slot(slot_),
+        filter(filter_),
+        data(data_),
+        host_filter(filter_) {}
   int fd;
   event_queue_ptr queue;
   std::uint32_t id;
   std::uint32_t slot;    // its host key is (slot << 32) | generation
   std::uint32_t filter;  // guarded by the slot's mu
   std::uint64_t data;    // guarded by the slot's mu
-  bool live = true;      // guarded by the slot's mu (written under the fd's mu too)
+  // Cleared once, under the slot's mu and the fd's mu, when the tap's
+  // registration ends. Atomic because tap_handle::live() reads it with
+  // neither lock (a snapshot: a caller that must know for sure takes the
+  // fd's mu, as remove() does); relaxed, as it publishes nothing.
+  std::atomic<bool> live{true};
   // What the host registration watches: filter, or more after refilter()
   // (the union of the filters since the last modify()). Guarded by the
   // fd's mu.
-  std::uint32_t host_filter = filter;
+  std::uint32_t host_filter;
 };
 }  // namespace detail
 
@@ -160,20 +174,20 @@ int tap_handle::fd() const noexcept {
   return t_ ? t_->fd : -1;
 }
 bool tap_handle::live() const noexcept {
-  return t_ && t_->live;
+  return t_ && t_->live.load(std::memory_order_relaxed);  // see detail::tap::live
 }
 
 namespace {
 
 struct fd_entry {
-  std::mutex mu;
+  os_mutex mu;
   dev_t dev = 0;  // identity of the file the taps watch
   ino_t ino = 0;
   std::vector<std::shared_ptr<detail::tap>> taps;
 };
 
 struct tap_slot {
-  std::mutex mu;
+  os_mutex mu;
   std::uint32_t gen = 0;  // bumped when the slot's tap goes
   std::shared_ptr<detail::tap> tap;
 };
@@ -197,9 +211,9 @@ struct tap_service::impl {
   }
   chunked_table<fd_entry> table{host_max_fds()};
   chunked_table<tap_slot, 10> slots{kMaxSlots};
-  std::mutex free_mu;
-  std::vector<std::uint32_t> free_slots;  // guarded by free_mu
-  std::uint32_t next_slot = 0;            // guarded by free_mu
+  os_mutex free_mu;
+  std::vector<std::uint32_t> free_slots ABSL_GUARDED_BY(free_mu);
+  std::uint32_t next_slot ABSL_GUARDED_BY(free_mu) = 0;
   // True while a thread is inside poll(). Taken with an acquire exchange;
   // released with a seq_cst store that the hand-off's load of role_waiters
   // follows (see poll()).
@@ -259,18 +273,18 @@ struct tap_service::impl {
     (void)::write(handoff_fd.load(std::memory_order_acquire), &one, sizeof one);
   }
 
-  std::mutex cb_mu;
+  os_mutex cb_mu;
   struct callback {
     std::uint64_t id;
     close_callback fn;
     void* ctx;
   };
-  std::vector<callback> callbacks;  // guarded by cb_mu
-  std::uint64_t next_cb = 1;        // guarded by cb_mu
+  std::vector<callback> callbacks ABSL_GUARDED_BY(cb_mu);
+  std::uint64_t next_cb ABSL_GUARDED_BY(cb_mu) = 1;
 
   host_poller ops{};
-  bool attached = false;  // guarded by attach_mu
-  std::mutex attach_mu;
+  bool attached ABSL_GUARDED_BY(attach_mu) = false;
+  os_mutex attach_mu;
   std::thread poller;
   std::atomic<bool> stop_poller{false};
   std::atomic<bool> poller_running{false};  // has_poller_thread()
@@ -285,7 +299,7 @@ struct tap_service::impl {
 
   // A free slot number, or -1 when there is none (ENOMEM).
   long take_slot() {
-    std::lock_guard<std::mutex> g(free_mu);
+    lock_guard<os_mutex> g(free_mu);
     if (!free_slots.empty()) {
       const std::uint32_t s = free_slots.back();
       free_slots.pop_back();
@@ -295,7 +309,7 @@ struct tap_service::impl {
     return next_slot++;
   }
   void give_slot(std::uint32_t s) {
-    std::lock_guard<std::mutex> g(free_mu);
+    lock_guard<os_mutex> g(free_mu);
     free_slots.push_back(s);
   }
 
@@ -306,7 +320,7 @@ struct tap_service::impl {
     if (!sl) return status(ENOMEM);
     std::uint32_t gen;
     {
-      std::lock_guard<std::mutex> g(sl->mu);
+      lock_guard<os_mutex> g(sl->mu);
       sl->tap = t;
       gen = sl->gen;
     }
@@ -321,10 +335,10 @@ struct tap_service::impl {
     tap_slot* sl = slots.get(t.slot, false);
     std::uint32_t gen = 0;
     if (sl) {
-      std::lock_guard<std::mutex> g(sl->mu);
+      lock_guard<os_mutex> g(sl->mu);
       gen = sl->gen++;
       sl->tap.reset();
-      t.live = false;
+      t.live.store(false, std::memory_order_relaxed);  // see detail::tap::live
     }
     if (host) (void)backend->remove(t.fd, key(t.slot, gen));  // ENOENT/EBADF: already gone
     give_slot(t.slot);
@@ -346,7 +360,7 @@ struct tap_service::impl {
       stats.add(kStale);
       return;
     }
-    std::lock_guard<std::mutex> g(sl->mu);
+    lock_guard<os_mutex> g(sl->mu);
     if (sl->gen != gen || !sl->tap) {
       stats.add(kStale);
       return;
@@ -407,7 +421,7 @@ result<std::unique_ptr<tap_service>> tap_service::create(std::unique_ptr<host_ba
 namespace {
 // The process's default service. Created on first use and never destroyed
 // (threads may still poll through it while static destructors run).
-std::mutex g_default_mu;
+os_mutex g_default_mu;
 std::atomic<tap_service*> g_default{nullptr};
 std::atomic<std::uint64_t> g_fork_generation{0};
 
@@ -416,7 +430,7 @@ std::atomic<std::uint64_t> g_fork_generation{0};
 // service (leaking it: its poller thread, if any, did not survive the fork,
 // so it cannot be shut down cleanly) and makes its own on first use.
 void forget_default_in_child() noexcept {
-  new (&g_default_mu) std::mutex;  // a thread that held it is gone
+  new (&g_default_mu) os_mutex;  // a thread that held it is gone
   g_default.store(nullptr, std::memory_order_relaxed);
   g_fork_generation.fetch_add(1, std::memory_order_relaxed);
 }
@@ -430,7 +444,7 @@ result<tap_service*> default_service() {
   // facade that would ask for this same service (the preload library
   // routes every call made inside ueq to the C library).
   tap_service::inside_ueq in;
-  std::lock_guard<std::mutex> g(g_default_mu);
+  lock_guard<os_mutex> g(g_default_mu);
   if (tap_service* s = g_default.load(std::memory_order_relaxed)) return s;
   auto made = tap_service::create(backend_kind::automatic);
   if (!made) return made.error();  // not cached: a later call may succeed
@@ -479,10 +493,9 @@ result<tap_handle> tap_service::add(const tap_spec& spec) {
   if (!e) return errno_code(ENOMEM);
   const long slot = p_->take_slot();
   if (slot < 0) return errno_code(ENOMEM);
-  auto t = std::make_shared<detail::tap>(detail::tap{spec.fd, spec.queue, spec.id,
-                                                     static_cast<std::uint32_t>(slot), spec.filter,
-                                                     spec.data, true, spec.filter});
-  std::lock_guard<std::mutex> g(e->mu);
+  auto t = std::make_shared<detail::tap>(spec.fd, spec.queue, spec.id,
+                                         static_cast<std::uint32_t>(slot), spec.filter, spec.data);
+  lock_guard<os_mutex> g(e->mu);
   if (!e->taps.empty() && (e->dev != st.st_dev || e->ino != st.st_ino))
     p_->drop_all(*e);  // the number was closed behind our back and reused
   if (status s = p_->attach(t); !s.ok()) return s.code();
@@ -508,12 +521,12 @@ status tap_service::modify(const tap_handle& h, std::uint32_t filter, std::uint6
   fd_entry* e;
   tap_slot* sl;
   if (status s = p_->locate(h, filter, e, sl); !s.ok()) return s;
-  std::lock_guard<std::mutex> g(e->mu);
+  lock_guard<os_mutex> g(e->mu);
   std::uint32_t gen, old_filter;
   std::uint64_t old_data;
   {
-    std::lock_guard<std::mutex> sg(sl->mu);
-    if (!h.t_->live) return status(ENOENT);
+    lock_guard<os_mutex> sg(sl->mu);
+    if (!h.t_->live.load(std::memory_order_relaxed)) return status(ENOENT);
     if (h.t_->filter & kTapExclusive) return status(EINVAL);  // as epoll's MOD of one
     old_filter = h.t_->filter;
     old_data = h.t_->data;
@@ -526,7 +539,7 @@ status tap_service::modify(const tap_handle& h, std::uint32_t filter, std::uint6
   // had (the host still has the old registration).
   status s = p_->backend->modify(h.t_->fd, filter, impl::key(h.t_->slot, gen));
   if (!s.ok()) {
-    std::lock_guard<std::mutex> sg(sl->mu);
+    lock_guard<os_mutex> sg(sl->mu);
     h.t_->filter = old_filter;
     h.t_->data = old_data;
   } else {
@@ -540,11 +553,11 @@ status tap_service::refilter(const tap_handle& h, std::uint32_t filter, bool wid
   fd_entry* e;
   tap_slot* sl;
   if (status s = p_->locate(h, filter, e, sl); !s.ok()) return s;
-  std::lock_guard<std::mutex> g(e->mu);
+  lock_guard<os_mutex> g(e->mu);
   std::uint32_t gen, keep;
   {
-    std::lock_guard<std::mutex> sg(sl->mu);
-    if (!h.t_->live) return status(ENOENT);
+    lock_guard<os_mutex> sg(sl->mu);
+    if (!h.t_->live.load(std::memory_order_relaxed)) return status(ENOENT);
     keep = h.t_->filter & kTapExclusive;
     const std::uint32_t wanted = filter | keep;
     if (widen ? !(wanted & ~h.t_->host_filter) : wanted == h.t_->host_filter) {
@@ -560,7 +573,7 @@ status tap_service::refilter(const tap_handle& h, std::uint32_t filter, bool wid
   const std::uint32_t host = widen ? h.t_->host_filter | filter : filter;
   if (status s = p_->backend->modify(h.t_->fd, host, impl::key(h.t_->slot, gen)); !s.ok()) return s;
   h.t_->host_filter = host;
-  std::lock_guard<std::mutex> sg(sl->mu);
+  lock_guard<os_mutex> sg(sl->mu);
   h.t_->filter = filter;
   return {};
 }
@@ -570,8 +583,8 @@ status tap_service::remove(const tap_handle& h) {
   if (!h) return status(EINVAL);
   fd_entry* e = p_->entry(h.t_->fd, false);
   if (!e) return status(ENOENT);
-  std::lock_guard<std::mutex> g(e->mu);
-  if (!h.t_->live) return status(ENOENT);
+  lock_guard<os_mutex> g(e->mu);
+  if (!h.t_->live.load(std::memory_order_relaxed)) return status(ENOENT);
   p_->detach_slot(*h.t_, true);
   std::erase(e->taps, h.t_);
   return {};
@@ -604,7 +617,7 @@ void tap_service::forget_fd(int fd) {
   inside_ueq in;
   fd_entry* e = p_->entry(fd, false);
   if (!e) return;
-  std::lock_guard<std::mutex> g(e->mu);
+  lock_guard<os_mutex> g(e->mu);
   p_->drop_all(*e);
 }
 
@@ -612,7 +625,7 @@ void tap_service::before_close(int fd) {
   inside_ueq in;
   std::vector<impl::callback> cbs;
   {
-    std::lock_guard<std::mutex> g(p_->cb_mu);
+    lock_guard<os_mutex> g(p_->cb_mu);
     cbs = p_->callbacks;
   }
   for (auto& c : cbs)
@@ -649,14 +662,14 @@ void tap_service::finish_deferred_close(int fd, bool reserved) {
 
 std::uint64_t tap_service::add_close_callback(close_callback cb, void* ctx) {
   inside_ueq in;
-  std::lock_guard<std::mutex> g(p_->cb_mu);
+  lock_guard<os_mutex> g(p_->cb_mu);
   p_->callbacks.push_back({p_->next_cb, cb, ctx});
   return p_->next_cb++;
 }
 
 void tap_service::remove_close_callback(std::uint64_t id) {
   inside_ueq in;
-  std::lock_guard<std::mutex> g(p_->cb_mu);
+  lock_guard<os_mutex> g(p_->cb_mu);
   std::erase_if(p_->callbacks, [id](const impl::callback& c) { return c.id == id; });
 }
 
@@ -748,21 +761,21 @@ void tap_service::end_deputy() noexcept {
 }
 
 void tap_service::attach_to_parkers() {
-  std::lock_guard<std::mutex> g(p_->attach_mu);
+  lock_guard<os_mutex> g(p_->attach_mu);
   if (p_->attached || p_->poller.joinable()) return;
   p_->attached = true;
   set_host_poller(&p_->ops);
 }
 
 void tap_service::detach_from_parkers() {
-  std::lock_guard<std::mutex> g(p_->attach_mu);
+  lock_guard<os_mutex> g(p_->attach_mu);
   if (!p_->attached) return;
   p_->attached = false;
   set_host_poller(nullptr);
 }
 
 status tap_service::start_poller_thread() {
-  std::lock_guard<std::mutex> g(p_->attach_mu);
+  lock_guard<os_mutex> g(p_->attach_mu);
   if (p_->poller.joinable()) return status(EBUSY);
   if (p_->attached) {
     set_host_poller(nullptr);  // parked threads now only sleep
@@ -798,7 +811,7 @@ bool tap_service::has_poller_thread() const noexcept {
 void tap_service::stop_poller_thread() {
   std::thread t;
   {
-    std::lock_guard<std::mutex> g(p_->attach_mu);
+    lock_guard<os_mutex> g(p_->attach_mu);
     if (!p_->poller.joinable()) return;
     p_->stop_poller.store(true, std::memory_order_release);
     p_->poller_running.store(false, std::memory_order_relaxed);

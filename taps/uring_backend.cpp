@@ -28,6 +28,7 @@
 #include <mutex>
 #include <new>
 
+#include "ueq/runtime/lock.hpp"
 #include "ueq/taps/backend.hpp"
 #include "wake_channel.hpp"
 
@@ -56,7 +57,7 @@ class uring_backend final : public host_backend {
     // Probe multishot poll for real: arm the wake eventfd, poke it, and
     // expect a completion that says more will follow.
     {
-      std::lock_guard<std::mutex> g(b->mu_);
+      lock_guard<os_mutex> g(b->mu_);
       if (status s = b->arm_locked(b->wake_.fd(), EPOLLIN, kWakeArm); !s.ok()) return s.code();
       if (status s = b->submit_locked(); !s.ok()) return s.code();
     }
@@ -73,7 +74,7 @@ class uring_backend final : public host_backend {
   }
 
   status add(int fd, std::uint32_t events, std::uint64_t key) noexcept override {
-    std::lock_guard<std::mutex> g(mu_);
+    lock_guard<os_mutex> g(mu_);
     if (by_key_.contains(key)) return status(EEXIST);
     if (::fcntl(fd, F_GETFD) < 0) return status(EBADF);
     const std::uint64_t id = next_arm_++;
@@ -84,7 +85,7 @@ class uring_backend final : public host_backend {
   }
 
   status modify(int fd, std::uint32_t events, std::uint64_t key) noexcept override {
-    std::lock_guard<std::mutex> g(mu_);
+    lock_guard<os_mutex> g(mu_);
     auto it = by_key_.find(key);
     if (it == by_key_.end()) return status(ENOENT);
     if (status s = cancel_locked(it->second); !s.ok()) return s;
@@ -97,7 +98,7 @@ class uring_backend final : public host_backend {
   }
 
   status remove(int, std::uint64_t key) noexcept override {
-    std::lock_guard<std::mutex> g(mu_);
+    lock_guard<os_mutex> g(mu_);
     auto it = by_key_.find(key);
     if (it == by_key_.end()) return status(ENOENT);
     const std::uint64_t id = it->second;
@@ -124,7 +125,7 @@ class uring_backend final : public host_backend {
     std::size_t k = 0;
     unsigned seen = 0;
     unsigned head;
-    std::lock_guard<std::mutex> g(mu_);
+    lock_guard<os_mutex> g(mu_);
     io_uring_for_each_cqe(&ring_, head, cqe) {
       if (k == out.size()) break;
       ++seen;
@@ -210,10 +211,10 @@ class uring_backend final : public host_backend {
   io_uring ring_{};
   bool inited_ = false;
   detail::wake_channel wake_;
-  std::mutex mu_;
-  absl::flat_hash_map<std::uint64_t, arm> arms_;              // guarded by mu_
-  absl::flat_hash_map<std::uint64_t, std::uint64_t> by_key_;  // key -> arm id; guarded by mu_
-  std::uint64_t next_arm_ = 1;                                // guarded by mu_
+  os_mutex mu_;
+  absl::flat_hash_map<std::uint64_t, arm> arms_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::uint64_t, std::uint64_t> by_key_ ABSL_GUARDED_BY(mu_);  // key -> arm id
+  std::uint64_t next_arm_ ABSL_GUARDED_BY(mu_) = 1;
 };
 
 }  // namespace

@@ -52,6 +52,7 @@
 #include <memory>
 
 #include "ueq/runtime/backoff.hpp"
+#include "ueq/runtime/lock.hpp"
 #include "ueq/runtime/parker.hpp"
 #include "ueq/runtime/vcore.hpp"
 #include "ueq/uthread/sched.hpp"
@@ -211,7 +212,7 @@ class default_scheduler final : public scheduler_2ls {
   }
 
   static void push(vq& q, uthread* u) noexcept {
-    std::lock_guard<spin_lock> g(q.lock);
+    lock_guard<spin_lock> g(q.lock);
     push_locked(q, u);
   }
 
@@ -248,7 +249,7 @@ class default_scheduler final : public scheduler_2ls {
     }
     std::size_t k = q.local_n / 2;
     {
-      std::lock_guard<spin_lock> g(q.lock);
+      lock_guard<spin_lock> g(q.lock);
       for (; k > 0; --k)
         push_locked(q, pop_local(q));
     }
@@ -260,7 +261,7 @@ class default_scheduler final : public scheduler_2ls {
   static uthread* pop(vq& q) noexcept {
     // relaxed: a hint; the lock orders the real check.
     if (q.n.load(std::memory_order_relaxed) == 0) return nullptr;
-    std::lock_guard<spin_lock> g(q.lock);
+    lock_guard<spin_lock> g(q.lock);
     uthread* u = q.head;
     if (!u) return nullptr;
     q.head = lnk(u).next;

@@ -9,6 +9,7 @@
 //   stats       counters.
 //   last_size / last_free   allocate()'s cache of one free list.
 #include "ueq/uthread/stack_pool.hpp"
+#include "ueq/runtime/lock.hpp"
 
 #include <sys/mman.h>
 #include <unistd.h>
@@ -68,7 +69,7 @@ stack_slot allocate(std::size_t size) noexcept {
   size = (size + ps - 1) & ~(ps - 1);
   const std::size_t stride = size + ps;  // one guard (or canary) page below
   auto& p = pool();
-  std::lock_guard<spin_lock> g(p.lock);
+  lock_guard<spin_lock> g(p.lock);
   // The last size asked for (nearly always the default) skips the hash.
   // unordered_map nodes are stable, so the cached pointer stays valid.
   if (size != p.last_size) {
@@ -115,14 +116,14 @@ stack_slot allocate(std::size_t size) noexcept {
 
 void release(const stack_slot& s) noexcept {
   auto& p = pool();
-  std::lock_guard<spin_lock> g(p.lock);
+  lock_guard<spin_lock> g(p.lock);
   p.free[s.size].push_back(s);
   ++p.stats.free_stacks;
 }
 
 stack_pool_stats stats() noexcept {
   auto& p = pool();
-  std::lock_guard<spin_lock> g(p.lock);
+  lock_guard<spin_lock> g(p.lock);
   return p.stats;
 }
 

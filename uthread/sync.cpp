@@ -14,6 +14,7 @@
 // it and will unpark it, so it waits for that unpark (briefly) and reports
 // success.
 #include "ueq/uthread/sync.hpp"
+#include "ueq/runtime/lock.hpp"
 
 namespace ueq {
 namespace detail {
@@ -52,7 +53,7 @@ void park_until_granted(sync_waiter& w) noexcept {
 bool park_timed(sync_waiter& w, spin_lock& lk, waiter_list& list, mono_ns deadline) noexcept {
   if (w.p.park(deadline)) return true;
   {
-    std::lock_guard<spin_lock> g(lk);
+    lock_guard<spin_lock> g(lk);
     if (w.queued) {
       list.remove(&w);
       return false;
@@ -70,7 +71,7 @@ using detail::sync_waiter;
 void mutex::lock() noexcept {
   sync_waiter w;
   {
-    std::lock_guard<spin_lock> g(lk_);
+    lock_guard<spin_lock> g(lk_);
     if (!locked_) {
       locked_ = true;
       return;
@@ -82,7 +83,7 @@ void mutex::lock() noexcept {
 }
 
 bool mutex::try_lock() noexcept {
-  std::lock_guard<spin_lock> g(lk_);
+  lock_guard<spin_lock> g(lk_);
   if (locked_) return false;
   locked_ = true;
   return true;
@@ -91,7 +92,7 @@ bool mutex::try_lock() noexcept {
 void mutex::unlock() noexcept {
   sync_waiter* w;
   {
-    std::lock_guard<spin_lock> g(lk_);
+    lock_guard<spin_lock> g(lk_);
     w = waiters_.pop();
     if (!w) locked_ = false;  // else: hand-off, it stays locked for w
   }
@@ -102,7 +103,7 @@ void mutex::unlock() noexcept {
 void condition_variable::wait(std::unique_lock<mutex>& l) noexcept {
   sync_waiter w;
   {
-    std::lock_guard<spin_lock> g(lk_);
+    lock_guard<spin_lock> g(lk_);
     waiters_.push(&w);
   }
   // Queued before the mutex is released: a notify after our caller's check
@@ -115,7 +116,7 @@ void condition_variable::wait(std::unique_lock<mutex>& l) noexcept {
 wait_status condition_variable::wait_until(std::unique_lock<mutex>& l, mono_ns deadline) noexcept {
   sync_waiter w;
   {
-    std::lock_guard<spin_lock> g(lk_);
+    lock_guard<spin_lock> g(lk_);
     waiters_.push(&w);
   }
   l.unlock();
@@ -127,7 +128,7 @@ wait_status condition_variable::wait_until(std::unique_lock<mutex>& l, mono_ns d
 void condition_variable::notify_one() noexcept {
   sync_waiter* w;
   {
-    std::lock_guard<spin_lock> g(lk_);
+    lock_guard<spin_lock> g(lk_);
     w = waiters_.pop();
   }
   if (w) w->p.unpark();
@@ -136,7 +137,7 @@ void condition_variable::notify_one() noexcept {
 void condition_variable::notify_all() noexcept {
   detail::waiter_list all;
   {
-    std::lock_guard<spin_lock> g(lk_);
+    lock_guard<spin_lock> g(lk_);
     all = waiters_;
     waiters_ = {};
     for (sync_waiter* w = all.head; w; w = w->next)
@@ -154,7 +155,7 @@ void condition_variable::notify_all() noexcept {
 void semaphore::acquire() noexcept {
   sync_waiter w;
   {
-    std::lock_guard<spin_lock> g(lk_);
+    lock_guard<spin_lock> g(lk_);
     if (count_ > 0) {
       --count_;
       return;
@@ -165,7 +166,7 @@ void semaphore::acquire() noexcept {
 }
 
 bool semaphore::try_acquire() noexcept {
-  std::lock_guard<spin_lock> g(lk_);
+  lock_guard<spin_lock> g(lk_);
   if (count_ == 0) return false;
   --count_;
   return true;
@@ -174,7 +175,7 @@ bool semaphore::try_acquire() noexcept {
 bool semaphore::acquire_until(mono_ns deadline) noexcept {
   sync_waiter w;
   {
-    std::lock_guard<spin_lock> g(lk_);
+    lock_guard<spin_lock> g(lk_);
     if (count_ > 0) {
       --count_;
       return true;
@@ -187,7 +188,7 @@ bool semaphore::acquire_until(mono_ns deadline) noexcept {
 void semaphore::release(std::uint64_t n) noexcept {
   detail::waiter_list grant;
   {
-    std::lock_guard<spin_lock> g(lk_);
+    lock_guard<spin_lock> g(lk_);
     for (; n > 0; --n) {
       sync_waiter* w = waiters_.pop();
       if (!w) break;
@@ -208,7 +209,7 @@ void rwlock::lock() noexcept {
   sync_waiter w;
   w.writer = true;
   {
-    std::lock_guard<spin_lock> g(lk_);
+    lock_guard<spin_lock> g(lk_);
     if (!writer_ && readers_ == 0 && waiters_.empty()) {
       writer_ = true;
       return;
@@ -219,7 +220,7 @@ void rwlock::lock() noexcept {
 }
 
 bool rwlock::try_lock() noexcept {
-  std::lock_guard<spin_lock> g(lk_);
+  lock_guard<spin_lock> g(lk_);
   if (writer_ || readers_ != 0 || !waiters_.empty()) return false;
   writer_ = true;
   return true;
@@ -228,7 +229,7 @@ bool rwlock::try_lock() noexcept {
 void rwlock::lock_shared() noexcept {
   sync_waiter w;
   {
-    std::lock_guard<spin_lock> g(lk_);
+    lock_guard<spin_lock> g(lk_);
     if (!writer_ && waiters_.empty()) {
       ++readers_;
       return;
@@ -239,7 +240,7 @@ void rwlock::lock_shared() noexcept {
 }
 
 bool rwlock::try_lock_shared() noexcept {
-  std::lock_guard<spin_lock> g(lk_);
+  lock_guard<spin_lock> g(lk_);
   if (writer_ || !waiters_.empty()) return false;
   ++readers_;
   return true;
@@ -265,7 +266,7 @@ void rwlock::wake_next_locked(detail::waiter_list& out) noexcept {
 void rwlock::unlock() noexcept {
   detail::waiter_list grant;
   {
-    std::lock_guard<spin_lock> g(lk_);
+    lock_guard<spin_lock> g(lk_);
     writer_ = false;
     wake_next_locked(grant);
   }
@@ -279,7 +280,7 @@ void rwlock::unlock() noexcept {
 void rwlock::unlock_shared() noexcept {
   detail::waiter_list grant;
   {
-    std::lock_guard<spin_lock> g(lk_);
+    lock_guard<spin_lock> g(lk_);
     if (--readers_ == 0) wake_next_locked(grant);
   }
   for (sync_waiter* w = grant.head; w;) {

@@ -12,6 +12,7 @@
 // By the fences' total order, either the producer's load sees the waiter's
 // registration (and wakes it), or the waiter's check sees the message.
 #include "ueq/ceq/evq/event_queue.hpp"
+#include "ueq/runtime/lock.hpp"
 
 #include <cinttypes>
 #include <cstdio>
@@ -113,7 +114,7 @@ void event_queue::notify(std::uint32_t id) noexcept {
   // Trace: stamped before the first unpark, so the woken consumer's
   // "consume" comes after it in time.
   const mono_ns trace_ts = trace_enabled() ? monotonic_now() : 0;
-  std::lock_guard<spin_lock> g(lock_);
+  lock_guard<spin_lock> g(lock_);
   std::uint64_t woken = 0;
   for (detail::evq_link* l = head_; l; l = l->next) {
     if (l->waiter->wake(this)) {
@@ -130,7 +131,7 @@ void event_queue::notify(std::uint32_t id) noexcept {
 
 bool event_queue::wake_one_waiter() noexcept {
   const mono_ns trace_ts = trace_enabled() ? monotonic_now() : 0;
-  std::lock_guard<spin_lock> g(lock_);
+  lock_guard<spin_lock> g(lock_);
   for (detail::evq_link* l = head_; l; l = l->next)
     if (l->waiter->wake(this)) {
       stats_.add(kWakeups);
@@ -144,7 +145,7 @@ bool event_queue::wake_one_waiter() noexcept {
 }
 
 void event_queue::add_waiter(detail::evq_link* l) noexcept {
-  std::lock_guard<spin_lock> g(lock_);
+  lock_guard<spin_lock> g(lock_);
   l->prev = tail_;
   l->next = nullptr;
   (tail_ ? tail_->next : head_) = l;
@@ -155,7 +156,7 @@ void event_queue::add_waiter(detail::evq_link* l) noexcept {
 }
 
 void event_queue::remove_waiter(detail::evq_link* l) noexcept {
-  std::lock_guard<spin_lock> g(lock_);
+  lock_guard<spin_lock> g(lock_);
   (l->prev ? l->prev->next : head_) = l->next;
   (l->next ? l->next->prev : tail_) = l->prev;
   l->prev = l->next = nullptr;
@@ -217,7 +218,7 @@ std::size_t event_queue::dispatch(std::size_t max) {
 void event_queue::close() noexcept {
   // release: posts that read true fail; waiters woken below re-check it.
   if (closed_.exchange(true, std::memory_order_acq_rel)) return;
-  std::lock_guard<spin_lock> g(lock_);
+  lock_guard<spin_lock> g(lock_);
   for (detail::evq_link* l = head_; l; l = l->next)
     if (l->waiter->wake(this)) stats_.add(kWakeups);
 }

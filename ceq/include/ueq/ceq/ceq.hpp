@@ -210,8 +210,8 @@ class ceq {
   // --- overflow and recovery ---
   alignas(kCacheLine) std::atomic<bool> overflow_{false};
   std::atomic<bool> recovering_{false};
-  spin_lock recovery_lock_;            // serialises recovery scans
-  std::uint64_t recovery_cursor_ = 0;  // next ID to scan; guarded by recovery_lock_
+  spin_lock recovery_lock_;                                            // serialises recovery scans
+  std::uint64_t recovery_cursor_ ABSL_GUARDED_BY(recovery_lock_) = 0;  // next ID to scan
 
   sharded_counters<kNumCounters> stats_;
 };

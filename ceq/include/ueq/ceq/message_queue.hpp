@@ -45,12 +45,12 @@ class message_queue {
   std::uint64_t posts() const noexcept { return posts_.load(std::memory_order_relaxed); }
 
  private:
-  bool grow() noexcept;  // under lock_
+  bool grow() noexcept ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock_);
 
   spin_lock lock_;
-  std::unique_ptr<event_msg[]> buf_;  // guarded by lock_
-  std::size_t cap_ = 0;               // power of two; guarded by lock_
-  std::size_t head_ = 0;              // next to read; guarded by lock_
+  std::unique_ptr<event_msg[]> buf_ ABSL_GUARDED_BY(lock_);
+  std::size_t cap_ ABSL_GUARDED_BY(lock_) = 0;   // power of two
+  std::size_t head_ ABSL_GUARDED_BY(lock_) = 0;  // next to read
   // Messages queued. Written under lock_ (release), read without it
   // (acquire) by empty()/size(): a snapshot that is exact when it was read.
   std::atomic<std::size_t> count_{0};

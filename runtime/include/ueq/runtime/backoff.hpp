@@ -16,6 +16,8 @@
 //   while (cell.load(std::memory_order_acquire) == kEmpty) b.pause();
 #pragma once
 
+#include <absl/base/thread_annotations.h>
+
 #include <atomic>
 #include <cstdint>
 
@@ -78,9 +80,9 @@ class backoff {
 // A test-and-test-and-set lock that waits with `backoff`. For short critical
 // sections on slow paths (the CEQ's overflow recovery), never held across a
 // blocking call or a context switch.
-class spin_lock {
+class ABSL_LOCKABLE spin_lock {
  public:
-  void lock() noexcept {
+  void lock() noexcept ABSL_EXCLUSIVE_LOCK_FUNCTION() {
     backoff b;
     // acquire on success: the critical section must see everything the
     // previous holder wrote before its release in unlock().
@@ -89,12 +91,12 @@ class spin_lock {
         b.pause();
     }
   }
-  bool try_lock() noexcept {
+  bool try_lock() noexcept ABSL_EXCLUSIVE_TRYLOCK_FUNCTION(true) {
     return !locked_.load(std::memory_order_relaxed) &&
            !locked_.exchange(true, std::memory_order_acquire);
   }
   // release: publishes the critical section's writes to the next holder.
-  void unlock() noexcept { locked_.store(false, std::memory_order_release); }
+  void unlock() noexcept ABSL_UNLOCK_FUNCTION() { locked_.store(false, std::memory_order_release); }
   bool is_locked() const noexcept { return locked_.load(std::memory_order_relaxed); }
 
  private:

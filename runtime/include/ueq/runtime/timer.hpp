@@ -66,10 +66,10 @@ class timer_service {
 
  private:
   static constexpr std::uint8_t kIdle = 0, kArmed = 1, kRunning = 2;
-  void sift_up(std::size_t i) noexcept;
-  void sift_down(std::size_t i) noexcept;
-  void remove_at(std::size_t i) noexcept;
-  void publish_earliest() noexcept;
+  void sift_up(std::size_t i) noexcept ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock_);
+  void sift_down(std::size_t i) noexcept ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock_);
+  void remove_at(std::size_t i) noexcept ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock_);
+  void publish_earliest() noexcept ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock_);
 
   mutable spin_lock lock_;
   // The deadline is copied into the heap so that ordering never touches
@@ -78,7 +78,7 @@ class timer_service {
     mono_ns deadline;
     timer* t;
   };
-  std::vector<heap_entry> heap_;  // guarded by lock_
+  std::vector<heap_entry> heap_ ABSL_GUARDED_BY(lock_);
   // Copy of heap_[0]->deadline, written under lock_, read without it.
   std::atomic<mono_ns> earliest_{kNoDeadline};
 };

@@ -167,8 +167,8 @@ class event_queue {
   // nwaiters_ is written under lock_ and read without it by post() after its
   // seq_cst fence (the handshake described at the top).
   spin_lock lock_;
-  detail::evq_link* head_ = nullptr;  // guarded by lock_
-  detail::evq_link* tail_ = nullptr;  // guarded by lock_
+  detail::evq_link* head_ ABSL_GUARDED_BY(lock_) = nullptr;
+  detail::evq_link* tail_ ABSL_GUARDED_BY(lock_) = nullptr;
   std::atomic<std::size_t> nwaiters_{0};
   sharded_counters<kCount, 8> stats_;
 };
