@@ -14,6 +14,7 @@
 
 #include "registry.hpp"
 #include "ueq/epoll.h"
+#include "ueq/runtime/fork.hpp"
 
 namespace {
 
@@ -64,7 +65,7 @@ void print_stats() {
 }
 
 // A fork()ed child counts its own calls.
-void reset_stats_in_child() {
+void reset_stats_in_child() noexcept {
   for (auto* c : {&g_stats.sets, &g_stats.add, &g_stats.mod, &g_stats.del, &g_stats.other_op,
                   &g_stats.ctl_failed, &g_stats.waits, &g_stats.events, &g_stats.passed})
     c->store(0, std::memory_order_relaxed);
@@ -75,7 +76,7 @@ void reset_stats_in_child() {
   if (!v || !*v || !std::strcmp(v, "0")) return false;
   g_stats_out = v;  // the environment outlives the exit handlers
   std::atexit(print_stats);
-  ::pthread_atfork(nullptr, nullptr, &reset_stats_in_child);
+  (void)ueq::on_fork(ueq::fork_layer::epoll, {.child = &reset_stats_in_child});
   return true;
 }();
 

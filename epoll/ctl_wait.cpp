@@ -9,6 +9,7 @@
 #include "registry.hpp"
 #include "ueq/ceq/evq/block_on.hpp"
 #include "ueq/runtime/fd.hpp"
+#include "ueq/runtime/fork.hpp"
 #include "ueq/runtime/lock.hpp"
 #include "ueq/runtime/parker.hpp"
 
@@ -62,7 +63,7 @@ result<std::shared_ptr<epoll_set>> epoll_set::create(int flags) {
     return errno_code(e);
   }
   p->svc = *svc;
-  p->fork_gen = tap_service::fork_generation();
+  p->fork_gen = fork_generation();
   p->q = *q;
   p->epfd.store(efd, std::memory_order_relaxed);
   p->numbers.push_back(efd);
@@ -144,7 +145,7 @@ status ctl_full(epoll_set& self, int op, int fd, const epoll_event* event) {
   }
   ev.events |= EPOLLERR | EPOLLHUP;
 
-  if (p.fork_gen != tap_service::fork_generation()) return status(ENOSYS);
+  if (p.fork_gen != fork_generation()) return status(ENOSYS);
   // The registry lock first (nesting checks, membership), then ours.
   lock_guard<os_mutex> rg(reg().mu);
   // An ADD of a file registers its identity (registry::ident). If the pair
@@ -316,7 +317,7 @@ result<int> epoll_set::impl::wait(int number, std::span<epoll_event> buf, int li
       pass_on(handed);
       return native_wait(buf, limit, deadline, sigmask, sink, ctx);
     }
-    if (fork_gen != tap_service::fork_generation()) return errno_code(ENOSYS);
+    if (fork_gen != fork_generation()) return errno_code(ENOSYS);
     // Dispatch host events that have not been taken yet (without blocking;
     // if another thread is dispatching, it posts for us), so that whatever
     // happened before this call is seen by it, as with Linux. A full batch

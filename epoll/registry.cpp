@@ -2,6 +2,7 @@
 // identity, close/dup bookkeeping and fork.
 #include "registry.hpp"
 #include "ueq/runtime/fd.hpp"
+#include "ueq/runtime/fork.hpp"
 #include "ueq/runtime/lock.hpp"
 
 #include <fcntl.h>
@@ -431,15 +432,15 @@ void materialize_all() ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu) {
 // so no set is made or changed across it; in the child, where only the
 // forking thread lives on, the locks are made anew (one another thread held
 // would never be released). The lock spans three functions: no analysis.
-void before_fork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+void before_fork() noexcept ABSL_NO_THREAD_SAFETY_ANALYSIS {
   reg().mu.lock();
   tap_service::inside_ueq in;
   materialize_all();
 }
-void after_fork_in_parent() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+void after_fork_in_parent() noexcept ABSL_NO_THREAD_SAFETY_ANALYSIS {
   reg().mu.unlock();
 }
-void after_fork_in_child() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+void after_fork_in_child() noexcept ABSL_NO_THREAD_SAFETY_ANALYSIS {
   // The identity set is one kernel object for both processes: the child's
   // registrations must not edit the parent's.
   if (const int ident = reg().ident.exchange(-1, std::memory_order_relaxed); ident >= 0)
@@ -447,8 +448,9 @@ void after_fork_in_child() ABSL_NO_THREAD_SAFETY_ANALYSIS {
   reg().mu.unlock();  // held by this thread since before_fork
   new (&g_service_mu) os_mutex;
 }
-[[maybe_unused]] const int g_atfork =
-    ::pthread_atfork(&before_fork, &after_fork_in_parent, &after_fork_in_child);
+[[maybe_unused]] const bool g_fork_registered = on_fork(
+    fork_layer::epoll,
+    {.prepare = &before_fork, .parent = &after_fork_in_parent, .child = &after_fork_in_child});
 
 // Runs for every fd closed through ueq (before the close): the fd leaves
 // every set that holds it; an epoll fd's number leaves its set, and the set

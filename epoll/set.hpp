@@ -35,6 +35,7 @@
 #pragma once
 
 #include "ueq/epoll/epoll.hpp"
+#include "ueq/runtime/fork.hpp"
 #include "ueq/runtime/lock.hpp"
 
 #include <fcntl.h>
@@ -217,7 +218,7 @@ struct epoll_set::impl {
   // reg().mu and mu; read without them by waiters already inside wait()
   // (release/acquire: the entries were registered before it reads true).
   std::atomic<bool> native{false};
-  // tap_service::fork_generation() when the set was made: a fork()ed child
+  // fork_generation() when the set was made: a fork()ed child
   // cannot use its parent's sets (their taps live in the parent's poller).
   std::uint64_t fork_gen = 0;
   // Sets that hold this one, and the fd number they hold it under. A set

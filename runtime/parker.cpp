@@ -37,6 +37,7 @@
 //      follower (and offers it the role). Every parker that may poll sleeps
 //      as a follower for this reason, installed poller or not.
 #include "ueq/runtime/parker.hpp"
+#include "ueq/runtime/fork.hpp"
 #include "ueq/runtime/lock.hpp"
 
 #include <linux/futex.h>
@@ -155,8 +156,8 @@ void reset_after_fork_in_child() noexcept ABSL_NO_THREAD_SAFETY_ANALYSIS {
   g_poller_users.store(0, std::memory_order_relaxed);
   tl_polling = nullptr;
 }
-[[maybe_unused]] const int g_atfork =
-    ::pthread_atfork(nullptr, nullptr, &reset_after_fork_in_child);
+[[maybe_unused]] const bool g_fork_registered =
+    on_fork(fork_layer::runtime, {.child = &reset_after_fork_in_child});
 
 // Breaks the host poll of a polling leader: handshake (3).
 void wake_host_poller() noexcept {

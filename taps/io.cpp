@@ -62,8 +62,10 @@
 // read without it.
 // Taken under it: the tap service's add/remove and a queue's close (their
 // own locks). It is never held across a wait or a system call that can
-// block. g_state_mu serializes making the state.
+// block. g_state_mu serializes making the state (made anew in a fork()ed
+// child).
 #include "ueq/taps/io.hpp"
+#include "ueq/runtime/fork.hpp"
 #include "ueq/runtime/lock.hpp"
 
 #include <fcntl.h>
@@ -231,13 +233,19 @@ void on_close(int fd, void* ctx) {
 }
 
 // Created on first use, never destroyed (close callbacks may run late). A
-// fork()ed child starts a new one on its own tap service.
+// fork()ed child starts a new one on its own tap service (the generation
+// tells), and makes g_state_mu anew: a thread that held it is gone.
 os_mutex g_state_mu;
 std::atomic<io_state*> g_state{nullptr};
 std::atomic<std::uint64_t> g_state_fork_gen{0};
+void renew_state_lock_in_child() noexcept {
+  new (&g_state_mu) os_mutex;
+}
+[[maybe_unused]] const bool g_fork_registered =
+    on_fork(fork_layer::taps, {.child = &renew_state_lock_in_child});
 
 result<io_state*> state() {
-  const std::uint64_t gen = tap_service::fork_generation();
+  const std::uint64_t gen = fork_generation();
   // acquire: pairs with the release store below.
   io_state* cur = g_state.load(std::memory_order_acquire);
   if (cur && g_state_fork_gen.load(std::memory_order_relaxed) == gen) return cur;

@@ -51,6 +51,7 @@
 
 #include "ueq/runtime/chunked_table.hpp"
 #include "ueq/runtime/fd.hpp"
+#include "ueq/runtime/fork.hpp"
 #include "ueq/runtime/lock.hpp"
 #include "ueq/runtime/parker.hpp"
 #include "ueq/runtime/scratch.hpp"
@@ -423,7 +424,6 @@ namespace {
 // (threads may still poll through it while static destructors run).
 os_mutex g_default_mu;
 std::atomic<tap_service*> g_default{nullptr};
-std::atomic<std::uint64_t> g_fork_generation{0};
 
 // fork(): the child must not share the parent's host poller (its epoll
 // instance is one open file for both). The child forgets the inherited
@@ -432,9 +432,9 @@ std::atomic<std::uint64_t> g_fork_generation{0};
 void forget_default_in_child() noexcept {
   new (&g_default_mu) os_mutex;  // a thread that held it is gone
   g_default.store(nullptr, std::memory_order_relaxed);
-  g_fork_generation.fetch_add(1, std::memory_order_relaxed);
 }
-[[maybe_unused]] const int g_atfork = ::pthread_atfork(nullptr, nullptr, &forget_default_in_child);
+[[maybe_unused]] const bool g_fork_registered =
+    on_fork(fork_layer::taps, {.child = &forget_default_in_child});
 
 result<tap_service*> default_service() {
   // acquire: pairs with the release store below.
@@ -461,10 +461,6 @@ result<tap_service*> tap_service::instance() {
 
 tap_service* tap_service::existing() noexcept {
   return g_default.load(std::memory_order_acquire);  // pairs with default_service()'s store
-}
-
-std::uint64_t tap_service::fork_generation() noexcept {
-  return g_fork_generation.load(std::memory_order_relaxed);
 }
 
 result<tap_handle> tap_service::add(const tap_spec& spec) {

@@ -140,12 +140,10 @@ class tap_service {
   static result<tap_service*> instance();
   // The process's service if it has been made (in this process: not one
   // inherited across fork()), without making it; null otherwise.
+  // After a fork() the child's instance() is a new service; objects bound
+  // to the old one (an epoll set made before the fork) compare
+  // ueq::fork_generation() (runtime/fork.hpp) to notice.
   static tap_service* existing() noexcept;
-  // Counts the fork()s this process is a child of (0 in the original
-  // process). After a fork the child's instance() is a new service; objects
-  // bound to the old one (an epoll set made before the fork) can compare
-  // generations to notice.
-  static std::uint64_t fork_generation() noexcept;
   static result<std::unique_ptr<tap_service>> create(backend_kind kind);
   // A service on a backend of the caller's (fault injection, experiments).
   static result<std::unique_ptr<tap_service>> create(std::unique_ptr<host_backend> backend);
