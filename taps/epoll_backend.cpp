@@ -22,8 +22,6 @@
 #include <atomic>
 #include <cerrno>
 #include <climits>
-#include <cstdlib>
-#include <cstring>
 #include <mutex>
 #include <new>
 
@@ -188,18 +186,6 @@ result<std::unique_ptr<host_backend>> make_epoll_backend() {
   e.data.u64 = kWakeKey;
   if (::epoll_ctl(ep, EPOLL_CTL_ADD, b->wake_channel().fd(), &e) != 0) return errno_code(errno);
   return std::unique_ptr<host_backend>(std::move(b));
-}
-
-result<std::unique_ptr<host_backend>> make_backend(backend_kind kind) {
-  if (kind == backend_kind::automatic) {
-    const char* env = std::getenv("UEQ_BACKEND");
-    if (env && !std::strcmp(env, "io_uring")) {
-      auto u = make_uring_backend();
-      if (u) return u;
-    }
-    return make_epoll_backend();
-  }
-  return kind == backend_kind::io_uring ? make_uring_backend() : make_epoll_backend();
 }
 
 }  // namespace ueq

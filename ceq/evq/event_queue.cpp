@@ -202,10 +202,11 @@ bool event_queue::empty() const noexcept {
 
 std::size_t event_queue::dispatch(std::size_t max) {
   if (!handler_) return 0;
+  constexpr std::size_t kBatch = 32;  // messages drained per mailbox call
   std::size_t done = 0;
-  event_msg batch[32];
+  event_msg batch[kBatch];
   while (done < max) {
-    const std::size_t want = std::min<std::size_t>(32, max - done);
+    const std::size_t want = std::min(kBatch, max - done);
     const std::size_t n = drain({batch, want});
     for (std::size_t i = 0; i < n; ++i)
       handler_(*this, batch[i]);

@@ -1,13 +1,13 @@
 /* The CEQ protocol, every interleaving of a small configuration.
  *
- * Models (a change to these lines without a matching change here is a
+ * Models (a change to these functions without a matching change here is a
  * review failure):
- *   ceq/include/ueq/ceq/ceq.hpp:175-181  ceq::find_slot()
- *   ceq/include/ueq/ceq/ceq.hpp:228-262  ceq::post() (fast path)
- *   ceq/ceq.cpp:134-150   ceq::map_slot()        (chunk install by CAS)
- *   ceq/ceq.cpp:175-237   ceq::post_unmapped(), post_publish(), push_ring()
- *   ceq/ceq.cpp:241-304   ceq::pop_ring(), ceq::extract()
- *   ceq/ceq.cpp:306-389   ceq::recover_one(), ceq::get_batch()
+ *   ceq/include/ueq/ceq/ceq.hpp  ceq::find_slot()
+ *   ceq/include/ueq/ceq/ceq.hpp  ceq::post() (fast path)
+ *   ceq/ceq.cpp                  ceq::map_slot()        (chunk install by CAS)
+ *   ceq/ceq.cpp                  ceq::post_unmapped(), post_publish(), push_ring()
+ *   ceq/ceq.cpp                  ceq::pop_ring(), ceq::extract()
+ *   ceq/ceq.cpp                  ceq::recover_one(), ceq::get_batch()
  *
  * Configuration: NSLOT = 3 IDs in chunks of CHUNK = 2 (chunk 0 = IDs 0-1,
  * chunk 1 = ID 2), all unmapped at the start; a ring of RING cells (1 by

@@ -2,19 +2,19 @@
  * drops the stale entries other sets hold under that number, while a MOD
  * elsewhere probes the identity set without the registry lock.
  *
- * Models (a change to these lines without a matching change here is a
+ * Models (a change to these functions without a matching change here is a
  * review failure):
- *   epoll/ctl_wait.cpp:159-176  ctl_full(), ADD: identity_seq to odd,
- *                               register_identity() (an ADD to the identity
- *                               set), drop_entries_of() (each holder under
- *                               its own lock), identity_seq to even; all
- *                               under the registry lock
- *   epoll/ctl_wait.cpp:245-269  impl::modify_registered(): identity_seq,
- *                               identity_probe() (a MOD on the identity
- *                               set), the set's lock, identity_seq again,
- *                               then the entry
- *   epoll/registry.cpp:188-241  register_identity(), identity_probe(),
- *                               drop_entries_of()
+ *   epoll/ctl_wait.cpp  ctl_full(), ADD: identity_seq to odd,
+ *                       register_identity() (an ADD to the identity
+ *                       set), drop_entries_of() (each holder under
+ *                       its own lock), identity_seq to even; all
+ *                       under the registry lock
+ *   epoll/ctl_wait.cpp  impl::modify_registered(): identity_seq,
+ *                       identity_probe() (a MOD on the identity
+ *                       set), the set's lock, identity_seq again,
+ *                       then the entry
+ *   epoll/registry.cpp  register_identity(), identity_probe(),
+ *                       drop_entries_of()
  *
  * Setting: NS sets each hold an entry under number N for a file closed
  * behind ueq's back; N now names a new file, not yet in the identity set.

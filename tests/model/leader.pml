@@ -1,13 +1,13 @@
 /* Who polls the host: the parker's leader/follower protocol.
  *
- * Models (a change to these lines without a matching change here is a
+ * Models (a change to these functions without a matching change here is a
  * review failure):
- *   runtime/parker.cpp:94-133    try_lead(), link_follower(), unlink_follower(),
- *                                offer_leadership()
- *   runtime/parker.cpp:150-165   wake_host_poller()
- *   runtime/parker.cpp:169-278   parker::unpark(), park(), leave(),
- *                                poll_host(), sleep()
- *   runtime/parker.cpp:332-341   set_host_poller() installing a poller
+ *   runtime/parker.cpp  try_lead(), link_follower(), unlink_follower(),
+ *                       offer_leadership()
+ *   runtime/parker.cpp  wake_host_poller()
+ *   runtime/parker.cpp  parker::unpark(), park(), leave(),
+ *                       poll_host(), sleep()
+ *   runtime/parker.cpp  set_host_poller() installing a poller
  * The host poller's wake() is a flag the poll consumes when it returns
  * (tests/model/wake_channel.pml checks that the wake channel behaves so).
  *

@@ -3,7 +3,7 @@
  * that polls the epoll fd) wakes; uthread waiters block on the set's wakeq,
  * posted at the same moment.
  *
- * Models (a change to these lines without a matching change here is a
+ * Models (a change to these functions without a matching change here is a
  * review failure):
  *   epoll/set.hpp       impl::post_hook() and post_hook_signaled() (flag
  *                       exchange, eventfd write announced and recorded, the
@@ -18,7 +18,7 @@
  *                       block_on(wakeq)
  * A plain waiter's standby sleep, on the set's bell and the host poll's
  * hand-off, is tests/model/standby.pml's.
- * and ceq/evq/event_queue.cpp:69-106, event_queue::post(): publish into the CEQ,
+ * and ceq/evq/event_queue.cpp, event_queue::post(): publish into the CEQ,
  * then the post hook, for a post that creates a message.
  *
  * Parties: NP producers (tap dispatch on the host poller's thread), each

@@ -1,17 +1,17 @@
 /* Several plain threads in epoll_wait on one set: one leads the host poll,
  * the others wait in standby, and one event wakes one of them.
  *
- * Models (a change to these lines without a matching change here is a
+ * Models (a change to these functions without a matching change here is a
  * review failure):
- *   epoll/set.hpp       impl::wake_one(), post_hook(), settle()'s pending
- *                       path, lead_host_poll(), standby(),
- *                       leave_unharvested()
- *   epoll/ctl_wait.cpp  epoll_set::impl::wait(): the first call's
- *                       non-blocking host poll, harvest, lead, standby, and
- *                       the hand-off passed on when it returns
- *   taps/tap_service.cpp tap_service::poll()'s release of the role,
- *                       await_role(), end_await_role(), pass_role(),
- *                       become_deputy(), end_deputy()
+ *   epoll/set.hpp         impl::wake_one(), post_hook(), settle()'s pending
+ *                         path, lead_host_poll(), standby(),
+ *                         leave_unharvested()
+ *   epoll/ctl_wait.cpp    epoll_set::impl::wait(): the first call's
+ *                         non-blocking host poll, harvest, lead, standby, and
+ *                         the hand-off passed on when it returns
+ *   taps/tap_service.cpp  tap_service::poll()'s release of the role,
+ *                         await_role(), end_await_role(), pass_role(),
+ *                         become_deputy(), end_deputy()
  * settle()'s eventfd handshake is tests/model/settle.pml's; here the set's
  * "pending" flag is `signaled` alone.
  *

@@ -1,15 +1,15 @@
 /* The wake channel: a "wake pending" flag plus an eventfd that breaks the
  * host poll from another thread.
  *
- * Models (a change to these lines without a matching change here is a
+ * Models (a change to these functions without a matching change here is a
  * review failure):
- *   taps/wake_channel.hpp:34-61     wake_channel::wake(), wake_channel::drained()
- *   taps/epoll_backend.cpp:100-113  epoll_backend::poll(): the wait, and
- *                                   drained() when the eventfd is reported
- *   taps/epoll_backend.cpp:179-182  the eventfd registered EPOLLIN|EPOLLET
- *   taps/uring_backend.cpp:134-137  the io_uring backend's drained(): its
- *                                   multishot poll of the eventfd reports
- *                                   once per write, as the edge model does
+ *   taps/wake_channel.hpp   wake_channel::wake(), wake_channel::drained()
+ *   taps/epoll_backend.cpp  epoll_backend::poll(): the wait, and
+ *                           drained() when the eventfd is reported
+ *   taps/epoll_backend.cpp  the eventfd registered EPOLLIN|EPOLLET
+ *   taps/uring_backend.cpp  the io_uring backend's drained(): its
+ *                           multishot poll of the eventfd reports
+ *                           once per write, as the edge model does
  *
  * Parties: NW wakers, each ROUNDS times setting a condition (the thing the
  * poller must see: a parker's kNotified, a poller removal) and then calling

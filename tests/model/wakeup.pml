@@ -1,18 +1,18 @@
 /* Waking without losing: event queues, block_on, and the parker's state word.
  *
- * Models (a change to these lines without a matching change here is a
+ * Models (a change to these functions without a matching change here is a
  * review failure):
- *   ceq/evq/event_queue.cpp:69-163   event_queue::post(), notify(),
- *                                wake_one_waiter(), add_waiter(), remove_waiter()
- *   ceq/evq/event_queue.cpp:217-223  event_queue::close()
- *   ceq/evq/block_on.cpp:16-100      try_all(), any_closed(), pass_on(), block_on()
- *   ceq/include/ueq/ceq/evq/block_on.hpp:67-90  evq_waiter (wake, woken_by, reset)
- *   runtime/parker.cpp:163-208   parker::unpark(), parker::park() (the paths
- *                                without a host poller; tests/model/leader.pml
- *                                has the host-poll leader path)
- *   runtime/parker.cpp:234-260   parker::sleep() (as a non-follower)
- *   runtime/parker.cpp:262-301   begin_block(), timeout_block(), end_block()
- *   uthread/uthread.cpp:311-345  park_timeout(), hook_park() (the uthread path)
+ *   ceq/evq/event_queue.cpp               event_queue::post(), notify(),
+ *                                         wake_one_waiter(), add_waiter(), remove_waiter()
+ *   ceq/evq/event_queue.cpp               event_queue::close()
+ *   ceq/evq/block_on.cpp                  try_all(), any_closed(), pass_on(), block_on()
+ *   ceq/include/ueq/ceq/evq/block_on.hpp  evq_waiter (wake, woken_by, reset)
+ *   runtime/parker.cpp                    parker::unpark(), parker::park() (the paths
+ *                                         without a host poller; tests/model/leader.pml
+ *                                         has the host-poll leader path)
+ *   runtime/parker.cpp                    parker::sleep() (as a non-follower)
+ *   runtime/parker.cpp                    begin_block(), timeout_block(), end_block()
+ *   uthread/uthread.cpp                   park_timeout(), hook_park() (the uthread path)
  *
  * Parties: NW = 2 waiters: waiter 0 loops on block_on() (each call takes
  * one message, then it calls again), waiter 1 makes one call and leaves;
