@@ -39,13 +39,17 @@
 // thread does that: every kWatchNs it bumps an epoch, and for each side
 // that someone has been waiting on since before the previous bump (each
 // wait stamps its sides with the epoch when it begins) it compares the
-// file the fd names with the one the sides were made for. On a mismatch it
-// marks the entry (recheck) and posts to the waiting sides: the waiters
-// retry, and their next wait looks at the file first and starts afresh. So
-// a wait costs two relaxed stores and no timer, and a long wait is checked
-// within two periods. Where the watcher cannot run (no thread could be
-// made), each wait is cut into slices of 2 * kWatchNs instead, after which
-// the next wait looks at the file.
+// file the fd names with the one the sides were made for, and, unless the
+// file is a socket (unique by inode), polls it too: a file ready for what
+// its waiters wait for, with nobody woken, has deaf taps (eventfds and
+// other files that share an inode, a FIFO opened again, or taps a fork()
+// left with the parent's service). Deaf sides are retired (taps removed,
+// queues posted, not closed): their waiters retry, and the next wait makes
+// sides for the file the number names then. So a wait costs two relaxed
+// stores and no timer, and a long wait is looked at within two periods.
+// Where the watcher cannot run (no thread could be made; tried again every
+// kWatchRetryNs), each wait is cut into slices of 2 * kWatchNs instead,
+// after which the next wait looks at the file.
 //
 // Closing through ueq: the close callback (on_close, registered with the
 // default tap service) drops the sides (their waiters see the queue closed:
@@ -57,13 +61,12 @@
 // after the callbacks, finds that file under the number and gives EBADF
 // rather than make sides for it that nobody would close.
 //
-// Locking: io_entry::mu guards an entry's sides, file identity, closing
-// mark and recheck mark; `kind` and `closes` are written only under it and
-// read without it.
+// Locking: io_entry::mu guards an entry's sides, file identity and closing
+// mark; `kind` and `closes` are written only under it and read without it.
 // Taken under it: the tap service's add/remove and a queue's close (their
 // own locks). It is never held across a wait or a system call that can
-// block. g_state_mu serializes making the state (made anew in a fork()ed
-// child).
+// block. g_state_mu serializes making the state, io_state::watch_mu
+// starting its watcher (both made anew in a fork()ed child).
 #include "ueq/taps/io.hpp"
 #include "ueq/runtime/fork.hpp"
 #include "ueq/runtime/lock.hpp"
@@ -138,9 +141,6 @@ struct io_entry {
   int closing ABSL_GUARDED_BY(mu) = 0;        // io::close calls under way
   dev_t closing_dev ABSL_GUARDED_BY(mu) = 0;  // the file they close
   ino_t closing_ino ABSL_GUARDED_BY(mu) = 0;
-  // The watcher found another file under the number: the next wait looks
-  // at the file before it waits.
-  bool recheck ABSL_GUARDED_BY(mu) = false;
   // The watch epoch at the start of the latest wait on each side (0: none
   // yet). Stored by waiters, loaded by the watcher, both relaxed: a stamp
   // orders nothing, and one the watcher sees late (or an old one) only
@@ -151,8 +151,10 @@ struct io_entry {
 constexpr std::uint32_t kReadFilter = kTapReadable | kTapPriority | kTapRdhup;
 constexpr std::uint32_t kAlways = kTapError | kTapHangup;
 
-// How often the watcher looks at waited-on fds (see the top).
+// How often the watcher looks at waited-on fds (see the top), and how long
+// after a failed start one is tried again.
 constexpr std::int64_t kWatchNs = 500'000'000;
+constexpr std::int64_t kWatchRetryNs = 1'000'000'000;
 
 struct io_state {
   chunked_table<io_entry> table{host_max_fds()};
@@ -160,11 +162,14 @@ struct io_state {
   // The watcher's epoch: written by the watcher alone, read relaxed by
   // waiters for their stamps. Starts at 1 (a stamp of 0 is "never").
   std::atomic<std::uint32_t> epoch{1};
-  // 0: no watcher yet; 1: running; -1: could not be started (waits are
-  // sliced). Moves away from 0 once, under watch_mu; read relaxed by
-  // waiters (a stale 0 or -1 only makes a wait sliced).
+  // 0: no watcher yet; 1: running; -1: could not be started, tried again
+  // from retry_at on (waits are sliced meanwhile). Written under watch_mu
+  // (and by the fork handler, alone in the child); read relaxed by waiters
+  // (a stale 0 or -1 only makes a wait sliced, or takes watch_mu).
   std::atomic<int> watching{0};
+  std::atomic<mono_ns> retry_at{0};
   os_mutex watch_mu;
+  std::uint64_t gen = 0;  // fork_generation() when made; read-only after
 };
 
 bool is_plain(const struct stat& sb) {
@@ -238,11 +243,6 @@ void on_close(int fd, void* ctx) {
 os_mutex g_state_mu;
 std::atomic<io_state*> g_state{nullptr};
 std::atomic<std::uint64_t> g_state_fork_gen{0};
-void renew_state_lock_in_child() noexcept {
-  new (&g_state_mu) os_mutex;
-}
-[[maybe_unused]] const bool g_fork_registered =
-    on_fork(fork_layer::taps, {.child = &renew_state_lock_in_child});
 
 result<io_state*> state() {
   const std::uint64_t gen = fork_generation();
@@ -260,49 +260,76 @@ result<io_state*> state() {
     return errno_code(ENOMEM);
   }
   s->svc = *svc;
+  s->gen = gen;
   s->svc->add_close_callback(&on_close, s);
   g_state_fork_gen.store(gen, std::memory_order_relaxed);
   g_state.store(s, std::memory_order_release);
   return s;
 }
 
+// Ends the sides' taps without ending their queues (under mu): the caller
+// posts to the queues it gets back, so that their waiters retry, and the
+// next wait makes new sides for the file the number names then.
+void retire_sides_locked(tap_service* svc, io_entry& e, event_queue_ptr (&out)[2])
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(e.mu) {
+  std::size_t n = 0;
+  for (side* s : {&e.rd, &e.wr}) {
+    if (s->tap.live()) (void)svc->remove(s->tap);
+    if (s->queue) out[n++] = std::move(s->queue);
+    *s = {};
+  }
+}
+
 // One look at an entry for the watcher, `prev` being the epoch before its
-// bump: if a side has been waited on since before that bump (or by several
-// waiters, whose stamps are not all kept), and the number names another
-// file than the one the sides were made for (or none), marks the entry and
-// wakes the side's waiters to retry.
-void watch_entry(int fd, io_entry& e, std::uint32_t prev) {
+// bump. A side is due if it has been waited on since before that bump (or
+// by several waiters, whose stamps are not all kept: a long wait beside a
+// stream of short ones on the same side may be looked at late). The taps
+// of a due side are deaf if the number names another file than the one
+// they were made for (or none), or if the file is ready for what the side
+// waits for although nothing woke its waiters: files that share an inode
+// (eventfds, timerfds, signalfds; a FIFO or tty opened again) are told
+// apart only that way, and so are the taps of a state a fork() left behind
+// (the child polls its own tap service). Sockets in this process's own
+// state are unique by inode and skip the poll. Deaf sides are retired and
+// their waiters woken: they retry, and wait on new taps.
+void watch_entry(io_state* st, int fd, io_entry& e, std::uint32_t prev) {
   // relaxed: see io_entry::rd_since.
   const std::uint32_t rs = e.rd_since.load(std::memory_order_relaxed);
   const std::uint32_t ws = e.wr_since.load(std::memory_order_relaxed);
   if (rs == 0 && ws == 0) return;  // never waited on
-  event_queue_ptr due[2];
+  short events = 0;
   dev_t dev;
   ino_t ino;
   std::uint32_t closes;
   {
     lock_guard<os_mutex> g(e.mu);
-    std::size_t n = 0;
-    for (auto [s, since] : {std::pair{&e.rd, rs}, std::pair{&e.wr, ws}}) {
+    for (auto [s, since, ev] : {std::tuple{&e.rd, rs, short(POLLIN | POLLPRI | POLLRDHUP)},
+                                std::tuple{&e.wr, ws, short(POLLOUT)}}) {
       const std::size_t k = s->queue ? s->queue->waiters() : 0;
-      if (k > 1 || (k == 1 && since < prev)) due[n++] = s->queue;
+      if (k > 1 || (k == 1 && since < prev)) events |= ev;
     }
-    if (n == 0) return;
+    if (events == 0) return;
     dev = e.dev;
     ino = e.ino;
     closes = e.closes.load(std::memory_order_relaxed);  // under mu: see io_entry::closes
   }
   struct stat sb;
-  if (::fstat(fd, &sb) == 0 && sb.st_dev == dev && sb.st_ino == ino) return;
+  bool deaf = ::fstat(fd, &sb) != 0 || sb.st_dev != dev || sb.st_ino != ino;
+  if (!deaf && (!S_ISSOCK(sb.st_mode) || st->gen != fork_generation())) {
+    pollfd p{fd, events, 0};
+    deaf = ::poll(&p, 1, 0) == 1 && p.revents != 0;
+  }
+  if (!deaf) return;
+  event_queue_ptr retired[2];
   {
     lock_guard<os_mutex> g(e.mu);
     // Closed through ueq meanwhile: its waiters were told (EBADF).
     if (e.closes.load(std::memory_order_relaxed) != closes) return;
-    e.recheck = true;
+    retire_sides_locked(st->svc, e, retired);
   }
   // A plain post: the mailbox keeps the bit for a waiter that is between
-  // waits, so the retry happens either way.
-  for (const event_queue_ptr& q : due)
+  // taking the queue and blocking on it, so the retry happens either way.
+  for (const event_queue_ptr& q : retired)
     if (q) (void)q->post(0);
 }
 
@@ -317,35 +344,64 @@ void* watch_main(void* arg) {
     const std::uint32_t prev = st->epoch.load(std::memory_order_relaxed);
     st->epoch.store(prev + 1, std::memory_order_relaxed);
     st->table.for_each(
-        [&](std::size_t fd, io_entry& e) { watch_entry(static_cast<int>(fd), e, prev); });
+        [&](std::size_t fd, io_entry& e) { watch_entry(st, static_cast<int>(fd), e, prev); });
   }
   return nullptr;
 }
 
-// True if the state's watcher runs, starting it on first use. It is
-// detached and runs until the process ends, with every signal blocked (the
-// program's signals are not for it).
+// Starts the state's watcher thread: detached, running until the process
+// ends, with every signal blocked (the program's signals are not for it).
+bool start_watcher(io_state* st) {
+  sigset_t all, old;
+  ::sigfillset(&all);
+  ::pthread_sigmask(SIG_SETMASK, &all, &old);
+  pthread_attr_t attr;
+  bool ok = ::pthread_attr_init(&attr) == 0;
+  if (ok) {
+    pthread_t t;
+    ok = ::pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0 &&
+         ::pthread_create(&t, &attr, &watch_main, st) == 0;
+    ::pthread_attr_destroy(&attr);
+  }
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  return ok;
+}
+
+// True if the state's watcher runs, starting it on first use. A thread
+// that could not be made (EAGAIN: the process's thread limit) is tried
+// again after kWatchRetryNs; until then waits are sliced.
 bool watched(io_state* st) {
   // relaxed: see io_state::watching.
-  if (const int w = st->watching.load(std::memory_order_relaxed); w != 0) return w > 0;
+  const int w = st->watching.load(std::memory_order_relaxed);
+  if (w > 0) return true;
+  if (w < 0 && monotonic_now() < st->retry_at.load(std::memory_order_relaxed)) return false;
   lock_guard<os_mutex> g(st->watch_mu);
-  if (st->watching.load(std::memory_order_relaxed) == 0) {
-    sigset_t all, old;
-    ::sigfillset(&all);
-    ::pthread_sigmask(SIG_SETMASK, &all, &old);
-    pthread_attr_t attr;
-    bool ok = ::pthread_attr_init(&attr) == 0;
-    if (ok) {
-      pthread_t t;
-      ok = ::pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0 &&
-           ::pthread_create(&t, &attr, &watch_main, st) == 0;
-      ::pthread_attr_destroy(&attr);
-    }
-    ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (st->watching.load(std::memory_order_relaxed) <= 0) {
+    const bool ok = start_watcher(st);
+    if (!ok) st->retry_at.store(deadline_after_ns(kWatchRetryNs), std::memory_order_relaxed);
     st->watching.store(ok ? 1 : -1, std::memory_order_relaxed);
   }
   return st->watching.load(std::memory_order_relaxed) > 0;
 }
+
+// fork(): in the child only the forking thread lives on, so a state made
+// before the fork has lost its watcher, and its lock may have been held.
+// A uthread parked in an io wait of that state lives on in the child (the
+// vcore that forked runs it), and its taps are the parent's service's,
+// which the child does not poll: a watcher for the old state, started
+// here, wakes it when its fd is ready (see watch_entry), and its next wait
+// moves to the child's own state (retry()). A call that begins in the
+// child makes a new state (state() compares generations).
+void renew_state_in_child() noexcept {
+  new (&g_state_mu) os_mutex;  // a thread that held it is gone
+  io_state* old = g_state.load(std::memory_order_relaxed);
+  if (!old) return;
+  new (&old->watch_mu) os_mutex;
+  if (old->watching.load(std::memory_order_relaxed) > 0)
+    old->watching.store(start_watcher(old) ? 1 : 0, std::memory_order_relaxed);
+}
+[[maybe_unused]] const bool g_fork_registered =
+    on_fork(fork_layer::taps, {.child = &renew_state_in_child});
 
 // One call's hold on its fd.
 struct fd_ref {
@@ -455,9 +511,8 @@ struct wait_state {
 // io::close is closing. Null when the fd names a file that is never waited
 // for (a regular file the host cannot poll, reached by a call made the way
 // another file needed): the caller retries at once; EAGAIN if that happens
-// twice. With `check_file`, or when the watcher marked the entry, first
-// makes sure the fd still names the file the sides were made for, and
-// starts over if not.
+// twice. With `check_file`, first makes sure the fd still names the file
+// the sides were made for, and starts over if not.
 result<event_queue_ptr> side_queue(const fd_ref& c, bool write, bool check_file, wait_state& ws) {
   io_entry& e = *c.e;
   tap_service::inside_ueq in_ueq;  // a signal handler's close defers (tap.hpp)
@@ -465,8 +520,7 @@ result<event_queue_ptr> side_queue(const fd_ref& c, bool write, bool check_file,
   // relaxed: read under mu, which orders it with on_close's bump.
   if (e.closes.load(std::memory_order_relaxed) != c.closes) return errno_code(EBADF);
   side& s = write ? e.wr : e.rd;
-  if (s.queue && !check_file && !e.recheck) return s.queue;
-  e.recheck = false;  // the look below is the one it asks for
+  if (s.queue && !check_file) return s.queue;
   g.unlock();
   struct stat sb;
   if (::fstat(c.fd, &sb) != 0) return errno_code(errno);
@@ -500,7 +554,14 @@ result<event_queue_ptr> side_queue(const fd_ref& c, bool write, bool check_file,
 // deadline (ETIMEDOUT) or a close through ueq (EBADF). Returns early, with
 // no error, when a slice passed (the next wait looks at the file first) or
 // there is nothing to wait for: the caller retries its call.
-status wait_sides(const fd_ref& c, bool rd, bool wr, mono_ns deadline, wait_state& ws) {
+status wait_sides(fd_ref& c, bool rd, bool wr, mono_ns deadline, wait_state& ws) {
+  if (c.st->gen != fork_generation()) [[unlikely]] {
+    // A fork()ed child: the call goes on in the child's own state (taps of
+    // its own service), as if it had begun there.
+    auto fresh = begin(c.fd);
+    if (!fresh) return status(fresh.error().value());
+    c = *fresh;
+  }
   event_queue_ptr rq, wq;
   if (rd) {
     auto q = side_queue(c, false, ws.check_file, ws);

@@ -285,6 +285,37 @@ TEST_CASE("io: an fd closed behind ueq's back and reused recovers within a secon
   REQUIRE(took < std::chrono::seconds(5));
 }
 
+TEST_CASE("io: an eventfd replaced behind ueq's back by another eventfd is noticed", "[io]") {
+  // Every eventfd shares one inode: only the file's readiness tells that the
+  // taps made for the old one are deaf.
+  const int num = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  REQUIRE(num >= 0);
+  std::uint64_t v = 0;
+  REQUIRE(io::read(num, &v, sizeof v, deadline_after_ms(20)).error() == std::errc::timed_out);
+  const int fresh = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  REQUIRE(fresh >= 0);
+  REQUIRE(::dup2(fresh, num) == num);  // closes the old eventfd behind ueq's back
+  ::close(fresh);
+  std::atomic<pid_t> tid{0};
+  std::atomic<long> result{-1};
+  const auto t0 = std::chrono::steady_clock::now();
+  std::thread reader([&] {
+    tid.store(ueq::test::current_tid());
+    std::uint64_t got = 0;
+    auto n = io::read(num, &got, sizeof got, deadline_after_ms(20000));
+    result.store(n ? static_cast<long>(got) : -n.error().value());
+  });
+  REQUIRE(ueq::test::wait_until([&] { return ueq::test::thread_sleeping(tid.load()); }));
+  const std::uint64_t seven = 7;
+  REQUIRE(::write(num, &seven, sizeof seven) == sizeof seven);
+  reader.join();
+  const auto took = std::chrono::steady_clock::now() - t0;
+  (void)ueq::close_fd(num);
+  REQUIRE(result.load() == 7);
+  // Within a second or so of the write, never the 20 s deadline.
+  REQUIRE(took < std::chrono::seconds(5));
+}
+
 namespace {
 // Voluntary context switches of thread `tid` of this process so far: every
 // wake-up of a sleeping thread adds one.

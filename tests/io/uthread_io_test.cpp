@@ -150,3 +150,46 @@ TEST_CASE("io: echo_server exits on SIGTERM even with a connection whose peer st
   CHECK(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == 0);
 }
+
+TEST_CASE("io: a uthread parked in a read across fork() is woken in the child", "[io]") {
+  // The parked reader lives on in the child (its vcore forked), but its taps
+  // belong to the parent's tap service, which the child does not poll: the
+  // child's data must still reach it.
+  fd_pair p;
+  ueq::test::make_pipe(p);
+  int child_status = -1;
+  int parent_got = -1;
+  REQUIRE(ueq::run(
+              [&] {
+                std::atomic<int> got{-1};
+                std::atomic<bool> reading{false};
+                auto reader = ueq::spawn([&] {
+                  reading.store(true);
+                  char c = 0;
+                  auto n = io::read(p.a, &c, 1, deadline_after_ms(5000));
+                  got.store(n ? c : -n.error().value());
+                });
+                // The reader runs first on the only vcore and parks on EAGAIN.
+                while (!reading.load() || got.load() != -1) {
+                  if (got.load() != -1) break;
+                  this_uthread::yield();
+                }
+                this_uthread::yield();
+                const pid_t pid = ::fork();
+                if (pid == 0) {
+                  if (::write(p.b, "k", 1) != 1) ::_exit(2);
+                  (void)reader->join();
+                  ::_exit(got.load() == 'k' ? 0 : 1);
+                }
+                if (pid > 0) (void)::waitpid(pid, &child_status, 0);
+                // The parent's own reader: the child took its byte.
+                if (::write(p.b, "m", 1) != 1) std::abort();
+                (void)reader->join();
+                parent_got = got.load();
+              },
+              {.vcores = 1})
+              .ok());
+  REQUIRE(WIFEXITED(child_status));
+  CHECK(WEXITSTATUS(child_status) == 0);
+  CHECK(parent_got == 'm');
+}

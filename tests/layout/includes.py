@@ -20,7 +20,11 @@ ALLOWED = {
     'taps': {'runtime', 'ceq', 'evq', 'taps'},
     'epoll': {'runtime', 'ceq', 'evq', 'taps', 'epoll'},
 }
-INCLUDE = re.compile(r'^\s*#\s*include\s*[<"]ueq/([a-z_]+)(/evq)?/', re.M)
+# <ueq/MODULE/...>, <ueq/ceq/evq/...>, <ueq/NAME.h> (a module's C header,
+# epoll.h), and quoted relative paths, which are resolved.
+INCLUDE = re.compile(r'^\s*#\s*include\s*([<"])([^>"]+)[>"]', re.M)
+MODULE_HEADER = re.compile(r'^ueq/([a-z_]+)(/evq)?/')
+C_HEADER = re.compile(r'^ueq/([a-z_]+)\.h$')
 
 
 def layer_of_file(rel):
@@ -32,8 +36,19 @@ def layer_of_file(rel):
     return 'evq' if top == 'ceq' and 'evq' in parts[1:] else top
 
 
-def layer_of_include(m):
-    return 'evq' if m.group(1) == 'ceq' and m.group(2) else m.group(1)
+def layer_of_include(root, path, delim, target):
+    """The layer an include names, or None for a header outside the modules."""
+    m = MODULE_HEADER.match(target)
+    if m:
+        return 'evq' if m.group(1) == 'ceq' and m.group(2) else m.group(1)
+    m = C_HEADER.match(target)
+    if m:
+        return m.group(1)
+    if delim == '"':
+        resolved = os.path.normpath(os.path.join(os.path.dirname(path), target))
+        if os.path.exists(resolved):
+            return layer_of_file(os.path.relpath(resolved, root))
+    return None
 
 
 def main():
@@ -54,8 +69,8 @@ def main():
                 with open(path, encoding='utf-8') as f:
                     text = f.read()
                 for m in INCLUDE.finditer(text):
-                    used = layer_of_include(m)
-                    if used not in ALLOWED[layer]:
+                    used = layer_of_include(root, path, m.group(1), m.group(2))
+                    if used is not None and used not in ALLOWED[layer]:
                         line = text.count('\n', 0, m.start()) + 1
                         bad.append(f'{rel}:{line}: {layer} includes {used} (upward)')
     if checked == 0:

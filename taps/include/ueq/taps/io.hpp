@@ -31,9 +31,13 @@
 // ("ueq-io-watch", started by the first wait, every signal blocked) looks
 // twice a second at each fd someone has waited on since its previous look,
 // comparing the device and inode the number names with the file the taps
-// were made for. Checking at every wait would cost a system call per wait;
-// a wait costs no timer, and sleeps until an event. If the thread cannot be
-// made, each wait is cut into 1 s slices after which the file is compared.
+// were made for and, for files other than sockets, polling it (files that
+// share an inode, such as eventfds, are told apart by being ready while
+// their waiters sleep). Checking at every wait would cost a system call
+// per wait; a wait costs no timer, and sleeps until an event. If the
+// thread cannot be made, each wait is cut into 1 s slices after which the
+// file is compared. A uthread parked in a wait across fork() is woken in
+// the child when its fd is ready, and waits on the child's taps after.
 //
 // Results: byte counts (or the new fd) as result<T>; errors are the system
 // call's errno, ETIMEDOUT when the deadline passes first, EBADF when the fd

@@ -53,16 +53,16 @@ struct waiter_list {
 };
 }  // namespace detail
 
-class mutex {
+class ABSL_LOCKABLE mutex {
  public:
-  void lock() noexcept;
-  bool try_lock() noexcept;
-  void unlock() noexcept;
+  void lock() noexcept ABSL_EXCLUSIVE_LOCK_FUNCTION();
+  bool try_lock() noexcept ABSL_EXCLUSIVE_TRYLOCK_FUNCTION(true);
+  void unlock() noexcept ABSL_UNLOCK_FUNCTION();
 
  private:
   spin_lock lk_;
-  bool locked_ = false;  // under lk_
-  detail::waiter_list waiters_;
+  bool locked_ ABSL_GUARDED_BY(lk_) = false;
+  detail::waiter_list waiters_ ABSL_GUARDED_BY(lk_);
 };
 
 enum class wait_status : std::uint8_t { no_timeout, timeout };
