@@ -397,8 +397,14 @@ void renew_state_in_child() noexcept {
   io_state* old = g_state.load(std::memory_order_relaxed);
   if (!old) return;
   new (&old->watch_mu) os_mutex;
+#if defined(__SANITIZE_THREAD__)
+  // TSan cannot follow a thread made after a multi-threaded fork (it kills
+  // the child): under TSan a uthread parked across fork() stays parked.
+  old->watching.store(0, std::memory_order_relaxed);
+#else
   if (old->watching.load(std::memory_order_relaxed) > 0)
     old->watching.store(start_watcher(old) ? 1 : 0, std::memory_order_relaxed);
+#endif
 }
 [[maybe_unused]] const bool g_fork_registered =
     on_fork(fork_layer::taps, {.child = &renew_state_in_child});
