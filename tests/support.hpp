@@ -72,4 +72,18 @@ inline bool thread_sleeping(pid_t tid) {
   return n > 0 && close_paren && close_paren[1] == ' ' && close_paren[2] == 'S';
 }
 
+// Thread tid's voluntary context switches so far (-1 if unreadable): each
+// time a sleeping thread is woken adds one.
+inline long voluntary_switches(pid_t tid) {
+  char path[64], line[128];
+  std::snprintf(path, sizeof path, "/proc/self/task/%d/status", static_cast<int>(tid));
+  FILE* f = std::fopen(path, "re");
+  if (!f) return -1;
+  long v = -1;
+  while (std::fgets(line, sizeof line, f))
+    if (std::sscanf(line, "voluntary_ctxt_switches: %ld", &v) == 1) break;
+  std::fclose(f);
+  return v;
+}
+
 }  // namespace ueq::test

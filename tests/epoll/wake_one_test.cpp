@@ -57,19 +57,6 @@ int set_watching(int fd, std::uint32_t events) {
   return ep;
 }
 
-// Thread tid's voluntary context switches (-1 if unreadable).
-long voluntary_switches(pid_t tid) {
-  char path[64], line[128];
-  std::snprintf(path, sizeof path, "/proc/self/task/%d/status", static_cast<int>(tid));
-  FILE* f = std::fopen(path, "re");
-  if (!f) return -1;
-  long v = -1;
-  while (std::fgets(line, sizeof line, f))
-    if (std::sscanf(line, "voluntary_ctxt_switches: %ld", &v) == 1) break;
-  std::fclose(f);
-  return v;
-}
-
 // Whether every thread of `tids` sleeps in the kernel now.
 bool all_asleep(const std::vector<std::atomic<pid_t>>& tids) {
   for (auto& t : tids)
@@ -133,7 +120,7 @@ struct waiters {
   long switches() {
     long sum = 0;
     for (auto& t : tids)
-      sum += voluntary_switches(t.load());
+      sum += ueq::test::voluntary_switches(t.load());
     return sum;
   }
   // Ends the threads: a level-triggered eventfd that stays readable wakes

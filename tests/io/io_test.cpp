@@ -316,22 +316,6 @@ TEST_CASE("io: an eventfd replaced behind ueq's back by another eventfd is notic
   REQUIRE(took < std::chrono::seconds(5));
 }
 
-namespace {
-// Voluntary context switches of thread `tid` of this process so far: every
-// wake-up of a sleeping thread adds one.
-long voluntary_switches(pid_t tid) {
-  char path[64], line[128];
-  std::snprintf(path, sizeof path, "/proc/self/task/%d/status", static_cast<int>(tid));
-  FILE* f = std::fopen(path, "re");
-  if (!f) return -1;
-  long n = -1;
-  while (std::fgets(line, sizeof line, f))
-    if (std::sscanf(line, "voluntary_ctxt_switches: %ld", &n) == 1) break;
-  std::fclose(f);
-  return n;
-}
-}  // namespace
-
 TEST_CASE("io: a wait without a deadline sleeps until its event", "[io]") {
   // Looking for a reused number while waiting must not cost the waiter a
   // timed wake-up: the fd is looked at for it.
@@ -346,12 +330,13 @@ TEST_CASE("io: a wait without a deadline sleeps until its event", "[io]") {
     result.store(n ? static_cast<int>(*n) : -n.error().value());
   });
   REQUIRE(ueq::test::wait_until([&] { return ueq::test::thread_sleeping(tid.load()); }));
-  const long before = voluntary_switches(tid.load());
+  const long before = ueq::test::voluntary_switches(tid.load());
   REQUIRE(before >= 0);
   // Two and a half seconds with no event: a waiter cut into slices (or
   // polled by a timer) would have woken at least twice by then.
-  const bool woke = ueq::test::wait_until([&] { return voluntary_switches(tid.load()) != before; },
-                                          std::chrono::milliseconds(2500));
+  const bool woke =
+      ueq::test::wait_until([&] { return ueq::test::voluntary_switches(tid.load()) != before; },
+                            std::chrono::milliseconds(2500));
   REQUIRE(::write(p.b, "z", 1) == 1);
   reader.join();
   REQUIRE_FALSE(woke);
