@@ -40,16 +40,15 @@
 // that someone has been waiting on since before the previous bump (each
 // wait stamps its sides with the epoch when it begins) it compares the
 // file the fd names with the one the sides were made for, and, unless the
-// file is a socket (unique by inode), polls it too: a file ready for what
-// its waiters wait for, with nobody woken, has deaf taps (eventfds and
-// other files that share an inode, a FIFO opened again, or taps a fork()
-// left with the parent's service). Deaf sides are retired (taps removed,
-// queues posted, not closed): their waiters retry, and the next wait makes
-// sides for the file the number names then. So a wait costs two relaxed
-// stores and no timer, and a long wait is looked at within two periods.
-// Where the watcher cannot run (no thread could be made; tried again every
-// kWatchRetryNs), each wait is cut into slices of 2 * kWatchNs instead,
-// after which the next wait looks at the file.
+// file is a socket (unique by inode), polls it for what its waiter waits
+// for: a file ready for that, with nobody woken, has deaf taps (eventfds
+// and other files that share an inode, a FIFO opened again). Deaf sides
+// are dropped as a close through ueq drops them, but without counting a
+// close: their waiters see the queue closed, find no close counted, and
+// retry, and the next wait makes sides for the file the number names then. So a wait costs two
+// relaxed stores and no timer, and a long wait is looked at within two periods. Where the watcher
+// cannot run (no thread could be made; tried again every kWatchRetryNs), each wait is cut into
+// slices of 2 * kWatchNs instead, after which the next wait looks at the file.
 //
 // Closing through ueq: the close callback (on_close, registered with the
 // default tap service) drops the sides (their waiters see the queue closed:
@@ -76,6 +75,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -95,6 +95,13 @@
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
 #define UEQ_IO_SANITIZED 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define UEQ_IO_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UEQ_IO_TSAN 1
 #endif
 #endif
 
@@ -146,6 +153,9 @@ struct io_entry {
   // orders nothing, and one the watcher sees late (or an old one) only
   // moves its check of that side by a period.
   std::atomic<std::uint32_t> rd_since{0}, wr_since{0};
+  // What that wait waits for (poll events), for the watcher's readiness
+  // check; relaxed like the stamps.
+  std::atomic<short> rd_want{0}, wr_want{0};
 };
 
 constexpr std::uint32_t kReadFilter = kTapReadable | kTapPriority | kTapRdhup;
@@ -267,70 +277,65 @@ result<io_state*> state() {
   return s;
 }
 
-// Ends the sides' taps without ending their queues (under mu): the caller
-// posts to the queues it gets back, so that their waiters retry, and the
-// next wait makes new sides for the file the number names then.
-void retire_sides_locked(tap_service* svc, io_entry& e, event_queue_ptr (&out)[2])
-    ABSL_EXCLUSIVE_LOCKS_REQUIRED(e.mu) {
-  std::size_t n = 0;
-  for (side* s : {&e.rd, &e.wr}) {
-    if (s->tap.live()) (void)svc->remove(s->tap);
-    if (s->queue) out[n++] = std::move(s->queue);
-    *s = {};
-  }
-}
-
 // One look at an entry for the watcher, `prev` being the epoch before its
 // bump. A side is due if it has been waited on since before that bump (or
 // by several waiters, whose stamps are not all kept: a long wait beside a
 // stream of short ones on the same side may be looked at late). The taps
 // of a due side are deaf if the number names another file than the one
-// they were made for (or none), or if the file is ready for what the side
-// waits for although nothing woke its waiters: files that share an inode
+// they were made for (or none), or if the file is ready for what its
+// waiter waits for although nothing woke it: files that share an inode
 // (eventfds, timerfds, signalfds; a FIFO or tty opened again) are told
-// apart only that way, and so are the taps of a state a fork() left behind
-// (the child polls its own tap service). Sockets in this process's own
-// state are unique by inode and skip the poll. Deaf sides are retired and
-// their waiters woken: they retry, and wait on new taps.
+// apart only that way. Sockets are unique by inode and skip the poll.
+// Deaf sides are dropped as a close through ueq drops them, but without
+// counting a close: their waiters see the queue closed and retry (see
+// wait_sides), and the next wait makes sides for the file there now.
+// The watcher's looks at an fd, as raw system calls: it looks at fds the
+// program may close or reuse at that very moment, which is harmless (a
+// stale answer costs a spurious drop, caught by the next look), and a
+// sanitizer's wrapper would report it as a race on the fd.
+bool raw_fstat(int fd, struct stat& sb) {
+  return ::syscall(SYS_newfstatat, fd, "", &sb, AT_EMPTY_PATH) == 0;
+}
+bool raw_ready(int fd, short events) {
+  pollfd p{fd, events, 0};
+  const timespec zero{};
+  return ::syscall(SYS_ppoll, &p, 1, &zero, nullptr, 0) == 1 && p.revents != 0;
+}
+
 void watch_entry(io_state* st, int fd, io_entry& e, std::uint32_t prev) {
   // relaxed: see io_entry::rd_since.
   const std::uint32_t rs = e.rd_since.load(std::memory_order_relaxed);
   const std::uint32_t ws = e.wr_since.load(std::memory_order_relaxed);
   if (rs == 0 && ws == 0) return;  // never waited on
-  short events = 0;
+  bool due = false;
+  short events = 0;  // what the due sides' waiters wait for
   dev_t dev;
   ino_t ino;
   std::uint32_t closes;
   {
     lock_guard<os_mutex> g(e.mu);
-    for (auto [s, since, ev] : {std::tuple{&e.rd, rs, short(POLLIN | POLLPRI | POLLRDHUP)},
-                                std::tuple{&e.wr, ws, short(POLLOUT)}}) {
-      const std::size_t k = s->queue ? s->queue->waiters() : 0;
-      if (k > 1 || (k == 1 && since < prev)) events |= ev;
-    }
-    if (events == 0) return;
+    const auto look = [&](const side& s, std::uint32_t since, const std::atomic<short>& want) {
+      const std::size_t k = s.queue ? s.queue->waiters() : 0;
+      if (k > 1 || (k == 1 && since < prev)) {
+        due = true;
+        events |= want.load(std::memory_order_relaxed);  // relaxed: see io_entry::rd_want
+      }
+    };
+    look(e.rd, rs, e.rd_want);
+    look(e.wr, ws, e.wr_want);
+    if (!due) return;
     dev = e.dev;
     ino = e.ino;
     closes = e.closes.load(std::memory_order_relaxed);  // under mu: see io_entry::closes
   }
   struct stat sb;
-  bool deaf = ::fstat(fd, &sb) != 0 || sb.st_dev != dev || sb.st_ino != ino;
-  if (!deaf && (!S_ISSOCK(sb.st_mode) || st->gen != fork_generation())) {
-    pollfd p{fd, events, 0};
-    deaf = ::poll(&p, 1, 0) == 1 && p.revents != 0;
-  }
+  bool deaf = !raw_fstat(fd, sb) || sb.st_dev != dev || sb.st_ino != ino;
+  if (!deaf && !S_ISSOCK(sb.st_mode) && events != 0) deaf = raw_ready(fd, events);
   if (!deaf) return;
-  event_queue_ptr retired[2];
-  {
-    lock_guard<os_mutex> g(e.mu);
-    // Closed through ueq meanwhile: its waiters were told (EBADF).
-    if (e.closes.load(std::memory_order_relaxed) != closes) return;
-    retire_sides_locked(st->svc, e, retired);
-  }
-  // A plain post: the mailbox keeps the bit for a waiter that is between
-  // taking the queue and blocking on it, so the retry happens either way.
-  for (const event_queue_ptr& q : retired)
-    if (q) (void)q->post(0);
+  lock_guard<os_mutex> g(e.mu);
+  // Closed through ueq meanwhile: its waiters were told (EBADF).
+  if (e.closes.load(std::memory_order_relaxed) != closes) return;
+  drop_sides_locked(st->svc, e);
 }
 
 void* watch_main(void* arg) {
@@ -374,6 +379,11 @@ bool watched(io_state* st) {
   // relaxed: see io_state::watching.
   const int w = st->watching.load(std::memory_order_relaxed);
   if (w > 0) return true;
+#ifdef UEQ_IO_TSAN
+  // TSan kills a child that makes a thread after a multi-threaded fork:
+  // waits in a fork()ed child are sliced there instead.
+  if (fork_generation() != 0) return false;
+#endif
   if (w < 0 && monotonic_now() < st->retry_at.load(std::memory_order_relaxed)) return false;
   lock_guard<os_mutex> g(st->watch_mu);
   if (st->watching.load(std::memory_order_relaxed) <= 0) {
@@ -384,27 +394,16 @@ bool watched(io_state* st) {
   return st->watching.load(std::memory_order_relaxed) > 0;
 }
 
-// fork(): in the child only the forking thread lives on, so a state made
-// before the fork has lost its watcher, and its lock may have been held.
-// A uthread parked in an io wait of that state lives on in the child (the
-// vcore that forked runs it), and its taps are the parent's service's,
-// which the child does not poll: a watcher for the old state, started
-// here, wakes it when its fd is ready (see watch_entry), and its next wait
-// moves to the child's own state (retry()). A call that begins in the
-// child makes a new state (state() compares generations).
+// fork(): in the child only the forking thread lives on. A call that
+// begins in the child makes a new state on the child's tap service (state()
+// compares generations), and one that goes on waiting there moves to it
+// (wait_sides). A uthread already parked in an io wait at the fork, which
+// the vcore that forked still runs in the child, waits on the parent's
+// taps, which the child does not poll: it wakes at its deadline, or when
+// the child closes the fd through ueq. (Waking it from here would mean a
+// thread in every child, or the parent's locks, taken in the child.)
 void renew_state_in_child() noexcept {
   new (&g_state_mu) os_mutex;  // a thread that held it is gone
-  io_state* old = g_state.load(std::memory_order_relaxed);
-  if (!old) return;
-  new (&old->watch_mu) os_mutex;
-#if defined(__SANITIZE_THREAD__)
-  // TSan cannot follow a thread made after a multi-threaded fork (it kills
-  // the child): under TSan a uthread parked across fork() stays parked.
-  old->watching.store(0, std::memory_order_relaxed);
-#else
-  if (old->watching.load(std::memory_order_relaxed) > 0)
-    old->watching.store(start_watcher(old) ? 1 : 0, std::memory_order_relaxed);
-#endif
 }
 [[maybe_unused]] const bool g_fork_registered =
     on_fork(fork_layer::taps, {.child = &renew_state_in_child});
@@ -557,10 +556,12 @@ result<event_queue_ptr> side_queue(const fd_ref& c, bool write, bool check_file,
 }
 
 // Blocks on the fd's read side, write side, or both until an event, the
-// deadline (ETIMEDOUT) or a close through ueq (EBADF). Returns early, with
-// no error, when a slice passed (the next wait looks at the file first) or
-// there is nothing to wait for: the caller retries its call.
-status wait_sides(fd_ref& c, bool rd, bool wr, mono_ns deadline, wait_state& ws) {
+// deadline (ETIMEDOUT) or a close through ueq (EBADF). `want`: the poll
+// events the caller waits for (the watcher's readiness check). Returns
+// early, with no error, when a slice passed (the next wait looks at the
+// file first), the watcher dropped the sides as deaf, or there is nothing
+// to wait for: the caller retries its call.
+status wait_sides(fd_ref& c, bool rd, bool wr, short want, mono_ns deadline, wait_state& ws) {
   if (c.st->gen != fork_generation()) [[unlikely]] {
     // A fork()ed child: the call goes on in the child's own state (taps of
     // its own service), as if it had begun there.
@@ -585,14 +586,27 @@ status wait_sides(fd_ref& c, bool rd, bool wr, mono_ns deadline, wait_state& ws)
   const bool watch = watched(c.st);
   // relaxed: see io_entry::rd_since.
   const std::uint32_t epoch = c.st->epoch.load(std::memory_order_relaxed);
-  if (rq) e.rd_since.store(epoch, std::memory_order_relaxed);
-  if (wq) e.wr_since.store(epoch, std::memory_order_relaxed);
+  if (rq) {
+    e.rd_want.store(static_cast<short>(want & ~POLLOUT), std::memory_order_relaxed);
+    e.rd_since.store(epoch, std::memory_order_relaxed);
+  }
+  if (wq) {
+    e.wr_want.store(static_cast<short>(want & POLLOUT), std::memory_order_relaxed);
+    e.wr_since.store(epoch, std::memory_order_relaxed);
+  }
   const mono_ns slice = watch ? deadline : std::min(deadline, deadline_after_ns(2 * kWatchNs));
   auto r =
       rq && wq ? block_on({rq.get(), wq.get()}, slice) : block_on({(rq ? rq : wq).get()}, slice);
   ws.check_file = false;
   if (r) return {};
-  if (r.error() == std::errc::operation_canceled) return status(EBADF);
+  if (r.error() == std::errc::operation_canceled) {
+    // Its sides were dropped: by a close through ueq (EBADF), or by the
+    // watcher, which found them deaf (retry: the next wait makes new ones).
+    // Under mu, the close's count is final.
+    lock_guard<os_mutex> g(e.mu);
+    // relaxed: under mu; see io_entry::closes.
+    return e.closes.load(std::memory_order_relaxed) != c.closes ? status(EBADF) : status{};
+  }
   if (r.error() == std::errc::timed_out && slice < deadline) {
     ws.check_file = true;
     return {};
@@ -611,7 +625,10 @@ result<std::size_t> retry(int fd, bool write, mono_ns deadline, Op op) {
     if (r >= 0) return static_cast<std::size_t>(r);
     if (errno == EINTR) continue;
     if (errno != EAGAIN && errno != EWOULDBLOCK) return errno_code(errno);
-    if (status s = wait_sides(*c, !write, write, deadline, ws); !s.ok()) return s.code();
+    if (status s =
+            wait_sides(*c, !write, write, write ? POLLOUT : POLLIN | POLLRDHUP, deadline, ws);
+        !s.ok())
+      return s.code();
   }
 }
 
@@ -705,7 +722,7 @@ status connect(int fd, const sockaddr* addr, socklen_t addrlen, mono_ns deadline
       if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return status(errno);
       return err ? status(err) : status{};
     }
-    if (status s = wait_sides(*c, false, true, deadline, ws); !s.ok()) return s;
+    if (status s = wait_sides(*c, false, true, POLLOUT, deadline, ws); !s.ok()) return s;
   }
 }
 
@@ -723,7 +740,7 @@ result<std::uint32_t> wait(int fd, std::uint32_t filter, mono_ns deadline) {
     if (p.revents & POLLNVAL) return errno_code(EBADF);
     const std::uint32_t fired = static_cast<std::uint32_t>(p.revents) & (filter | kAlways);
     if (fired) return fired;
-    if (status s = wait_sides(*c, want_rd || !want_wr, want_wr, deadline, ws); !s.ok())
+    if (status s = wait_sides(*c, want_rd || !want_wr, want_wr, p.events, deadline, ws); !s.ok())
       return s.code();
   }
 }

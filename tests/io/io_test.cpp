@@ -316,6 +316,69 @@ TEST_CASE("io: an eventfd replaced behind ueq's back by another eventfd is notic
   REQUIRE(took < std::chrono::seconds(5));
 }
 
+TEST_CASE("io: every waiter on a replaced eventfd is woken, not only one", "[io]") {
+  const int num = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC | EFD_SEMAPHORE);
+  REQUIRE(num >= 0);
+  std::uint64_t v = 0;
+  REQUIRE(io::read(num, &v, sizeof v, deadline_after_ms(20)).error() == std::errc::timed_out);
+  const int fresh = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC | EFD_SEMAPHORE);
+  REQUIRE(fresh >= 0);
+  REQUIRE(::dup2(fresh, num) == num);  // the old taps are deaf now
+  ::close(fresh);
+  constexpr int kReaders = 3;
+  std::atomic<pid_t> tids[kReaders] = {};
+  std::atomic<int> done{0}, ok{0};
+  std::vector<std::thread> readers;
+  for (int i = 0; i < kReaders; ++i)
+    readers.emplace_back([&, i] {
+      tids[i].store(ueq::test::current_tid());
+      std::uint64_t got = 0;
+      if (io::read(num, &got, sizeof got, deadline_after_ms(20000)).ok() && got == 1) ++ok;
+      ++done;
+    });
+  REQUIRE(ueq::test::wait_until([&] {
+    for (auto& t : tids)
+      if (!ueq::test::thread_sleeping(t.load())) return false;
+    return true;
+  }));
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::uint64_t three = 3;
+  REQUIRE(::write(num, &three, sizeof three) == sizeof three);  // one for each reader
+  for (auto& t : readers)
+    t.join();
+  const auto took = std::chrono::steady_clock::now() - t0;
+  (void)ueq::close_fd(num);
+  REQUIRE(ok.load() == kReaders);
+  // All within a second or so, none at its 20 s deadline.
+  REQUIRE(took < std::chrono::seconds(5));
+}
+
+TEST_CASE("io: a wait for what a ready file does not offer is left asleep", "[io][epoll-backend]") {
+  // A pipe that is readable, and a wait for urgent data only: the file is
+  // ready, but not for this waiter, whose taps are fine. (The epoll
+  // backend's taps are edge-triggered and stay quiet; on the io_uring
+  // backend the waiter sees wake-ups that do not come from the watcher, so
+  // this case, which is about the watcher, runs on epoll alone.)
+  fd_pair p;
+  ueq::test::make_pipe(p);
+  REQUIRE(::write(p.b, "r", 1) == 1);
+  std::atomic<pid_t> tid{0};
+  std::atomic<long> result{-1};
+  std::thread waiter([&] {
+    tid.store(ueq::test::current_tid());
+    auto r = io::wait(p.a, kTapPriority, deadline_after_ms(3500));
+    result.store(r ? static_cast<long>(*r) : -r.error().value());
+  });
+  REQUIRE(ueq::test::wait_until([&] { return ueq::test::thread_sleeping(tid.load()); }));
+  const long before = ueq::test::voluntary_switches(tid.load());
+  const bool woke =
+      ueq::test::wait_until([&] { return ueq::test::voluntary_switches(tid.load()) != before; },
+                            std::chrono::milliseconds(2500));
+  waiter.join();
+  REQUIRE_FALSE(woke);
+  REQUIRE(result.load() == -ETIMEDOUT);
+}
+
 TEST_CASE("io: a wait without a deadline sleeps until its event", "[io]") {
   // Looking for a reused number while waiting must not cost the waiter a
   // timed wake-up: the fd is looked at for it.

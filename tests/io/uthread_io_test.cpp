@@ -13,6 +13,7 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <thread>
 
@@ -151,51 +152,54 @@ TEST_CASE("io: echo_server exits on SIGTERM even with a connection whose peer st
   CHECK(WEXITSTATUS(status) == 0);
 }
 
-// Not under TSan: it cannot follow a thread made after a multi-threaded
-// fork (it kills the child, or, told not to, reports races between the
-// child's threads and the parent's), and the child's watcher is one. The
-// release and ASan builds run it.
-#if !defined(__SANITIZE_THREAD__)
-TEST_CASE("io: a uthread parked in a read across fork() is woken in the child", "[io]") {
-  // The parked reader lives on in the child (its vcore forked), but its taps
-  // belong to the parent's tap service, which the child does not poll: the
-  // child's data must still reach it.
+TEST_CASE("io: a fork()ed child waits on its own taps and leaves the parent's alone", "[io]") {
   fd_pair p;
-  ueq::test::make_pipe(p);
-  int child_status = -1;
-  int parent_got = -1;
-  REQUIRE(ueq::run(
-              [&] {
-                std::atomic<int> got{-1};
-                std::atomic<bool> reading{false};
-                auto reader = ueq::spawn([&] {
-                  reading.store(true);
-                  char c = 0;
-                  auto n = io::read(p.a, &c, 1, deadline_after_ms(5000));
-                  got.store(n ? c : -n.error().value());
-                });
-                // The reader runs first on the only vcore and parks on EAGAIN.
-                while (!reading.load() || got.load() != -1) {
-                  if (got.load() != -1) break;
-                  this_uthread::yield();
-                }
-                this_uthread::yield();
-                const pid_t pid = ::fork();
-                if (pid == 0) {
-                  if (::write(p.b, "k", 1) != 1) ::_exit(2);
-                  (void)reader->join();
-                  ::_exit(got.load() == 'k' ? 0 : 1);
-                }
-                if (pid > 0) (void)::waitpid(pid, &child_status, 0);
-                // The parent's own reader: the child took its byte.
-                if (::write(p.b, "m", 1) != 1) std::abort();
-                (void)reader->join();
-                parent_got = got.load();
-              },
-              {.vcores = 1})
-              .ok());
-  REQUIRE(WIFEXITED(child_status));
-  CHECK(WEXITSTATUS(child_status) == 0);
-  CHECK(parent_got == 'm');
+  ueq::test::make_socketpair(p);
+  char c = 0;
+  // The parent's read side, with its tap, made by a wait that times out.
+  REQUIRE(io::read(p.a, &c, 1, deadline_after_ms(20)).error() == std::errc::timed_out);
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    // A read in the child waits on the child's tap service: the parent's
+    // write below wakes it (the parent's taps would not). No thread of its
+    // own here: TSan cannot follow one made after a multi-threaded fork.
+    char b = 0;
+    auto n = io::read(p.a, &b, 1, deadline_after_ms(5000));
+    ::_exit(n && *n == 1 && b == 'k' ? 0 : 1);
+  }
+  // Write once the child sleeps in its wait.
+  const auto child_sleeping = [pid] {
+    char path[64], buf[256] = {};
+    std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+    FILE* f = std::fopen(path, "re");
+    if (!f) return false;
+    const std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+    std::fclose(f);
+    const char* close_paren = std::strrchr(buf, ')');
+    return n > 0 && close_paren && close_paren[1] == ' ' && close_paren[2] == 'S';
+  };
+  const bool slept = ueq::test::wait_until(child_sleeping, std::chrono::milliseconds(5000));
+  CHECK(slept);
+  REQUIRE(::write(p.b, "k", 1) == 1);
+  int st = 0;
+  REQUIRE(::waitpid(pid, &st, 0) == pid);
+  REQUIRE(WIFEXITED(st));
+  CHECK(WEXITSTATUS(st) == 0);
+  // The parent's tap still works: a write wakes a waiting read at once,
+  // not at its deadline.
+  std::atomic<int> got{-1};
+  std::atomic<pid_t> tid{0};
+  const auto t0 = std::chrono::steady_clock::now();
+  std::thread reader([&] {
+    tid.store(ueq::test::current_tid());
+    char b = 0;
+    auto n = io::read(p.a, &b, 1, deadline_after_ms(10000));
+    got.store(n ? b : -n.error().value());
+  });
+  REQUIRE(ueq::test::wait_until([&] { return ueq::test::thread_sleeping(tid.load()); }));
+  REQUIRE(::write(p.b, "m", 1) == 1);
+  reader.join();
+  CHECK(got.load() == 'm');
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5));
 }
-#endif  // !__SANITIZE_THREAD__

@@ -36,8 +36,10 @@
 // their waiters sleep). Checking at every wait would cost a system call
 // per wait; a wait costs no timer, and sleeps until an event. If the
 // thread cannot be made, each wait is cut into 1 s slices after which the
-// file is compared. A uthread parked in a wait across fork() is woken in
-// the child when its fd is ready, and waits on the child's taps after.
+// file is compared. In a fork()ed child, calls wait on the child's own
+// taps; a uthread that was parked in a wait at the fork waits on the
+// parent's, which the child does not poll: it wakes at its deadline or
+// when the child closes the fd through ueq.
 //
 // Results: byte counts (or the new fd) as result<T>; errors are the system
 // call's errno, ETIMEDOUT when the deadline passes first, EBADF when the fd
