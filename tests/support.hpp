@@ -56,20 +56,35 @@ inline pid_t current_tid() {
   return static_cast<pid_t>(::syscall(SYS_gettid));
 }
 
-// True when thread `tid` of this process sleeps in the kernel (state S in
-// /proc): parked on a futex or polling the host, hence past any check it
-// makes before sleeping. Tests use it to start a step only once a waiter is
-// really asleep, not merely registered.
-inline bool thread_sleeping(pid_t tid) {
-  if (tid <= 0) return false;
-  char path[64], buf[256] = {};
-  std::snprintf(path, sizeof path, "/proc/self/task/%d/stat", static_cast<int>(tid));
+// True when the task whose /proc stat file is `path` sleeps in the kernel
+// (state S).
+inline bool stat_says_sleeping(const char* path) {
+  char buf[256] = {};
   FILE* f = std::fopen(path, "re");
   if (!f) return false;
   const std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
   std::fclose(f);
   const char* close_paren = std::strrchr(buf, ')');
   return n > 0 && close_paren && close_paren[1] == ' ' && close_paren[2] == 'S';
+}
+
+// True when thread `tid` of this process sleeps in the kernel (state S in
+// /proc): parked on a futex or polling the host, hence past any check it
+// makes before sleeping. Tests use it to start a step only once a waiter is
+// really asleep, not merely registered.
+inline bool thread_sleeping(pid_t tid) {
+  if (tid <= 0) return false;
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/self/task/%d/stat", static_cast<int>(tid));
+  return stat_says_sleeping(path);
+}
+
+// The same for the main thread of another process (a fork()ed child).
+inline bool process_sleeping(pid_t pid) {
+  if (pid <= 0) return false;
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+  return stat_says_sleeping(path);
 }
 
 // Thread tid's voluntary context switches so far (-1 if unreadable): each

@@ -13,7 +13,6 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <cstdlib>
-#include <cstring>
 #include <string>
 #include <thread>
 
@@ -169,17 +168,8 @@ TEST_CASE("io: a fork()ed child waits on its own taps and leaves the parent's al
     ::_exit(n && *n == 1 && b == 'k' ? 0 : 1);
   }
   // Write once the child sleeps in its wait.
-  const auto child_sleeping = [pid] {
-    char path[64], buf[256] = {};
-    std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
-    FILE* f = std::fopen(path, "re");
-    if (!f) return false;
-    const std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
-    std::fclose(f);
-    const char* close_paren = std::strrchr(buf, ')');
-    return n > 0 && close_paren && close_paren[1] == ' ' && close_paren[2] == 'S';
-  };
-  const bool slept = ueq::test::wait_until(child_sleeping, std::chrono::milliseconds(5000));
+  const bool slept = ueq::test::wait_until([pid] { return ueq::test::process_sleeping(pid); },
+                                           std::chrono::milliseconds(5000));
   CHECK(slept);
   REQUIRE(::write(p.b, "k", 1) == 1);
   int st = 0;
