@@ -54,6 +54,7 @@
 
 #include "default_sched.hpp"
 #include "ueq/runtime/backoff.hpp"
+#include "ueq/runtime/lock.hpp"
 #include "ueq/runtime/parker.hpp"
 #include "ueq/runtime/timer.hpp"
 #include "ueq/runtime/vcore.hpp"
@@ -499,8 +500,12 @@ void hook_wake(void* who) noexcept {
 
 const park_hook g_park_hook_impl{&hook_active, &hook_park, &hook_wake};
 
+// A backoff's yield (a spin lock held by another thread). It switches to
+// another uthread only if this thread holds no os_mutex: one that took the
+// same mutex would block the vcore's thread, so the holder could never run
+// again.
 void hook_yield() noexcept {
-  if (hook_active())
+  if (hook_active() && detail::tl_os_mutexes_held == 0)
     this_uthread::yield();
   else
     ::sched_yield();

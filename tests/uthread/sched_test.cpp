@@ -1,7 +1,12 @@
 // Scheduling: run order and fairness, join and detach, run() lifetime.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <climits>
 #include <functional>
 #include <thread>
@@ -9,6 +14,7 @@
 
 #include "support.hpp"
 #include "ueq/runtime/backoff.hpp"
+#include "ueq/runtime/lock.hpp"
 #include "ueq/runtime/parker.hpp"
 #include "ueq/runtime/vcore.hpp"
 #include "ueq/uthread/sched.hpp"
@@ -343,4 +349,60 @@ TEST_CASE("ueq::backoff in a uthread yields to the other uthreads of its vcore",
   REQUIRE(r.ok());
   CHECK(flag_seen);
   CHECK(yields >= 1);
+}
+
+TEST_CASE("a backoff does not switch uthreads while the thread holds an os_mutex", "[sched]") {
+  // Uthread a holds an os_mutex and spins on a spin lock another thread
+  // holds for a while; uthread b, queued behind it on the one vcore, wants
+  // the os_mutex. Had a's backoff switched to b, b would block the vcore's
+  // thread on the mutex and a would never run again. In a child process,
+  // so that a hang is seen (and ended) by the parent.
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ueq::os_mutex m;
+    ueq::spin_lock l;
+    std::atomic<bool> held{false}, a_spinning{false};
+    std::thread holder([&] {
+      l.lock();
+      held.store(true);
+      while (!a_spinning.load()) {
+      }
+      // Contention well past the backoff's spin rounds (about 1 us).
+      const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(20);
+      while (std::chrono::steady_clock::now() < until) {
+      }
+      l.unlock();
+    });
+    while (!held.load()) {
+    }
+    int order = 0, a_done = -1, b_done = -1;
+    auto r = ueq::run(
+        [&] {
+          auto b = ueq::spawn([&] {
+            ueq::lock_guard<ueq::os_mutex> g(m);
+            b_done = ++order;
+          });
+          {
+            ueq::lock_guard<ueq::os_mutex> g(m);
+            a_spinning.store(true);
+            ueq::lock_guard<ueq::spin_lock> s(l);
+            a_done = ++order;
+          }
+          (void)b->join();
+        },
+        {.vcores = 1});
+    holder.join();
+    ::_exit(r.ok() && a_done == 1 && b_done == 2 ? 0 : 1);
+  }
+  int st = 0;
+  const bool ended = ueq::test::wait_until([&] { return ::waitpid(pid, &st, WNOHANG) == pid; },
+                                           std::chrono::seconds(20));
+  if (!ended) {
+    ::kill(pid, SIGKILL);
+    (void)::waitpid(pid, &st, 0);
+  }
+  REQUIRE(ended);
+  REQUIRE(WIFEXITED(st));
+  REQUIRE(WEXITSTATUS(st) == 0);
 }

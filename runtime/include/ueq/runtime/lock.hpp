@@ -31,11 +31,28 @@
 
 namespace ueq {
 
+namespace detail {
+// os_mutexes the calling thread holds. While it holds one, a backoff must
+// not switch to another uthread (see the uthread yield hook): one that
+// took the same mutex would block this thread, and with it the holder.
+inline thread_local int tl_os_mutexes_held = 0;
+}  // namespace detail
+
 class ABSL_LOCKABLE os_mutex {
  public:
-  void lock() ABSL_EXCLUSIVE_LOCK_FUNCTION() { m_.lock(); }
-  bool try_lock() ABSL_EXCLUSIVE_TRYLOCK_FUNCTION(true) { return m_.try_lock(); }
-  void unlock() ABSL_UNLOCK_FUNCTION() { m_.unlock(); }
+  void lock() ABSL_EXCLUSIVE_LOCK_FUNCTION() {
+    m_.lock();
+    ++detail::tl_os_mutexes_held;
+  }
+  bool try_lock() ABSL_EXCLUSIVE_TRYLOCK_FUNCTION(true) {
+    if (!m_.try_lock()) return false;
+    ++detail::tl_os_mutexes_held;
+    return true;
+  }
+  void unlock() ABSL_UNLOCK_FUNCTION() {
+    --detail::tl_os_mutexes_held;
+    m_.unlock();
+  }
 
  private:
   std::mutex m_;
