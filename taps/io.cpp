@@ -45,10 +45,12 @@
 // and other files that share an inode, a FIFO opened again). Deaf sides
 // are dropped as a close through ueq drops them, but without counting a
 // close: their waiters see the queue closed, find no close counted, and
-// retry, and the next wait makes sides for the file the number names then. So a wait costs two
-// relaxed stores and no timer, and a long wait is looked at within two periods. Where the watcher
-// cannot run (no thread could be made; tried again every kWatchRetryNs), each wait is cut into
-// slices of 2 * kWatchNs instead, after which the next wait looks at the file.
+// retry, and the next wait makes sides for the file the number names then.
+// So a wait costs a few relaxed stores and no timer, and a long wait is
+// looked at within two periods. Where the watcher cannot run (no thread
+// could be made; tried again every kWatchRetryNs), each wait is cut into
+// slices of 2 * kWatchNs instead, after which the next wait looks at the
+// file.
 //
 // Closing through ueq: the close callback (on_close, registered with the
 // default tap service) drops the sides (their waiters see the queue closed:
@@ -64,8 +66,8 @@
 // mark; `kind` and `closes` are written only under it and read without it.
 // Taken under it: the tap service's add/remove and a queue's close (their
 // own locks). It is never held across a wait or a system call that can
-// block. g_state_mu serializes making the state, io_state::watch_mu
-// starting its watcher (both made anew in a fork()ed child).
+// block. g_state_mu serializes making the state (made anew in a fork()ed
+// child), io_state::watch_mu starting its watcher.
 #include "ueq/taps/io.hpp"
 #include "ueq/runtime/fork.hpp"
 #include "ueq/runtime/lock.hpp"
@@ -173,8 +175,8 @@ struct io_state {
   // waiters for their stamps. Starts at 1 (a stamp of 0 is "never").
   std::atomic<std::uint32_t> epoch{1};
   // 0: no watcher yet; 1: running; -1: could not be started, tried again
-  // from retry_at on (waits are sliced meanwhile). Written under watch_mu
-  // (and by the fork handler, alone in the child); read relaxed by waiters
+  // from retry_at on (waits are sliced meanwhile). Written under watch_mu;
+  // read relaxed by waiters
   // (a stale 0 or -1 only makes a wait sliced, or takes watch_mu).
   std::atomic<int> watching{0};
   std::atomic<mono_ns> retry_at{0};
@@ -252,16 +254,15 @@ void on_close(int fd, void* ctx) {
 // tells), and makes g_state_mu anew: a thread that held it is gone.
 os_mutex g_state_mu;
 std::atomic<io_state*> g_state{nullptr};
-std::atomic<std::uint64_t> g_state_fork_gen{0};
 
 result<io_state*> state() {
   const std::uint64_t gen = fork_generation();
   // acquire: pairs with the release store below.
   io_state* cur = g_state.load(std::memory_order_acquire);
-  if (cur && g_state_fork_gen.load(std::memory_order_relaxed) == gen) return cur;
+  if (cur && cur->gen == gen) return cur;  // gen: written before the release store
   lock_guard<os_mutex> g(g_state_mu);
   cur = g_state.load(std::memory_order_relaxed);
-  if (cur && g_state_fork_gen.load(std::memory_order_relaxed) == gen) return cur;
+  if (cur && cur->gen == gen) return cur;
   auto svc = tap_service::instance();
   if (!svc) return svc.error();
   auto* s = new (std::nothrow) io_state;
@@ -272,9 +273,21 @@ result<io_state*> state() {
   s->svc = *svc;
   s->gen = gen;
   s->svc->add_close_callback(&on_close, s);
-  g_state_fork_gen.store(gen, std::memory_order_relaxed);
   g_state.store(s, std::memory_order_release);
   return s;
+}
+
+// The watcher's looks at an fd, as raw system calls: it looks at fds the
+// program may close or reuse at that very moment, which is harmless (a
+// stale answer costs a spurious drop, caught by the next look), and a
+// sanitizer's wrapper would report it as a race on the fd.
+bool raw_fstat(int fd, struct stat& sb) {
+  return ::syscall(SYS_newfstatat, fd, "", &sb, AT_EMPTY_PATH) == 0;
+}
+bool raw_ready(int fd, short events) {
+  pollfd p{fd, events, 0};
+  const timespec zero{};
+  return ::syscall(SYS_ppoll, &p, 1, &zero, nullptr, 0) == 1 && p.revents != 0;
 }
 
 // One look at an entry for the watcher, `prev` being the epoch before its
@@ -289,19 +302,6 @@ result<io_state*> state() {
 // Deaf sides are dropped as a close through ueq drops them, but without
 // counting a close: their waiters see the queue closed and retry (see
 // wait_sides), and the next wait makes sides for the file there now.
-// The watcher's looks at an fd, as raw system calls: it looks at fds the
-// program may close or reuse at that very moment, which is harmless (a
-// stale answer costs a spurious drop, caught by the next look), and a
-// sanitizer's wrapper would report it as a race on the fd.
-bool raw_fstat(int fd, struct stat& sb) {
-  return ::syscall(SYS_newfstatat, fd, "", &sb, AT_EMPTY_PATH) == 0;
-}
-bool raw_ready(int fd, short events) {
-  pollfd p{fd, events, 0};
-  const timespec zero{};
-  return ::syscall(SYS_ppoll, &p, 1, &zero, nullptr, 0) == 1 && p.revents != 0;
-}
-
 void watch_entry(io_state* st, int fd, io_entry& e, std::uint32_t prev) {
   // relaxed: see io_entry::rd_since.
   const std::uint32_t rs = e.rd_since.load(std::memory_order_relaxed);
