@@ -29,7 +29,6 @@ struct entry {
 constinit std::mutex g_mu;
 constinit entry g_table[kMaxHandlers]{};
 constinit int g_n = 0;  // under g_mu
-constinit std::atomic<std::uint64_t> g_generation{0};
 
 // Runs one kind of handler for every layer, in `up` (lowest first) or down
 // order. Under g_mu.
@@ -53,7 +52,7 @@ void parent() noexcept {
 }
 void child() noexcept {
   // relaxed: only this thread runs in the child yet.
-  g_generation.fetch_add(1, std::memory_order_relaxed);
+  detail::g_fork_generation.fetch_add(1, std::memory_order_relaxed);
   run(true, [](const fork_handlers& h) { return h.child; });
   g_mu.unlock();  // held by this thread since prepare()
 }
@@ -69,8 +68,8 @@ bool on_fork(fork_layer layer, const fork_handlers& h) noexcept {
   return true;
 }
 
-std::uint64_t fork_generation() noexcept {
-  return g_generation.load(std::memory_order_relaxed);
-}
+namespace detail {
+constinit std::atomic<std::uint64_t> g_fork_generation{0};
+}  // namespace detail
 
 }  // namespace ueq

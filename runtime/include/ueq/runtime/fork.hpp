@@ -23,6 +23,7 @@
 //       ueq::on_fork(ueq::fork_layer::taps, {.child = &reset_in_child});
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 
 namespace ueq {
@@ -42,6 +43,13 @@ bool on_fork(fork_layer layer, const fork_handlers& h) noexcept;
 
 // How many fork()s lie between the first process and this one: 0 in the
 // process that started, bumped in each child before any child handler runs.
-std::uint64_t fork_generation() noexcept;
+// Inline: every ueq::io call and wait reads it.
+namespace detail {
+extern std::atomic<std::uint64_t> g_fork_generation;  // bumped in the child only
+}  // namespace detail
+inline std::uint64_t fork_generation() noexcept {
+  // relaxed: written once per fork, by the only thread of the new child.
+  return detail::g_fork_generation.load(std::memory_order_relaxed);
+}
 
 }  // namespace ueq
