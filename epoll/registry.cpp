@@ -365,15 +365,10 @@ void materialize_all() ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu) {
   std::vector<impl*> sets;
   for (auto& [fd, set] : reg().by_fd) {
     impl* p = &epoll_access::of(*set);
-    // A native set's lock may have been held by a thread a fork left
-    // behind: only a set of ours is locked (after the registry, as always).
-    if (p->native.load(std::memory_order_relaxed)) continue;
-    bool dead;
-    {
-      lock_guard<os_mutex> g(p->mu);
-      dead = p->dead;
-    }
-    if (!dead && std::ranges::find(sets, p) == sets.end()) sets.push_back(p);
+    // A set here is never dead: drop_set_number takes it out of by_fd
+    // before it marks it dead, both under the registry lock we hold.
+    if (!p->native.load(std::memory_order_relaxed) && std::ranges::find(sets, p) == sets.end())
+      sets.push_back(p);
   }
   // Entries that are sets wait for the third step; which of them still
   // name their set is asked now, while every set holds its hidden eventfd.
