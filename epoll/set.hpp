@@ -36,6 +36,7 @@
 
 #include "ueq/epoll/epoll.hpp"
 #include "ueq/runtime/fork.hpp"
+#include "ueq/runtime/ilist.hpp"
 #include "ueq/runtime/lock.hpp"
 
 #include <fcntl.h>
@@ -158,13 +159,12 @@ struct epoll_set::impl {
     std::uint32_t events = 0;  // as given, flags included (ERR|HUP added)
     epoll_data_t data{};
     tap_handle tap;
-    bool disabled = false;  // EPOLLONESHOT entry that has fired
-    bool queued = false;    // on the ready list
-    entry* prev = nullptr;  // ready list links
-    entry* next = nullptr;
-    impl* child = nullptr;  // the target, if it is one of our sets (nesting graph edge)
-    dev_t dev = 0;          // the file registered (to notice a number closed behind
-    ino_t ino = 0;          // our back and reused for another file)
+    bool disabled = false;   // EPOLLONESHOT entry that has fired
+    bool queued = false;     // on the ready list
+    ilist_link<entry> link;  // the ready list, or a harvest's own lists
+    impl* child = nullptr;   // the target, if it is one of our sets (nesting graph edge)
+    dev_t dev = 0;           // the file registered (to notice a number closed behind
+    ino_t ino = 0;           // our back and reused for another file)
     // (number, file) is in the identity set (registry::ident), which then
     // tells whether the number still names the file, where dev and ino
     // cannot (files that share an inode).
@@ -237,8 +237,8 @@ struct epoll_set::impl {
 
   os_mutex mu;
   absl::node_hash_map<int, entry> entries ABSL_GUARDED_BY(mu);
-  entry* head ABSL_GUARDED_BY(mu) = nullptr;  // the ready list
-  entry* tail ABSL_GUARDED_BY(mu) = nullptr;
+  using entry_list = ilist<entry, &entry::link>;
+  entry_list ready ABSL_GUARDED_BY(mu);
   std::vector<int> numbers;  // epoll fd numbers naming this set; guarded by reg().mu
   // epfd watches the host poller's fd (see create()). Written under
   // reg().mu; wait() reads it without (relaxed: a stale true only costs
@@ -250,16 +250,11 @@ struct epoll_set::impl {
   void enqueue(entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     if (e.queued) return;
     e.queued = true;
-    e.prev = tail;
-    e.next = nullptr;
-    (tail ? tail->next : head) = &e;
-    tail = &e;
+    ready.push_back(&e);
   }
   void dequeue(entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     if (!e.queued) return;
-    (e.prev ? e.prev->next : head) = e.next;
-    (e.next ? e.next->prev : tail) = e.prev;
-    e.prev = e.next = nullptr;
+    ready.remove(&e);
     e.queued = false;
   }
 
@@ -343,7 +338,7 @@ struct epoll_set::impl {
   // waiter. A MOD passes false: its entry is only queued to be probed (it
   // may not be ready), so it wakes as a new post does, on the flag's change.
   void settle(bool leftover = true) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    const bool pending = head != nullptr || !q->empty();
+    const bool pending = !ready.empty() || !q->empty();
     if (pending) {
       // seq_cst: the write wake_one() orders its loads after (a no-op
       // exchange when already set; post_hook() then does nothing more).
@@ -425,37 +420,19 @@ struct epoll_set::impl {
     }
   }
 
-  // Entries off the ready list, in order, linked through the same prev/next
-  // (free while an entry is off the list). Under mu.
-  struct chain {
-    entry* first = nullptr;
-    entry* last = nullptr;
-    void push(entry& e) {
-      e.prev = last;
-      e.next = nullptr;
-      (last ? last->next : first) = &e;
-      last = &e;
-    }
-  };
-  // Puts entries first..last (linked, in order) back at the front of the
-  // ready list, keeping their order.
-  void splice_front(entry* first, entry* last) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    for (entry* e = first;; e = e->next) {
-      e->queued = true;
-      if (e == last) break;
-    }
-    first->prev = nullptr;
-    last->next = head;
-    (head ? head->prev : tail) = last;
-    head = first;
+  // Moves every entry of `l` (entries off the ready list, linked through
+  // the same link) to the front or the back of the ready list, in order.
+  void requeue_front(entry_list& l) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    mark_queued(l);
+    ready.splice_front(l);
   }
-  void splice_back(const chain& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    if (!c.first) return;
-    for (entry* e = c.first; e; e = e->next)
+  void requeue_back(entry_list& l) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    mark_queued(l);
+    ready.splice_back(l);
+  }
+  static void mark_queued(const entry_list& l) {
+    for (entry* e = l.front(); e; e = entry_list::next(e))
       e->queued = true;
-    c.first->prev = tail;
-    (tail ? tail->next : head) = c.first;
-    tail = c.last;
   }
 
   // Where a harvest's results go: `sink` takes n events and returns how many
@@ -480,31 +457,31 @@ struct epoll_set::impl {
   int harvest(std::span<epoll_event> buf, int limit, sink_fn sink = nullptr, void* ctx = nullptr)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     drain_mailbox();
-    int total = 0;  // results taken (or, without a sink, written to buf)
-    chain again;    // level-triggered entries reported: back of the list at the end
+    int total = 0;     // results taken (or, without a sink, written to buf)
+    entry_list again;  // level-triggered entries reported: back of the list at the end
     bool stop = false;
-    while (total < limit && head && !stop) {
+    while (total < limit && !ready.empty() && !stop) {
       // Fill one stretch of buf.
       epoll_event* out = sink ? buf.data() : buf.data() + total;
       const int cap = static_cast<int>(std::min<std::size_t>(
           static_cast<std::size_t>(limit - total), sink ? buf.size() : buf.size() - total));
       int n = 0;
-      chain reported;  // this stretch's entries, in the order of out
-      while (n < cap && head) {
+      entry_list reported;  // this stretch's entries, in the order of out
+      while (n < cap && !ready.empty()) {
         // Take as many from the front as could still fit, probe them in one
         // poll() call, report the ready ones in list order.
         pollfd pfds[kProbeBatch];
         int m = 0;
-        for (entry* e = head; e && m < cap - n && m < kProbeBatch; e = e->next)
+        for (entry* e = ready.front(); e && m < cap - n && m < kProbeBatch; e = entry_list::next(e))
           pfds[m++] = {e->child ? e->child->evfd : e->fd,
                        static_cast<short>(report_mask(e->events) & 0xffff), 0};
         if (::poll(pfds, static_cast<nfds_t>(m), 0) < 0) {
           stop = true;  // report what this harvest has; the rest stay listed
           break;
         }
-        entry* e = head;
+        entry* e = ready.front();
         for (int i = 0; i < m; ++i) {
-          entry* const next = e->next;
+          entry* const next = entry_list::next(e);
           const std::uint32_t mask = report_mask(e->events);
           std::uint32_t bits =
               (pfds[i].revents & POLLNVAL) ? 0 : static_cast<std::uint32_t>(pfds[i].revents) & mask;
@@ -517,7 +494,7 @@ struct epoll_set::impl {
             out[n].events = bits;
             out[n].data = e->data;
             ++n;
-            reported.push(*e);
+            reported.push_back(e);
             if (e->events & EPOLLONESHOT) e->disabled = true;
           }
           e = next;
@@ -525,25 +502,23 @@ struct epoll_set::impl {
       }
       const int taken = sink && n > 0 ? std::clamp(sink(out, n, ctx), 0, n) : n;
       // The taken ones are final; the rest go back as they were.
-      entry* e = reported.first;
       for (int i = 0; i < taken; ++i) {
-        entry* const next = e->next;
-        if (!(e->events & (EPOLLONESHOT | EPOLLET))) again.push(*e);
-        e = next;
+        entry* const e = reported.pop_front();
+        if (!(e->events & (EPOLLONESHOT | EPOLLET))) again.push_back(e);
       }
       total += taken;
       if (taken < n) {
         int i = taken;
-        for (entry* r = e; r; r = r->next, ++i) {
+        for (entry* r = reported.front(); r; r = entry_list::next(r), ++i) {
           r->disabled = false;
           if (r->keeps_posted) r->posted = out[i].events;
         }
-        splice_front(e, reported.last);
+        requeue_front(reported);
         if (total == 0) total = -1;
         break;
       }
     }
-    splice_back(again);
+    requeue_back(again);
     settle();
     return total;
   }

@@ -57,8 +57,7 @@ struct parker_access {
   static constexpr std::uint32_t kIdle = parker::kIdle;
   static constexpr std::uint32_t kSleeping = parker::kSleeping;
   static std::atomic<std::uint32_t>& state(parker& p) { return p.state_; }
-  static parker*& next(parker& p) { return p.next_; }
-  static parker*& prev(parker& p) { return p.prev_; }
+  using follower_list = ilist<parker, &parker::link_>;
 };
 
 namespace {
@@ -69,7 +68,7 @@ std::atomic<bool> g_parkers_poll_host{false};
 std::atomic<const park_hook*> g_park_hook{nullptr};
 std::atomic<bool> g_leader{false};
 spin_lock g_list_lock;
-parker* g_followers ABSL_GUARDED_BY(g_list_lock) = nullptr;
+parker_access::follower_list g_followers ABSL_GUARDED_BY(g_list_lock);
 std::atomic<std::size_t> g_nfollowers{0};
 std::atomic<std::uint32_t> g_poller_users{0};
 std::atomic<const detail::parker_test_hooks*> g_test_hooks{nullptr};
@@ -110,20 +109,13 @@ bool try_lead() noexcept {
 
 void link_follower(parker* p) noexcept {
   lock_guard<spin_lock> g(g_list_lock);
-  parker_access::prev(*p) = nullptr;
-  parker_access::next(*p) = g_followers;
-  if (g_followers) parker_access::prev(*g_followers) = p;
-  g_followers = p;
+  g_followers.push_front(p);
   g_nfollowers.store(g_nfollowers.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
 }
 
 void unlink_follower(parker* p) noexcept {
   lock_guard<spin_lock> g(g_list_lock);
-  parker*& prev = parker_access::prev(*p);
-  parker*& next = parker_access::next(*p);
-  (prev ? parker_access::next(*prev) : g_followers) = next;
-  if (next) parker_access::prev(*next) = prev;
-  prev = next = nullptr;
+  g_followers.remove(p);
   g_nfollowers.store(g_nfollowers.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
 }
 
@@ -132,7 +124,7 @@ void unlink_follower(parker* p) noexcept {
 void offer_leadership() noexcept {
   if (g_nfollowers.load(std::memory_order_relaxed) == 0) return;
   lock_guard<spin_lock> g(g_list_lock);
-  for (parker* f = g_followers; f; f = parker_access::next(*f)) {
+  for (parker* f = g_followers.front(); f; f = g_followers.next(f)) {
     std::uint32_t s = parker_access::kSleeping;
     // acq_rel: the follower reads kIdle after its futex returns and loops.
     if (parker_access::state(*f).compare_exchange_strong(
@@ -151,7 +143,7 @@ void reset_after_fork_in_child() noexcept ABSL_NO_THREAD_SAFETY_ANALYSIS {
   g_poller.store(nullptr, std::memory_order_relaxed);
   g_leader.store(false, std::memory_order_relaxed);
   g_list_lock.unlock();
-  g_followers = nullptr;
+  g_followers.clear_unsafe();
   g_nfollowers.store(0, std::memory_order_relaxed);
   g_poller_users.store(0, std::memory_order_relaxed);
   tl_polling = nullptr;

@@ -11,7 +11,7 @@
 //                    next, while what it touches is still in the cache, up
 //                    to kRunnextStreak times in a row; then it queues at
 //                    the back of the local FIFO like the rest.
-//   vq.head/tail     the shared run queue, under vq.lock: other vcores and
+//   vq.shared        the shared run queue, under vq.lock: other vcores and
 //                    plain threads push here; the owner pops; idle vcores
 //                    steal from the head.
 //   vq.n             its length, written under vq.lock, read without it as a
@@ -181,18 +181,21 @@ class default_scheduler final : public scheduler_2ls {
   }
 
  private:
+  // The run queues, linked through each uthread's sched_link.
+  struct run_link {
+    static ilist_link<uthread>& link(uthread* u) noexcept { return lnk(u).q; }
+  };
+  using run_queue = basic_ilist<uthread, run_link>;
   struct alignas(64) vq {
     // Owner only.
     uthread* runnext = nullptr;
     unsigned runnext_streak = 0;
-    uthread* local_head = nullptr;
-    uthread* local_tail = nullptr;
+    run_queue local;
     std::size_t local_n = 0;
     unsigned ticks = 0;
     // Shared.
     alignas(64) spin_lock lock;
-    uthread* head = nullptr;
-    uthread* tail = nullptr;
+    run_queue shared;  // guarded by lock
     std::atomic<std::size_t> n{0};
     std::atomic<bool> sleeping{false};
     parker idle_parker;
@@ -200,12 +203,7 @@ class default_scheduler final : public scheduler_2ls {
 
   // Appends u to the shared queue; q.lock is held.
   static void push_locked(vq& q, uthread* u) noexcept {
-    lnk(u).next = nullptr;
-    if (q.tail)
-      lnk(q.tail).next = u;
-    else
-      q.head = u;
-    q.tail = u;
+    q.shared.push_back(u);
     // relaxed: under the lock; the sleep handshake's fences (after the
     // caller's push) order it for sleepers.
     q.n.store(q.n.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
@@ -217,21 +215,13 @@ class default_scheduler final : public scheduler_2ls {
   }
 
   static void push_local(vq& q, uthread* u) noexcept {
-    lnk(u).next = nullptr;
-    if (q.local_tail)
-      lnk(q.local_tail).next = u;
-    else
-      q.local_head = u;
-    q.local_tail = u;
+    q.local.push_back(u);
     ++q.local_n;
   }
 
   static uthread* pop_local(vq& q) noexcept {
-    uthread* u = q.local_head;
-    if (!u) return nullptr;
-    q.local_head = lnk(u).next;
-    if (!q.local_head) q.local_tail = nullptr;
-    --q.local_n;
+    uthread* u = q.local.pop_front();
+    if (u) --q.local_n;
     return u;
   }
 
@@ -262,10 +252,8 @@ class default_scheduler final : public scheduler_2ls {
     // relaxed: a hint; the lock orders the real check.
     if (q.n.load(std::memory_order_relaxed) == 0) return nullptr;
     lock_guard<spin_lock> g(q.lock);
-    uthread* u = q.head;
+    uthread* u = q.shared.pop_front();
     if (!u) return nullptr;
-    q.head = lnk(u).next;
-    if (!q.head) q.tail = nullptr;
     q.n.store(q.n.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
     return u;
   }

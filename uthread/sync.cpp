@@ -19,30 +19,6 @@
 namespace ueq {
 namespace detail {
 
-void waiter_list::push(sync_waiter* w) noexcept {
-  w->next = nullptr;
-  w->prev = tail;
-  if (tail)
-    tail->next = w;
-  else
-    head = w;
-  tail = w;
-  w->queued = true;
-}
-
-sync_waiter* waiter_list::pop() noexcept {
-  sync_waiter* w = head;
-  if (w) remove(w);
-  return w;
-}
-
-void waiter_list::remove(sync_waiter* w) noexcept {
-  (w->prev ? w->prev->next : head) = w->next;
-  (w->next ? w->next->prev : tail) = w->prev;
-  w->next = w->prev = nullptr;
-  w->queued = false;
-}
-
 namespace {
 void park_until_granted(sync_waiter& w) noexcept {
   while (!w.p.park()) {
@@ -138,14 +114,13 @@ void condition_variable::notify_all() noexcept {
   detail::waiter_list all;
   {
     lock_guard<spin_lock> g(lk_);
-    all = waiters_;
-    waiters_ = {};
-    for (sync_waiter* w = all.head; w; w = w->next)
+    all.take_all(waiters_);
+    for (sync_waiter* w = all.front(); w; w = detail::waiter_list::next(w))
       w->queued = false;
   }
   // Read next before unparking: a woken waiter may return and free its node.
-  for (sync_waiter* w = all.head; w;) {
-    sync_waiter* next = w->next;
+  for (sync_waiter* w = all.front(); w;) {
+    sync_waiter* next = detail::waiter_list::next(w);
     w->p.unpark();
     w = next;
   }
@@ -197,8 +172,8 @@ void semaphore::release(std::uint64_t n) noexcept {
     }
     count_ += n;
   }
-  for (sync_waiter* w = grant.head; w;) {
-    sync_waiter* next = w->next;
+  for (sync_waiter* w = grant.front(); w;) {
+    sync_waiter* next = detail::waiter_list::next(w);
     w->p.unpark();
     w = next;
   }
@@ -250,16 +225,19 @@ bool rwlock::try_lock_shared() noexcept {
 // the head up to the next writer.
 void rwlock::wake_next_locked(detail::waiter_list& out) noexcept {
   if (waiters_.empty()) return;
-  if (waiters_.head->writer) {
+  // Granted waiters are not queued: a timed one must wait for its unpark.
+  auto grant = [&out](sync_waiter* w) {
+    out.push(w);
+    w->queued = false;
+  };
+  if (waiters_.front()->writer) {
     writer_ = true;
-    out.push(waiters_.pop());
-    out.tail->queued = false;
+    grant(waiters_.pop());
     return;
   }
-  while (!waiters_.empty() && !waiters_.head->writer) {
+  while (!waiters_.empty() && !waiters_.front()->writer) {
     ++readers_;
-    out.push(waiters_.pop());
-    out.tail->queued = false;
+    grant(waiters_.pop());
   }
 }
 
@@ -270,8 +248,8 @@ void rwlock::unlock() noexcept {
     writer_ = false;
     wake_next_locked(grant);
   }
-  for (sync_waiter* w = grant.head; w;) {
-    sync_waiter* next = w->next;
+  for (sync_waiter* w = grant.front(); w;) {
+    sync_waiter* next = detail::waiter_list::next(w);
     w->p.unpark();
     w = next;
   }
@@ -283,8 +261,8 @@ void rwlock::unlock_shared() noexcept {
     lock_guard<spin_lock> g(lk_);
     if (--readers_ == 0) wake_next_locked(grant);
   }
-  for (sync_waiter* w = grant.head; w;) {
-    sync_waiter* next = w->next;
+  for (sync_waiter* w = grant.front(); w;) {
+    sync_waiter* next = detail::waiter_list::next(w);
     w->p.unpark();
     w = next;
   }

@@ -60,7 +60,7 @@ result<block_result> block_on(std::span<event_queue* const> queues, mono_ns dead
   }
   detail::evq_waiter w;
   for (std::size_t i = 0; i < queues.size(); ++i)
-    new (&links[i]) detail::evq_link{nullptr, nullptr, &w};  // trivially destructible
+    new (&links[i]) detail::evq_link{{}, &w};  // trivially destructible
 
   for (;;) {
     w.reset();

@@ -116,7 +116,7 @@ void event_queue::notify(std::uint32_t id) noexcept {
   const mono_ns trace_ts = trace_enabled() ? monotonic_now() : 0;
   lock_guard<spin_lock> g(lock_);
   std::uint64_t woken = 0;
-  for (detail::evq_link* l = head_; l; l = l->next) {
+  for (detail::evq_link* l = waiters_.front(); l; l = waiters_.next(l)) {
     if (l->waiter->wake(this)) {
       ++woken;
       if (policy_ == notify_policy::wake_one) break;
@@ -132,7 +132,7 @@ void event_queue::notify(std::uint32_t id) noexcept {
 bool event_queue::wake_one_waiter() noexcept {
   const mono_ns trace_ts = trace_enabled() ? monotonic_now() : 0;
   lock_guard<spin_lock> g(lock_);
-  for (detail::evq_link* l = head_; l; l = l->next)
+  for (detail::evq_link* l = waiters_.front(); l; l = waiters_.next(l))
     if (l->waiter->wake(this)) {
       stats_.add(kWakeups);
       // A hand-off is for no particular message: id kTraceNoId.
@@ -146,10 +146,7 @@ bool event_queue::wake_one_waiter() noexcept {
 
 void event_queue::add_waiter(detail::evq_link* l) noexcept {
   lock_guard<spin_lock> g(lock_);
-  l->prev = tail_;
-  l->next = nullptr;
-  (tail_ ? tail_->next : head_) = l;
-  tail_ = l;
+  waiters_.push_back(l);
   // relaxed under the lock: the waiter's seq_cst fence after add_waiter()
   // orders this store before its mailbox re-check (handshake at the top).
   nwaiters_.store(nwaiters_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
@@ -157,9 +154,7 @@ void event_queue::add_waiter(detail::evq_link* l) noexcept {
 
 void event_queue::remove_waiter(detail::evq_link* l) noexcept {
   lock_guard<spin_lock> g(lock_);
-  (l->prev ? l->prev->next : head_) = l->next;
-  (l->next ? l->next->prev : tail_) = l->prev;
-  l->prev = l->next = nullptr;
+  waiters_.remove(l);
   nwaiters_.store(nwaiters_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
 }
 
@@ -220,7 +215,7 @@ void event_queue::close() noexcept {
   // release: posts that read true fail; waiters woken below re-check it.
   if (closed_.exchange(true, std::memory_order_acq_rel)) return;
   lock_guard<spin_lock> g(lock_);
-  for (detail::evq_link* l = head_; l; l = l->next)
+  for (detail::evq_link* l = waiters_.front(); l; l = waiters_.next(l))
     if (l->waiter->wake(this)) stats_.add(kWakeups);
 }
 

@@ -39,6 +39,7 @@
 #include <cstdint>
 
 #include "ueq/runtime/clock.hpp"
+#include "ueq/runtime/ilist.hpp"
 
 namespace ueq {
 
@@ -94,8 +95,7 @@ class parker {
 
   std::atomic<std::uint32_t> state_{kIdle};
   void* blocked_ = nullptr;  // written before the kBlocked CAS, read after
-  parker* next_ = nullptr;   // in the followers list; guarded by its lock
-  parker* prev_ = nullptr;
+  ilist_link<parker> link_;  // in the followers list; guarded by its lock
   const bool may_poll_host_ = true;
   // The CPU the last unpark() ran on, or -1: where the next waker is
   // likely to run. A hint only (relaxed both ways): a wrong guess costs a

@@ -40,6 +40,7 @@
 #include <type_traits>
 
 #include "ueq/runtime/clock.hpp"
+#include "ueq/runtime/ilist.hpp"
 #include "ueq/runtime/timer.hpp"
 #include "ueq/uthread/uthread.hpp"
 
@@ -67,8 +68,8 @@ class scheduler_2ls {
 // Per-uthread link and vcore affinity that a 2LS may use freely.
 namespace detail {
 struct sched_link {
-  uthread* next = nullptr;
-  unsigned vcore = 0;  // where it last ran
+  ilist_link<uthread> q;  // the 2LS's run-queue link
+  unsigned vcore = 0;     // where it last ran
 };
 sched_link& link_of(uthread* u) noexcept;
 }  // namespace detail

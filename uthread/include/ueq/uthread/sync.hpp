@@ -30,6 +30,7 @@
 
 #include "ueq/runtime/backoff.hpp"
 #include "ueq/runtime/clock.hpp"
+#include "ueq/runtime/ilist.hpp"
 #include "ueq/runtime/parker.hpp"
 
 namespace ueq {
@@ -38,18 +39,35 @@ namespace detail {
 // A waiter on one of the objects below; lives on the waiter's stack.
 struct sync_waiter {
   parker p;
-  sync_waiter* next = nullptr;
-  sync_waiter* prev = nullptr;
-  bool queued = false;  // under the owner's lock
-  bool writer = false;  // rwlock only
+  ilist_link<sync_waiter> link;  // under the owner's lock
+  bool queued = false;           // under the owner's lock
+  bool writer = false;           // rwlock only
 };
-struct waiter_list {
-  sync_waiter* head = nullptr;
-  sync_waiter* tail = nullptr;
-  void push(sync_waiter* w) noexcept;
-  sync_waiter* pop() noexcept;
-  void remove(sync_waiter* w) noexcept;
-  bool empty() const noexcept { return head == nullptr; }
+// A FIFO of waiters: push, pop and remove keep each one's `queued` flag.
+class waiter_list {
+ public:
+  void push(sync_waiter* w) noexcept {
+    q_.push_back(w);
+    w->queued = true;
+  }
+  sync_waiter* pop() noexcept {
+    sync_waiter* w = q_.pop_front();
+    if (w) w->queued = false;
+    return w;
+  }
+  void remove(sync_waiter* w) noexcept {
+    q_.remove(w);
+    w->queued = false;
+  }
+  bool empty() const noexcept { return q_.empty(); }
+  sync_waiter* front() const noexcept { return q_.front(); }
+  static sync_waiter* next(const sync_waiter* w) noexcept { return list::next(w); }
+  // Moves every waiter of `other` to the back of this one (flags as they are).
+  void take_all(waiter_list& other) noexcept { q_.splice_back(other.q_); }
+
+ private:
+  using list = ilist<sync_waiter, &sync_waiter::link>;
+  list q_;
 };
 }  // namespace detail
 

@@ -89,11 +89,5 @@ class evq_waiter {
   std::atomic<event_queue*> woken_by_{nullptr};
 };
 
-struct evq_link {
-  evq_link* prev = nullptr;  // guarded by the queue's lock while linked
-  evq_link* next = nullptr;
-  evq_waiter* waiter = nullptr;
-};
-
 }  // namespace detail
 }  // namespace ueq

@@ -54,6 +54,7 @@
 #include "ueq/ceq/event.hpp"
 #include "ueq/ceq/message_queue.hpp"
 #include "ueq/runtime/backoff.hpp"
+#include "ueq/runtime/ilist.hpp"
 #include "ueq/runtime/result.hpp"
 #include "ueq/runtime/sharded_counters.hpp"
 
@@ -80,7 +81,12 @@ class event_queue;
 using event_queue_ptr = std::shared_ptr<event_queue>;
 
 namespace detail {
-struct evq_link;
+class evq_waiter;
+// One waiter's place on one queue's list (block_on.hpp makes them).
+struct evq_link {
+  ilist_link<evq_link> link;  // guarded by the queue's lock while linked
+  evq_waiter* waiter = nullptr;
+};
 }  // namespace detail
 
 class event_queue {
@@ -167,8 +173,7 @@ class event_queue {
   // nwaiters_ is written under lock_ and read without it by post() after its
   // seq_cst fence (the handshake described at the top).
   spin_lock lock_;
-  detail::evq_link* head_ ABSL_GUARDED_BY(lock_) = nullptr;
-  detail::evq_link* tail_ ABSL_GUARDED_BY(lock_) = nullptr;
+  ilist<detail::evq_link, &detail::evq_link::link> waiters_ ABSL_GUARDED_BY(lock_);
   std::atomic<std::size_t> nwaiters_{0};
   sharded_counters<kCount, 8> stats_;
 };
