@@ -23,7 +23,7 @@ registry& reg() {
   return *r;
 }
 
-os_mutex g_service_mu;
+os_mutex g_service_mu{lock_level::epoll_service};
 tap_service* g_registered ABSL_GUARDED_BY(g_service_mu) = nullptr;
 
 // The tap service, with our close callback registered on it (once per
@@ -441,7 +441,7 @@ void after_fork_in_child() noexcept ABSL_NO_THREAD_SAFETY_ANALYSIS {
   if (const int ident = reg().ident.exchange(-1, std::memory_order_relaxed); ident >= 0)
     (void)::syscall(SYS_close, ident);
   reg().mu.unlock();  // held by this thread since before_fork
-  new (&g_service_mu) os_mutex;
+  new (&g_service_mu) os_mutex(lock_level::epoll_service);
 }
 [[maybe_unused]] const bool g_fork_registered = on_fork(
     fork_layer::epoll,

@@ -18,7 +18,7 @@ namespace ueq::epoll_internal {
 // The registry of sets, owned by the process and never freed (close
 // callbacks may run during exit). Guarded by mu.
 struct registry {
-  os_mutex mu;
+  os_mutex mu{lock_level::epoll_registry};
   absl::flat_hash_map<int, std::shared_ptr<epoll_set>> by_fd ABSL_GUARDED_BY(mu);  // epoll fds
   // Incremented after every change of by_fd (under mu): lookup()'s
   // per-thread answer holds while it has not moved.

@@ -11,7 +11,8 @@
 //   c_api.cpp      the C ABI: copies in and out of the caller's memory,
 //                  errno, the calls passed through to the kernel
 //
-// Locking (outermost first):
+// Locking (outermost first; the whole order, checked in debug builds, is in
+// ueq/runtime/lock_order.hpp):
 //   reg().mu       the registry: epoll fd numbers -> sets, target fd -> the
 //                  sets that hold it, and the nesting checks of ADD.
 //   impl::mu       one per set: its entries, its ready list, the flags of
@@ -19,9 +20,10 @@
 //                  the tap service's per-fd locks) and the readiness probe.
 //   tap service / event queue locks (leaves).
 // Tap dispatch (the host poller's thread) posts into a set's CEQ without
-// any of these locks; the CEQ's post hook touches atomics and the set's
-// eventfd, and posts into the parents' mailboxes under the set's
-// parents_lock (taken child before parent; the nesting graph is acyclic).
+// any of these locks (under the tap's slot lock); the CEQ's post hook
+// touches atomics and the set's eventfd, and posts into the parents'
+// mailboxes under the set's parents_lock (taken child before parent; the
+// nesting graph is acyclic).
 // A set's lock is never held while taking the registry lock.
 //
 // The path of an event: host readiness -> the fd's tap posts {fd, bits} into
@@ -225,7 +227,7 @@ struct epoll_set::impl {
   // nested in another of ours is not tapped through the host (our epoll fd
   // watches the host's fd, which would make a kernel-level cycle): it posts
   // into its parents' mailboxes itself when it becomes pending.
-  spin_lock parents_lock;
+  spin_lock parents_lock{lock_level::epoll_parents};
   std::vector<std::pair<impl*, int>> parents ABSL_GUARDED_BY(parents_lock);
   ~impl() {
     if (evfd >= 0) ::close(evfd);
@@ -235,7 +237,7 @@ struct epoll_set::impl {
     }
   }
 
-  os_mutex mu;
+  os_mutex mu{lock_level::epoll_set};
   absl::node_hash_map<int, entry> entries ABSL_GUARDED_BY(mu);
   using entry_list = ilist<entry, &entry::link>;
   entry_list ready ABSL_GUARDED_BY(mu);

@@ -67,7 +67,7 @@ std::atomic<const host_poller*> g_poller{nullptr};
 std::atomic<bool> g_parkers_poll_host{false};
 std::atomic<const park_hook*> g_park_hook{nullptr};
 std::atomic<bool> g_leader{false};
-spin_lock g_list_lock;
+spin_lock g_list_lock{lock_level::parker};
 parker_access::follower_list g_followers ABSL_GUARDED_BY(g_list_lock);
 std::atomic<std::size_t> g_nfollowers{0};
 std::atomic<std::uint32_t> g_poller_users{0};

@@ -164,7 +164,7 @@ class epoll_backend final : public host_backend {
   std::array<std::atomic<int>, kMaxLanes> lanes_{};
   int nlanes_ ABSL_GUARDED_BY(mu_) = 0;  // (the destructor runs alone)
   detail::wake_channel wake_;
-  os_mutex mu_;
+  os_mutex mu_{lock_level::backend};
   absl::flat_hash_map<std::uint64_t, int> lane_of_ ABSL_GUARDED_BY(mu_);  // key -> lane
 };
 

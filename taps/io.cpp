@@ -143,7 +143,7 @@ struct io_entry {
   // (EBADF, or the kernel's answer on the fd) is right for it. The later
   // comparisons read it under mu.
   std::atomic<std::uint32_t> closes{0};
-  os_mutex mu;
+  os_mutex mu{lock_level::io_entry};
   side rd ABSL_GUARDED_BY(mu), wr ABSL_GUARDED_BY(mu);
   dev_t dev ABSL_GUARDED_BY(mu) = 0;  // the file `kind` and the sides are for
   ino_t ino ABSL_GUARDED_BY(mu) = 0;
@@ -180,7 +180,7 @@ struct io_state {
   // (a stale 0 or -1 only makes a wait sliced, or takes watch_mu).
   std::atomic<int> watching{0};
   std::atomic<mono_ns> retry_at{0};
-  os_mutex watch_mu;
+  os_mutex watch_mu{lock_level::io_state};
   std::uint64_t gen = 0;  // fork_generation() when made; read-only after
 };
 
@@ -252,7 +252,7 @@ void on_close(int fd, void* ctx) {
 // Created on first use, never destroyed (close callbacks may run late). A
 // fork()ed child starts a new one on its own tap service (the generation
 // tells), and makes g_state_mu anew: a thread that held it is gone.
-os_mutex g_state_mu;
+os_mutex g_state_mu{lock_level::io_state};
 std::atomic<io_state*> g_state{nullptr};
 
 result<io_state*> state() {
@@ -403,7 +403,7 @@ bool watched(io_state* st) {
 // the child closes the fd through ueq. (Waking it from here would mean a
 // thread in every child, or the parent's locks, taken in the child.)
 void renew_state_in_child() noexcept {
-  new (&g_state_mu) os_mutex;  // a thread that held it is gone
+  new (&g_state_mu) os_mutex(lock_level::io_state);  // a thread that held it is gone
 }
 [[maybe_unused]] const bool g_fork_registered =
     on_fork(fork_layer::taps, {.child = &renew_state_in_child});

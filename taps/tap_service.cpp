@@ -181,14 +181,14 @@ bool tap_handle::live() const noexcept {
 namespace {
 
 struct fd_entry {
-  os_mutex mu;
+  os_mutex mu{lock_level::tap_fd};
   dev_t dev = 0;  // identity of the file the taps watch
   ino_t ino = 0;
   std::vector<std::shared_ptr<detail::tap>> taps;
 };
 
 struct tap_slot {
-  os_mutex mu;
+  os_mutex mu{lock_level::tap_slot};
   std::uint32_t gen = 0;  // bumped when the slot's tap goes
   std::shared_ptr<detail::tap> tap;
 };
@@ -212,7 +212,7 @@ struct tap_service::impl {
   }
   chunked_table<fd_entry> table{host_max_fds()};
   chunked_table<tap_slot, 10> slots{kMaxSlots};
-  os_mutex free_mu;
+  os_mutex free_mu{lock_level::tap_lists};
   std::vector<std::uint32_t> free_slots ABSL_GUARDED_BY(free_mu);
   std::uint32_t next_slot ABSL_GUARDED_BY(free_mu) = 0;
   // True while a thread is inside poll(). Taken with an acquire exchange;
@@ -274,7 +274,7 @@ struct tap_service::impl {
     (void)::write(handoff_fd.load(std::memory_order_acquire), &one, sizeof one);
   }
 
-  os_mutex cb_mu;
+  os_mutex cb_mu{lock_level::tap_lists};
   struct callback {
     std::uint64_t id;
     close_callback fn;
@@ -285,7 +285,7 @@ struct tap_service::impl {
 
   host_poller ops{};
   bool attached ABSL_GUARDED_BY(attach_mu) = false;
-  os_mutex attach_mu;
+  os_mutex attach_mu{lock_level::tap_attach};
   std::thread poller;
   std::atomic<bool> stop_poller{false};
   std::atomic<bool> poller_running{false};  // has_poller_thread()
@@ -422,7 +422,7 @@ result<std::unique_ptr<tap_service>> tap_service::create(std::unique_ptr<host_ba
 namespace {
 // The process's default service. Created on first use and never destroyed
 // (threads may still poll through it while static destructors run).
-os_mutex g_default_mu;
+os_mutex g_default_mu{lock_level::tap_default};
 std::atomic<tap_service*> g_default{nullptr};
 
 // fork(): the child must not share the parent's host poller (its epoll
@@ -430,7 +430,7 @@ std::atomic<tap_service*> g_default{nullptr};
 // service (leaking it: its poller thread, if any, did not survive the fork,
 // so it cannot be shut down cleanly) and makes its own on first use.
 void forget_default_in_child() noexcept {
-  new (&g_default_mu) os_mutex;  // a thread that held it is gone
+  new (&g_default_mu) os_mutex(lock_level::tap_default);  // a thread that held it is gone
   g_default.store(nullptr, std::memory_order_relaxed);
 }
 [[maybe_unused]] const bool g_fork_registered =

@@ -211,7 +211,7 @@ class uring_backend final : public host_backend {
   io_uring ring_{};
   bool inited_ = false;
   detail::wake_channel wake_;
-  os_mutex mu_;
+  os_mutex mu_{lock_level::backend};
   absl::flat_hash_map<std::uint64_t, arm> arms_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::uint64_t, std::uint64_t> by_key_ ABSL_GUARDED_BY(mu_);  // key -> arm id
   std::uint64_t next_arm_ ABSL_GUARDED_BY(mu_) = 1;

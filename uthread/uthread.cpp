@@ -171,6 +171,10 @@ inline void sched_runnable(runtime_state* r, uthread* u) noexcept {
 // Anything -> uthread `to`; `fake_save` keeps the leaving side's ASan fake
 // stack.
 inline void annotate_switch_to(void** fake_save, uthread* to) noexcept {
+  // An ordered lock held here would be held while another uthread runs on
+  // this thread, and the debug lock-order record (per thread) would mix the
+  // two (lock_order.hpp).
+  if constexpr (detail::kCheckLockOrder) detail::lock_order_expect_none("switching to a uthread");
 #ifdef UEQ_TSAN
   __tsan_switch_to_fiber(to->tsan_fiber, 0);
 #endif

@@ -210,7 +210,7 @@ class ceq {
   // --- overflow and recovery ---
   alignas(kCacheLine) std::atomic<bool> overflow_{false};
   std::atomic<bool> recovering_{false};
-  spin_lock recovery_lock_;                                            // serialises recovery scans
+  spin_lock recovery_lock_{lock_level::mailbox};                       // serialises recovery scans
   std::uint64_t recovery_cursor_ ABSL_GUARDED_BY(recovery_lock_) = 0;  // next ID to scan
 
   sharded_counters<kNumCounters> stats_;

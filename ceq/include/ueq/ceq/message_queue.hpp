@@ -47,7 +47,7 @@ class message_queue {
  private:
   bool grow() noexcept ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock_);
 
-  spin_lock lock_;
+  spin_lock lock_{lock_level::mailbox};
   std::unique_ptr<event_msg[]> buf_ ABSL_GUARDED_BY(lock_);
   std::size_t cap_ ABSL_GUARDED_BY(lock_) = 0;   // power of two
   std::size_t head_ ABSL_GUARDED_BY(lock_) = 0;  // next to read

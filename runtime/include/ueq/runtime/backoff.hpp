@@ -21,6 +21,8 @@
 #include <atomic>
 #include <cstdint>
 
+#include "ueq/runtime/lock_order.hpp"
+
 namespace ueq {
 
 // One CPU relaxation hint (x86 `pause`, arm `yield`).
@@ -82,7 +84,12 @@ class backoff {
 // blocking call or a context switch.
 class ABSL_LOCKABLE spin_lock {
  public:
+  constexpr spin_lock() noexcept = default;
+  // A lock with a place in the lock order (lock_order.hpp).
+  constexpr explicit spin_lock(lock_level level) noexcept : level_(level) {}
+
   void lock() noexcept ABSL_EXCLUSIVE_LOCK_FUNCTION() {
+    if constexpr (detail::kCheckLockOrder) detail::lock_order_check(this, level_);
     backoff b;
     // acquire on success: the critical section must see everything the
     // previous holder wrote before its release in unlock().
@@ -90,17 +97,25 @@ class ABSL_LOCKABLE spin_lock {
       while (locked_.load(std::memory_order_relaxed))
         b.pause();
     }
+    if constexpr (detail::kCheckLockOrder) detail::lock_order_record(this, level_);
   }
   bool try_lock() noexcept ABSL_EXCLUSIVE_TRYLOCK_FUNCTION(true) {
-    return !locked_.load(std::memory_order_relaxed) &&
-           !locked_.exchange(true, std::memory_order_acquire);
+    if (locked_.load(std::memory_order_relaxed) ||
+        locked_.exchange(true, std::memory_order_acquire))
+      return false;
+    if constexpr (detail::kCheckLockOrder) detail::lock_order_record(this, level_);
+    return true;
   }
   // release: publishes the critical section's writes to the next holder.
-  void unlock() noexcept ABSL_UNLOCK_FUNCTION() { locked_.store(false, std::memory_order_release); }
+  void unlock() noexcept ABSL_UNLOCK_FUNCTION() {
+    if constexpr (detail::kCheckLockOrder) detail::lock_order_release(this);
+    locked_.store(false, std::memory_order_release);
+  }
   bool is_locked() const noexcept { return locked_.load(std::memory_order_relaxed); }
 
  private:
   std::atomic<bool> locked_{false};
+  lock_level level_ = lock_level::unordered;
 };
 
 }  // namespace ueq

@@ -9,7 +9,8 @@
 // a miss into an error. GCC ignores the annotations.
 //  - os_mutex: std::mutex (a futex; blocks the calling OS thread) marked as
 //    a capability. libstdc++'s std::mutex is not annotated, so ueq's own
-//    code uses this one.
+//    code uses this one. Given a lock_level, it takes its place in the
+//    lock order that debug builds check (lock_order.hpp).
 //  - lock_guard<L>: holds L (os_mutex, spin_lock) for a scope.
 //  - unique_lock<L>: the same, with unlock() and lock() in between (always
 //    owns the lock at construction).
@@ -29,6 +30,8 @@
 
 #include <mutex>
 
+#include "ueq/runtime/lock_order.hpp"
+
 namespace ueq {
 
 namespace detail {
@@ -40,22 +43,31 @@ inline thread_local int tl_os_mutexes_held = 0;
 
 class ABSL_LOCKABLE os_mutex {
  public:
+  constexpr os_mutex() noexcept = default;
+  // A mutex with a place in the lock order (lock_order.hpp).
+  constexpr explicit os_mutex(lock_level level) noexcept : level_(level) {}
+
   void lock() ABSL_EXCLUSIVE_LOCK_FUNCTION() {
+    if constexpr (detail::kCheckLockOrder) detail::lock_order_check(this, level_);
     m_.lock();
+    if constexpr (detail::kCheckLockOrder) detail::lock_order_record(this, level_);
     ++detail::tl_os_mutexes_held;
   }
   bool try_lock() ABSL_EXCLUSIVE_TRYLOCK_FUNCTION(true) {
     if (!m_.try_lock()) return false;
+    if constexpr (detail::kCheckLockOrder) detail::lock_order_record(this, level_);
     ++detail::tl_os_mutexes_held;
     return true;
   }
   void unlock() ABSL_UNLOCK_FUNCTION() {
+    if constexpr (detail::kCheckLockOrder) detail::lock_order_release(this);
     --detail::tl_os_mutexes_held;
     m_.unlock();
   }
 
  private:
   std::mutex m_;
+  lock_level level_ = lock_level::unordered;
 };
 
 template <class L>

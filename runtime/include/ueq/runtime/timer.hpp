@@ -71,7 +71,7 @@ class timer_service {
   void remove_at(std::size_t i) noexcept ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock_);
   void publish_earliest() noexcept ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock_);
 
-  mutable spin_lock lock_;
+  mutable spin_lock lock_{lock_level::timer};
   // The deadline is copied into the heap so that ordering never touches
   // the timers themselves (they live on many different uthread stacks).
   struct heap_entry {

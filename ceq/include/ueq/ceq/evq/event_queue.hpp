@@ -172,7 +172,7 @@ class event_queue {
   // Waiters: an intrusive FIFO list (oldest first) guarded by lock_.
   // nwaiters_ is written under lock_ and read without it by post() after its
   // seq_cst fence (the handshake described at the top).
-  spin_lock lock_;
+  spin_lock lock_{lock_level::event_queue};
   ilist<detail::evq_link, &detail::evq_link::link> waiters_ ABSL_GUARDED_BY(lock_);
   std::atomic<std::size_t> nwaiters_{0};
   sharded_counters<kCount, 8> stats_;
