@@ -15,6 +15,7 @@
 #include "ueq/ceq/ceq.hpp"
 #include "ueq/ceq/evq/event_queue.hpp"
 #include "ueq/runtime/trace.hpp"
+#include "ueq/taps/tap.hpp"
 
 namespace {
 
@@ -34,11 +35,11 @@ UEQ_BENCH(trace, "the per-stage event trace: its cost when off and when on") {
         [&] {
           const std::uint64_t t0 = now_ns();
           for (std::uint64_t i = 0; i < iters; ++i) {
-            ueq::trace(ueq::trace_stage::tap, 0, i);
+            ueq::trace(ueq::trace_stages::tap, 0, i);
             (void)q->post(0, 1ull << (i & 7));
-            ueq::trace(ueq::trace_stage::post, 0, i);
-            ueq::trace(ueq::trace_stage::wake, 0, i);
-            ueq::trace(ueq::trace_stage::consume, 0, i);
+            ueq::trace(ueq::trace_stages::post, 0, i);
+            ueq::trace(ueq::trace_stages::wake, 0, i);
+            ueq::trace(ueq::trace_stages::consume, 0, i);
           }
           return double(now_ns() - t0) / iters;
         },

@@ -91,28 +91,28 @@ std::size_t round_capacity(std::size_t n) {
 
 }  // namespace
 
-const char* trace_stage_name(trace_stage s) noexcept {
-  switch (s) {
-    case trace_stage::host_event:
-      return "host_event";
-    case trace_stage::tap:
-      return "tap";
-    case trace_stage::post:
-      return "post";
-    case trace_stage::wake:
-      return "wake";
-    case trace_stage::consume:
-      return "consume";
-  }
-  return "?";
+namespace {
+// Stage names by number, learnt from the records (a stage's name is a
+// string literal of the layer that declares it). relaxed: every writer
+// stores the same pointer for a number.
+std::atomic<const char*> g_stage_names[kTraceMaxStages];
+}  // namespace
+
+const char* trace_stage_name(std::uint8_t n) noexcept {
+  const char* name =
+      n < kTraceMaxStages ? g_stage_names[n].load(std::memory_order_relaxed) : nullptr;
+  return name ? name : "?";
 }
 
 namespace detail {
 
-void trace_slow(mono_ns ts, trace_stage stage, std::uint32_t id, std::uint64_t aux,
+void trace_slow(mono_ns ts, const trace_stage& stage, std::uint32_t id, std::uint64_t aux,
                 std::uint64_t obj) noexcept {
   buffer* b = g_buf.load(std::memory_order_acquire);
   if (!b) return;
+  if (stage.number < kTraceMaxStages &&
+      g_stage_names[stage.number].load(std::memory_order_relaxed) == nullptr)
+    g_stage_names[stage.number].store(stage.name, std::memory_order_relaxed);
   const std::uint64_t claim = b->next.fetch_add(1, std::memory_order_relaxed);
   const std::uint64_t idx = claim & kIndexMask;
   if (idx >= b->limit.load(std::memory_order_relaxed) || idx >= b->cap) {
@@ -135,7 +135,7 @@ void trace_slow(mono_ns ts, trace_stage stage, std::uint32_t id, std::uint64_t a
   c.ts.store(ts, std::memory_order_relaxed);
   c.aux.store(aux, std::memory_order_relaxed);
   c.obj.store(obj, std::memory_order_relaxed);
-  c.meta.store(std::uint64_t{id} | thread << 32 | std::uint64_t(stage) << 56,
+  c.meta.store(std::uint64_t{id} | thread << 32 | std::uint64_t{stage.number} << 56,
                std::memory_order_relaxed);
   // release: the reader's acquire load of this tag sees the fields above.
   c.tag.store(claim << 1, std::memory_order_release);
@@ -207,7 +207,7 @@ std::vector<trace_record> trace_snapshot() {
     r.seq = i;
     r.id = static_cast<std::uint32_t>(meta);
     r.thread = static_cast<std::uint32_t>((meta >> 32) & 0xffffffu);
-    r.stage = static_cast<trace_stage>(meta >> 56);
+    r.stage = static_cast<std::uint8_t>(meta >> 56);
     out.push_back(r);
   }
   std::sort(out.begin(), out.end(), [](const trace_record& a, const trace_record& b) {

@@ -370,8 +370,8 @@ struct tap_service::impl {
     const std::uint32_t bits = ev.events & t.filter;
     if (trace_ts) {
       const auto fd = static_cast<std::uint64_t>(t.fd);
-      trace_at(trace_ts, trace_stage::host_event, t.id, ev.events, fd);
-      if (bits) trace(trace_stage::tap, t.id, bits, fd);
+      trace_at(trace_ts, trace_stages::host_event, t.id, ev.events, fd);
+      if (bits) trace(trace_stages::tap, t.id, bits, fd);
     }
     if (bits && t.queue->post(t.id, bits, t.data).ok()) stats.add(kPosts);
   }

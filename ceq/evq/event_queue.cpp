@@ -97,7 +97,7 @@ status event_queue::post(std::uint32_t id, std::uint64_t bits, std::uint64_t blo
   if (!s.ok()) return s;
   stats_.add(kPosts);
   if (trace_ts)
-    trace_at(trace_ts, trace_stage::post, id, fresh ? bits : bits | kTraceCoalesced,
+    trace_at(trace_ts, trace_stages::post, id, fresh ? bits : bits | kTraceCoalesced,
              reinterpret_cast<std::uintptr_t>(this));
   if (fresh) {
     notify(id);
@@ -125,7 +125,7 @@ void event_queue::notify(std::uint32_t id) noexcept {
   if (woken) {
     stats_.add(kWakeups, woken);
     if (trace_ts)
-      trace_at(trace_ts, trace_stage::wake, id, woken, reinterpret_cast<std::uintptr_t>(this));
+      trace_at(trace_ts, trace_stages::wake, id, woken, reinterpret_cast<std::uintptr_t>(this));
   }
 }
 
@@ -137,7 +137,7 @@ bool event_queue::wake_one_waiter() noexcept {
       stats_.add(kWakeups);
       // A hand-off is for no particular message: id kTraceNoId.
       if (trace_ts)
-        trace_at(trace_ts, trace_stage::wake, kTraceNoId, 1,
+        trace_at(trace_ts, trace_stages::wake, kTraceNoId, 1,
                  reinterpret_cast<std::uintptr_t>(this));
       return true;
     }
@@ -178,7 +178,7 @@ std::size_t event_queue::drain(std::span<event_msg> out) noexcept {
   if (trace_enabled() && n) {
     const mono_ns now = monotonic_now();
     for (std::size_t i = 0; i < n; ++i)
-      trace_at(now, trace_stage::consume, out[i].id, out[i].bits,
+      trace_at(now, trace_stages::consume, out[i].id, out[i].bits,
                reinterpret_cast<std::uintptr_t>(this));
   }
   return n;

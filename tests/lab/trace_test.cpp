@@ -62,13 +62,14 @@ event_msg deliver_one(event_queue& q, int writer) {
 
 // Every stage of the event appears, in this order, each once.
 void require_all_stages_in_order(const std::vector<trace_record>& rs, const event_queue& q) {
-  const trace_stage want[] = {trace_stage::host_event, trace_stage::tap, trace_stage::post,
-                              trace_stage::wake, trace_stage::consume};
+  const trace_stage want[] = {trace_stages::host_event, trace_stages::tap, trace_stages::post,
+                              trace_stages::wake, trace_stages::consume};
   INFO("records for the id: " << rs.size());
   REQUIRE(rs.size() == 5);
   for (std::size_t i = 0; i < 5; ++i) {
     INFO("record " << i << " is " << trace_stage_name(rs[i].stage));
-    CHECK(rs[i].stage == want[i]);
+    CHECK(rs[i].stage == want[i].number);
+    CHECK(std::string(trace_stage_name(rs[i].stage)) == want[i].name);
     if (i) CHECK(rs[i].ts >= rs[i - 1].ts);
   }
   const auto qaddr = reinterpret_cast<std::uintptr_t>(&q);
@@ -151,7 +152,7 @@ TEST_CASE(
   CHECK(st.recorded == 1024);
   CHECK(st.dropped == 3000 - 1024);
   for (std::size_t i = 0; i < rs.size(); ++i) {
-    CHECK(rs[i].stage == trace_stage::post);
+    CHECK(rs[i].stage == trace_stages::post.number);
     CHECK(rs[i].id == i);  // the first ones, in order
   }
   while (q->try_get(m)) {
@@ -169,7 +170,7 @@ TEST_CASE("trace: concurrent writers, sessions restarted under them, never a tor
       while (!stop.load(std::memory_order_relaxed)) {
         const std::uint32_t id = (static_cast<std::uint32_t>(w) << 24) | (i++ & 0xffffff);
         // aux and obj are functions of id: a mix of two records shows.
-        trace(trace_stage::tap, id, std::uint64_t{id} * 3, std::uint64_t{id} ^ 0x5555);
+        trace(trace_stages::tap, id, std::uint64_t{id} * 3, std::uint64_t{id} ^ 0x5555);
       }
     });
   const int sessions = static_cast<int>(ueq::test::scaled(200));
@@ -178,7 +179,7 @@ TEST_CASE("trace: concurrent writers, sessions restarted under them, never a tor
     std::this_thread::yield();
     if (s % 3 == 0) trace_stop();
     for (const trace_record& r : trace_snapshot())
-      if (r.stage != trace_stage::tap || r.aux != std::uint64_t{r.id} * 3 ||
+      if (r.stage != trace_stages::tap.number || r.aux != std::uint64_t{r.id} * 3 ||
           r.obj != (std::uint64_t{r.id} ^ 0x5555))
         bad.fetch_add(1);
   }

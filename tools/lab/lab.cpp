@@ -11,7 +11,9 @@
 #include <cstdlib>
 
 #include "runner.hpp"
+#include "ueq/ceq/evq/event_queue.hpp"
 #include "ueq/runtime/trace.hpp"
+#include "ueq/taps/tap.hpp"
 
 namespace ueq::lab {
 
@@ -196,29 +198,36 @@ void context::trace_end() {
   }
   // Per-stage delays of complete deliveries: for each consume, the latest
   // host/tap/post/wake of the same id since that id's previous consume.
+  // The path's stages by number: host_event, tap, post, wake, consume.
+  constexpr int kPost = trace_stages::post.number;
+  constexpr int kWake = trace_stages::wake.number;
+  constexpr int kConsume = trace_stages::consume.number;
+  constexpr int kStages = kConsume + 1;
+  static_assert(trace_stages::host_event.number == 0 && trace_stages::tap.number == 1 &&
+                kPost == 2 && kWake == 3);
   struct chain {
-    mono_ns at[kTraceStages] = {0, 0, 0, 0, 0};
+    mono_ns at[kStages] = {};
   };
   std::map<std::uint32_t, chain> open;
-  std::vector<double> d[kTraceStages];  // d[k]: stage k-1 -> k; d[0]: post -> consume
+  std::vector<double> d[kStages];  // d[k]: stage k-1 -> k; d[0]: post -> consume
   for (const trace_record& r : rs) {
-    const int s = static_cast<int>(r.stage);
-    if (r.stage != trace_stage::consume) {
-      open[r.id].at[s] = r.ts;
+    if (r.stage >= kStages) continue;  // a stage of no delivery path
+    if (r.stage != kConsume) {
+      open[r.id].at[r.stage] = r.ts;
       continue;
     }
     chain c = open[r.id];
     open.erase(r.id);
-    if (!c.at[2]) continue;  // no post seen: not a whole delivery
+    if (!c.at[kPost]) continue;  // no post seen: not a whole delivery
     // A wake stamped before this post belongs to an earlier delivery (a
     // waiter that took that message on its re-check while still registered
     // was woken after it had consumed): not this delivery's wake.
-    if (c.at[3] < c.at[2]) c.at[3] = 0;
-    d[0].push_back(static_cast<double>(r.ts - c.at[2]));
-    c.at[4] = r.ts;
-    for (int k = 1; k < kTraceStages; ++k) {
+    if (c.at[kWake] < c.at[kPost]) c.at[kWake] = 0;
+    d[0].push_back(static_cast<double>(r.ts - c.at[kPost]));
+    c.at[kConsume] = r.ts;
+    for (int k = 1; k < kStages; ++k) {
       // wake -> consume needs a wake; without one the step is post -> consume.
-      if (k == 4 && !c.at[3]) continue;
+      if (k == kConsume && !c.at[kWake]) continue;
       if (c.at[k - 1] && c.at[k] && c.at[k] >= c.at[k - 1])
         d[k].push_back(static_cast<double>(c.at[k] - c.at[k - 1]));
     }
@@ -227,7 +236,7 @@ void context::trace_end() {
                                        "post_to_wake", "wake_to_consume"};
   row& r = add_row("stages");
   r.set("deliveries", d[0].size());
-  for (int k = 1; k < kTraceStages; ++k) {
+  for (int k = 1; k < kStages; ++k) {
     std::sort(d[k].begin(), d[k].end());
     r.set(std::string(kNames[k]) + "_median_ns", d[k].empty() ? NAN : d[k][d[k].size() / 2]);
   }

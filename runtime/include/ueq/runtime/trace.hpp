@@ -6,8 +6,8 @@
 //   -> consume (a consumer took the message out of the event queue)
 // with a CLOCK_MONOTONIC timestamp per stage, into a bounded process-wide
 // buffer that a tool (ueq-lab) reads afterwards. The modules above runtime/
-// (taps/, ceq/) call the trace points; runtime/ owns the buffer, so nothing
-// points up.
+// (taps/, ceq/) declare their stages and call the trace points; runtime/
+// owns the buffer and knows no stage by name, so nothing points up.
 //
 // Cost when off: the trace is switched on and off at run time. A trace point
 // that is off is one relaxed load of a process-wide word and a branch
@@ -52,19 +52,24 @@
 
 namespace ueq {
 
-enum class trace_stage : std::uint8_t {
-  host_event,  // the tap service took the event from the host backend
-  tap,         // a tap's filter matched: it is about to post
-  post,        // an event queue's mailbox took the message
-  wake,        // the post woke waiters of the queue
-  consume,     // a consumer took the message from the queue
+// One stage of an event's path. The layer that emits a stage declares it,
+// number and name, beside its trace points (namespace ueq::trace_stages:
+// host_event and tap in ueq/taps/tap_service.hpp; post, wake and consume
+// in ueq/ceq/evq/event_queue.hpp). Numbers follow the path (taps 0-1,
+// event queues 2-4), so ordering one event's records by stage number
+// orders its path. runtime/ stores the number and learns each name from
+// the first record of its stage.
+struct trace_stage {
+  std::uint8_t number;
+  const char* name;
 };
-inline constexpr int kTraceStages = 5;
+inline constexpr int kTraceMaxStages = 16;
 // aux of a post that only merged into a pending message (CEQ, bitmap).
 inline constexpr std::uint64_t kTraceCoalesced = std::uint64_t{1} << 63;
 // id of a wake that hands a wake-one queue's wakeup on (for no one message).
 inline constexpr std::uint32_t kTraceNoId = 0xffffffffu;
-const char* trace_stage_name(trace_stage s) noexcept;
+// The name of stage number `n` ("?" for a number not recorded yet).
+const char* trace_stage_name(std::uint8_t n) noexcept;
 
 struct trace_record {
   mono_ns ts = 0;            // CLOCK_MONOTONIC ns when the stage happened
@@ -73,7 +78,7 @@ struct trace_record {
   std::uint64_t obj = 0;     // where: queue address, or fd
   std::uint32_t id = 0;      // the event message's id
   std::uint32_t thread = 0;  // this_thread_index() of the recording thread
-  trace_stage stage = trace_stage::host_event;
+  std::uint8_t stage = 0;    // the stage's number (trace_stage_name)
 };
 
 struct trace_stats {
@@ -89,7 +94,7 @@ namespace detail {
 // trace points: the switch orders nothing; a trace point that sees it on
 // finds the buffer through an acquire load (trace.cpp).
 inline constinit std::atomic<std::uint32_t> g_trace_on{0};
-void trace_slow(mono_ns ts, trace_stage stage, std::uint32_t id, std::uint64_t aux,
+void trace_slow(mono_ns ts, const trace_stage& stage, std::uint32_t id, std::uint64_t aux,
                 std::uint64_t obj) noexcept;
 }  // namespace detail
 
@@ -97,13 +102,13 @@ inline bool trace_enabled() noexcept {
   return __builtin_expect(detail::g_trace_on.load(std::memory_order_relaxed) != 0, 0);
 }
 // A trace point: records `stage` of event `id` now, if the trace is on.
-inline void trace(trace_stage stage, std::uint32_t id, std::uint64_t aux = 0,
+inline void trace(const trace_stage& stage, std::uint32_t id, std::uint64_t aux = 0,
                   std::uint64_t obj = 0) noexcept {
   if (trace_enabled()) detail::trace_slow(monotonic_now(), stage, id, aux, obj);
 }
 // The same with a timestamp taken earlier (by a caller that read the clock
 // before the act the stage describes; see the header comment).
-inline void trace_at(mono_ns ts, trace_stage stage, std::uint32_t id, std::uint64_t aux = 0,
+inline void trace_at(mono_ns ts, const trace_stage& stage, std::uint32_t id, std::uint64_t aux = 0,
                      std::uint64_t obj = 0) noexcept {
   if (trace_enabled()) detail::trace_slow(ts, stage, id, aux, obj);
 }

@@ -63,9 +63,19 @@
 #include "ueq/ceq/evq/event_queue.hpp"
 #include "ueq/runtime/clock.hpp"
 #include "ueq/runtime/result.hpp"
+#include "ueq/runtime/trace.hpp"
 #include "ueq/taps/backend.hpp"
 
 namespace ueq {
+
+// The taps' stages of an event's path (ueq/runtime/trace.hpp), before the
+// event queues' post, wake and consume.
+namespace trace_stages {
+// The tap service took the event from the host backend.
+inline constexpr trace_stage host_event{0, "host_event"};
+// A tap's filter matched: it is about to post.
+inline constexpr trace_stage tap{1, "tap"};
+}  // namespace trace_stages
 
 inline constexpr std::uint32_t kTapReadable = 0x001;
 inline constexpr std::uint32_t kTapPriority = 0x002;

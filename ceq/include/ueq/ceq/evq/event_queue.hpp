@@ -57,6 +57,7 @@
 #include "ueq/runtime/ilist.hpp"
 #include "ueq/runtime/result.hpp"
 #include "ueq/runtime/sharded_counters.hpp"
+#include "ueq/runtime/trace.hpp"
 
 namespace ueq {
 
@@ -79,6 +80,14 @@ struct evq_counters {
 
 class event_queue;
 using event_queue_ptr = std::shared_ptr<event_queue>;
+
+// The event queues' stages of an event's path (ueq/runtime/trace.hpp), after
+// the taps' host_event and tap.
+namespace trace_stages {
+inline constexpr trace_stage post{2, "post"};        // a mailbox took the message
+inline constexpr trace_stage wake{3, "wake"};        // the post woke waiters of the queue
+inline constexpr trace_stage consume{4, "consume"};  // a consumer took the message
+}  // namespace trace_stages
 
 namespace detail {
 class evq_waiter;
