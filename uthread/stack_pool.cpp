@@ -3,7 +3,11 @@
 // Shared state: pool() (process-wide, never freed: uthreads may end during
 // static destruction), all under its lock:
 //   free        size -> stacks released and ready for reuse (LIFO).
-//   carve       size -> the slab being carved: next free address, stacks left.
+//   carve       size -> the slab being carved: next free address, stacks
+//               left, and how many stacks of that size exist.
+// allocate() reserves room in free[size] for every stack of the size it
+// carves, so release() (noexcept, with no error to return) never allocates;
+// allocate() reports a failed allocation as out of memory instead.
 //   guard_budget  how many stacks may have a guard page (stats.guarded
 //               counts those that have one).
 //   stats       counters.
@@ -16,6 +20,7 @@
 
 #include <cstdio>
 #include <mutex>
+#include <new>
 #include <unordered_map>
 #include <vector>
 
@@ -29,6 +34,7 @@ constexpr std::size_t kSlabBytes = std::size_t{8} << 20;  // 8 MiB of stacks per
 struct carve_state {
   char* next = nullptr;
   std::size_t left = 0;
+  std::size_t made = 0;  // stacks of this size carved, in use or free
 };
 
 struct pool_state {
@@ -62,19 +68,15 @@ std::size_t page_size() {
   return ps;
 }
 
-}  // namespace
-
-stack_slot allocate(std::size_t size) noexcept {
-  const std::size_t ps = page_size();
-  size = (size + ps - 1) & ~(ps - 1);
+// allocate() under the pool's lock; throws std::bad_alloc if a free list or
+// a map node cannot grow.
+stack_slot allocate_locked(pool_state& p, std::size_t size, std::size_t ps) {
   const std::size_t stride = size + ps;  // one guard (or canary) page below
-  auto& p = pool();
-  lock_guard<spin_lock> g(p.lock);
   // The last size asked for (nearly always the default) skips the hash.
   // unordered_map nodes are stable, so the cached pointer stays valid.
   if (size != p.last_size) {
-    p.last_size = size;
     p.last_free = &p.free[size];
+    p.last_size = size;
   }
   auto& fl = *p.last_free;
   if (!fl.empty()) {
@@ -87,11 +89,14 @@ stack_slot allocate(std::size_t size) noexcept {
   carve_state& c = p.carve[size];
   if (c.left == 0) {
     const std::size_t n = stride >= kSlabBytes ? 1 : kSlabBytes / stride;
+    // Room for every stack of the size on the free list, before they exist.
+    fl.reserve(c.made + n);
     void* m = mmap(nullptr, n * stride, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (m == MAP_FAILED) return {};
     c.next = static_cast<char*>(m);
     c.left = n;
+    c.made += n;
     ++p.stats.slabs;
   }
   char* lo = c.next;
@@ -114,10 +119,26 @@ stack_slot allocate(std::size_t size) noexcept {
   return s;
 }
 
+}  // namespace
+
+stack_slot allocate(std::size_t size) noexcept {
+  const std::size_t ps = page_size();
+  size = (size + ps - 1) & ~(ps - 1);
+  auto& p = pool();
+  lock_guard<spin_lock> g(p.lock);
+  try {
+    return allocate_locked(p, size, ps);
+  } catch (const std::bad_alloc&) {
+    return {};  // a free list or a map node could not grow
+  }
+}
+
 void release(const stack_slot& s) noexcept {
   auto& p = pool();
   lock_guard<spin_lock> g(p.lock);
-  p.free[s.size].push_back(s);
+  // No allocation: allocate() made the list and reserved room for every
+  // stack of the size.
+  p.free.find(s.size)->second.push_back(s);
   ++p.stats.free_stacks;
 }
 
