@@ -49,7 +49,7 @@ result<event_queue_ptr> event_queue::create_messages(const evq_options& o) {
   return q;
 }
 
-event_queue::event_queue(mailbox mb, const evq_options& o)
+event_queue::event_queue(mailbox_ptr mb, const evq_options& o)
     : mb_(std::move(mb)), policy_(o.notify), name_(o.name) {}
 
 event_queue::~event_queue() = default;  // no waiter can be linked: each holds a reference
@@ -75,25 +75,9 @@ status event_queue::post(std::uint32_t id, std::uint64_t bits, std::uint64_t blo
   // Trace: the post's timestamp is taken before the mailbox publishes it,
   // so a consumer that takes the message at once still stamps it later.
   const mono_ns trace_ts = trace_enabled() ? monotonic_now() : 0;
-  bool fresh = true;  // did this post create a message (vs merge into one)?
-  status s;
-  switch (mb_.index()) {
-    case 0: {
-      ceq_post_status st;
-      s = std::get<0>(mb_)->post(id, bits, blob, st);
-      fresh = st != ceq_post_status::coalesced;
-      break;
-    }
-    case 1: {
-      bool coalesced;
-      s = std::get<1>(mb_)->post(id, coalesced);
-      fresh = !coalesced;
-      break;
-    }
-    default:
-      s = std::get<2>(mb_)->post({id, bits, blob});
-      break;
-  }
+  bool coalesced;  // merged into a pending message: nobody to wake
+  const status s = visit_mailbox([&](auto& m) { return m.post({id, bits, blob}, coalesced); });
+  const bool fresh = !coalesced;
   if (!s.ok()) return s;
   stats_.add(kPosts);
   if (trace_ts)
@@ -163,18 +147,7 @@ bool event_queue::try_get(event_msg& out) noexcept {
 }
 
 std::size_t event_queue::drain(std::span<event_msg> out) noexcept {
-  std::size_t n;
-  switch (mb_.index()) {
-    case 0:
-      n = std::get<0>(mb_)->get_batch(out);
-      break;
-    case 1:
-      n = std::get<1>(mb_)->get_batch(out);
-      break;
-    default:
-      n = std::get<2>(mb_)->get_batch(out);
-      break;
-  }
+  const std::size_t n = visit_mailbox([&](auto& m) { return m.get_batch(out); });
   if (trace_enabled() && n) {
     const mono_ns now = monotonic_now();
     for (std::size_t i = 0; i < n; ++i)
@@ -185,14 +158,7 @@ std::size_t event_queue::drain(std::span<event_msg> out) noexcept {
 }
 
 bool event_queue::empty() const noexcept {
-  switch (mb_.index()) {
-    case 0:
-      return std::get<0>(mb_)->empty();
-    case 1:
-      return std::get<1>(mb_)->empty();
-    default:
-      return std::get<2>(mb_)->empty();
-  }
+  return visit_mailbox([](const auto& m) { return m.empty(); });
 }
 
 std::size_t event_queue::dispatch(std::size_t max) {
@@ -236,7 +202,7 @@ std::string event_queue::dump() const {
       policy_ == notify_policy::wake_all ? "wake_all" : "wake_one", closed(), waiters(), empty(),
       c.posts, c.wakeups, c.spurious_wakeups, c.timeouts);
   std::string out = line;
-  if (mb_.index() == 0) out += std::get<0>(mb_)->dump(8);
+  if (const auto* c = std::get_if<0>(&mb_)) out += (*c)->dump(8);  // the CEQ's slots
   return out;
 }
 

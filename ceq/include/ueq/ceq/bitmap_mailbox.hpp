@@ -48,6 +48,8 @@ class bitmap_mailbox {
     return post(id, coalesced);
   }
   status post(std::uint32_t id, bool& coalesced) noexcept;
+  // The mailbox interface (event.hpp): only m.id is kept.
+  status post(const event_msg& m, bool& coalesced) noexcept { return post(m.id, coalesced); }
   bool get(event_msg& out) noexcept;
   std::size_t get_batch(std::span<event_msg> out) noexcept;
   bool empty() const noexcept;
@@ -66,5 +68,7 @@ class bitmap_mailbox {
   alignas(kCacheLine) std::atomic<std::int64_t> pending_{0};
   sharded_counters<kCount, 8> stats_;
 };
+
+static_assert(mailbox<bitmap_mailbox>);
 
 }  // namespace ueq

@@ -116,6 +116,14 @@ class ceq {
   }
   inline status post(std::uint32_t id, std::uint64_t bits, std::uint64_t blob,
                      ceq_post_status& st) noexcept;
+  // The mailbox interface (event.hpp): post m; `coalesced` says whether it
+  // only merged into a pending message.
+  status post(const event_msg& m, bool& coalesced) noexcept {
+    ceq_post_status st;
+    const status s = post(m.id, m.bits, m.blob, st);
+    coalesced = st == ceq_post_status::coalesced;
+    return s;
+  }
 
   // Takes one message. false = the CEQ is empty (see Guarantees).
   bool get(ceq_event& out) noexcept;
@@ -254,5 +262,7 @@ inline status ceq::post(std::uint32_t id, std::uint64_t bits, std::uint64_t blob
   post_publish(s, id, st);
   return {};
 }
+
+static_assert(mailbox<ceq>);
 
 }  // namespace ueq

@@ -8,10 +8,26 @@
 //         payload word (the message queue keeps it whole)
 //   blob  one more word of payload; a CEQ keeps only the latest per ID
 //
-// Thread-safety: a plain value type.
+// The mailboxes (the CEQ, the bitmap, the message queue) share one
+// interface, which event_queue drives without knowing which it holds:
+//   status post(const event_msg& m, bool& coalesced) noexcept
+//       takes m; coalesced = it only merged into a pending message (no new
+//       message for a consumer, so no waiter needs waking)
+//   std::size_t get_batch(std::span<event_msg> out) noexcept
+//       takes up to out.size() messages; 0 = empty
+//   bool empty() const noexcept
+//       a snapshot: nothing pending
+// The `mailbox` concept states it; each mailbox's header checks itself.
+//
+// Thread-safety: event_msg is a plain value type.
 #pragma once
 
+#include <concepts>
+#include <cstddef>
 #include <cstdint>
+#include <span>
+
+#include "ueq/runtime/result.hpp"
 
 namespace ueq {
 
@@ -19,6 +35,17 @@ struct event_msg {
   std::uint32_t id = 0;
   std::uint64_t bits = 0;
   std::uint64_t blob = 0;
+};
+
+template <class M>
+concept mailbox = requires(M& m, const M& cm, const event_msg& e, bool& coalesced,
+                           std::span<event_msg> out) {
+  { m.post(e, coalesced) }
+  noexcept->std::same_as<status>;
+  { m.get_batch(out) }
+  noexcept->std::same_as<std::size_t>;
+  { cm.empty() }
+  noexcept->std::same_as<bool>;
 };
 
 }  // namespace ueq

@@ -38,6 +38,11 @@ class message_queue {
 
   // ENOMEM: the buffer had to grow and could not.
   status post(const event_msg& m) noexcept;
+  // The mailbox interface (event.hpp): a message queue never coalesces.
+  status post(const event_msg& m, bool& coalesced) noexcept {
+    coalesced = false;
+    return post(m);
+  }
   bool get(event_msg& out) noexcept;
   std::size_t get_batch(std::span<event_msg> out) noexcept;
   bool empty() const noexcept { return size() == 0; }
@@ -56,5 +61,7 @@ class message_queue {
   std::atomic<std::size_t> count_{0};
   std::atomic<std::uint64_t> posts_{0};  // statistics only: relaxed
 };
+
+static_assert(mailbox<message_queue>);
 
 }  // namespace ueq

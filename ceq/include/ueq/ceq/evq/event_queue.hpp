@@ -144,7 +144,7 @@ class event_queue {
 
   notify_policy policy() const noexcept { return policy_; }
   const std::string& name() const noexcept { return name_; }
-  // The mailbox, for what is specific to it (CEQ user data, counters, dump).
+  // The mailbox, for what is specific to it (its counters, a CEQ's dump).
   // nullptr if the queue has a different kind of mailbox.
   ueq::ceq* as_ceq() noexcept;
   bitmap_mailbox* as_bitmap() noexcept;
@@ -164,13 +164,26 @@ class event_queue {
   void note_timeout() noexcept { stats_.add(kTimeouts); }
 
  private:
-  using mailbox = std::variant<std::unique_ptr<ueq::ceq>, std::unique_ptr<bitmap_mailbox>,
-                               std::unique_ptr<message_queue>>;
-  event_queue(mailbox mb, const evq_options& o);
+  using mailbox_ptr = std::variant<std::unique_ptr<ueq::ceq>, std::unique_ptr<bitmap_mailbox>,
+                                   std::unique_ptr<message_queue>>;
+  event_queue(mailbox_ptr mb, const evq_options& o);
   void notify(std::uint32_t id) noexcept;
+  // Calls f with the mailbox, whichever kind it is: the one place that
+  // tells them apart (they share the `mailbox` interface, event.hpp).
+  template <class F>
+  decltype(auto) visit_mailbox(F&& f) const {
+    switch (mb_.index()) {
+      case 0:
+        return f(**std::get_if<0>(&mb_));
+      case 1:
+        return f(**std::get_if<1>(&mb_));
+      default:
+        return f(**std::get_if<2>(&mb_));
+    }
+  }
   enum { kPosts, kWakeups, kSpurious, kTimeouts, kCount };
 
-  mailbox mb_;
+  mailbox_ptr mb_;
   const notify_policy policy_;
   const std::string name_;
   handler_fn handler_;
