@@ -215,6 +215,9 @@ inline void annotate_direct_arrived(uthread* to) noexcept {
 }
 // Uthread -> scheduler (dying: the uthread's fake stack can go).
 inline void annotate_leave(vcore_ctx* vc, uthread* u, bool dying) noexcept {
+  // A uthread that blocks (or ends) holding an ordered lock could go on
+  // on another thread and release it there (lock_order.hpp).
+  if constexpr (detail::kCheckLockOrder) detail::lock_order_expect_none("a uthread leaving");
 #ifdef UEQ_TSAN
   __tsan_switch_to_fiber(vc->tsan_sched, 0);
 #endif

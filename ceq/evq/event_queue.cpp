@@ -1,10 +1,11 @@
 // Event queues: a mailbox plus the waiters blocked on it.
 //
-// Locking: one spin lock per queue (lock_) guards the waiter list (head_,
-// tail_, and every link's prev/next while it is on the list) and the writes
-// of nwaiters_. Nothing that can block runs under it; waking a waiter
-// (unpark) is done under it, which is a few atomic operations. A waiter that
-// blocks on several queues takes their locks one at a time, never nested.
+// Locking: one spin lock per queue (lock_) guards the waiter list (waiters_,
+// and every link while it is on the list) and the writes of nwaiters_.
+// Nothing that can block runs under it; waking a waiter (unpark) is done
+// under it, which is a few atomic operations and possibly the scheduler's
+// run-queue lock. A waiter that blocks on several queues takes their locks
+// one at a time, never nested.
 //
 // The lost-wakeup handshake (store-then-load on both sides, so seq_cst):
 //   producer: publish into mailbox ; fence(seq_cst) ; load nwaiters_
@@ -75,7 +76,7 @@ status event_queue::post(std::uint32_t id, std::uint64_t bits, std::uint64_t blo
   // Trace: the post's timestamp is taken before the mailbox publishes it,
   // so a consumer that takes the message at once still stamps it later.
   const mono_ns trace_ts = trace_enabled() ? monotonic_now() : 0;
-  bool coalesced;  // merged into a pending message: nobody to wake
+  bool coalesced = false;  // merged into a pending message: nobody to wake
   const status s = visit_mailbox([&](auto& m) { return m.post({id, bits, blob}, coalesced); });
   const bool fresh = !coalesced;
   if (!s.ok()) return s;

@@ -67,6 +67,7 @@ void counting_yield() noexcept {
 }  // namespace
 
 TEST_CASE("backoff spins a bounded number of rounds, then yields through the hook", "[runtime]") {
+  g_hook_calls.store(0);
   ueq::set_yield_hook(&counting_yield);
   ueq::backoff b;
   for (std::uint32_t i = 0; i < ueq::backoff::kSpinRounds; ++i)
@@ -79,6 +80,46 @@ TEST_CASE("backoff spins a bounded number of rounds, then yields through the hoo
   ueq::set_yield_hook(nullptr);  // back to sched_yield
   b.pause();
   REQUIRE(g_hook_calls.load() == 2);
+}
+
+TEST_CASE("a kernel-only backoff never calls the yield hook", "[runtime]") {
+  g_hook_calls.store(0);
+  ueq::set_yield_hook(&counting_yield);
+  ueq::backoff b(ueq::backoff::yield_to::kernel);
+  for (std::uint32_t i = 0; i < ueq::backoff::kSpinRounds + 5; ++i)
+    b.pause();
+  REQUIRE(b.yields() == 5);
+  REQUIRE(g_hook_calls.load() == 0);
+  ueq::set_yield_hook(nullptr);
+}
+
+// A spin lock's holder is always running on some thread, so its waiter
+// yields to the kernel: a uthread waiting for one while it holds another
+// must not let a second uthread run on its thread meanwhile.
+TEST_CASE("a spin_lock waiter yields to the kernel, not through the hook", "[runtime]") {
+  g_hook_calls.store(0);
+  ueq::set_yield_hook(&counting_yield);
+  ueq::spin_lock lock;
+  std::atomic<bool> held{false}, waiting{false};
+  std::thread holder([&] {
+    lock.lock();
+    held.store(true);
+    while (!waiting.load())
+      std::this_thread::yield();
+    // Long past the waiter's spin rounds (about 1 us), bounded: released
+    // early if the waiter calls the hook.
+    for (int i = 0; i < 20000 && g_hook_calls.load() == 0; ++i)
+      std::this_thread::yield();
+    lock.unlock();
+  });
+  while (!held.load())
+    std::this_thread::yield();
+  waiting.store(true);
+  lock.lock();
+  lock.unlock();
+  holder.join();
+  REQUIRE(g_hook_calls.load() == 0);
+  ueq::set_yield_hook(nullptr);
 }
 
 TEST_CASE("spin_lock excludes: a counter guarded by it is exact", "[runtime]") {

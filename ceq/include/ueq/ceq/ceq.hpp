@@ -119,9 +119,9 @@ class ceq {
   // The mailbox interface (event.hpp): post m; `coalesced` says whether it
   // only merged into a pending message.
   status post(const event_msg& m, bool& coalesced) noexcept {
-    ceq_post_status st;
+    ceq_post_status st{};  // not written by a failed post
     const status s = post(m.id, m.bits, m.blob, st);
-    coalesced = st == ceq_post_status::coalesced;
+    coalesced = s.ok() && st == ceq_post_status::coalesced;
     return s;
   }
 

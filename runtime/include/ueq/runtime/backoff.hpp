@@ -57,6 +57,13 @@ inline void yield_now() noexcept {
 
 class backoff {
  public:
+  // How it yields: through the hook (a uthread may run another uthread
+  // meanwhile), or to the kernel only (sched_yield), for waits on a party
+  // that is always running on some thread.
+  enum class yield_to : std::uint8_t { hook, kernel };
+  constexpr backoff() noexcept = default;
+  constexpr explicit backoff(yield_to y) noexcept : to_kernel_(y == yield_to::kernel) {}
+
   // Spin bursts of 1, 2, 4, ... 64 pauses (about 1 µs in all), then yield on
   // every further call.
   static constexpr std::uint32_t kSpinRounds = 7;
@@ -68,7 +75,10 @@ class backoff {
       ++round_;
     } else {
       ++yields_;
-      yield_now();
+      if (to_kernel_)
+        detail::default_yield();
+      else
+        yield_now();
     }
   }
   void reset() noexcept { round_ = 0; }
@@ -77,11 +87,15 @@ class backoff {
  private:
   std::uint32_t round_ = 0;
   std::uint32_t yields_ = 0;
+  bool to_kernel_ = false;
 };
 
 // A test-and-test-and-set lock that waits with `backoff`. For short critical
 // sections on slow paths (the CEQ's overflow recovery), never held across a
-// blocking call or a context switch.
+// blocking call or a context switch. So its holder is always running on
+// some thread, and a waiter yields to the kernel, never to another uthread:
+// a waiter that already holds a lock (nested locks) must not let another
+// uthread run on its thread while it holds that one.
 class ABSL_LOCKABLE spin_lock {
  public:
   constexpr spin_lock() noexcept = default;
@@ -90,13 +104,10 @@ class ABSL_LOCKABLE spin_lock {
 
   void lock() noexcept ABSL_EXCLUSIVE_LOCK_FUNCTION() {
     if constexpr (detail::kCheckLockOrder) detail::lock_order_check(this, level_);
-    backoff b;
     // acquire on success: the critical section must see everything the
     // previous holder wrote before its release in unlock().
-    while (locked_.exchange(true, std::memory_order_acquire)) {
-      while (locked_.load(std::memory_order_relaxed))
-        b.pause();
-    }
+    if (locked_.exchange(true, std::memory_order_acquire)) [[unlikely]]
+      lock_contended();
     if constexpr (detail::kCheckLockOrder) detail::lock_order_record(this, level_);
   }
   bool try_lock() noexcept ABSL_EXCLUSIVE_TRYLOCK_FUNCTION(true) {
@@ -114,6 +125,15 @@ class ABSL_LOCKABLE spin_lock {
   bool is_locked() const noexcept { return locked_.load(std::memory_order_relaxed); }
 
  private:
+  // The wait, out of line so that lock() stays small enough to inline.
+  [[gnu::noinline]] void lock_contended() noexcept {
+    backoff b(backoff::yield_to::kernel);
+    do {
+      while (locked_.load(std::memory_order_relaxed))
+        b.pause();
+    } while (locked_.exchange(true, std::memory_order_acquire));  // acquire: as in lock()
+  }
+
   std::atomic<bool> locked_{false};
   lock_level level_ = lock_level::unordered;
 };

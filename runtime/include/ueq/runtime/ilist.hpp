@@ -8,9 +8,8 @@
 // `basic_ilist<T, Access>`. A node is on at most one list per link at a
 // time, and the list never owns or frees it.
 //
-// Operations are O(1) except splicing, which is O(1) too (whole lists).
-// remove() needs the node to be on this list; on_list() is only a hint for
-// nodes whose link is cleared when they leave (every operation here does).
+// Every operation is O(1), splicing whole lists included. remove() needs
+// the node to be on this list. A node that leaves has its link cleared.
 //
 // Thread-safety: none of its own; the owner's lock guards the list and the
 // links of the nodes on it.

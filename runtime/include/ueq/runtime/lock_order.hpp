@@ -21,21 +21,29 @@
 //   tap_lists      a tap service's free slots, its close callbacks
 //   backend        the host poller's own lock (epoll or io_uring backend)
 //   epoll_parents  a set's parents list, taken by its post hook under
-//                  tap_slot; nests child before parent (the nesting
-//                  graph is acyclic), so it may nest in itself
+//                  tap_slot; nests child before parent. The checker lets
+//                  it nest in itself and does not check that: the order
+//                  between two sets' parents locks is the nesting graph's,
+//                  which EPOLL_CTL_ADD keeps acyclic
 //   event_queue    an event queue's waiter list
 //   mailbox        a message queue's lock, the CEQ's overflow recovery
 //   timer          the timer service's heap
 //   parker         the parker's list of followers
 //
 // Debug builds (NDEBUG not defined: the sanitizer builds, and any build
-// with -Db_ndebug=false) keep, per thread, the ordered locks it holds (a
-// leveled lock is never held across a switch to another uthread, which
-// the uthread layer checks, so a thread's stack is its running uthread's)
-// and abort with both locks' levels on an out-of-order acquire, before
+// with -Db_ndebug=false) keep, per thread, the ordered locks it holds, and
+// abort with both locks' levels on an out-of-order acquire, before
 // blocking on it. A successful try_lock cannot deadlock and is recorded
 // without the check. Release builds keep the level (one byte, so layouts
 // do not depend on NDEBUG) and check nothing.
+//
+// A thread's record is its running uthread's: no ordered lock is held
+// across a uthread switch. A spin lock's waiter yields to the kernel only,
+// a backoff under an os_mutex does not switch (the uthread yield hook),
+// and the uthread layer aborts on a switch with an ordered lock held, in
+// either direction (a uthread that blocks, or one that is switched to). A
+// signal handler's acquisitions nest inside what the interrupted code
+// holds, as they do for deadlock.
 //
 // Thread-safety: the record is thread-local.
 //

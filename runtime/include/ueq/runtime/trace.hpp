@@ -54,16 +54,21 @@ namespace ueq {
 
 // One stage of an event's path. The layer that emits a stage declares it,
 // number and name, beside its trace points (namespace ueq::trace_stages:
-// host_event and tap in ueq/taps/tap_service.hpp; post, wake and consume
+// host_event and tap in ueq/taps/tap.hpp; post, wake and consume
 // in ueq/ceq/evq/event_queue.hpp). Numbers follow the path (taps 0-1,
 // event queues 2-4), so ordering one event's records by stage number
 // orders its path. runtime/ stores the number and learns each name from
 // the first record of its stage.
+inline constexpr int kTraceMaxStages = 16;
 struct trace_stage {
+  // Declared at compile time: a number past kTraceMaxStages does not compile.
+  consteval trace_stage(int n, const char* s)
+      : number(n >= 0 && n < kTraceMaxStages ? static_cast<std::uint8_t>(n)
+                                             : throw "trace stage number out of range"),
+        name(s) {}
   std::uint8_t number;
   const char* name;
 };
-inline constexpr int kTraceMaxStages = 16;
 // aux of a post that only merged into a pending message (CEQ, bitmap).
 inline constexpr std::uint64_t kTraceCoalesced = std::uint64_t{1} << 63;
 // id of a wake that hands a wake-one queue's wakeup on (for no one message).

@@ -75,6 +75,8 @@ namespace trace_stages {
 inline constexpr trace_stage host_event{0, "host_event"};
 // A tap's filter matched: it is about to post.
 inline constexpr trace_stage tap{1, "tap"};
+// Before the event queues' stages, each number once.
+static_assert(host_event.number < tap.number && tap.number < post.number);
 }  // namespace trace_stages
 
 inline constexpr std::uint32_t kTapReadable = 0x001;

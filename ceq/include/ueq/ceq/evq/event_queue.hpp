@@ -87,6 +87,7 @@ namespace trace_stages {
 inline constexpr trace_stage post{2, "post"};        // a mailbox took the message
 inline constexpr trace_stage wake{3, "wake"};        // the post woke waiters of the queue
 inline constexpr trace_stage consume{4, "consume"};  // a consumer took the message
+static_assert(post.number < wake.number && wake.number < consume.number);
 }  // namespace trace_stages
 
 namespace detail {
@@ -171,7 +172,7 @@ class event_queue {
   // Calls f with the mailbox, whichever kind it is: the one place that
   // tells them apart (they share the `mailbox` interface, event.hpp).
   template <class F>
-  decltype(auto) visit_mailbox(F&& f) const {
+  decltype(auto) visit_mailbox(F&& f) {
     switch (mb_.index()) {
       case 0:
         return f(**std::get_if<0>(&mb_));
@@ -180,6 +181,11 @@ class event_queue {
       default:
         return f(**std::get_if<2>(&mb_));
     }
+  }
+  template <class F>
+  decltype(auto) visit_mailbox(F&& f) const {
+    return const_cast<event_queue*>(this)->visit_mailbox(
+        [&f](const auto& m) -> decltype(auto) { return f(m); });
   }
   enum { kPosts, kWakeups, kSpurious, kTimeouts, kCount };
 
