@@ -3,7 +3,6 @@
 #include <poll.h>
 #include <sched.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "registry.hpp"
@@ -36,13 +35,9 @@ result<std::shared_ptr<epoll_set>> epoll_set::create(int flags) {
   if (!q) return q.error();
   std::unique_ptr<impl> p(new (std::nothrow) impl);
   if (!p) return errno_code(ENOMEM);
-  auto wakeq = event_queue::create_bitmap(1);
-  if (!wakeq) return wakeq.error();
-  p->wakeq = std::move(*wakeq);
-  // The hidden eventfd first (then moved high), so the program's epoll fd
-  // gets the number Linux would have given it.
-  p->evfd = hide_fd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-  if (p->evfd < 0) return errno_code(errno);
+  // The signal's eventfd first (then moved high), so the program's epoll
+  // fd gets the number Linux would have given it.
+  if (status s = p->sig.init(*svc); !s.ok()) return s.code();
   const int efd = k_epoll_create1(flags & EPOLL_CLOEXEC);
   if (efd < 0) return errno_code(errno);
   // The kernel gave us this number, so whatever ueq knew under it belongs to
@@ -57,7 +52,7 @@ result<std::shared_ptr<epoll_set>> epoll_set::create(int flags) {
   // set); the host poller's fd is watched below, by the first sets.
   epoll_event watch{};
   watch.events = EPOLLIN;
-  if (k_epoll_ctl(efd, EPOLL_CTL_ADD, p->evfd, &watch) != 0) {
+  if (k_epoll_ctl(efd, EPOLL_CTL_ADD, p->sig.fd(), &watch) != 0) {
     const int e = errno;
     ::close(efd);
     return errno_code(e);
@@ -223,8 +218,7 @@ status ctl_full(epoll_set& self, int op, int fd, const epoll_event* event) {
       e.keeps_posted = S_ISREG(st.st_mode);
       if (child) {
         add_edge(&p, child);
-        lock_guard<spin_lock> pg(child->parents_lock);
-        child->parents.emplace_back(&p, fd);
+        child->sig.listen(p.q.get(), static_cast<std::uint32_t>(fd));
       }
       reg().members[fd].insert(&p);
       // Readiness is evaluated at ADD.
@@ -361,13 +355,13 @@ result<int> epoll_set::impl::wait(int number, std::span<epoll_event> buf, int li
       lock_guard<os_mutex> g(reg().mu);
       unwatch_host(*this);
     }
-    // A uthread parks alone on wakeq, which every "now pending" posts to;
+    // A uthread parks alone on the signal's queue, which every raise posts;
     // the idle vcores poll the host meanwhile. A post after our harvest
     // left its bit there, so nothing is missed. With a signal mask, the
     // sleeps below keep the mask atomic (at the price of holding the vcore).
     if (!sigmask && parks_as_uthread()) {
       pass_on(handed);  // the parkers poll the host now
-      auto r = block_on({wakeq.get()}, deadline);
+      auto r = block_on({sig.uthread_queue()}, deadline);
       if (!r && r.error() != std::errc::timed_out) return r.error();
       continue;
     }
@@ -379,7 +373,7 @@ result<int> epoll_set::impl::wait(int number, std::span<epoll_event> buf, int li
     // waiter across processes, and it saves a system call per wakeup.
     // Posts that do not come from this poll (a ctl's probe, another
     // thread's dispatch before ours began) wake it through the host's wake
-    // channel: the handshake with wake_one() is on host_sleepers.
+    // channel (pending_signal's handshake).
     auto led = lead_host_poll(deadline, sigmask, handed);
     if (!led) {
       leave_unharvested(handed);

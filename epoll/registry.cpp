@@ -303,8 +303,7 @@ void remove_entry(impl& s, absl::node_hash_map<int, impl::entry>::iterator it, b
   if (e.tap.live()) (void)s.svc->remove(e.tap);
   if (e.child) {
     remove_edge(&s, e.child);
-    lock_guard<spin_lock> pg(e.child->parents_lock);
-    std::erase(e.child->parents, std::pair<impl*, int>(&s, it->first));
+    e.child->sig.unlisten(s.q.get(), static_cast<std::uint32_t>(it->first));
   }
   s.dequeue(e);
   const int fd = it->first;
@@ -360,7 +359,7 @@ void register_natively(impl& s, const impl::entry& e, int fd) {
 // the host poller and its eventfd, then the entries that are sets (a
 // kernel nesting of sets must not pass through the host poller's fd, or
 // the kernel's depth limit could refuse it). Waiters already inside wait()
-// are woken through the eventfd and wakeq and go on in the kernel.
+// are woken (pending_signal::hold) and go on in the kernel.
 void materialize_all() ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu) {
   std::vector<impl*> sets;
   for (auto& [fd, set] : reg().by_fd) {
@@ -391,7 +390,7 @@ void materialize_all() ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu) {
   for (impl* s : sets) {
     const int ep = s->epfd.load(std::memory_order_relaxed);
     unwatch_host(*s);
-    (void)k_epoll_ctl(ep, EPOLL_CTL_DEL, s->evfd, nullptr);
+    (void)k_epoll_ctl(ep, EPOLL_CTL_DEL, s->sig.fd(), nullptr);
   }
   for (const nested& n : later)
     register_natively(*n.s, *n.e, n.fd);
@@ -402,23 +401,8 @@ void materialize_all() ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu) {
     // release: pairs with the acquire loads in wait() and ctl(); the
     // entries above are in the kernel before a caller passes through.
     s->native.store(true, std::memory_order_release);
-    // Wake every kind of waiter: ppoll sleepers (the eventfd), uthreads
-    // (wakeq), one asleep in the host poll (the wake channel), and all in
-    // standby: the eventfd, now readable for good, joins their sleep fd
-    // level-triggered, and the kernel wakes its sleepers one after another
-    // while it stays ready. signaled (seq_cst, before the counts are read
-    // in standby() and lead_host_poll()) stops those about to sleep.
-    s->signaled.store(true, std::memory_order_seq_cst);
-    const std::uint64_t one = 1;
-    (void)::write(s->evfd, &one, sizeof one);
-    (void)s->wakeq->post(0);
-    s->svc->wake();
-    if (const int ep = s->sleep_ep.load(std::memory_order_acquire); ep >= 0) {
-      epoll_event all{};
-      all.events = EPOLLIN;
-      all.data.u32 = impl::kBellTag;
-      (void)k_epoll_ctl(ep, EPOLL_CTL_ADD, s->evfd, &all);
-    }
+    // Every kind of waiter wakes and goes on in the kernel.
+    s->sig.hold();
   }
   if (!sets.empty()) log("fork: %zu sets handed to the kernel", sets.size());
 }

@@ -1,8 +1,10 @@
 // epoll/set.hpp (internal) — one epoll set: its entries, its ready list,
-// its pending signal and its harvest; the kernel calls ueq makes for itself.
+// its pending signal (pending.hpp) and its harvest.
 //
 // The facade's files, by job:
 //   set.hpp        a set (epoll_set::impl) and the helpers it uses
+//   pending.hpp    a set's pending signal and its one handshake
+//   kcall.hpp      the kernel's epoll calls ueq makes for itself
 //   registry.hpp   the process's sets: fd numbers -> sets, target fd -> the
 //   registry.cpp   sets that hold it, the nesting graph, the identity of
 //                  numbers (asked of the kernel), close/dup bookkeeping, and
@@ -21,15 +23,16 @@
 //   tap service / event queue locks (leaves).
 // Tap dispatch (the host poller's thread) posts into a set's CEQ without
 // any of these locks (under the tap's slot lock); the CEQ's post hook
-// touches atomics and the set's eventfd, and posts into the parents'
-// mailboxes under the set's parents_lock (taken child before parent; the
-// nesting graph is acyclic).
+// raises the set's pending signal, which touches atomics and the eventfd,
+// and posts into the parents' mailboxes under its listeners lock (taken
+// child before parent; the nesting graph is acyclic).
 // A set's lock is never held while taking the registry lock.
 //
 // The path of an event: host readiness -> the fd's tap posts {fd, bits} into
-// the set's CEQ (coalescing) -> the post hook makes the set's eventfd
-// readable -> a waiter wakes (asleep in the host epoll as the leader of its
-// poll, in ppoll({eventfd, host fd}), or parked on wakeq) ->
+// the set's CEQ (coalescing) -> the post hook raises the set's pending
+// signal (pending.hpp: its eventfd readable, one sleeper woken) -> a waiter
+// wakes (asleep in the host epoll as the leader of its poll, in standby, in
+// ppoll({eventfd, host fd}), or parked on the signal's uthread queue) ->
 // harvest: CEQ messages put entries on the ready list; the entries at its
 // front are probed with poll(), a batch per call (Linux re-polls every item
 // it reports), and those still ready are reported, up to maxevents, through
@@ -44,7 +47,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
-#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -63,6 +65,7 @@
 #include <mutex>
 #include <vector>
 
+#include "pending.hpp"
 #include "ueq/ceq/evq/block_on.hpp"
 #include "ueq/ceq/evq/event_queue.hpp"
 #include "ueq/epoll.h"
@@ -130,25 +133,9 @@ inline bool log_verbose() {
   return on;
 }
 
-// The kernel's epoll calls, made as system calls: the ones ueq makes for
-// itself and the ones it passes through must never reach an interposed
-// epoll_* of the preload library (a fork() handler, for one, runs with no
-// guard). Each returns -1 with errno set on failure, as the C library does.
-inline int k_epoll_create1(int flags) {
-  return static_cast<int>(::syscall(SYS_epoll_create1, flags));
-}
-inline int k_epoll_ctl(int ep, int op, int fd, const epoll_event* ev) {
-  return static_cast<int>(::syscall(SYS_epoll_ctl, ep, op, fd, ev));
-}
-// Waits: epoll_pwait_until() (ueq/runtime/fd.hpp), a system call too.
-
 // epoll_set::ctl without its fast MOD (modify_registered): Linux's error
 // order, every op. event is trusted (the C API has copied it in).
 status ctl_full(epoll_set& self, int op, int fd, const epoll_event* event);
-
-// The set whose waiter this thread is, while it leads the host poll
-// (impl::lead_host_poll): its own dispatch needs no wake.
-inline thread_local const epoll_set::impl* tl_leading = nullptr;
 
 }  // namespace epoll_internal
 
@@ -183,38 +170,14 @@ struct epoll_set::impl {
 
   tap_service* svc = nullptr;
   event_queue_ptr q;  // CEQ mailbox, slot = target fd
-  // Where uthread waiters park (a plain thread sleeps in ppoll on evfd
-  // instead): a one-bit mailbox posted whenever evfd is made readable.
-  event_queue_ptr wakeq;
   // The program's epoll fd is a real kernel epoll fd (so read/write fail
   // with EINVAL, F_GETFL says O_RDWR, and poll/select/epoll can watch it)
-  // that watches one hidden eventfd, level-triggered: the set makes the
-  // eventfd readable while events are pending. The eventfd lives at a high
-  // number (hide_fd) and dies with the set.
-  std::atomic<int> epfd{-1};          // an open number of the program's epoll fd
-  int evfd = -1;                      // the hidden eventfd
-  std::atomic<bool> signaled{false};  // evfd has been made readable
-  std::atomic<int> writing{0};        // post_hook()s inside their write (settle())
-  std::atomic<bool> written{false};   // a write has ended since the last drain
-  // Waiters of this set asleep in the host poll (lead_host_poll); a
-  // post_hook() that signals wakes the host poll while there are any.
-  std::atomic<int> host_sleepers{0};
-  // Plain-thread waiters that do not lead the host poll sleep in sleep_ep
-  // (standby()), a hidden epoll fd made on first need that watches, both
-  // edge-triggered, the set's bell (an eventfd rung to wake one of them)
-  // and the tap service's role hand-off fd (EPOLLEXCLUSIVE: a hand-off
-  // wakes one sleeper among all sets). A kernel epoll wait queues its
-  // sleepers exclusively, so one edge wakes one of them: one event wakes
-  // one waiter, as Linux's epoll_wait does. standbys counts them (from
-  // before they re-check signaled until they wake); the handshake with
-  // post_hook() is that of host_sleepers (tests/model/standby.pml).
-  std::atomic<int> standbys{0};
-  // 1 while the tap service's deputy (standby()) is a waiter of this set:
-  // asleep in ppoll() on the set's eventfd and the host poller's fd, it
-  // wakes for a post by itself, so wake_one() rings no bell for it.
-  std::atomic<int> deputies{0};
-  std::atomic<int> sleep_ep{-1};
-  int bell = -1;  // written before sleep_ep is published (release)
+  // that watches the pending signal's eventfd, level-triggered.
+  std::atomic<int> epfd{-1};  // an open number of the program's epoll fd
+  // Everything that waits for this set learns of events through it: the
+  // eventfd, the uthread queue, the sleepers' wakes, the parent sets
+  // (pending.hpp). The CEQ's post hook raises it.
+  pending_signal sig;
   // Handed to the kernel (materialize(), at fork): epfd holds the entries
   // itself and every ctl and wait passes through to it. Set once, under
   // reg().mu and mu; read without them by waiters already inside wait()
@@ -223,19 +186,6 @@ struct epoll_set::impl {
   // fork_generation() when the set was made: a fork()ed child
   // cannot use its parent's sets (their taps live in the parent's poller).
   std::uint64_t fork_gen = 0;
-  // Sets that hold this one, and the fd number they hold it under. A set
-  // nested in another of ours is not tapped through the host (our epoll fd
-  // watches the host's fd, which would make a kernel-level cycle): it posts
-  // into its parents' mailboxes itself when it becomes pending.
-  spin_lock parents_lock{lock_level::epoll_parents};
-  std::vector<std::pair<impl*, int>> parents ABSL_GUARDED_BY(parents_lock);
-  ~impl() {
-    if (evfd >= 0) ::close(evfd);
-    if (const int ep = sleep_ep.load(std::memory_order_relaxed); ep >= 0) {
-      ::close(ep);
-      ::close(bell);
-    }
-  }
 
   os_mutex mu{lock_level::epoll_set};
   absl::node_hash_map<int, entry> entries ABSL_GUARDED_BY(mu);
@@ -260,108 +210,14 @@ struct epoll_set::impl {
     e.queued = false;
   }
 
-  // --- the eventfd that makes the set pollable ---
-  // Called on the posting (tap dispatch) thread for every message-creating
-  // post, after the post. seq_cst exchange (release is what settle() needs;
-  // it pairs with settle()'s exchange): the first post after a clear writes.
-  static void post_hook(void* ctx) noexcept {
-    auto* self = static_cast<impl*>(ctx);
-    if (self->signaled.exchange(true, std::memory_order_seq_cst)) return;
-    post_hook_signaled(self);
-  }
-  // The rest of post_hook(), by the caller whose exchange set signaled.
-  static void post_hook_signaled(impl* self) noexcept {
-    // The write is announced before it is made (writing) and recorded after
-    // it (written), for settle()'s shortcut. seq_cst increment: before the
-    // write in every thread's view, so a waiter that the write woke sees it.
-    self->writing.fetch_add(1, std::memory_order_seq_cst);
-    const std::uint64_t one = 1;
-    (void)::write(self->evfd, &one, sizeof one);
-    (void)self->wakeq->post(0);
-    self->written.store(true, std::memory_order_release);
-    // release: a settle() that reads writing == 0 (acquire) after this
-    // decrement sees written set.
-    self->writing.fetch_sub(1, std::memory_order_release);
-    self->wake_one();
-    // Newly pending: tell the sets that hold us (each is one level up; the
-    // graph is acyclic, so these locks are taken bottom-up only).
-    lock_guard<spin_lock> g(self->parents_lock);
-    for (auto& [parent, fd] : self->parents)
-      (void)parent->q->post(static_cast<std::uint32_t>(fd), EPOLLIN);
-  }
-  // Wakes one sleeping waiter of this set: the one in the host poll if any
-  // (it harvests when its poll returns), else one in standby. seq_cst
-  // loads, after the caller's seq_cst write of signaled (post_hook()'s
-  // exchange, or a harvest's settle(), which leaves it set): pair with
-  // lead_host_poll()'s and standby()'s increments, then their loads of
-  // signaled. Of the two, at least one sees the other: the waiter does not
-  // sleep, or it is woken here. Not when this thread leads the host poll
-  // for this set, dispatching: it harvests next anyway.
-  void wake_one() noexcept {
-    if (tl_leading == this) return;
-    if (host_sleepers.load(std::memory_order_seq_cst) > 0) {
-      svc->wake();
-    } else if (deputies.load(std::memory_order_seq_cst) > 0) {
-      // The deputy wakes on the eventfd, readable from before this call
-      // (the caller set signaled and wrote it, or found it set) until the
-      // harvest that takes the events; one that is leaving harvests next,
-      // or wakes another if it returns without (leave_unharvested()).
-    } else if (standbys.load(std::memory_order_seq_cst) > 0) {
-      const std::uint64_t one = 1;
-      (void)::write(bell, &one, sizeof one);
-    }
-  }
-  // After a harvest (under mu): keep the eventfd readable while anything is
-  // pending, clear it otherwise. Drain the eventfd first, then clear the
-  // flag, then re-check the CEQ (tests/model/settle.pml). The other order
-  // loses a post: one between the clear and the read writes, the read
-  // swallows it, and the flag stays set over an empty eventfd.
-  //  - A post_hook() whose exchange comes before ours in the flag's
-  //    modification order found it set and did not write; our exchange
-  //    (acq_rel, an RMW: it reads that post_hook's release exchange or a
-  //    later one) makes its CEQ post visible to the re-check, which
-  //    signals again.
-  //  - A post_hook() whose exchange comes after ours finds the flag clear
-  //    and writes; its write follows our read, so the eventfd stays readable.
-  //  - The shortcut (no read, no exchange) needs more than a clear flag: a
-  //    post_hook() that set the flag before an earlier settle()'s exchange
-  //    may write after that settle()'s read, leaving the eventfd readable
-  //    with nothing pending, and the next settle() must drain it, or every
-  //    wait would return to an empty harvest until its timeout. So it is
-  //    taken only when no write is announced (writing, read first) and none
-  //    has ended since the last drain (written): the common idle wait then
-  //    makes no system call here.
-  //  - Pending: post_hook() signals the eventfd, and wakeq is posted too. A
-  //    uthread waiter may have taken a stale wakeq bit, and a post that
-  //    found the flag set posted nothing new. A sleeping plain-thread waiter
-  //    is woken (one): this harvest leaves events for another, as Linux
-  //    wakes the next waiter when events remain after a harvest.
-  // `leftover` (after a harvest): a set already signaled wakes one more
-  // waiter. A MOD passes false: its entry is only queued to be probed (it
-  // may not be ready), so it wakes as a new post does, on the flag's change.
+  // --- the pending signal ---
+  // The CEQ's post hook: on the posting (tap dispatch) thread, after every
+  // post that creates a message.
+  static void post_hook(void* ctx) noexcept { static_cast<impl*>(ctx)->sig.raise(); }
+  // After a harvest, a MOD, a removal (under mu): the signal follows what
+  // is pending (pending_signal::settle).
   void settle(bool leftover = true) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    const bool pending = !ready.empty() || !q->empty();
-    if (pending) {
-      // seq_cst: the write wake_one() orders its loads after (a no-op
-      // exchange when already set; post_hook() then does nothing more).
-      if (signaled.exchange(true, std::memory_order_seq_cst)) {
-        if (leftover) wake_one();
-      } else {
-        post_hook_signaled(this);
-      }
-      (void)wakeq->post(0);
-      return;
-    }
-    // acquire loads: pair with post_hook()'s release decrement and store.
-    if (writing.load(std::memory_order_acquire) == 0 && !signaled.load(std::memory_order_acquire) &&
-        !written.load(std::memory_order_acquire))
-      return;
-    written.store(false,
-                  std::memory_order_relaxed);  // before the read: a later write sets it again
-    std::uint64_t v;
-    (void)::read(evfd, &v, sizeof v);
-    (void)signaled.exchange(false, std::memory_order_acq_rel);
-    if (!q->empty()) post_hook(this);
+    sig.settle(!ready.empty() || !q->empty(), leftover, [this] { return q->empty(); });
   }
 
   // EPOLL_CTL_MOD of entry e (under mu): the new mask and data, a spent
@@ -399,7 +255,8 @@ struct epoll_set::impl {
   // would report, 0 if none or if the fd is gone. A nested set of ours is
   // ready when its hidden eventfd is.
   static std::uint32_t probe(const entry& e) {
-    pollfd p{e.child ? e.child->evfd : e.fd, static_cast<short>(report_mask(e.events) & 0xffff), 0};
+    pollfd p{e.child ? e.child->sig.fd() : e.fd, static_cast<short>(report_mask(e.events) & 0xffff),
+             0};
     const std::uint32_t events = e.events;
     if (::poll(&p, 1, 0) != 1 || (p.revents & POLLNVAL)) return 0;
     return static_cast<std::uint32_t>(p.revents) & report_mask(events);
@@ -475,7 +332,7 @@ struct epoll_set::impl {
         pollfd pfds[kProbeBatch];
         int m = 0;
         for (entry* e = ready.front(); e && m < cap - n && m < kProbeBatch; e = entry_list::next(e))
-          pfds[m++] = {e->child ? e->child->evfd : e->fd,
+          pfds[m++] = {e->child ? e->child->sig.fd() : e->fd,
                        static_cast<short>(report_mask(e->events) & 0xffff), 0};
         if (::poll(pfds, static_cast<nfds_t>(m), 0) < 0) {
           stop = true;  // report what this harvest has; the rest stay listed
@@ -543,62 +400,38 @@ struct epoll_set::impl {
   // after its harvest (tap_service::poll's handoff_due).
   result<lead> lead_host_poll(mono_ns deadline, const sigset_t* sigmask, bool& handed) {
     if (svc->has_poller_thread() || parkers_poll_host()) return lead::others;
-    // seq_cst increment, then seq_cst load of signaled: pairs with
-    // wake_one() (tests/model/settle.pml, -DLEADER). A post_hook() whose
-    // exchange comes first is seen here (no sleep); one whose exchange
-    // comes later sees the increment and wakes the host poll. (A set handed
-    // to the kernel at a fork has signaled set, and its host poll woken.)
-    host_sleepers.fetch_add(1, std::memory_order_seq_cst);
-    if (signaled.load(std::memory_order_seq_cst) || native.load(std::memory_order_acquire)) {
-      host_sleepers.fetch_sub(1, std::memory_order_seq_cst);
-      return lead::polled;  // pending already: harvest
-    }
+    // The sleeper's half of the handshake (pending.hpp; tests/model/
+    // settle.pml -DLEADER): a raise that comes first is seen here (no
+    // sleep); one that comes later sees the count and wakes the host poll.
+    // (A set handed to the kernel at a fork is raised for good.)
     bool polled = false;
-    tl_leading = this;
-    bool due = false;
-    auto r = svc->poll(deadline, sigmask, polled, &due);
-    tl_leading = nullptr;
-    // Polled: an earlier hand-off is spent, and this poll's is ours to
-    // pass. Busy: the poller hands off when it ends (the waiters stay
-    // counted until then), so ours need not go on.
-    handed = due;
-    host_sleepers.fetch_sub(1, std::memory_order_seq_cst);
+    result<std::size_t> r = std::size_t{0};
+    {
+      const pending_signal::sleeper asleep(sig, pending_signal::host);
+      if (asleep.pending()) return lead::polled;  // pending already: harvest
+      bool due = false;
+      {
+        const pending_signal::leading_scope leading(sig);
+        r = svc->poll(deadline, sigmask, polled, &due);
+      }
+      // Polled: an earlier hand-off is spent, and this poll's is ours to
+      // pass. Busy: the poller hands off when it ends (the waiters stay
+      // counted until then), so ours need not go on.
+      handed = due;
+    }
     if (!polled) return lead::busy;
     if (!r) return r.error();
     return lead::polled;
   }
 
-  // The hidden epoll fd standby() sleeps in (see sleep_ep), made on first
-  // call; -1 if it cannot be (EMFILE, ENOMEM).
+  // The hidden epoll fd standby() sleeps in (pending_signal::sleep_fd),
+  // made on first call; -1 if it cannot be (EMFILE, ENOMEM).
   int sleep_fd() {
-    // acquire: pairs with the release store below (bell is set by then).
-    int ep = sleep_ep.load(std::memory_order_acquire);
-    if (ep >= 0) return ep;
+    if (const int ep = sig.sleep_fd(); ep >= 0) return ep;
     tap_service::inside_ueq in;  // a handler's close meanwhile defers (tap.hpp)
     lock_guard<os_mutex> g(mu);
-    if ((ep = sleep_ep.load(std::memory_order_relaxed)) >= 0) return ep;
-    const int hand = svc->role_handoff_fd();
-    if (hand < 0) return -1;
-    const int b = hide_fd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-    ep = b < 0 ? -1 : hide_fd(k_epoll_create1(EPOLL_CLOEXEC));
-    epoll_event w{};
-    w.events = EPOLLIN | EPOLLET;
-    w.data.u32 = kBellTag;
-    bool ok = ep >= 0 && k_epoll_ctl(ep, EPOLL_CTL_ADD, b, &w) == 0;
-    w.events = EPOLLIN | EPOLLET | EPOLLEXCLUSIVE;
-    w.data.u32 = kHandoffTag;
-    ok = ok && k_epoll_ctl(ep, EPOLL_CTL_ADD, hand, &w) == 0;
-    if (!ok) {
-      if (ep >= 0) ::close(ep);
-      if (b >= 0) ::close(b);
-      return -1;
-    }
-    bell = b;
-    sleep_ep.store(ep, std::memory_order_release);
-    return ep;
+    return sig.make_sleep_fd();
   }
-  static constexpr std::uint32_t kBellTag = 0;
-  static constexpr std::uint32_t kHandoffTag = 1;
 
   // A plain-thread waiter's sleep when it does not lead the host poll:
   // until the bell (this set has events), a role hand-off (for_role: the
@@ -618,12 +451,12 @@ struct epoll_set::impl {
     // program wakes no one (a host event wakes the deputy, which polls).
     // It wakes for every host event, so there is one at most.
     if (for_role && host_ok && svc->become_deputy()) {
-      deputies.fetch_add(1, std::memory_order_seq_cst);
-      const status s = ppoll_set_and_host(deadline, sigmask, true, host);
-      // seq_cst decrements here and below: a post that reads the count after
-      // it must be ordered with our later loads of signaled in the single
-      // total order (a relaxed decrement would leave that to the fences).
-      deputies.fetch_sub(1, std::memory_order_seq_cst);
+      status s;
+      {
+        // Its sleep ends on the eventfd itself: no need to read the signal.
+        const pending_signal::sleeper asleep(sig, pending_signal::deputy);
+        s = ppoll_set_and_host(deadline, sigmask, true, host);
+      }
       svc->end_deputy();
       handed = true;  // a leader may have left the host to us: poll or pass it on
       return s;
@@ -631,18 +464,20 @@ struct epoll_set::impl {
     const int ep = sleep_fd();
     if (ep < 0) return ppoll_set_and_host(deadline, sigmask, host_ok, host);
     if (for_role && !svc->await_role()) return {};  // the role is free: go lead
-    // seq_cst increment, then seq_cst load of signaled: see wake_one(). (A
-    // set handed to the kernel has signaled set, and its standbys woken.)
-    standbys.fetch_add(1, std::memory_order_seq_cst);
+    // The sleeper's half of the handshake (pending.hpp). (A set handed to
+    // the kernel is raised for good, and its standbys woken.)
     int n = 0;
-    if (!signaled.load(std::memory_order_seq_cst) && !native.load(std::memory_order_acquire)) {
-      epoll_event evs[2];
-      n = epoll_pwait_until(ep, evs, 2, deadline, sigmask);
-      for (int i = 0; i < n; ++i)
-        handed |= evs[i].data.u32 == kHandoffTag;
+    int err = 0;
+    {
+      const pending_signal::sleeper asleep(sig, pending_signal::standby);
+      if (!asleep.pending()) {
+        epoll_event evs[2];
+        n = epoll_pwait_until(ep, evs, 2, deadline, sigmask);
+        err = errno;
+        for (int i = 0; i < n; ++i)
+          handed |= evs[i].data.u32 == pending_signal::kHandoffTag;
+      }
     }
-    const int err = errno;
-    standbys.fetch_sub(1, std::memory_order_seq_cst);
     if (for_role) svc->end_await_role();
     return n < 0 ? status(err) : status{};
   }
@@ -653,7 +488,7 @@ struct epoll_set::impl {
   static constexpr int kHostReady = 1;   // readable: a host event waits
   static constexpr int kHostBroken = 2;  // closed or in error: watching it would spin
   status ppoll_set_and_host(mono_ns deadline, const sigset_t* sigmask, bool watch_host, int& host) {
-    pollfd fds[2] = {{evfd, POLLIN, 0}, {svc->pollable_fd(), POLLIN, 0}};
+    pollfd fds[2] = {{sig.fd(), POLLIN, 0}, {svc->pollable_fd(), POLLIN, 0}};
     timespec ts, *tsp = nullptr;
     if (deadline != kNoDeadline) {
       ts = to_timespec(time_left(deadline));
@@ -682,11 +517,11 @@ struct epoll_set::impl {
   // A plain-thread waiter leaving wait() without a harvest (a signal, an
   // error): what it took on is passed on, as if it had not woken. A hand-off
   // it took goes to another waiter for the role; an event left pending,
-  // whose wake may have been its own (wake_one() woke it, or its host poll),
-  // wakes another waiter of this set.
+  // whose wake may have been its own (pending_signal::wake_one() woke it,
+  // or its host poll), wakes another waiter of this set.
   void leave_unharvested(bool& handed) noexcept {
     pass_on(handed);
-    if (signaled.load(std::memory_order_seq_cst)) wake_one();
+    sig.leave();
   }
 
   // The same on a set handed to the kernel: one kernel wait into buf.
@@ -713,7 +548,7 @@ struct epoll_set::impl {
     if (native.load(std::memory_order_acquire)) return true;
     epoll_event w{};
     w.events = EPOLLIN;
-    return k_epoll_ctl(fd, EPOLL_CTL_MOD, evfd, &w) == 0;
+    return k_epoll_ctl(fd, EPOLL_CTL_MOD, sig.fd(), &w) == 0;
   }
 };
 

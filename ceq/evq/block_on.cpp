@@ -43,7 +43,7 @@ void pass_on(event_queue* woken_by) noexcept {
 result<block_result> block_on(std::span<event_queue* const> queues, mono_ns deadline) noexcept {
   if (queues.empty()) return errno_code(EINVAL);
   for (event_queue* q : queues)
-    if (!q) return errno_code(EINVAL);
+    if (!q || q->hooked()) return errno_code(EINVAL);  // a hooked queue wakes no one
   block_result r;
   if (try_all(queues, r)) return r;
 

@@ -85,8 +85,10 @@ status event_queue::post(std::uint32_t id, std::uint64_t bits, std::uint64_t blo
     trace_at(trace_ts, trace_stages::post, id, fresh ? bits : bits | kTraceCoalesced,
              reinterpret_cast<std::uintptr_t>(this));
   if (fresh) {
-    notify(id);
-    if (post_hook_) post_hook_(post_hook_ctx_);
+    if (post_hook_)
+      post_hook_(post_hook_ctx_);  // the hook's owner wakes its own waiters
+    else
+      notify(id);
   }
   return {};
 }

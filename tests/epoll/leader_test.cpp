@@ -1,7 +1,7 @@
 // A plain thread's epoll_wait leads the host poll when no thread does: it
 // sleeps in the host epoll itself, which only host events and the host's
 // wake channel end. A post that does not come from that poll must wake it
-// (impl::lead_host_poll and post_hook, tests/model/settle.pml -DLEADER):
+// (impl::lead_host_poll and pending_signal::raise, tests/model/settle.pml -DLEADER):
 // here, the readiness probe of an ADD, made by another thread, of a nested
 // set that is ready (a set of ueq's is no host registration: the host sees
 // nothing). Each round: a thread waits on the outer set with no timeout;

@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 #include <vector>
 
+#include "ueq/ceq/evq/block_on.hpp"
 #include "ueq/ceq/evq/event_queue.hpp"
 
 using ueq::event_msg;
@@ -73,4 +74,23 @@ TEST_CASE("evq: dispatch runs the handler on each drained message", "[evq]") {
 TEST_CASE("evq: creation errors come from the mailbox", "[evq]") {
   REQUIRE(event_queue::create_ceq({.ring_size = 0}).error().value() == EINVAL);
   REQUIRE(event_queue::create_bitmap(0).error().value() == EINVAL);
+}
+
+TEST_CASE("evq: a post hook runs for each new message, and its queue refuses block_on", "[evq]") {
+  auto c = must(event_queue::create_ceq({.ring_size = 16}));
+  int calls = 0;
+  c->set_post_hook([](void* ctx) noexcept { ++*static_cast<int*>(ctx); }, &calls);
+  REQUIRE(c->hooked());
+  REQUIRE(c->post(1, 1).ok());
+  REQUIRE(c->post(1, 2).ok());  // coalesced: no new message, no call
+  REQUIRE(c->post(2, 1).ok());
+  REQUIRE(calls == 2);
+  // The hook's owner wakes the waiters, so a waiter on the queue itself
+  // would sleep through every post: refused at once, even with a message.
+  event_queue* qs[] = {c.get()};
+  auto r = ueq::block_on(qs, ueq::kImmediate);
+  REQUIRE(!r);
+  REQUIRE(r.error() == std::errc::invalid_argument);
+  event_msg out[4];
+  REQUIRE(c->drain(out) == 2);  // the messages stay for the hook's owner
 }

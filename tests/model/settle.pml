@@ -1,25 +1,29 @@
-/* The epoll facade's pending signal: a set keeps its hidden eventfd readable
- * while events are pending, so a thread asleep in ppoll on it (or a program
- * that polls the epoll fd) wakes; uthread waiters block on the set's wakeq,
+/* The epoll facade's pending signal (epoll/pending.hpp, pending_signal):
+ * a set keeps its hidden eventfd readable while events are pending, so a
+ * thread asleep in ppoll on it (or a program that polls the epoll fd)
+ * wakes; uthread waiters block on the signal's uthread queue (wakeq here),
  * posted at the same moment.
  *
  * Models (a change to these functions without a matching change here is a
  * review failure):
- *   epoll/set.hpp       impl::post_hook() and post_hook_signaled() (flag
+ *   epoll/pending.hpp   pending_signal::raise() and raised() (flag
  *                       exchange, eventfd write announced and recorded, the
- *                       wakeq post, wake_one()'s wake of the host poll)
- *                       impl::settle()  (pending: post_hook() and a wakeq
- *                       post; else the shortcut, or drain, clear, re-check)
- *                       impl::harvest(): drain_mailbox(), ..., settle()
+ *                       uthread-queue post, wake_one()'s wake of the host
+ *                       poll); settle() (pending: raise and a queue post;
+ *                       else the shortcut, or drain, clear, re-check);
+ *                       sleeper (count, then read the flag)
+ *   epoll/set.hpp       impl::post_hook() (raise), impl::harvest():
+ *                       drain_mailbox(), ..., settle();
  *                       impl::lead_host_poll() (-DLEADER)
  *   epoll/ctl_wait.cpp  epoll_set::impl::wait(): harvest under mu, then
  *                       lead the host poll, or sleep on the eventfd (ppoll:
  *                       standby()'s fallback when it has no sleep fd), or
- *                       block_on(wakeq)
+ *                       block_on(the uthread queue)
+ *   ceq/evq/event_queue.cpp  event_queue::post(): publish into the CEQ,
+ *                       then the post hook (in place of the queue's own
+ *                       wake), for a post that creates a message.
  * A plain waiter's standby sleep, on the set's bell and the host poll's
  * hand-off, is tests/model/standby.pml's.
- * and ceq/evq/event_queue.cpp, event_queue::post(): publish into the CEQ,
- * then the post hook, for a post that creates a message.
  *
  * Parties: NP producers (tap dispatch on the host poller's thread), each
  * posting PP events to distinct fds: publish into the set's CEQ, then
@@ -87,14 +91,14 @@
 #endif
 
 byte q_msgs;        /* messages in the set's CEQ */
-bool signaled;      /* impl::signaled */
+bool signaled;      /* pending_signal::signaled_ */
 byte efd_count;     /* the hidden eventfd's counter */
-byte writing;       /* impl::writing: post_hook()s between announcing and ending a write */
-bool written;       /* impl::written: a write ended since the last drain */
-bool wakeq_bit;     /* impl::wakeq, a one-bit mailbox */
+byte writing;       /* pending_signal::writing_: raises between announcing and ending a write */
+bool written;       /* pending_signal::written_: a write ended since the last drain */
+bool wakeq_bit;     /* pending_signal::wakeq_, a one-bit mailbox */
 bool mu;            /* impl::mu */
 byte posts_done;    /* ghost: producers finished */
-byte host_sleepers; /* impl::host_sleepers */
+byte host_sleepers; /* pending_signal::counts_[host] */
 bool role;          /* the tap service's poller role (one poller at a time) */
 byte wake_ch;       /* the host backend's wake channel (written by wake()) */
 byte empty_wakes[NWT];  /* ghost: returns from the sleep with nothing taken, since

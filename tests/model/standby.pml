@@ -3,8 +3,10 @@
  *
  * Models (a change to these functions without a matching change here is a
  * review failure):
- *   epoll/set.hpp         impl::wake_one(), post_hook(), settle()'s pending
- *                         path, lead_host_poll(), standby(),
+ *   epoll/pending.hpp     pending_signal::wake_one(), raise(), settle()'s
+ *                         pending path, leave(), sleeper (count, then read
+ *                         the flag)
+ *   epoll/set.hpp         impl::lead_host_poll(), standby(),
  *                         leave_unharvested()
  *   epoll/ctl_wait.cpp    epoll_set::impl::wait(): the first call's
  *                         non-blocking host poll, harvest, lead, standby, and
@@ -109,24 +111,24 @@
 #endif
 
 byte q;             /* events in the set, not yet harvested */
-bool signaled;      /* impl::signaled: the set is pending */
+bool signaled;      /* pending_signal::signaled_: the set is pending */
 byte host_ev;       /* host events the kernel holds, not yet dispatched */
 byte host_done;     /* ghost: host events made */
 byte posts_done;    /* ghost: other posts made */
 byte taken;         /* ghost: events returned to the program */
 bool role;          /* tap_service's polling flag */
 byte role_waiters;  /* tap_service's role_waiters */
-byte host_sleepers; /* impl::host_sleepers */
-byte standbys;      /* impl::standbys */
+byte host_sleepers; /* pending_signal::counts_[host] */
+byte standbys;      /* pending_signal::counts_[standby] */
 bool wake_ch;       /* the host's wake channel, consumed when its poll returns */
 bool bell;          /* a bell edge queued in the standby epoll fd */
 bool hand;          /* a hand-off edge queued in the standby epoll fd */
 bool deputy;        /* tap_service's deputy flag */
-byte deputies;      /* impl::deputies */
-byte leading = 255; /* which waiter leads the host poll (tl_leading) */
+byte deputies;      /* pending_signal::counts_[deputy] */
+byte leading = 255; /* which waiter leads the host poll (leading_scope) */
 byte live = NW;   /* ghost: waiters that have not returned for good */
 
-/* impl::wake_one(): by thread `me` (255: not a waiter). */
+/* pending_signal::wake_one(): by thread `me` (255: not a waiter). */
 inline wake_one(me) {
   atomic {
   if
@@ -165,7 +167,7 @@ inline settle(me) {
        :: else -> skip
        fi
 #else
-       wake_one(me)  /* already signaled: wake_one(); else post_hook_signaled() */
+       wake_one(me)  /* already signaled: wake_one(); else raised() */
 #endif
   :: else ->
        signaled = false;

@@ -21,7 +21,7 @@
 //    kernel for fd events (see parker.hpp), so blocking here also drives
 //    the taps.
 //
-// Errors: EINVAL (no queues, or a null one), ETIMEDOUT (deadline passed with
+// Errors: EINVAL (no queues, a null one, or one with a post hook), ETIMEDOUT (deadline passed with
 // nothing), ECANCELED (a queue was closed and none had a message).
 //
 // Thread-safety: any number of threads may block on overlapping sets of

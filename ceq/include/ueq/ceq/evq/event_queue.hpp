@@ -129,14 +129,17 @@ class event_queue {
   std::size_t dispatch(std::size_t max = ~std::size_t{0});
 
   // A function run after every post that creates a message (not after one
-  // that only coalesced), on the posting thread, after waiters were woken.
-  // The epoll facade keeps its host fd readable with it. Set it before the
+  // that only coalesced), on the posting thread, in place of waking
+  // waiters: whoever set it tells its own waiters (the epoll facade raises
+  // the set's pending signal with it). A queue with a hook has no waiters
+  // of its own: block_on() on it fails with EINVAL. Set it before the
   // queue is shared; it must be cheap and must not block.
   using post_hook_fn = void (*)(void* ctx) noexcept;
   void set_post_hook(post_hook_fn fn, void* ctx) noexcept {
     post_hook_ = fn;
     post_hook_ctx_ = ctx;
   }
+  bool hooked() const noexcept { return post_hook_ != nullptr; }
 
   // Stops the queue: wakes every waiter, later posts fail with EPIPE.
   // Messages already in the mailbox stay readable. Idempotent.

@@ -1,0 +1,181 @@
+// A set's pending signal (epoll/pending.hpp) on its own: the handshake that
+// tests/model/settle.pml and standby.pml check, run on real threads, the
+// real eventfd and the real CEQ. Every wait is bounded: a wait that reaches
+// its bound is a lost wakeup, and fails the test.
+#include <poll.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <barrier>
+#include <catch2/catch.hpp>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "../../epoll/pending.hpp"
+#include "ueq/ceq/evq/block_on.hpp"
+#include "ueq/ceq/evq/event_queue.hpp"
+#include "ueq/runtime/clock.hpp"
+
+using ueq::event_msg;
+using ueq::event_queue;
+using ueq::epoll_internal::pending_signal;
+
+namespace {
+
+constexpr int kBoundMs = 10000;  // a sleep this long means a lost wakeup
+
+ueq::tap_service* svc() {
+  auto s = ueq::tap_service::instance();
+  REQUIRE(s.ok());
+  return *s;
+}
+
+bool readable(int fd) {
+  pollfd p{fd, POLLIN, 0};
+  return ::poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+}
+
+// The owner of a signal, as a set is: a CEQ whose post hook raises it and
+// a lock that serializes harvests (drain + settle).
+struct owner {
+  ueq::event_queue_ptr q;
+  pending_signal sig;
+  std::mutex mu;
+  owner() {
+    auto c = event_queue::create_ceq({.ring_size = 64, .max_ids = 4096});
+    REQUIRE(c.ok());
+    q = *c;
+    REQUIRE(sig.init(svc()).ok());
+    q->set_post_hook([](void* ctx) noexcept { static_cast<pending_signal*>(ctx)->raise(); }, &sig);
+  }
+  // Takes every message; then the signal follows what is left.
+  std::size_t harvest() {
+    std::lock_guard<std::mutex> g(mu);
+    event_msg out[64];
+    std::size_t taken = 0;
+    while (std::size_t n = q->drain(out))
+      taken += n;
+    sig.settle(!q->empty(), true, [this] { return q->empty(); });
+    return taken;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("pending: the eventfd is readable exactly while events are pending", "[epoll]") {
+  owner o;
+  REQUIRE(!readable(o.sig.fd()));
+  REQUIRE(!o.sig.raised_now());
+  REQUIRE(o.q->post(3, 1).ok());
+  REQUIRE(readable(o.sig.fd()));
+  REQUIRE(o.sig.raised_now());
+  REQUIRE(o.q->post(3, 2).ok());  // coalesced: nothing more
+  REQUIRE(o.harvest() == 1);
+  REQUIRE(!readable(o.sig.fd()));
+  REQUIRE(!o.sig.raised_now());
+  // A settle with events left keeps it readable (a harvest that took part).
+  REQUIRE(o.q->post(4, 1).ok());
+  {
+    std::lock_guard<std::mutex> g(o.mu);
+    o.sig.settle(true, true, [&] { return o.q->empty(); });
+  }
+  REQUIRE(readable(o.sig.fd()));
+  REQUIRE(o.harvest() == 1);
+  REQUIRE(!readable(o.sig.fd()));
+}
+
+TEST_CASE("pending: a raise posts the uthread queue and each listener, once per change",
+          "[epoll]") {
+  owner o;
+  auto parent = event_queue::create_ceq({.ring_size = 16});
+  REQUIRE(parent.ok());
+  o.sig.listen(parent->get(), 7);
+  REQUIRE(o.q->post(1, 1).ok());
+  REQUIRE(o.q->post(2, 1).ok());  // already raised: no second post
+  event_msg m[4];
+  REQUIRE((*parent)->drain(m) == 1);
+  REQUIRE(m[0].id == 7);
+  REQUIRE(m[0].bits == EPOLLIN);
+  event_queue* wq[] = {o.sig.uthread_queue()};
+  REQUIRE(ueq::block_on(wq, ueq::kImmediate).ok());  // the bit is there
+  REQUIRE(o.harvest() == 2);
+  o.sig.unlisten(parent->get(), 7);
+  REQUIRE(o.q->post(1, 1).ok());  // raised again: the listener is gone
+  REQUIRE((*parent)->drain(m) == 0);
+  REQUIRE(ueq::block_on(wq, ueq::kImmediate).ok());
+}
+
+TEST_CASE("pending: hold() keeps it raised for good; settle changes nothing then", "[epoll]") {
+  owner o;
+  {
+    std::lock_guard<std::mutex> g(o.mu);
+    o.sig.hold();
+  }
+  REQUIRE(o.harvest() == 0);
+  REQUIRE(readable(o.sig.fd()));
+  REQUIRE(o.sig.raised_now());
+  const pending_signal::sleeper s(o.sig, pending_signal::standby);
+  REQUIRE(s.pending());  // one about to sleep does not
+}
+
+// Producers post and raise from several threads; consumers harvest and,
+// when they took nothing, sleep in ppoll() on the eventfd, counted as
+// sleepers (the deputy's sleep). Fails with the clear-before-drain order
+// settle.pml's BUG_SETTLE rejects. Every message is taken, and no sleep
+// reaches its bound: a post between a consumer's harvest and its sleep, or
+// between a settle's drain and its clear, is never swallowed.
+TEST_CASE("pending: no post is lost between a harvest and a sleep (stress)", "[epoll]") {
+  owner o;
+  constexpr int kProducers = 2, kConsumers = 2, kPerProducer = 50000;
+  std::atomic<long> taken{0};
+  std::atomic<int> timeouts{0};
+  std::atomic<bool> done{false};
+  std::barrier start(kProducers + kConsumers);
+  std::vector<std::thread> ts;
+  for (int c = 0; c < kConsumers; ++c)
+    ts.emplace_back([&] {
+      start.arrive_and_wait();
+      while (!done.load(std::memory_order_acquire)) {
+        const std::size_t n = o.harvest();
+        taken.fetch_add(static_cast<long>(n));
+        if (n) continue;
+        // A ppoll() sleeper trusts the eventfd alone (it does not read the
+        // flag): a swallowed write leaves it asleep over a pending event.
+        const pending_signal::sleeper asleep(o.sig, pending_signal::deputy);
+        pollfd p{o.sig.fd(), POLLIN, 0};
+        // The last messages are taken by whoever wakes; `done` then ends
+        // the others' sleeps through a final raise.
+        if (::poll(&p, 1, kBoundMs) == 0) timeouts.fetch_add(1);
+      }
+    });
+  for (int p = 0; p < kProducers; ++p)
+    ts.emplace_back([&, p] {
+      start.arrive_and_wait();
+      for (int i = 0; i < kPerProducer; ++i) {
+        // Distinct ids, so no post coalesces with a pending one: each
+        // creates a message, and the hook raises.
+        const auto id = static_cast<std::uint32_t>(p * kPerProducer + i) % 4000;
+        (void)o.q->post(id, 1u << (i % 16));
+        if (i % 64 == 0) std::this_thread::yield();
+      }
+    });
+  for (int p = 0; p < kProducers; ++p)
+    ts[kConsumers + p].join();
+  // Every posted message must be taken within the bound, without any
+  // consumer sleeping through one.
+  const ueq::mono_ns until = ueq::monotonic_now() + ueq::mono_ns{kBoundMs} * 1000000;
+  while (!o.q->empty() && ueq::monotonic_now() < until)
+    std::this_thread::yield();
+  const bool drained = o.q->empty();
+  done.store(true, std::memory_order_release);
+  {
+    std::lock_guard<std::mutex> g(o.mu);
+    o.sig.hold();  // wakes every sleeper for good
+  }
+  for (int c = 0; c < kConsumers; ++c)
+    ts[c].join();
+  REQUIRE(drained);
+  REQUIRE(timeouts.load() == 0);
+  REQUIRE(taken.load() > 0);
+}
