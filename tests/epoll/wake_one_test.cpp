@@ -124,7 +124,10 @@ struct waiters {
     return sum;
   }
   // Ends the threads: a level-triggered eventfd that stays readable wakes
-  // each in turn.
+  // each in turn. It is closed through ueq, which drops its entry: a raw
+  // close would leave the entry (a documented difference), and a later
+  // wait on the set could report whatever file then takes its number (the
+  // /proc files the test reads to see who sleeps).
   void finish() {
     stop.store(true);
     const int e = ::eventfd(1, EFD_CLOEXEC);
@@ -134,7 +137,7 @@ struct waiters {
     (void)ueq_epoll_ctl(ep, EPOLL_CTL_ADD, e, &ev);
     for (auto& t : threads)
       t.join();
-    ::close(e);
+    ueq_close(e);
   }
 };
 
