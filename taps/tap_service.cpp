@@ -72,7 +72,10 @@ struct deferred_close {
   int fd;
   bool reserved;  // fd holds the service's placeholder: close it after the bookkeeping
 };
-constexpr int kMaxDeferred = 256;
+// Static TLS (initial-exec, meson.build): 512 bytes per thread. A handler
+// that closes more than this many fds while its thread is inside ueq
+// leaves the rest to the identity checks, as a raw close does.
+constexpr int kMaxDeferred = 32;
 thread_local int tl_depth = 0;
 thread_local std::atomic<int> tl_ndeferred{0};
 thread_local deferred_close tl_deferred[kMaxDeferred];
