@@ -437,6 +437,27 @@ void after_fork_in_child() noexcept ABSL_NO_THREAD_SAFETY_ANALYSIS {
 // The set's number `it` leaves the registry; the set is torn down with its
 // last number (under reg().mu; `dying` keeps it alive until the caller has
 // released the lock).
+// The entries of other sets that hold `s` (under any number), before it
+// goes: each points at it. A close through ueq has dropped those under the
+// closed number already; a number closed behind ueq's back, or a set
+// reached under a dup'ed number, leaves them. Each holder's lock is taken
+// alone (sets' locks do not nest).
+static void drop_holders_of(impl& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu) {
+  auto pit = reg().parents.find(&s);
+  if (pit == reg().parents.end()) return;
+  std::vector<impl*> holders;
+  for (const auto& [parent, n] : pit->second)
+    holders.push_back(parent);
+  for (impl* p : holders) {
+    lock_guard<os_mutex> pg(p->mu);
+    std::vector<int> fds;
+    for (const auto& [fd, e] : p->entries)
+      if (e.child == &s) fds.push_back(fd);
+    for (int fd : fds)
+      if (auto it = p->entries.find(fd); it != p->entries.end()) remove_entry(*p, it);
+  }
+}
+
 void drop_set_number(absl::flat_hash_map<int, std::shared_ptr<epoll_set>>::iterator it,
                      std::shared_ptr<epoll_set>& dying) ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu) {
   const int fd = it->first;
@@ -452,8 +473,9 @@ void drop_set_number(absl::flat_hash_map<int, std::shared_ptr<epoll_set>>::itera
     return;
   }
   // A native set holds no entries (and its lock may have been held by a
-  // thread that did not survive a fork).
+  // thread that did not survive a fork), and no set of ours holds it.
   if (s.native.load(std::memory_order_acquire)) return;
+  drop_holders_of(s);
   lock_guard<os_mutex> sg(s.mu);
   while (!s.entries.empty())
     remove_entry(s, s.entries.begin());

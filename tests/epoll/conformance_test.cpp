@@ -415,6 +415,31 @@ TEST_CASE("conformance: an ADD after a close behind the facade's back works in e
     api.close(e2);
     api.close(e3);
   });
+  // A set held by another, closed behind the facade's back: when the facade
+  // learns of it (here, an ADD of the number's new file) it tears the set
+  // down, and the holder's entry must go first (it points at the set).
+  check("nested set closed behind the facade's back", [](const epoll_api& api, trace& t) {
+    const int parent = api.create1(0), other = api.create1(0), child = api.create1(0);
+    auto p = pipe_nb();
+    epoll_event x = ev(EPOLLIN, 1);
+    t.rc("ADD a pipe to the child", api.ctl(child, EPOLL_CTL_ADD, p.a, &x));
+    epoll_event y = ev(EPOLLIN, 2);
+    t.rc("ADD the child to the parent", api.ctl(parent, EPOLL_CTL_ADD, child, &y));
+    ::close(child);  // not through the API under test
+    REQUIRE(::eventfd(1, EFD_NONBLOCK | EFD_CLOEXEC) == child);
+    REQUIRE(::write(p.b, "x", 1) == 1);
+    epoll_event z = ev(EPOLLIN, 3);
+    t.rc("ADD the eventfd to another set", api.ctl(other, EPOLL_CTL_ADD, child, &z));
+    epoll_event out[4];
+    t.wait("that set reports it", api.wait(other, out, 4, 0), out);
+    t.wait("the parent reports nothing", api.wait(parent, out, 4, 0), out);
+    t.rc("DEL of the number in the parent", api.ctl(parent, EPOLL_CTL_DEL, child, nullptr));
+    api.close(child);
+    api.close(p.a);
+    ::close(p.b);
+    api.close(parent);
+    api.close(other);
+  });
   check("epoll fd reused by an eventfd", [](const epoll_api& api, trace& t) {
     const int e = api.create1(0);
     const int num = ::epoll_create1(EPOLL_CLOEXEC);  // an epoll fd the facade did not make
