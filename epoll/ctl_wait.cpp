@@ -31,7 +31,7 @@ result<std::shared_ptr<epoll_set>> epoll_set::create(int flags) {
   if (!svc) return svc.error();
   auto q = event_queue::create_ceq(
       {.merge = ceq_merge::bit_or, .ring_size = 1024, .max_ids = host_max_fds()},
-      {.notify = notify_policy::wake_one, .name = "epoll"});
+      {.name = "epoll"});  // its post hook wakes the set's waiters (no notify policy)
   if (!q) return q.error();
   std::unique_ptr<impl> p(new (std::nothrow) impl);
   if (!p) return errno_code(ENOMEM);
@@ -362,7 +362,10 @@ result<int> epoll_set::impl::wait(int number, std::span<epoll_event> buf, int li
     if (!sigmask && parks_as_uthread()) {
       pass_on(handed);  // the parkers poll the host now
       auto r = block_on({sig.uthread_queue()}, deadline);
-      if (!r && r.error() != std::errc::timed_out) return r.error();
+      // ECANCELED: the set was handed to the kernel (pending_signal::hold);
+      // the loop's next turn waits there.
+      if (!r && r.error() != std::errc::timed_out && r.error() != std::errc::operation_canceled)
+        return r.error();
       continue;
     }
     // A plain thread leads the host poll if no thread does: it sleeps in

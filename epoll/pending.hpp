@@ -38,7 +38,8 @@
 //            eventfd. The drain is skipped when no write is announced or
 //            recorded since the last one (the idle wait's shortcut).
 //   hold:    (fork: the set handed to the kernel) raised for good, every
-//            sleeper woken, settle a no-op from then on.
+//            sleeper woken (the uthread queue closed), settle a no-op from
+//            then on.
 #pragma once
 
 #include <poll.h>
@@ -88,7 +89,8 @@ class pending_signal {
   // The eventfd: readable while pending. The set's epoll fd watches it;
   // a set nested in another is probed through it.
   int fd() const noexcept { return evfd_; }
-  // Where a uthread waiter parks (block_on): posted on every raise.
+  // Where a uthread waiter parks (block_on): posted on every raise; closed
+  // by hold() (block_on then returns ECANCELED).
   event_queue* uthread_queue() const noexcept { return wakeq_.get(); }
 
   // --- raising ---
@@ -142,6 +144,8 @@ class pending_signal {
     written_.store(false, std::memory_order_relaxed);  // before the read: a later write sets it
     std::uint64_t v;
     (void)::read(evfd_, &v, sizeof v);
+    // relaxed: tests install the hook before the signal is used.
+    if (auto* hook = test_hook_in_settle.load(std::memory_order_relaxed)) hook(*this);
     // acq_rel: a raise whose exchange came before ours in the flag's
     // modification order found it set and wrote nothing; our exchange reads
     // its release (or a later one), so its CEQ post is visible to the
@@ -179,8 +183,10 @@ class pending_signal {
   }
 
   // The set was handed to the kernel (fork): raised for good and every
-  // sleeper woken. ppoll sleepers wake on the eventfd, uthreads on their
-  // queue, one in the host poll on the wake channel, and all in standby:
+  // sleeper woken. ppoll sleepers wake on the eventfd; uthreads on their
+  // queue, which is closed (every one parked there wakes, and every later
+  // block_on on it returns ECANCELED at once: one bit would wake one of
+  // them); one in the host poll on the wake channel; and all in standby:
   // the eventfd, now readable for good, joins their sleep fd level-
   // triggered, and the kernel wakes its sleepers one after another while
   // it stays ready. The seq_cst store stops those about to sleep. Under the
@@ -190,7 +196,7 @@ class pending_signal {
     signaled_.store(true, std::memory_order_seq_cst);
     const std::uint64_t one = 1;
     (void)::write(evfd_, &one, sizeof one);
-    (void)wakeq_->post(0);
+    wakeq_->close();
     svc_->wake();
     if (const int ep = sleep_ep_.load(std::memory_order_acquire); ep >= 0) {
       epoll_event all{};
@@ -286,6 +292,11 @@ class pending_signal {
     sleep_ep_.store(ep, std::memory_order_release);
     return ep;
   }
+
+  // Test-only: called inside settle(), between its drain of the eventfd and
+  // its clear of the flag, so a test can put a raise exactly there. Never
+  // set outside tests.
+  static inline std::atomic<void (*)(pending_signal&)> test_hook_in_settle{nullptr};
 
  private:
   // The rest of a raise, by the caller whose exchange set signaled.

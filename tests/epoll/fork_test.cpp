@@ -4,15 +4,22 @@
 // adds to it, the parent sees the child's additions, and the child's close
 // of an inherited fd leaves the parent's registrations alone. The child
 // reports through its exit status (Catch2 is not used in the child).
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <catch2/catch.hpp>
+#include <cstdlib>
+#include <thread>
+#include <vector>
 
+#include "../support.hpp"
 #include "pipe_fds.hpp"
 #include "ueq/epoll.h"
+#include "ueq/uthread/uthread.hpp"
 
 using ueq::test::pipe_fds;
 
@@ -164,4 +171,64 @@ TEST_CASE("fork: the child's sets register files apart from the parent's", "[epo
   ::close(go[1]);
   ueq_close(after);
   ueq_close(before);
+}
+
+namespace {
+// Whether every thread of this process but the caller sleeps in the kernel.
+bool others_asleep() {
+  const pid_t self = ueq::test::current_tid();
+  DIR* d = ::opendir("/proc/self/task");
+  if (!d) return false;
+  bool all = true;
+  while (dirent* e = ::readdir(d)) {
+    const pid_t tid = static_cast<pid_t>(std::atoi(e->d_name));
+    if (tid > 0 && tid != self && !ueq::test::thread_sleeping(tid)) all = false;
+  }
+  ::closedir(d);
+  return all;
+}
+}  // namespace
+
+// Uthreads parked in epoll_wait on a set when a fork hands it to the
+// kernel: every one of them wakes and goes on waiting there (one bit on
+// their queue would wake one; the others would sleep to their deadline).
+TEST_CASE("fork: every uthread parked on a set goes on in the kernel", "[epoll]") {
+  const int ep = ueq_epoll_create1(EPOLL_CLOEXEC);
+  REQUIRE(ep >= 0);
+  pipe_fds p;
+  epoll_event e = ev_in(7);  // level-triggered: one write wakes every waiter
+  REQUIRE(ueq_epoll_ctl(ep, EPOLL_CTL_ADD, p.r, &e) == 0);
+  constexpr int kWaiters = 3;
+  std::atomic<int> entered{0}, got{0};
+  std::thread rt([&] {
+    (void)ueq::run(
+        [&] {
+          std::vector<ueq::uthread_handle> hs;
+          for (int i = 0; i < kWaiters; ++i) {
+            auto h = ueq::spawn([&] {
+              epoll_event out[1];
+              entered.fetch_add(1);
+              if (ueq_epoll_wait(ep, out, 1, 30000) == 1 && out[0].data.u64 == 7) got.fetch_add(1);
+            });
+            if (h) hs.push_back(std::move(*h));
+          }
+          for (auto& h : hs)
+            (void)h.join();
+        },
+        {.vcores = kWaiters + 1});
+  });
+  // All in the wait and parked: every other thread sleeps (a runnable
+  // uthread would keep its vcore's thread running).
+  const bool parked = ueq::test::wait_until(
+      [&] { return entered.load() == kWaiters && others_asleep() && others_asleep(); });
+  CHECK(in_child([] { return 0; }) == 0);  // the fork hands the set to the kernel
+  REQUIRE(::write(p.w, "x", 1) == 1);
+  // Promptly, far inside the waits' own timeout (a waiter left parked
+  // would return only at its deadline).
+  const bool all =
+      ueq::test::wait_until([&] { return got.load() == kWaiters; }, std::chrono::seconds(10));
+  rt.join();
+  REQUIRE(parked);
+  REQUIRE(all);
+  REQUIRE(ueq_close(ep) == 0);
 }

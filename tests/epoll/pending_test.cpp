@@ -71,7 +71,11 @@ TEST_CASE("pending: the eventfd is readable exactly while events are pending", "
   REQUIRE(readable(o.sig.fd()));
   REQUIRE(o.sig.raised_now());
   REQUIRE(o.q->post(3, 2).ok());  // coalesced: nothing more
-  REQUIRE(o.harvest() == 1);
+  REQUIRE(o.q->post(5, 1).ok());  // a new message, but raised already: no second write
+  std::uint64_t count = 0;
+  REQUIRE(::read(o.sig.fd(), &count, sizeof count) == sizeof count);
+  REQUIRE(count == 1);
+  REQUIRE(o.harvest() == 2);
   REQUIRE(!readable(o.sig.fd()));
   REQUIRE(!o.sig.raised_now());
   // A settle with events left keeps it readable (a harvest that took part).
@@ -81,6 +85,37 @@ TEST_CASE("pending: the eventfd is readable exactly while events are pending", "
     o.sig.settle(true, true, [&] { return o.q->empty(); });
   }
   REQUIRE(readable(o.sig.fd()));
+  REQUIRE(o.harvest() == 1);
+  REQUIRE(!readable(o.sig.fd()));
+}
+
+// A raise that lands inside settle(), between its drain of the eventfd and
+// its clear of the flag, finds the flag set and writes nothing: the
+// re-check after the clear must raise again. In the other order (clear,
+// then drain) the raise's write is swallowed and the flag stays set over
+// an empty eventfd, which settle.pml's BUG_SETTLE shows.
+owner* g_owner = nullptr;
+TEST_CASE("pending: a raise between settle's drain and clear keeps the eventfd readable",
+          "[epoll]") {
+  owner o;
+  g_owner = &o;
+  REQUIRE(o.q->post(1, 1).ok());
+  REQUIRE(readable(o.sig.fd()));
+  event_msg out[4];
+  REQUIRE(o.q->drain(out) == 1);  // taken: the settle below clears
+  pending_signal::test_hook_in_settle.store(
+      [](pending_signal&) {
+        pending_signal::test_hook_in_settle.store(nullptr);  // once
+        REQUIRE(g_owner->q->post(2, 1).ok());                // raises from inside settle
+      },
+      std::memory_order_relaxed);
+  {
+    std::lock_guard<std::mutex> g(o.mu);
+    o.sig.settle(false, true, [&] { return o.q->empty(); });
+  }
+  REQUIRE(pending_signal::test_hook_in_settle.load() == nullptr);  // the hook ran
+  REQUIRE(readable(o.sig.fd()));
+  REQUIRE(o.sig.raised_now());
   REQUIRE(o.harvest() == 1);
   REQUIRE(!readable(o.sig.fd()));
 }
