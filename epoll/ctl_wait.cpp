@@ -188,6 +188,11 @@ status ctl_full(epoll_set& self, int op, int fd, const epoll_event* event) {
     case EPOLL_CTL_ADD: {
       if (it != p.entries.end()) return status(EEXIST);
       impl* child = target ? &epoll_access::of(*target) : nullptr;
+      // A set torn down since the lookup above (its last number closed, or
+      // found closed behind ueq's back, by another thread): its number no
+      // longer names it, and an entry would outlive it. numbers: guarded by
+      // reg().mu, which we hold; empty exactly once the set is torn down.
+      if (child && child->numbers.empty()) return status(EBADF);
       if (child) {
         const int below = depth_below(child, &p);
         if (below == INT_MAX || depth_above(&p) + 1 + below > kMaxNests) return status(ELOOP);
@@ -362,9 +367,12 @@ result<int> epoll_set::impl::wait(int number, std::span<epoll_event> buf, int li
     if (!sigmask && parks_as_uthread()) {
       pass_on(handed);  // the parkers poll the host now
       auto r = block_on({sig.uthread_queue()}, deadline);
-      // ECANCELED: the set was handed to the kernel (pending_signal::hold);
-      // the loop's next turn waits there.
-      if (!r && r.error() != std::errc::timed_out && r.error() != std::errc::operation_canceled)
+      // ECANCELED: the set was handed to the kernel (pending_signal::hold,
+      // the one closer of the queue; its close follows the release store of
+      // native, and block_on read the close with acquire): the loop's next
+      // turn waits there.
+      if (!r && r.error() != std::errc::timed_out &&
+          !(r.error() == std::errc::operation_canceled && native.load(std::memory_order_acquire)))
         return r.error();
       continue;
     }

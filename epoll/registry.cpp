@@ -431,12 +431,6 @@ void after_fork_in_child() noexcept ABSL_NO_THREAD_SAFETY_ANALYSIS {
     fork_layer::epoll,
     {.prepare = &before_fork, .parent = &after_fork_in_parent, .child = &after_fork_in_child});
 
-// Runs for every fd closed through ueq (before the close): the fd leaves
-// every set that holds it; an epoll fd's number leaves its set, and the set
-// is torn down with its last number.
-// The set's number `it` leaves the registry; the set is torn down with its
-// last number (under reg().mu; `dying` keeps it alive until the caller has
-// released the lock).
 // The entries of other sets that hold `s` (under any number), before it
 // goes: each points at it. A close through ueq has dropped those under the
 // closed number already; a number closed behind ueq's back, or a set
@@ -458,6 +452,9 @@ static void drop_holders_of(impl& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu) {
   }
 }
 
+// The set's number `it` leaves the registry; the set is torn down with its
+// last number (under reg().mu; `dying` keeps it alive until the caller has
+// released the lock).
 void drop_set_number(absl::flat_hash_map<int, std::shared_ptr<epoll_set>>::iterator it,
                      std::shared_ptr<epoll_set>& dying) ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu) {
   const int fd = it->first;
@@ -484,6 +481,9 @@ void drop_set_number(absl::flat_hash_map<int, std::shared_ptr<epoll_set>>::itera
   log("close epoll fd=%d", fd);
 }
 
+// Runs for every fd closed through ueq (before the close): the fd leaves
+// every set that holds it; an epoll fd's number leaves its set, and the set
+// is torn down with its last number.
 void on_fd_close(int fd, void*) {
   std::shared_ptr<epoll_set> dying;  // released after the locks
   lock_guard<os_mutex> g(reg().mu);
