@@ -19,18 +19,30 @@ for t in valgrind strace; do
 done
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+# Each prints one number on stdout; failures go to stderr (the callers
+# capture stdout) and end the script.
 instr() {
   valgrind --tool=callgrind --callgrind-out-file="$work/cg" "$@" >/dev/null 2>"$work/vg" ||
-    { echo "count.sh: $* failed under valgrind:"; tail -5 "$work/vg"; exit 1; }
+    { echo "count.sh: $* failed under valgrind:" >&2; tail -5 "$work/vg" >&2; exit 1; }
   awk '/^summary:|^totals:/ {print $2; exit}' "$work/cg"
 }
 calls() {
-  strace -f -c -o "$work/st" "$@" >/dev/null 2>&1 || { echo "count.sh: $* failed under strace"; exit 1; }
-  awk '$NF == "total" {print $(NF-2)}' "$work/st"
+  # -U calls: the one column, so a summary without an errors column reads
+  # the same.
+  strace -f -c -U calls -o "$work/st" "$@" >/dev/null 2>&1 ||
+    { echo "count.sh: $* failed under strace" >&2; exit 1; }
+  awk '$NF == "total" {print $1}' "$work/st"
+}
+need() {
+  [[ "$1" =~ ^[0-9]+$ ]] || { echo "count.sh: no $2 count for: $3" >&2; exit 1; }
 }
 a=$(instr "$@" "$n")
+need "$a" instruction "$*"
 b=$(instr "$@" $((2 * n)))
+need "$b" instruction "$*"
 c=$(calls "$@" "$n")
+need "$c" "system call" "$*"
 d=$(calls "$@" $((2 * n)))
+need "$d" "system call" "$*"
 awk -v a="$a" -v b="$b" -v c="$c" -v d="$d" -v n="$n" -v what="$*" 'BEGIN {
   printf "%s: %.0f instructions, %.2f system calls per operation\n", what, (b - a) / n, (d - c) / n }'

@@ -95,10 +95,19 @@ TEST_CASE("pending: the eventfd is readable exactly while events are pending", "
 // then drain) the raise's write is swallowed and the flag stays set over
 // an empty eventfd, which settle.pml's BUG_SETTLE shows.
 owner* g_owner = nullptr;
+bool g_hook_posted = false;
 TEST_CASE("pending: a raise between settle's drain and clear keeps the eventfd readable",
           "[epoll]") {
   owner o;
   g_owner = &o;
+  g_hook_posted = false;
+  // The hook is never left installed (nor g_owner dangling) for later cases.
+  struct uninstall {
+    ~uninstall() {
+      pending_signal::test_hook_in_settle.store(nullptr);
+      g_owner = nullptr;
+    }
+  } guard;
   REQUIRE(o.q->post(1, 1).ok());
   REQUIRE(readable(o.sig.fd()));
   event_msg out[4];
@@ -106,7 +115,8 @@ TEST_CASE("pending: a raise between settle's drain and clear keeps the eventfd r
   pending_signal::test_hook_in_settle.store(
       [](pending_signal&) {
         pending_signal::test_hook_in_settle.store(nullptr);  // once
-        REQUIRE(g_owner->q->post(2, 1).ok());                // raises from inside settle
+        // Raises from inside settle (noexcept: no REQUIRE in here).
+        g_hook_posted = g_owner->q->post(2, 1).ok();
       },
       std::memory_order_relaxed);
   {
@@ -114,6 +124,7 @@ TEST_CASE("pending: a raise between settle's drain and clear keeps the eventfd r
     o.sig.settle(false, true, [&] { return o.q->empty(); });
   }
   REQUIRE(pending_signal::test_hook_in_settle.load() == nullptr);  // the hook ran
+  REQUIRE(g_hook_posted);
   REQUIRE(readable(o.sig.fd()));
   REQUIRE(o.sig.raised_now());
   REQUIRE(o.harvest() == 1);
