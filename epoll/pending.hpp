@@ -110,10 +110,10 @@ class pending_signal {
   // After a harvest or a MOD, under the owner's lock (which serializes
   // settle() and hold()). `pending`: events remain (ready list or CEQ).
   // `leftover` (a harvest): a signal already raised wakes one more
-  // sleeper, as Linux wakes the next waiter when a harvest leaves events;
-  // a MOD passes false (its entry is only queued to be probed), so it
-  // wakes as a new post does, on the flag's change. `mailbox_empty()` is
-  // asked again after a clear.
+  // sleeper, as Linux wakes the next waiter when a harvest leaves events,
+  // and the uthread queue is posted again; a MOD passes false (its entry
+  // is only queued to be probed), so it raises as a new post does, on the
+  // flag's change only. `mailbox_empty()` is asked again after a clear.
   template <class MailboxEmpty>
   void settle(bool pending, bool leftover, MailboxEmpty&& mailbox_empty) noexcept {
     if (held_.load(std::memory_order_relaxed)) return;  // handed to the kernel: raised for good
@@ -121,12 +121,18 @@ class pending_signal {
       // seq_cst: the write wake_one() orders its loads after (a no-op
       // exchange when already set).
       if (signaled_.exchange(true, std::memory_order_seq_cst)) {
-        if (leftover) wake_one();
+        // A MOD: as a post that finds the flag set, nothing more. While the
+        // flag is set, the uthread queue holds its bit, or the uthread that
+        // took it has yet to harvest (a uthread that takes the bit always
+        // harvests next, and its settle posts again or clears the flag).
+        if (!leftover) return;
+        wake_one();
       } else {
-        raised();
+        raised();  // posts the uthread queue too
+        if (!leftover) return;
       }
-      // A uthread may have taken a stale bit, and a post that found the
-      // flag set posted nothing new: post again.
+      // After a harvest: this harvester may have taken a stale bit, and a
+      // post that found the flag set posted nothing new: post again.
       (void)wakeq_->post(0);
       return;
     }
