@@ -145,6 +145,18 @@ TEST_CASE("identity: a MOD racing the ADD that drops stale entries never modifie
 // ueq's made next under the same number is added afresh. An entry left
 // behind would point at the freed set (ASan reports its use; without ASan
 // the next ADD under the number finds it and answers EEXIST).
+// Not under TSan: the case closes an fd while another thread passes it to
+// the kernel, on purpose (the race it provokes is the program's), and TSan
+// reports exactly that as a data race on the descriptor. Release and
+// ASan+UBSan builds run it (ASan finds the use after free it guards).
+#if defined(__SANITIZE_THREAD__)
+#define UEQ_TEST_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UEQ_TEST_TSAN 1
+#endif
+#endif
+#ifndef UEQ_TEST_TSAN
 TEST_CASE("identity: an ADD of a set racing its close leaves no entry behind", "[epoll]") {
   const int parent = ueq_epoll_create1(EPOLL_CLOEXEC);
   REQUIRE(parent >= 0);
@@ -194,3 +206,4 @@ TEST_CASE("identity: an ADD of a set racing its close leaves no entry behind", "
   REQUIRE(added + refused == rounds);
   REQUIRE(ueq_close(parent) == 0);
 }
+#endif  // UEQ_TEST_TSAN

@@ -33,7 +33,10 @@
  * triggered), or, with -DUTHREAD, until wakeq holds its bit (block_on takes
  * it). The ready list is empty after a harvest here (edge-triggered
  * entries); a level-triggered entry left on it only makes settle() take the
- * "pending" branch, as a message left in the CEQ does.
+ * "pending" branch, as a message left in the CEQ does. A MOD's settle
+ * (leftover false: its entry queued under the lock, then the flag raised
+ * only if it was clear, nothing more) is a producer's post here: the entry
+ * is its message, and the exchange its post_hook().
  *
  * Kernel objects: the eventfd is a counter (write adds 1, read returns and
  * zeroes it, non-blocking); ppoll returns while the counter is non-zero.
