@@ -120,17 +120,15 @@ class pending_signal {
     if (pending) {
       // seq_cst: the write wake_one() orders its loads after (a no-op
       // exchange when already set).
-      if (signaled_.exchange(true, std::memory_order_seq_cst)) {
-        // A MOD: as a post that finds the flag set, nothing more. While the
-        // flag is set, the uthread queue holds its bit, or the uthread that
-        // took it has yet to harvest (a uthread that takes the bit always
-        // harvests next, and its settle posts again or clears the flag).
-        if (!leftover) return;
-        wake_one();
-      } else {
-        raised();  // posts the uthread queue too
-        if (!leftover) return;
-      }
+      const bool was = signaled_.exchange(true, std::memory_order_seq_cst);
+      if (!was) raised();  // posts the uthread queue too
+      // A MOD: as a post, nothing more than the raise on the flag's change.
+      // While the flag is set, the uthread queue holds its bit, or the
+      // uthread that took it has yet to harvest (a uthread that takes the
+      // bit always harvests next, and its settle posts again or clears the
+      // flag).
+      if (!leftover) return;
+      if (was) wake_one();
       // After a harvest: this harvester may have taken a stale bit, and a
       // post that found the flag set posted nothing new: post again.
       (void)wakeq_->post(0);
