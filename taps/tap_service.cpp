@@ -168,9 +168,12 @@ struct tap {
   // fd's mu, as remove() does); relaxed, as it publishes nothing.
   std::atomic<bool> live{true};
   // What the host registration watches: filter, or more after refilter()
-  // (the union of the filters since the last modify()). Guarded by the
-  // fd's mu.
-  std::uint32_t host_filter;
+  // (the union of the filters since the last modify()). Written under the
+  // fd's mu; read under it, or under the slot's mu alone by refilter()'s
+  // fast path. Relaxed: the calls that change one tap come from its one
+  // owner, one at a time (an epoll entry's under the set's lock), so the
+  // atomic only keeps that lock-free read well defined.
+  std::atomic<std::uint32_t> host_filter;
 };
 }  // namespace detail
 
@@ -296,6 +299,8 @@ struct tap_service::impl {
 
   fd_entry* entry(int fd, bool create) { return table.get(fd, create); }
   status locate(const tap_handle& h, std::uint32_t filter, fd_entry*& e, tap_slot*& sl);
+  // The slot alone (refilter()'s fast path needs no fd entry).
+  status locate_slot(const tap_handle& h, std::uint32_t filter, tap_slot*& sl);
 
   static std::uint64_t key(std::uint32_t slot, std::uint32_t gen) {
     return (std::uint64_t{slot} << 32) | gen;
@@ -506,13 +511,18 @@ result<tap_handle> tap_service::add(const tap_spec& spec) {
 
 // The checks modify() and refilter() share: a handle, a filter of event
 // bits, and the tap's fd entry and slot (ENOENT once they are gone).
-status tap_service::impl::locate(const tap_handle& h, std::uint32_t filter, fd_entry*& e,
-                                 tap_slot*& sl) {
+status tap_service::impl::locate_slot(const tap_handle& h, std::uint32_t filter, tap_slot*& sl) {
   if (!h.t_) return status(EINVAL);
   if (filter == 0 || (filter & ~kTapAllFilters)) return status(EINVAL);
-  e = entry(h.t_->fd, false);
   sl = slots.get(h.t_->slot, false);
-  return e && sl ? status{} : status(ENOENT);
+  return sl ? status{} : status(ENOENT);
+}
+
+status tap_service::impl::locate(const tap_handle& h, std::uint32_t filter, fd_entry*& e,
+                                 tap_slot*& sl) {
+  if (status s = locate_slot(h, filter, sl); !s.ok()) return s;
+  e = entry(h.t_->fd, false);
+  return e ? status{} : status(ENOENT);
 }
 
 status tap_service::modify(const tap_handle& h, std::uint32_t filter, std::uint64_t data) {
@@ -542,36 +552,51 @@ status tap_service::modify(const tap_handle& h, std::uint32_t filter, std::uint6
     h.t_->filter = old_filter;
     h.t_->data = old_data;
   } else {
-    h.t_->host_filter = filter;
+    h.t_->host_filter.store(filter, std::memory_order_relaxed);
   }
   return s;
 }
 
 status tap_service::refilter(const tap_handle& h, std::uint32_t filter, bool widen) {
   inside_ueq in;
-  fd_entry* e;
+  // Under the slot's lock: true (and done) if the host already watches
+  // what it must, without a host call.
+  auto without_host = [&](std::uint32_t& keep) {
+    keep = h.t_->filter & kTapExclusive;
+    const std::uint32_t wanted = filter | keep;
+    const std::uint32_t host = h.t_->host_filter.load(std::memory_order_relaxed);
+    if (widen ? (wanted & ~host) != 0 : wanted != host) return false;
+    h.t_->filter = wanted;
+    return true;
+  };
   tap_slot* sl;
-  if (status s = p_->locate(h, filter, e, sl); !s.ok()) return s;
-  lock_guard<os_mutex> g(e->mu);
+  if (status s = p_->locate_slot(h, filter, sl); !s.ok()) return s;
   std::uint32_t gen, keep;
+  {
+    // The common MOD (a level-triggered mask within what the host
+    // watches): the slot's lock alone, the one dispatch reads the filter
+    // under.
+    lock_guard<os_mutex> sg(sl->mu);
+    if (!h.t_->live.load(std::memory_order_relaxed)) return status(ENOENT);
+    if (without_host(keep)) return {};
+  }
+  fd_entry* e = p_->entry(h.t_->fd, false);
+  if (!e) return status(ENOENT);
+  lock_guard<os_mutex> g(e->mu);
   {
     lock_guard<os_mutex> sg(sl->mu);
     if (!h.t_->live.load(std::memory_order_relaxed)) return status(ENOENT);
-    keep = h.t_->filter & kTapExclusive;
-    const std::uint32_t wanted = filter | keep;
-    if (widen ? !(wanted & ~h.t_->host_filter) : wanted == h.t_->host_filter) {
-      h.t_->filter = wanted;  // the host already watches what it must
-      return {};
-    }
+    if (without_host(keep)) return {};
     gen = sl->gen;
   }
   if (keep) return status(EINVAL);  // an exclusive registration cannot be modified
   // The host must watch more (the union), or exactly the new filter:
   // re-armed (its edge for the current readiness passes the new filter,
   // like any event).
-  const std::uint32_t host = widen ? h.t_->host_filter | filter : filter;
+  const std::uint32_t host =
+      widen ? h.t_->host_filter.load(std::memory_order_relaxed) | filter : filter;
   if (status s = p_->backend->modify(h.t_->fd, host, impl::key(h.t_->slot, gen)); !s.ok()) return s;
-  h.t_->host_filter = host;
+  h.t_->host_filter.store(host, std::memory_order_relaxed);
   lock_guard<os_mutex> sg(sl->mu);
   h.t_->filter = filter;
   return {};
