@@ -336,6 +336,12 @@ result<int> epoll_set::impl::wait(int number, std::span<epoll_event> buf, int li
       if (!got || *got < kHostBatchFull) break;
     }
     prepoll = false;
+    // A wait that will not sleep, on an idle set: the harvest would find
+    // nothing and settle nothing. Read-only (no lock, no change to the
+    // signal), so it takes part in no handshake. The CEQ is read after the
+    // signal: a post that a settle() found between its clear and its
+    // re-check is in the CEQ by then (the clear read the post's raise).
+    if (deadline == kImmediate && sig.quiet() && q->empty()) return 0;
     {
       // Not across the blocking below: a uthread may resume on another vcore.
       tap_service::inside_ueq in;

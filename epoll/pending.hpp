@@ -118,6 +118,12 @@ class pending_signal {
   void settle(bool pending, bool leftover, MailboxEmpty&& mailbox_empty) noexcept {
     if (held_.load(std::memory_order_relaxed)) return;  // handed to the kernel: raised for good
     if (pending) {
+      // A MOD of a set already raised: nothing to do, and no locked
+      // exchange to find that out. Only settle() clears the flag, and it
+      // runs under the owner's lock, which our caller holds: the flag stays
+      // set until we return. relaxed: written by this lock's holders or
+      // raise()'s exchange, which only sets it.
+      if (!leftover && signaled_.load(std::memory_order_relaxed)) return;
       // seq_cst: the write wake_one() orders its loads after (a no-op
       // exchange when already set).
       const bool was = signaled_.exchange(true, std::memory_order_seq_cst);
@@ -142,9 +148,7 @@ class pending_signal {
     // only when no write is announced (writing_, read first) and none has
     // ended since the last drain (written_). acquire loads: pair with
     // raised()'s release decrement and store.
-    if (writing_.load(std::memory_order_acquire) == 0 &&
-        !signaled_.load(std::memory_order_acquire) && !written_.load(std::memory_order_acquire))
-      return;
+    if (quiet()) return;
     written_.store(false, std::memory_order_relaxed);  // before the read: a later write sets it
     std::uint64_t v;
     (void)::read(evfd_, &v, sizeof v);
@@ -158,6 +162,23 @@ class pending_signal {
     // eventfd stays readable.
     (void)signaled_.exchange(false, std::memory_order_acq_rel);
     if (!mailbox_empty()) raise();
+  }
+
+  // Nothing to drain and nothing raised: the flag is clear, no write is
+  // announced (writing_, read first) and none has ended since the last
+  // drain (written_). settle()'s shortcut; also a wait that will not sleep
+  // (timeout 0) checks it, with the CEQ, to skip a harvest of an idle set:
+  // the flag is cleared only by a settle() that found the ready list and
+  // the CEQ empty, and whatever fills either one later raises it (a post;
+  // an ADD or MOD under the owner's lock), except for a post that a settle
+  // found between its clear and its re-check, which is in the CEQ. With
+  // the eventfd left readable (written_), the harvest's settle() must
+  // drain it, or the program's poll on the epoll fd would spin. acquire
+  // loads: pair with the raisers' seq_cst exchange and raised()'s release
+  // decrement and store, and with settle()'s clear.
+  bool quiet() const noexcept {
+    return writing_.load(std::memory_order_acquire) == 0 &&
+           !signaled_.load(std::memory_order_acquire) && !written_.load(std::memory_order_acquire);
   }
 
   // Wakes one sleeper: the one in the host poll if any (it harvests when

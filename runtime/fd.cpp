@@ -42,7 +42,12 @@ int epoll_pwait_until(int ep, epoll_event* ev, int max, mono_ns deadline,
                       const sigset_t* mask) noexcept {
   timespec ts, *tsp = nullptr;
   if (deadline != kNoDeadline) {
-    ts = to_timespec(time_left(deadline));
+    const mono_ns left = time_left(deadline);
+    // No time left (an immediate poll): epoll_pwait's timeout of 0, which
+    // every kernel has and which copies no timespec in.
+    if (left <= 0)
+      return static_cast<int>(::syscall(SYS_epoll_pwait, ep, ev, max, 0, mask, _NSIG / 8));
+    ts = to_timespec(left);
     tsp = &ts;
   }
   static std::atomic<bool> no_pwait2{false};

@@ -3,6 +3,7 @@
 // real eventfd and the real CEQ. Every wait is bounded: a wait that reaches
 // its bound is a lost wakeup, and fails the test.
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -15,6 +16,7 @@
 #include "../../epoll/pending.hpp"
 #include "ueq/ceq/evq/block_on.hpp"
 #include "ueq/ceq/evq/event_queue.hpp"
+#include "ueq/epoll.h"
 #include "ueq/runtime/clock.hpp"
 
 using ueq::event_msg;
@@ -129,6 +131,79 @@ TEST_CASE("pending: a raise between settle's drain and clear keeps the eventfd r
   REQUIRE(o.sig.raised_now());
   REQUIRE(o.harvest() == 1);
   REQUIRE(!readable(o.sig.fd()));
+}
+
+// quiet(): what settle()'s shortcut and an immediate wait's skip of the
+// harvest rely on. A MOD's settle (pending, leftover false) raises a clear
+// flag and leaves a raised one as it is: one eventfd write, one
+// uthread-queue post.
+TEST_CASE("pending: quiet() holds exactly while nothing is raised or left to drain", "[epoll]") {
+  owner o;
+  REQUIRE(o.sig.quiet());
+  event_queue* wq[] = {o.sig.uthread_queue()};
+  {
+    std::lock_guard<std::mutex> g(o.mu);
+    o.sig.settle(true, false, [&] { return o.q->empty(); });  // a MOD on a clear flag
+    REQUIRE(!o.sig.quiet());
+    o.sig.settle(true, false, [&] { return o.q->empty(); });  // and on a raised one
+  }
+  REQUIRE(o.sig.raised_now());
+  std::uint64_t count = 0;
+  REQUIRE(::read(o.sig.fd(), &count, sizeof count) == sizeof count);
+  REQUIRE(count == 1);
+  REQUIRE(ueq::block_on(wq, ueq::kImmediate).ok());
+  REQUIRE(ueq::block_on(wq, ueq::kImmediate).error() == std::errc::timed_out);
+  // Drained above by hand, still raised: not quiet until a settle clears.
+  REQUIRE(!o.sig.quiet());
+  REQUIRE(o.harvest() == 0);
+  REQUIRE(o.sig.quiet());
+  REQUIRE(o.q->post(1, 1).ok());
+  REQUIRE(!o.sig.quiet());
+  REQUIRE(o.harvest() == 1);
+  REQUIRE(o.sig.quiet());
+  REQUIRE(!readable(o.sig.fd()));
+}
+
+// Waits with timeout 0 skip the harvest of an idle set (impl::wait): never
+// of one with a level-triggered entry ready, which stays on the ready
+// list (the CEQ empty) while several threads harvest it at once. As with
+// Linux, every such wait reports it.
+TEST_CASE("pending: immediate waits from several threads all report a ready LT entry", "[epoll]") {
+  const int ep = ueq_epoll_create1(EPOLL_CLOEXEC);
+  REQUIRE(ep >= 0);
+  const int efd = ::eventfd(1, EFD_NONBLOCK | EFD_CLOEXEC);  // readable for good
+  REQUIRE(efd >= 0);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = 42;
+  REQUIRE(ueq_epoll_ctl(ep, EPOLL_CTL_ADD, efd, &ev) == 0);
+  constexpr int kThreads = 3, kWaits = 20000;
+  std::atomic<int> missed{0}, wrong{0};
+  std::barrier start(kThreads);
+  std::vector<std::thread> ts;
+  for (int t = 0; t < kThreads; ++t)
+    ts.emplace_back([&] {
+      start.arrive_and_wait();
+      for (int i = 0; i < kWaits; ++i) {
+        epoll_event out[2];
+        const int n = ueq_epoll_wait(ep, out, 2, 0);
+        if (n != 1)
+          missed.fetch_add(1, std::memory_order_relaxed);
+        else if (out[0].data.u64 != 42 || !(out[0].events & EPOLLIN))
+          wrong.fetch_add(1, std::memory_order_relaxed);
+      }
+    });
+  for (auto& t : ts)
+    t.join();
+  CHECK(missed.load() == 0);
+  CHECK(wrong.load() == 0);
+  // Emptied: the next immediate wait finds the set idle.
+  std::uint64_t v;
+  REQUIRE(::read(efd, &v, sizeof v) == sizeof v);
+  epoll_event out[2];
+  CHECK(ueq_epoll_wait(ep, out, 2, 0) == 0);
+  REQUIRE(ueq_close(efd) == 0);
+  REQUIRE(ueq_close(ep) == 0);
 }
 
 TEST_CASE("pending: a raise posts the uthread queue and each listener, once per change",
