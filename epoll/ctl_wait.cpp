@@ -338,14 +338,21 @@ result<int> epoll_set::impl::wait(int number, std::span<epoll_event> buf, int li
     prepoll = false;
     // A wait that will not sleep, on an idle set: the harvest would find
     // nothing and settle nothing. Read-only (no lock, no change to the
-    // signal), so it takes part in no handshake. The CEQ is read after the
-    // signal: a post that a settle() found between its clear and its
-    // re-check is in the CEQ by then (the clear read the post's raise).
-    if (deadline == kImmediate && sig.quiet() && q->empty()) return 0;
+    // signal), so it takes part in no handshake. Read after the signal:
+    // the CEQ (a post that a settle() found between its clear and its
+    // re-check is there by then: the clear read the post's raise), and
+    // `native` (a fork's hand-over stores it before its removals' settle()
+    // may clear the signal).
+    if (deadline == kImmediate && sig.quiet() && q->empty() &&
+        !native.load(std::memory_order_acquire))
+      return 0;
     {
       // Not across the blocking below: a uthread may resume on another vcore.
       tap_service::inside_ueq in;
       lock_guard<os_mutex> g(mu);
+      // Handed to the kernel since the check at the top (a fork, under
+      // this lock, which emptied the entries): the next turn waits there.
+      if (native.load(std::memory_order_relaxed)) continue;
       const int n = harvest(buf, limit, sink, ctx);
       if (n < 0) return errno_code(EFAULT);
       if (n > 0) return n;

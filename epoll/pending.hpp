@@ -169,9 +169,10 @@ class pending_signal {
   // drain (written_). settle()'s shortcut; also a wait that will not sleep
   // (timeout 0) checks it, with the CEQ, to skip a harvest of an idle set:
   // the flag is cleared only by a settle() that found the ready list and
-  // the CEQ empty, and whatever fills either one later raises it (a post;
-  // an ADD or MOD under the owner's lock), except for a post that a settle
-  // found between its clear and its re-check, which is in the CEQ. With
+  // the CEQ empty, and whatever fills either one later raises it (a post
+  // that makes a message; an ADD or MOD under the owner's lock), except
+  // for a post that a settle found between its clear and its re-check, and
+  // one that merged into a message already there: both are in the CEQ. With
   // the eventfd left readable (written_), the harvest's settle() must
   // drain it, or the program's poll on the epoll fd would spin. acquire
   // loads: pair with the raisers' seq_cst exchange and raised()'s release

@@ -396,11 +396,14 @@ void materialize_all() ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu) {
     register_natively(*n.s, *n.e, n.fd);
   for (impl* s : sets) {
     lock_guard<os_mutex> g(s->mu);
-    while (!s->entries.empty())
-      remove_entry(*s, s->entries.begin());
     // release: pairs with the acquire loads in wait() and ctl(); the
     // entries above are in the kernel before a caller passes through.
+    // Stored before the entries go: their removal's settle() may clear
+    // the signal, and a wait that then finds it quiet (its skip of the
+    // harvest, without this lock) reads this store after the clear.
     s->native.store(true, std::memory_order_release);
+    while (!s->entries.empty())
+      remove_entry(*s, s->entries.begin());
     // Every kind of waiter wakes and goes on in the kernel.
     s->sig.hold();
   }

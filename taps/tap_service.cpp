@@ -573,9 +573,9 @@ status tap_service::refilter(const tap_handle& h, std::uint32_t filter, bool wid
   if (status s = p_->locate_slot(h, filter, sl); !s.ok()) return s;
   std::uint32_t gen, keep;
   {
-    // The common MOD (a level-triggered mask within what the host
-    // watches): the slot's lock alone, the one dispatch reads the filter
-    // under.
+    // The common MOD (no host call: a level-triggered mask within what
+    // the host watches, or an edge-triggered one equal to it): the slot's
+    // lock alone, the one dispatch reads the filter under.
     lock_guard<os_mutex> sg(sl->mu);
     if (!h.t_->live.load(std::memory_order_relaxed)) return status(ENOENT);
     if (without_host(keep)) return {};
