@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <climits>
 #include <cstring>
+#include <functional>
 #include <vector>
 
 namespace ueq::epoll_internal {
@@ -335,17 +336,40 @@ bool still_names(const impl::entry& e, int fd) ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg
   return ::fstat(fd, &st) == 0 && !is_stale(e, fd, st);
 }
 
-// Registers entry e (under number fd) in s's kernel epoll fd itself, as the
-// program gave it (a spent EPOLLONESHOT entry stays without events). An
-// entry whose number now names another file is left out: Linux dropped it
-// with its file.
-void register_natively(impl& s, const impl::entry& e, int fd) {
+// Entry e as the kernel is to hold it: as the program gave it (a spent
+// EPOLLONESHOT entry stays without events).
+epoll_event native_event(const impl::entry& e) {
   epoll_event ev{};
   ev.data = e.data;
   ev.events = e.disabled ? e.events & (EPOLLONESHOT | EPOLLET | EPOLLWAKEUP) : e.events;
+  return ev;
+}
+
+// Registers entry e (under number fd) in s's kernel epoll fd itself, and
+// returns what it registered. An entry whose number now names another
+// file is left out: Linux dropped it with its file.
+epoll_event register_natively(impl& s, const impl::entry& e, int fd) {
+  epoll_event ev = native_event(e);
   if (k_epoll_ctl(s.epfd.load(std::memory_order_relaxed), EPOLL_CTL_ADD, fd, &ev) != 0)
     log("fork: fd=%d could not move into epoll fd=%d: %s", fd, s.epfd.load(), std::strerror(errno));
+  return ev;
 }
+
+namespace {
+// An entry as materialize_all() copied it into the kernel, and an order
+// that groups the copies by set (a total order on the pointers).
+struct moved {
+  impl* s;
+  int fd;
+  epoll_event ev;
+};
+struct by_set {
+  static bool less(const impl* a, const impl* b) { return std::less<const impl*>{}(a, b); }
+  bool operator()(const moved& a, const moved& b) const { return less(a.s, b.s); }
+  bool operator()(const moved& a, const impl* s) const { return less(a.s, s); }
+  bool operator()(const impl* s, const moved& a) const { return less(s, a.s); }
+};
+}  // namespace
 
 // Hands every set to the kernel (see impl::native), under reg().mu. At
 // fork() a set becomes one kernel object shared by parent and child, as on
@@ -358,8 +382,11 @@ void register_natively(impl& s, const impl::entry& e, int fd) {
 // poller, so none is unwatched meanwhile), then each set stops watching
 // the host poller and its eventfd, then the entries that are sets (a
 // kernel nesting of sets must not pass through the host poller's fd, or
-// the kernel's depth limit could refuse it). Waiters already inside wait()
-// are woken (pending_signal::hold) and go on in the kernel.
+// the kernel's depth limit could refuse it), then, under each set's lock,
+// the kernel's copy of every entry a MOD or a harvest changed since it
+// was registered is brought up to date, the set is marked native and its
+// entries go. Waiters already inside wait() are woken
+// (pending_signal::hold) and go on in the kernel.
 void materialize_all() ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu) {
   std::vector<impl*> sets;
   for (auto& [fd, set] : reg().by_fd) {
@@ -377,6 +404,12 @@ void materialize_all() ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu) {
     int fd;
   };
   std::vector<nested> later;
+  // What each entry was registered as. The sets' locks are let go between
+  // the steps, and two paths change an entry without the registry lock: a
+  // MOD of a held entry (modify_registered) and a harvest that spends an
+  // EPOLLONESHOT entry. The last step, under each set's lock, brings the
+  // kernel's copy up to date with what they did meanwhile.
+  std::vector<moved> copies;
   for (impl* s : sets) {
     lock_guard<os_mutex> g(s->mu);
     for (auto& [fd, e] : s->entries) {
@@ -384,7 +417,7 @@ void materialize_all() ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu) {
       if (e.child)
         later.push_back({s, &e, fd});
       else
-        register_natively(*s, e, fd);
+        copies.push_back({s, fd, register_natively(*s, e, fd)});
     }
   }
   for (impl* s : sets) {
@@ -392,10 +425,23 @@ void materialize_all() ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu) {
     unwatch_host(*s);
     (void)k_epoll_ctl(ep, EPOLL_CTL_DEL, s->sig.fd(), nullptr);
   }
-  for (const nested& n : later)
-    register_natively(*n.s, *n.e, n.fd);
+  for (const nested& n : later) {
+    lock_guard<os_mutex> g(n.s->mu);
+    copies.push_back({n.s, n.fd, register_natively(*n.s, *n.e, n.fd)});
+  }
+  // relaxed: tests install the hook before they fork.
+  if (auto* hook = test_hook_in_handover.load(std::memory_order_relaxed)) hook();
+  std::stable_sort(copies.begin(), copies.end(), by_set{});
   for (impl* s : sets) {
     lock_guard<os_mutex> g(s->mu);
+    const auto [first, last] = std::equal_range(copies.begin(), copies.end(), s, by_set{});
+    for (auto c = first; c != last; ++c) {
+      auto it = s->entries.find(c->fd);
+      if (it == s->entries.end()) continue;
+      epoll_event now = native_event(it->second);
+      if (now.events != c->ev.events || now.data.u64 != c->ev.data.u64)
+        (void)k_epoll_ctl(s->epfd.load(std::memory_order_relaxed), EPOLL_CTL_MOD, c->fd, &now);
+    }
     // release: pairs with the acquire loads in wait() and ctl(); the
     // entries above are in the kernel before a caller passes through.
     // Stored before the entries go: their removal's settle() may clear

@@ -6,6 +6,7 @@
 
 #include <sys/stat.h>
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 
@@ -123,6 +124,11 @@ void unwatch_host(impl& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu);
 
 // The close callback: fd leaves every set, an epoll fd's number its set.
 void on_fd_close(int fd, void*);
+
+// Test-only: called by the fork's hand-over of the sets (materialize_all)
+// after every entry is copied into the kernel and before the last step, so
+// a test can change an entry exactly there. Never set outside tests.
+inline std::atomic<void (*)()> test_hook_in_handover{nullptr};
 // dup/dup2/dup3 bookkeeping: a new number for a set names it too.
 void register_dup(int oldfd, int newfd);
 int dup_over(int oldfd, int newfd, int flags, bool is_dup2);

@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "../../epoll/registry.hpp"
 #include "../support.hpp"
 #include "pipe_fds.hpp"
 #include "ueq/epoll.h"
@@ -274,4 +275,53 @@ TEST_CASE("fork: immediate waits racing the hand-over still report a ready entry
     REQUIRE(ueq_close(ep) == 0);
   }
   CHECK(misses == 0);
+}
+
+// A MOD that lands while the fork hands its set over, after the entry was
+// copied into the kernel and before the set is marked native (a MOD of a
+// held entry takes only the set's lock, which the hand-over lets go
+// between its steps): the kernel's copy must take it. The MOD is made
+// there by a test hook (registry.hpp). Before the fix the kernel kept the
+// copy's data and mask, and the wait after the fork reported them.
+// The hook runs in the forking thread, which holds the registry lock
+// there, so it calls the MOD's fast path itself (ueq_epoll_ctl's lookup
+// of the set could take that lock).
+std::shared_ptr<ueq::epoll_set> g_handover_set;
+int g_handover_fd = -1;
+int g_handover_rc = -2;
+TEST_CASE("fork: a MOD during the hand-over reaches the kernel's copy", "[epoll]") {
+  const int ep = ueq_epoll_create1(EPOLL_CLOEXEC);
+  REQUIRE(ep >= 0);
+  pipe_fds p;
+  REQUIRE(::write(p.w, "x", 1) == 1);  // readable
+  epoll_event e = ev_in(1);
+  REQUIRE(ueq_epoll_ctl(ep, EPOLL_CTL_ADD, p.r, &e) == 0);
+  g_handover_set = ueq::epoll_internal::lookup(ep);
+  REQUIRE(g_handover_set);
+  g_handover_fd = p.r;
+  g_handover_rc = -2;
+  struct uninstall {
+    ~uninstall() {
+      ueq::epoll_internal::test_hook_in_handover.store(nullptr);
+      g_handover_set.reset();
+    }
+  } guard;
+  ueq::epoll_internal::test_hook_in_handover.store([] {
+    ueq::epoll_internal::test_hook_in_handover.store(nullptr);  // once
+    epoll_event m = ev_in(2);
+    m.events |= EPOLLONESHOT;
+    bool done = false;
+    const ueq::status s =
+        ueq::epoll_access::of(*g_handover_set).modify_registered(g_handover_fd, &m, done);
+    g_handover_rc = done ? s.value() : -1;
+  });
+  CHECK(in_child([] { return 0; }) == 0);
+  REQUIRE(ueq::epoll_internal::test_hook_in_handover.load() == nullptr);  // the hook ran
+  REQUIRE(g_handover_rc == 0);
+  // The kernel holds the set now: the MOD's data, and its EPOLLONESHOT.
+  epoll_event out[2];
+  REQUIRE(ueq_epoll_wait(ep, out, 2, 0) == 1);
+  CHECK(out[0].data.u64 == 2);
+  CHECK(ueq_epoll_wait(ep, out, 2, 0) == 0);  // spent
+  REQUIRE(ueq_close(ep) == 0);
 }
