@@ -41,23 +41,22 @@ int hide_fd(int fd) noexcept {
 int epoll_pwait_until(int ep, epoll_event* ev, int max, mono_ns deadline,
                       const sigset_t* mask) noexcept {
   timespec ts, *tsp = nullptr;
+  long ms = -1;  // epoll_pwait's timeout
   if (deadline != kNoDeadline) {
     const mono_ns left = time_left(deadline);
-    // No time left (an immediate poll): epoll_pwait's timeout of 0, which
-    // every kernel has and which copies no timespec in.
-    if (left <= 0)
-      return static_cast<int>(::syscall(SYS_epoll_pwait, ep, ev, max, 0, mask, _NSIG / 8));
     ts = to_timespec(left);
     tsp = &ts;
+    ms = std::min<long>(INT_MAX, ts.tv_sec * 1000L + (ts.tv_nsec + 999999) / 1000000);
   }
+  // No time left (an immediate poll): epoll_pwait's timeout of 0, which
+  // every kernel has and which copies no timespec in. Else epoll_pwait2
+  // for its nanoseconds, where the kernel has it.
   static std::atomic<bool> no_pwait2{false};
-  if (!no_pwait2.load(std::memory_order_relaxed)) {
+  if (ms != 0 && !no_pwait2.load(std::memory_order_relaxed)) {
     const long r = ::syscall(SYS_epoll_pwait2, ep, ev, max, tsp, mask, _NSIG / 8);
     if (r >= 0 || (errno != ENOSYS && errno != EPERM)) return static_cast<int>(r);
     no_pwait2.store(true, std::memory_order_relaxed);  // a hint only: relaxed
   }
-  long ms = -1;
-  if (tsp) ms = std::min<long>(INT_MAX, ts.tv_sec * 1000L + (ts.tv_nsec + 999999) / 1000000);
   return static_cast<int>(
       ::syscall(SYS_epoll_pwait, ep, ev, max, static_cast<int>(ms), mask, _NSIG / 8));
 }

@@ -559,16 +559,6 @@ status tap_service::modify(const tap_handle& h, std::uint32_t filter, std::uint6
 
 status tap_service::refilter(const tap_handle& h, std::uint32_t filter, bool widen) {
   inside_ueq in;
-  // Under the slot's lock: true (and done) if the host already watches
-  // what it must, without a host call.
-  auto without_host = [&](std::uint32_t& keep) {
-    keep = h.t_->filter & kTapExclusive;
-    const std::uint32_t wanted = filter | keep;
-    const std::uint32_t host = h.t_->host_filter.load(std::memory_order_relaxed);
-    if (widen ? (wanted & ~host) != 0 : wanted != host) return false;
-    h.t_->filter = wanted;
-    return true;
-  };
   tap_slot* sl;
   if (status s = p_->locate_slot(h, filter, sl); !s.ok()) return s;
   std::uint32_t gen, keep;
@@ -578,15 +568,22 @@ status tap_service::refilter(const tap_handle& h, std::uint32_t filter, bool wid
     // lock alone, the one dispatch reads the filter under.
     lock_guard<os_mutex> sg(sl->mu);
     if (!h.t_->live.load(std::memory_order_relaxed)) return status(ENOENT);
-    if (without_host(keep)) return {};
+    keep = h.t_->filter & kTapExclusive;
+    const std::uint32_t wanted = filter | keep;
+    const std::uint32_t host = h.t_->host_filter.load(std::memory_order_relaxed);
+    if (widen ? !(wanted & ~host) : wanted == host) {
+      h.t_->filter = wanted;  // the host already watches what it must
+      return {};
+    }
   }
   fd_entry* e = p_->entry(h.t_->fd, false);
   if (!e) return status(ENOENT);
   lock_guard<os_mutex> g(e->mu);
   {
+    // The filters are as the fast path saw them: only the tap's owner
+    // changes them, one call at a time.
     lock_guard<os_mutex> sg(sl->mu);
     if (!h.t_->live.load(std::memory_order_relaxed)) return status(ENOENT);
-    if (without_host(keep)) return {};
     gen = sl->gen;
   }
   if (keep) return status(EINVAL);  // an exclusive registration cannot be modified
