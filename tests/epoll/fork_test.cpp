@@ -54,6 +54,13 @@ epoll_event ev_in(std::uint64_t data) {
   return e;
 }
 
+// Waits until `count` reaches `n` or 10 s pass (the caller checks which).
+void wait_for_count(const std::atomic<int>& count, int n) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (count.load(std::memory_order_relaxed) < n && std::chrono::steady_clock::now() < end)
+    std::this_thread::yield();
+}
+
 // Runs `child` in a fork()ed child and returns its exit status.
 template <class Fn>
 int in_child(Fn child) {
@@ -261,19 +268,16 @@ TEST_CASE("fork: immediate waits racing the hand-over still report a ready entry
         waits.fetch_add(1, std::memory_order_relaxed);
       }
     });
-    // The poller is running before the fork (bounded: 10 s). Nothing
+    // The poller is running before the fork (a bounded wait: 10 s). Nothing
     // below throws until it is joined (in_child's REQUIREs would, and a
     // joinable thread's destructor ends the process).
-    for (int i = 0; i < 10000 && waits.load(std::memory_order_relaxed) < 100; ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    wait_for_count(waits, 100);
     const pid_t pid = ::fork();
     if (pid == 0) ::_exit(0);
     int status = 0;
     const bool forked = pid > 0 && ::waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
                         WEXITSTATUS(status) == 0;
-    const int before = waits.load(std::memory_order_relaxed);
-    for (int i = 0; i < 10000 && waits.load(std::memory_order_relaxed) < before + 100; ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    wait_for_count(waits, waits.load(std::memory_order_relaxed) + 100);
     stop.store(true, std::memory_order_relaxed);
     poller.join();
     REQUIRE(forked);
