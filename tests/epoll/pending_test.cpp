@@ -164,6 +164,47 @@ TEST_CASE("pending: quiet() holds exactly while nothing is raised or left to dra
   REQUIRE(!readable(o.sig.fd()));
 }
 
+// quiet()'s last arm (written_): a raise whose exchange came before a
+// settle()'s clear but whose write came after that settle's read leaves the
+// flag clear over a readable eventfd. The next settle must drain it, so the
+// signal is not quiet; if quiet() looked at the flag alone, settle() would
+// take its shortcut and the program's poll on the epoll fd would spin. The
+// hook puts the raise there on one thread: a nested settle clears the flag,
+// the raise sets it and writes, and the outer settle's clear takes the flag
+// away again.
+TEST_CASE("pending: a raise that writes after settle's read leaves the signal not quiet",
+          "[epoll]") {
+  owner o;
+  g_owner = &o;
+  struct uninstall {
+    ~uninstall() {
+      pending_signal::test_hook_in_settle.store(nullptr);
+      g_owner = nullptr;
+    }
+  } guard;
+  REQUIRE(o.q->post(1, 1).ok());
+  event_msg out[4];
+  REQUIRE(o.q->drain(out) == 1);  // taken by hand: the settles below find nothing
+  pending_signal::test_hook_in_settle.store(
+      [](pending_signal& s) {
+        pending_signal::test_hook_in_settle.store(nullptr);         // once
+        s.settle(false, true, [] { return g_owner->q->empty(); });  // the flag is clear
+        s.raise();                                                  // sets it, writes the eventfd
+      },
+      std::memory_order_relaxed);
+  {
+    std::lock_guard<std::mutex> g(o.mu);
+    o.sig.settle(false, true, [&] { return o.q->empty(); });  // clears the raise's flag
+  }
+  REQUIRE(pending_signal::test_hook_in_settle.load() == nullptr);  // the hook ran
+  REQUIRE(!o.sig.raised_now());
+  REQUIRE(readable(o.sig.fd()));
+  REQUIRE(!o.sig.quiet());
+  REQUIRE(o.harvest() == 0);  // drains the eventfd
+  REQUIRE(!readable(o.sig.fd()));
+  REQUIRE(o.sig.quiet());
+}
+
 // Waits with timeout 0 skip the harvest of an idle set (impl::wait): never
 // of one with a level-triggered entry ready, which stays on the ready
 // list (the CEQ empty) while several threads harvest it at once. As with
