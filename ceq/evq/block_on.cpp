@@ -1,32 +1,100 @@
 // block_on: register on every queue, re-check, park (runtime/parker), and
 // unlink from every queue before returning.
+//
+// One loop (wait_loop) serves two shapes of queue set: one queue, the
+// common case (no link array, no loops: the wait of a green thread on its
+// own queue), and several. The shape only says how the set is walked; the
+// protocol is the same.
 #include "ueq/ceq/evq/block_on.hpp"
 
 #include <cerrno>
 #include <memory>
 #include <new>
-#include <vector>
-
-#include "ueq/runtime/backoff.hpp"
 
 namespace ueq {
 
 namespace {
 
-bool try_all(std::span<event_queue* const> qs, block_result& out) noexcept {
-  for (event_queue* q : qs)
-    if (q->try_get(out.msg)) {
-      out.queue = q;
-      return true;
-    }
-  return false;
-}
+using detail::evq_link;
+using detail::evq_waiter;
 
-bool any_closed(std::span<event_queue* const> qs) noexcept {
-  for (event_queue* q : qs)
-    if (q->closed()) return true;
-  return false;
-}
+// Exactly one queue.
+class one_queue {
+ public:
+  one_queue(event_queue* q, evq_waiter* w) noexcept : q_(q), link_{{}, w} {}
+  bool try_all(block_result& out) noexcept {
+    if (!q_->try_get(out.msg)) return false;
+    out.queue = q_;
+    return true;
+  }
+  bool any_closed() const noexcept { return q_->closed(); }
+  static constexpr bool prepare() noexcept { return true; }
+  void add() noexcept { q_->add_waiter(&link_); }
+  void remove() noexcept { q_->remove_waiter(&link_); }
+  template <class F>
+  void each(F&& f) noexcept {
+    f(q_);
+  }
+
+ private:
+  event_queue* q_;
+  evq_link link_;
+};
+
+// Several queues, tried in the order given. Links for up to 64 live on the
+// stack, uninitialised until the call has to wait: building all 64 on every
+// call cost ~100 instructions per wait (callgrind; a same-vcore round trip
+// was ~2200).
+class many_queues {
+ public:
+  many_queues(std::span<event_queue* const> qs, evq_waiter* w) noexcept : qs_(qs), w_(w) {}
+  // Builds the links; false if there is no memory for them.
+  bool prepare() noexcept {
+    links_ = reinterpret_cast<evq_link*>(small_);
+    if (qs_.size() > kSmall) {
+      big_.reset(new (std::nothrow) evq_link[qs_.size()]);
+      if (!big_) return false;
+      links_ = big_.get();
+    }
+    for (std::size_t i = 0; i < qs_.size(); ++i)
+      new (&links_[i]) evq_link{{}, w_};  // trivially destructible
+    return true;
+  }
+  bool try_all(block_result& out) noexcept {
+    for (event_queue* q : qs_)
+      if (q->try_get(out.msg)) {
+        out.queue = q;
+        return true;
+      }
+    return false;
+  }
+  bool any_closed() const noexcept {
+    for (event_queue* q : qs_)
+      if (q->closed()) return true;
+    return false;
+  }
+  void add() noexcept {
+    for (std::size_t i = 0; i < qs_.size(); ++i)
+      qs_[i]->add_waiter(&links_[i]);
+  }
+  void remove() noexcept {
+    for (std::size_t i = 0; i < qs_.size(); ++i)
+      qs_[i]->remove_waiter(&links_[i]);
+  }
+  template <class F>
+  void each(F&& f) noexcept {
+    for (event_queue* q : qs_)
+      f(q);
+  }
+
+ private:
+  static constexpr std::size_t kSmall = 64;
+  std::span<event_queue* const> qs_;
+  evq_waiter* w_;
+  alignas(evq_link) unsigned char small_[kSmall * sizeof(evq_link)];
+  std::unique_ptr<evq_link[]> big_;
+  evq_link* links_ = nullptr;
+};
 
 // A waiter woken by a wake-one queue that leaves while the queue still holds
 // messages hands the wakeup on, so the queue is not stranded with sleepers.
@@ -38,51 +106,32 @@ void pass_on(event_queue* woken_by) noexcept {
     woken_by->wake_one_waiter();
 }
 
-}  // namespace
-
-result<block_result> block_on(std::span<event_queue* const> queues, mono_ns deadline) noexcept {
-  if (queues.empty()) return errno_code(EINVAL);
-  for (event_queue* q : queues)
-    if (!q || q->hooked()) return errno_code(EINVAL);  // a hooked queue wakes no one
+// Try the queues; then register, re-check, park and unregister until a
+// message, a close or the deadline.
+template <class Set>
+result<block_result> wait_loop(Set& set, evq_waiter& w, mono_ns deadline) noexcept {
   block_result r;
-  if (try_all(queues, r)) return r;
-
-  // Links for up to 64 queues live on the stack, uninitialised until used:
-  // building all 64 on every call cost ~100 instructions per wait (callgrind;
-  // a same-vcore round trip is ~2200).
-  alignas(detail::evq_link) unsigned char small[64 * sizeof(detail::evq_link)];
-  std::unique_ptr<detail::evq_link[]> big;
-  detail::evq_link* links = reinterpret_cast<detail::evq_link*>(small);
-  if (queues.size() > 64) {
-    big.reset(new (std::nothrow) detail::evq_link[queues.size()]);
-    if (!big) return errno_code(ENOMEM);
-    links = big.get();
-  }
-  detail::evq_waiter w;
-  for (std::size_t i = 0; i < queues.size(); ++i)
-    new (&links[i]) detail::evq_link{{}, &w};  // trivially destructible
-
+  if (set.try_all(r)) return r;
+  if (!set.prepare()) return errno_code(ENOMEM);
   for (;;) {
     w.reset();
-    for (std::size_t i = 0; i < queues.size(); ++i)
-      queues[i]->add_waiter(&links[i]);
+    set.add();
     // seq_cst fence: the waiter half of the handshake (event_queue.cpp):
     // our registration is ordered before the mailbox re-check below.
     std::atomic_thread_fence(std::memory_order_seq_cst);
-    bool got = try_all(queues, r);
-    const bool closed = !got && any_closed(queues);
+    bool got = set.try_all(r);
+    const bool closed = !got && set.any_closed();
     if (!got && !closed) w.wait(deadline);
-    for (std::size_t i = 0; i < queues.size(); ++i)
-      queues[i]->remove_waiter(&links[i]);
+    set.remove();
     // A waker may have claimed us after we stopped waiting: then we count
     // as woken (and may owe a hand-off) all the same.
     event_queue* by = w.woken_by();
-    if (!got) got = try_all(queues, r);
+    if (!got) got = set.try_all(r);
     if (got) {
       pass_on(by);
       return r;
     }
-    if (closed || any_closed(queues)) {
+    if (closed || set.any_closed()) {
       pass_on(by);
       return errno_code(ECANCELED);
     }
@@ -91,12 +140,26 @@ result<block_result> block_on(std::span<event_queue* const> queues, mono_ns dead
       if (monotonic_now() < deadline) continue;
     }
     if (monotonic_now() >= deadline) {
-      for (event_queue* q : queues)
-        q->note_timeout();
+      set.each([](event_queue* q) { q->note_timeout(); });
       pass_on(by);
       return errno_code(ETIMEDOUT);
     }
   }
+}
+
+}  // namespace
+
+result<block_result> block_on(std::span<event_queue* const> queues, mono_ns deadline) noexcept {
+  if (queues.empty()) return errno_code(EINVAL);
+  for (event_queue* q : queues)
+    if (!q || q->hooked()) return errno_code(EINVAL);  // a hooked queue wakes no one
+  evq_waiter w;
+  if (queues.size() == 1) {
+    one_queue set(queues[0], &w);
+    return wait_loop(set, w, deadline);
+  }
+  many_queues set(queues, &w);
+  return wait_loop(set, w, deadline);
 }
 
 }  // namespace ueq

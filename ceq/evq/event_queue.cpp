@@ -145,10 +145,6 @@ void event_queue::remove_waiter(detail::evq_link* l) noexcept {
   nwaiters_.store(nwaiters_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
 }
 
-bool event_queue::try_get(event_msg& out) noexcept {
-  return drain({&out, 1}) == 1;
-}
-
 std::size_t event_queue::drain(std::span<event_msg> out) noexcept {
   const std::size_t n = visit_mailbox([&](auto& m) { return m.get_batch(out); });
   if (trace_enabled() && n) {
@@ -158,10 +154,6 @@ std::size_t event_queue::drain(std::span<event_msg> out) noexcept {
                reinterpret_cast<std::uintptr_t>(this));
   }
   return n;
-}
-
-bool event_queue::empty() const noexcept {
-  return visit_mailbox([](const auto& m) { return m.empty(); });
 }
 
 std::size_t event_queue::dispatch(std::size_t max) {

@@ -116,6 +116,8 @@ class event_queue {
   status post(const event_msg& m) noexcept { return post(m.id, m.bits, m.blob); }
 
   // Takes one message / up to out.size() messages without blocking.
+  // try_get looks at the mailbox's emptiness first, inline: a waiter finds
+  // it empty twice per wait (before and after registering).
   bool try_get(event_msg& out) noexcept;
   std::size_t drain(std::span<event_msg> out) noexcept;
   // A snapshot: nothing pending in the mailbox.
@@ -208,5 +210,13 @@ class event_queue {
   std::atomic<std::size_t> nwaiters_{0};
   sharded_counters<kCount, 8> stats_;
 };
+
+inline bool event_queue::empty() const noexcept {
+  return visit_mailbox([](const auto& m) { return m.empty(); });
+}
+
+inline bool event_queue::try_get(event_msg& out) noexcept {
+  return !empty() && drain({&out, 1}) == 1;
+}
 
 }  // namespace ueq
