@@ -98,18 +98,20 @@ TEST_CASE("pending: the eventfd is readable exactly while events are pending", "
 // an empty eventfd, which settle.pml's BUG_SETTLE shows.
 owner* g_owner = nullptr;
 bool g_hook_posted = false;
+// Points g_owner at o for a case's settle hook; the hook is never left
+// installed (nor g_owner dangling) for later cases.
+struct hook_scope {
+  explicit hook_scope(owner& o) { g_owner = &o; }
+  ~hook_scope() {
+    pending_signal::test_hook_in_settle.store(nullptr);
+    g_owner = nullptr;
+  }
+};
 TEST_CASE("pending: a raise between settle's drain and clear keeps the eventfd readable",
           "[epoll]") {
   owner o;
-  g_owner = &o;
+  hook_scope scope(o);
   g_hook_posted = false;
-  // The hook is never left installed (nor g_owner dangling) for later cases.
-  struct uninstall {
-    ~uninstall() {
-      pending_signal::test_hook_in_settle.store(nullptr);
-      g_owner = nullptr;
-    }
-  } guard;
   REQUIRE(o.q->post(1, 1).ok());
   REQUIRE(readable(o.sig.fd()));
   event_msg out[4];
@@ -175,13 +177,7 @@ TEST_CASE("pending: quiet() holds exactly while nothing is raised or left to dra
 TEST_CASE("pending: a raise that writes after settle's read leaves the signal not quiet",
           "[epoll]") {
   owner o;
-  g_owner = &o;
-  struct uninstall {
-    ~uninstall() {
-      pending_signal::test_hook_in_settle.store(nullptr);
-      g_owner = nullptr;
-    }
-  } guard;
+  hook_scope scope(o);
   REQUIRE(o.q->post(1, 1).ok());
   event_msg out[4];
   REQUIRE(o.q->drain(out) == 1);  // taken by hand: the settles below find nothing
