@@ -19,7 +19,9 @@
 //                  sets that hold it, and the nesting checks of ADD.
 //   impl::mu       one per set: its entries, its ready list, the flags of
 //                  every entry. Held across the tap calls of ctl (which take
-//                  the tap service's per-fd locks) and the readiness probe.
+//                  the tap service's per-fd locks) and the readiness probe,
+//                  whose probe of a nested set try_locks that set's mu
+//                  (impl::ready_now: a failed try falls back on the signal).
 //   tap service / event queue locks (leaves).
 // Tap dispatch (the host poller's thread) posts into a set's CEQ without
 // any of these locks (under the tap's slot lock); the CEQ's post hook
@@ -253,13 +255,44 @@ struct epoll_set::impl {
 
   // Probes an entry's readiness now (poll with no timeout): the bits it
   // would report, 0 if none or if the fd is gone. A nested set of ours is
-  // ready when its hidden eventfd is.
+  // ready when its hidden eventfd is and it still has an event (ready_now).
   static std::uint32_t probe(const entry& e) {
     pollfd p{e.child ? e.child->sig.fd() : e.fd, static_cast<short>(report_mask(e.events) & 0xffff),
              0};
     const std::uint32_t events = e.events;
     if (::poll(&p, 1, 0) != 1 || (p.revents & POLLNVAL)) return 0;
-    return static_cast<std::uint32_t>(p.revents) & report_mask(events);
+    const std::uint32_t bits = static_cast<std::uint32_t>(p.revents) & report_mask(events);
+    return bits && e.child && !e.child->ready_now() ? 0 : bits;
+  }
+
+  // Whether this set has an event to report now, asked by a parent set's
+  // probe. The signal alone stays raised until this set's next harvest,
+  // over entries that are no longer ready (the file drained, the entry
+  // deleted): a level-triggered parent would report this set on every
+  // wait. Linux's poll of an epoll file polls the items on its ready list
+  // and drops those no longer ready; so does this, and it settles the
+  // signal when none is left. A set whose lock another thread holds (it is
+  // being harvested or changed) answers by its signal; so does a set handed
+  // to the kernel at fork, whose entries are the kernel's. try_lock: the
+  // parent's lock is held, and a try that fails never waits, so this adds
+  // no edge to the lock order (a set's lock is otherwise never taken under
+  // another set's).
+  bool ready_now() ABSL_LOCKS_EXCLUDED(mu) {
+    if (native.load(std::memory_order_acquire) || !mu.try_lock()) return true;
+    drain_mailbox();
+    bool any = false;
+    while (entry* e = ready.front()) {
+      std::uint32_t bits = probe(*e);
+      if (e->keeps_posted) bits |= e->posted & report_mask(e->events);
+      if (bits) {
+        any = true;
+        break;
+      }
+      dequeue(*e);  // as a harvest would: no longer ready
+    }
+    if (!any) settle();
+    mu.unlock();
+    return any;
   }
 
   // Moves CEQ messages onto the ready list (under mu), kDrainBatch per drain.
@@ -344,6 +377,7 @@ struct epoll_set::impl {
           const std::uint32_t mask = report_mask(e->events);
           std::uint32_t bits =
               (pfds[i].revents & POLLNVAL) ? 0 : static_cast<std::uint32_t>(pfds[i].revents) & mask;
+          if (bits && e->child && !e->child->ready_now()) bits = 0;
           if (e->keeps_posted) {
             bits |= e->posted & mask;
             e->posted = 0;

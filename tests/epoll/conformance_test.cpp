@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "check_same.hpp"
+#include "ueq/epoll.h"
 #include "ueq/epoll/epoll.hpp"
 
 using ueq::test::check;
@@ -278,6 +279,71 @@ TEST_CASE("conformance: nesting, cycles and the depth limit", "[epoll]") {
     ::close(p.a);
     ::close(p.b);
   });
+}
+
+// A level-triggered parent over a child whose entries stop being ready
+// without a wait on the child (drained, deleted, MODed to a mask the file
+// does not meet): Linux re-checks the child's items when the parent probes
+// it, so the parent stops reporting the child at once.
+TEST_CASE("conformance: a nested set is reported only while an entry of it is ready", "[epoll]") {
+  check("nested stale", [](const epoll_api& api, trace& t) {
+    for (int how = 0; how < 3; ++how) {
+      const int outer = api.create1(0), inner = api.create1(0);
+      auto p = pipe_nb();
+      epoll_event in = ev(EPOLLIN, 1), child = ev(EPOLLIN, 2);
+      api.ctl(inner, EPOLL_CTL_ADD, p.a, &in);
+      api.ctl(outer, EPOLL_CTL_ADD, inner, &child);
+      ::write(p.b, "x", 1);
+      epoll_event out[4];
+      const std::string k = std::to_string(how);
+      t.wait("with data " + k, api.wait(outer, out, 4, 0), out);
+      t.wait("again " + k, api.wait(outer, out, 4, 0), out);
+      char c;
+      if (how == 0) {
+        (void)::read(p.a, &c, 1);
+      } else if (how == 1) {
+        api.ctl(inner, EPOLL_CTL_DEL, p.a, nullptr);
+      } else {
+        epoll_event o = ev(EPOLLOUT, 1);
+        api.ctl(inner, EPOLL_CTL_MOD, p.a, &o);
+      }
+      t.wait("after " + k, api.wait(outer, out, 4, 0), out);
+      t.wait("after, again " + k, api.wait(outer, out, 4, 0), out);
+      ::write(p.b, "y", 1);
+      t.wait("new data " + k, api.wait(outer, out, 4, 0), out);
+      api.close(outer);
+      api.close(inner);
+      ::close(p.a);
+      ::close(p.b);
+    }
+  });
+}
+
+// A documented difference (docs/guide.md, the compatibility table): an
+// edge-triggered parent gets an edge from a nested ueq set when the set
+// turns pending, not for every event of an entry already pending (Linux
+// wakes the parent for each). The events coalesce in the child's CEQ, and
+// only a post that makes a message raises the child's signal. If this
+// starts to fail, the difference is gone: update the table.
+TEST_CASE("ueq only: an edge-triggered parent gets one edge per pending turn of a child",
+          "[epoll]") {
+  const int outer = ueq_epoll_create1(EPOLL_CLOEXEC), inner = ueq_epoll_create1(EPOLL_CLOEXEC);
+  REQUIRE(outer >= 0);
+  REQUIRE(inner >= 0);
+  auto p = pipe_nb();
+  epoll_event in = ev(EPOLLIN, 1), child = ev(EPOLLIN | EPOLLET, 2), out[4];
+  REQUIRE(ueq_epoll_ctl(inner, EPOLL_CTL_ADD, p.a, &in) == 0);
+  REQUIRE(ueq_epoll_ctl(outer, EPOLL_CTL_ADD, inner, &child) == 0);
+  REQUIRE(::write(p.b, "x", 1) == 1);
+  REQUIRE(ueq_epoll_wait(outer, out, 4, 1000) == 1);
+  REQUIRE(ueq_epoll_wait(outer, out, 4, 0) == 0);
+  REQUIRE(::write(p.b, "y", 1) == 1);  // Linux: a new edge for the parent
+  REQUIRE(ueq_epoll_wait(outer, out, 4, 50) == 0);
+  REQUIRE(ueq_epoll_wait(inner, out, 4, 0) == 1);  // the child is ready all along
+  ueq_close(outer);
+  ueq_close(inner);
+  ::close(p.a);
+  ::close(p.b);
 }
 
 TEST_CASE("conformance: the same fd in several sets; closing removes it", "[epoll]") {
