@@ -22,7 +22,10 @@
 // longer a socket fail (ENOTSOCK), which makes the call look at the file
 // again (fstat); `nowait` asks per call, and a file that refuses the flag
 // (EOPNOTSUPP) or turns out to be a regular file (EINVAL, or EAGAIN before
-// a wait) is looked at again; `flagged` checks O_NONBLOCK per call; `plain`
+// a wait) is looked at again; `flagged` checks O_NONBLOCK per call, and
+// before it sets the flag makes sure (fstat) that the fd still names the
+// file it was learnt for (the flag is shared by every holder of the open
+// file, and a pipe dup2()ed over a terminal's number must keep its mode); `plain`
 // (regular files, directories, block devices: never "not ready", so plain
 // calls) confirms the file type with an fstat per call. The hot path, a
 // socket or a pipe, costs the one system call it makes. Sanitizer builds
@@ -486,9 +489,28 @@ ssize_t rw_once(const fd_ref& c, bool write, const iovec* iov, int cnt, bool one
         adopt_locked(c.st->svc, *c.e, c.fd, sb, err != EINVAL);
         break;  // now flagged or plain
       }
-      case file_kind::flagged:
-        if (!set_nonblock(c.fd)) return -1;
+      case file_kind::flagged: {
+        const int fl = ::fcntl(c.fd, F_GETFL);
+        if (fl < 0) return -1;
+        if (!(fl & O_NONBLOCK)) {
+          // The flag goes on the open file description, which other holders
+          // share: only on the file the entry learnt needs it. A number
+          // reused behind ueq's back (a pipe dup2()ed over a terminal's)
+          // is looked at afresh instead.
+          struct stat sb;
+          if (::fstat(c.fd, &sb) != 0) return -1;
+          bool same;
+          {
+            tap_service::inside_ueq in_ueq;  // a signal handler's close defers (tap.hpp)
+            lock_guard<os_mutex> g(c.e->mu);
+            same = c.e->dev == sb.st_dev && c.e->ino == sb.st_ino;
+            if (!same) adopt_locked(c.st->svc, *c.e, c.fd, sb, false);
+          }
+          if (!same) break;  // dispatch on what the file is
+          if (::fcntl(c.fd, F_SETFL, fl | O_NONBLOCK) != 0) return -1;
+        }
         return write ? ::writev(c.fd, iov, cnt) : ::readv(c.fd, iov, cnt);
+      }
       case file_kind::plain: {
         struct stat sb;
         if (::fstat(c.fd, &sb) != 0) return -1;
