@@ -185,6 +185,9 @@ struct io_state {
   std::atomic<mono_ns> retry_at{0};
   os_mutex watch_mu{lock_level::io_state};
   std::uint64_t gen = 0;  // fork_generation() when made; read-only after
+  // In a fork()ed child: the state this one replaced (the parent's), whose
+  // waiters a close in the child must still end. Read-only after.
+  io_state* prev = nullptr;
 };
 
 bool is_plain(const struct stat& sb) {
@@ -242,8 +245,28 @@ void adopt_locked(tap_service* svc, io_entry& e, int fd, const struct stat& sb, 
   e.kind.store(kind_of(fd, sb, refused), std::memory_order_relaxed);  // see io_entry::kind
 }
 
+// A close in a fork()ed child, for the states of the processes before it:
+// a uthread parked in a wait at the fork (the vcore that forked runs it on
+// in the child) waits on such a state's queue. Its queues are closed, so the
+// waiter wakes and, seeing the count moved, returns EBADF. Its taps are left
+// alone: they live in the parent's host poller, which the child shares with
+// the parent. try_lock: a thread that held an entry's lock at the fork is
+// gone, and that entry's waiters then keep their deadlines.
+void end_waits_before_fork(io_state* st, int fd) {
+  for (io_state* p = st->prev; p; p = p->prev) {
+    io_entry* e = p->table.get(fd, false);
+    if (!e || !e->mu.try_lock()) continue;
+    for (side* s : {&e->rd, &e->wr})
+      if (s->queue) s->queue->close();
+    e->closes.fetch_add(1, std::memory_order_relaxed);  // see io_entry::closes
+    e->mu.unlock();
+  }
+}
+
 void on_close(int fd, void* ctx) {
   auto* st = static_cast<io_state*>(ctx);
+  if (st->prev) [[unlikely]]
+    end_waits_before_fork(st, fd);
   io_entry* e = st->table.get(fd, false);
   if (!e) return;
   lock_guard<os_mutex> g(e->mu);
@@ -275,6 +298,7 @@ result<io_state*> state() {
   }
   s->svc = *svc;
   s->gen = gen;
+  s->prev = cur;  // the parent's, in a fork()ed child
   s->svc->add_close_callback(&on_close, s);
   g_state.store(s, std::memory_order_release);
   return s;
@@ -403,8 +427,9 @@ bool watched(io_state* st) {
 // (wait_sides). A uthread already parked in an io wait at the fork, which
 // the vcore that forked still runs in the child, waits on the parent's
 // taps, which the child does not poll: it wakes at its deadline, or when
-// the child closes the fd through ueq. (Waking it from here would mean a
-// thread in every child, or the parent's locks, taken in the child.)
+// the child closes the fd through ueq (end_waits_before_fork). (Waking it
+// from here would mean a thread in every child, or the parent's locks,
+// taken in the child.)
 void renew_state_in_child() noexcept {
   new (&g_state_mu) os_mutex(lock_level::io_state);  // a thread that held it is gone
 }

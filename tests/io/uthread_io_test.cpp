@@ -193,3 +193,48 @@ TEST_CASE("io: a fork()ed child waits on its own taps and leaves the parent's al
   CHECK(got.load() == 'm');
   CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5));
 }
+
+// A uthread parked in a read at the fork goes on, in the child, on the
+// vcore that forked, waiting on the parent's taps (which the child does
+// not poll). The child's close of the fd through ueq ends that wait with
+// EBADF, and leaves the parent's taps alone: the parent's own reader is
+// woken by a write as before.
+TEST_CASE("io: a close in a fork()ed child wakes a uthread parked at the fork", "[io]") {
+  fd_pair p;
+  ueq::test::make_socketpair(p);
+  int child_status = -1;
+  int parent_got = -1;
+  auto r = ueq::run(
+      [&] {
+        std::atomic<bool> reading{false};
+        std::atomic<int> got{-1};
+        auto reader = ueq::spawn([&] {
+          char c = 0;
+          reading.store(true);
+          auto n = io::read(p.a, &c, 1, deadline_after_ms(30000));
+          got.store(n ? c : -n.error().value());
+        });
+        REQUIRE(reader.ok());
+        // One vcore: once the reader has set the flag and this uthread runs
+        // again, the reader has parked (it gives the vcore up only there).
+        while (!reading.load())
+          this_uthread::yield();
+        const pid_t pid = ::fork();
+        if (pid == 0) {
+          ::alarm(10);  // a wait that never ends fails the test, not hangs it
+          const bool closed = io::close(p.a).ok();
+          (void)reader->join();
+          ::_exit(closed && got.load() == -EBADF ? 0 : 1);
+        }
+        REQUIRE(::write(p.b, "k", 1) == 1);
+        (void)reader->join();
+        parent_got = got.load();
+        int st = 0;
+        if (pid > 0 && ::waitpid(pid, &st, 0) == pid && WIFEXITED(st))
+          child_status = WEXITSTATUS(st);
+      },
+      {.vcores = 1});
+  REQUIRE(r.ok());
+  CHECK(child_status == 0);
+  CHECK(parent_got == 'k');
+}
