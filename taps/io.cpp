@@ -91,6 +91,7 @@
 #include <mutex>
 
 #include "ueq/ceq/evq/block_on.hpp"
+#include "ueq/runtime/backoff.hpp"
 #include "ueq/runtime/chunked_table.hpp"
 #include "ueq/runtime/fd.hpp"
 #include "ueq/taps/tap.hpp"
@@ -573,15 +574,33 @@ result<event_queue_ptr> side_queue(const fd_ref& c, bool write, bool check_file,
   if (e.closes.load(std::memory_order_relaxed) != c.closes) return errno_code(EBADF);
   side& s = write ? e.wr : e.rd;
   if (s.queue && !check_file) return s.queue;
-  g.unlock();
   struct stat sb;
-  if (::fstat(c.fd, &sb) != 0) return errno_code(errno);
-  g.lock();
-  if (e.closes.load(std::memory_order_relaxed) != c.closes) return errno_code(EBADF);
-  // io::close is under way for this very file: its callbacks may already
-  // have dropped the sides, and a side made now would outlive the close.
-  if (e.closing > 0 && e.closing_dev == sb.st_dev && e.closing_ino == sb.st_ino)
-    return errno_code(EBADF);
+  backoff b;
+  mono_ns give_up = 0;  // set when the wait for a close begins
+  for (;;) {
+    g.unlock();
+    if (::fstat(c.fd, &sb) != 0) return errno_code(errno);
+    g.lock();
+    if (e.closes.load(std::memory_order_relaxed) != c.closes) return errno_code(EBADF);
+    // io::close is under way for this file: its callbacks may already have
+    // dropped the sides, and a side made now would outlive the close. But
+    // an anonymous-inode file (eventfd, epoll, timerfd, signalfd: no file
+    // type in st_mode) shares its identity with every other one, so the
+    // match may be a new file under the number, made after the kernel's
+    // close: wait for the close to end, then look again. A call that began
+    // before the close then sees the count moved (EBADF), one that began
+    // during it finds the number closed (EBADF) or naming a new file, on
+    // which it goes on. The wait lasts as long as the close; one that does
+    // not end (a signal handler's call inside this thread's own close) gets
+    // EBADF after ~1 s.
+    if (e.closing == 0 || e.closing_dev != sb.st_dev || e.closing_ino != sb.st_ino) break;
+    if ((sb.st_mode & S_IFMT) != 0) return errno_code(EBADF);
+    if (give_up == 0) give_up = deadline_after_ms(1000);
+    if (monotonic_now() >= give_up) return errno_code(EBADF);
+    g.unlock();
+    b.pause();
+    g.lock();
+  }
   adopt_locked(c.st->svc, e, c.fd, sb, false);
   if (s.queue) return s.queue;
   auto q = event_queue::create_bitmap(1);

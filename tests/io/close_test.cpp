@@ -7,12 +7,14 @@
 // after ueq::io's (callbacks run in order): it lets the reader in, then waits
 // (bounded) for the reader to return before the close goes on.
 #include <fcntl.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <thread>
+#include <vector>
 
 #include "../support.hpp"
 #include "../taps/taps_support.hpp"
@@ -99,4 +101,42 @@ TEST_CASE("io: a reader that arrives while io::close runs gets EBADF at once", "
   second.join();
   REQUIRE(in_time);
   REQUIRE(r.error() == std::errc::timed_out);
+}
+
+// Every eventfd shares one anonymous inode, so io::close's mark for the
+// file it is closing (device and inode) also fits a new eventfd that takes
+// the number right after the kernel's close. A call on that new, open fd
+// must not get EBADF for it: threads that each make an eventfd, read it
+// (nothing there: the read waits once, to its deadline) and close it
+// through io race each other's closes on the same few numbers.
+TEST_CASE("io: a call on a new eventfd is not refused for another one's close", "[io]") {
+  constexpr int kThreads = 4;
+  constexpr int kIters = 3000;
+  const mono_ns stop_at = deadline_after_ms(3000);
+  std::atomic<int> refused{0}, other{0}, done{0};
+  std::vector<std::thread> ts;
+  for (int i = 0; i < kThreads; ++i)
+    ts.emplace_back([&] {
+      std::uint64_t v;
+      for (int k = 0; k < kIters && monotonic_now() < stop_at; ++k) {
+        const int fd = ::eventfd(0, EFD_CLOEXEC);
+        if (fd < 0) {
+          other.fetch_add(1);
+          return;
+        }
+        auto r = io::read(fd, &v, sizeof v, monotonic_now());
+        if (!r && r.error() == std::errc::bad_file_descriptor)
+          refused.fetch_add(1);
+        else if (r || r.error() != std::errc::timed_out)
+          other.fetch_add(1);
+        if (!io::close(fd).ok()) other.fetch_add(1);
+        done.fetch_add(1);
+      }
+    });
+  for (auto& t : ts)
+    t.join();
+  INFO(done.load() << " reads");
+  CHECK(done.load() > 0);
+  CHECK(other.load() == 0);
+  CHECK(refused.load() == 0);
 }
