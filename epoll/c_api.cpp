@@ -14,6 +14,7 @@
 
 #include "registry.hpp"
 #include "ueq/epoll.h"
+#include "ueq/runtime/fd.hpp"
 #include "ueq/runtime/fork.hpp"
 
 namespace {
@@ -321,6 +322,10 @@ int ueq_epoll_pwait2(int epfd, struct epoll_event* events, int maxevents,
 }
 
 int ueq_close(int fd) {
+  // One of ueq's own descriptors is no file of the program's: as the kernel
+  // would answer for a number the program never opened (a daemon's loop
+  // that closes every number from 3 up must leave ueq working).
+  if (ueq::is_own_fd(fd)) return fail(EBADF);
   ueq::status s = ueq::epoll_close(fd);
   return s.ok() ? 0 : fail(s.value());
 }

@@ -66,10 +66,10 @@ class pending_signal {
   pending_signal(const pending_signal&) = delete;
   pending_signal& operator=(const pending_signal&) = delete;
   ~pending_signal() {
-    if (evfd_ >= 0) ::close(evfd_);
+    if (evfd_ >= 0) close_own(evfd_);
     if (const int ep = sleep_ep_.load(std::memory_order_relaxed); ep >= 0) {
-      ::close(ep);
-      ::close(bell_);
+      close_own(ep);
+      close_own(bell_);
     }
   }
 
@@ -310,8 +310,8 @@ class pending_signal {
     w.data.u32 = kHandoffTag;
     ok = ok && k_epoll_ctl(ep, EPOLL_CTL_ADD, hand, &w) == 0;
     if (!ok) {
-      if (ep >= 0) ::close(ep);
-      if (b >= 0) ::close(b);
+      if (ep >= 0) close_own(ep);
+      if (b >= 0) close_own(b);
       return -1;
     }
     bell_ = b;

@@ -4,17 +4,18 @@
 //
 // Interposed: epoll_create, epoll_create1, epoll_ctl, epoll_wait,
 // epoll_pwait, epoll_pwait2 (served by ueq), close, dup, dup2, dup3
-// (watched, so registrations follow the program's descriptors), and fork
+// (watched, so registrations follow the program's descriptors), close_range
+// (which, like close, leaves ueq's own descriptors open), and fork
 // (so that ueq's fork handlers, which hand every set to the kernel, run
 // with the guard below set). Not interposed: closes that glibc makes
 // internally (fclose, for instance, closes through an internal entry
-// point), close_range, fcntl(F_DUPFD), and the raw system calls; ueq
+// point; so does closefrom), fcntl(F_DUPFD), and the raw system calls; ueq
 // notices a number closed that way when it matters (the kernel is asked
 // whether a number still names the set ueq recorded; a number the kernel
 // hands out anew drops what was known of it): see docs/guide.md, "epoll
 // compatibility".
 //
-// Exported: these eleven names and the ueq_* C API, nothing else (preload.map;
+// Exported: these twelve names and the ueq_* C API, nothing else (preload.map;
 // the rest of ueq is linked in but local, so its C++ symbols and what it
 // instantiates from abseil and the standard library never meet a program's
 // own copies; tests/epoll/exports.sh checks it).
@@ -35,8 +36,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 
 #include "ueq/epoll.h"
+#include "ueq/runtime/fd.hpp"
 #include "ueq/taps/tap.hpp"
 
 namespace {
@@ -65,6 +68,8 @@ Fn real(const char* name) {
 // The C library's versions, resolved once at load.
 struct reals {
   int (*close)(int) = real<int (*)(int)>("close");
+  int (*close_range)(unsigned, unsigned,
+                     int) = real<int (*)(unsigned, unsigned, int)>("close_range");
   int (*dup)(int) = real<int (*)(int)>("dup");
   int (*dup2)(int, int) = real<int (*)(int, int)>("dup2");
   int (*dup3)(int, int, int) = real<int (*)(int, int, int)>("dup3");
@@ -125,6 +130,24 @@ UEQ_EXPORT int close(int fd) {
   if (ours()) return R().close(fd);
   scope s;
   return ueq_close(fd);
+}
+// close_range() leaves ueq's own descriptors open, as close() does (they
+// are no files of the program's): the range is closed around them. The
+// program's own files in it are closed as by a raw close, and ueq notices
+// that when it matters, as it does after any raw close.
+UEQ_EXPORT int close_range(unsigned first, unsigned last, int flags) {
+  if (ours() || first > last) return R().close_range(first, last, flags);
+  unsigned lo = first;
+  for (;;) {
+    const int own = lo > INT_MAX ? -1 : ueq::next_own_fd(static_cast<int>(lo));
+    if (own < 0 || static_cast<unsigned>(own) > last) break;
+    if (static_cast<unsigned>(own) > lo &&
+        R().close_range(lo, static_cast<unsigned>(own) - 1, flags) != 0)
+      return -1;
+    if (static_cast<unsigned>(own) == last) return 0;
+    lo = static_cast<unsigned>(own) + 1;
+  }
+  return R().close_range(lo, last, flags);
 }
 UEQ_EXPORT int dup(int fd) {
   if (ours()) return R().dup(fd);

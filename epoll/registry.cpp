@@ -200,7 +200,7 @@ bool pollable(int fd, const struct stat& st) {
     if (probe.compare_exchange_strong(ep, made, std::memory_order_acq_rel))
       ep = made;
     else
-      ::close(made);
+      close_own(made);
   }
   epoll_event e{};
   if (::epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e) != 0) return errno != EPERM;
@@ -472,7 +472,7 @@ void after_fork_in_child() noexcept ABSL_NO_THREAD_SAFETY_ANALYSIS {
   // The identity set is one kernel object for both processes: the child's
   // registrations must not edit the parent's.
   if (const int ident = reg().ident.exchange(-1, std::memory_order_relaxed); ident >= 0)
-    (void)::syscall(SYS_close, ident);
+    (void)close_own(ident);
   reg().mu.unlock();  // held by this thread since before_fork
   new (&g_service_mu) os_mutex(lock_level::epoll_service);
 }

@@ -11,7 +11,9 @@
 #include <atomic>
 #include <cerrno>
 #include <climits>
+#include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 
 namespace ueq {
 
@@ -25,17 +27,100 @@ std::size_t host_max_fds() noexcept {
   return n;
 }
 
+namespace {
+
+// The runtime's own descriptors, one bit per number: 1024 blocks of 2^20
+// numbers (Linux's nr_open is at most 2^30), each made on first use and
+// never freed (a close may ask during exit). hide_fd() puts its numbers
+// near the soft fd limit, so a process uses one or two blocks (128 KiB
+// each, zeroed by the kernel as they are touched). Bits are set by
+// hide_fd() once the number is ours and cleared by close_own() before the
+// kernel's close; readers need no ordering beyond the bit itself (relaxed):
+// a number is ours from the moment the runtime made it until it closes it,
+// and only the runtime closes it.
+constexpr int kBlockShift = 20;
+constexpr std::size_t kBlocks = 1024;
+using own_block = std::atomic<std::uint64_t>;
+std::atomic<own_block*> g_own[kBlocks];
+
+own_block* own_word(int fd, bool make) noexcept {
+  const auto b = static_cast<std::size_t>(fd) >> kBlockShift;
+  if (fd < 0 || b >= kBlocks) return nullptr;
+  // acquire: pairs with the release CAS below (the block is zeroed).
+  own_block* words = g_own[b].load(std::memory_order_acquire);
+  if (!words && make) {
+    void* mem = std::calloc((std::size_t{1} << kBlockShift) / 64, sizeof(own_block));
+    if (!mem) return nullptr;
+    auto* fresh = static_cast<own_block*>(mem);  // all-zero atomics
+    if (g_own[b].compare_exchange_strong(words, fresh, std::memory_order_acq_rel))
+      words = fresh;
+    else
+      std::free(mem);  // another thread made it first: words is theirs
+  }
+  if (!words) return nullptr;
+  return &words[(static_cast<std::size_t>(fd) & ((std::size_t{1} << kBlockShift) - 1)) / 64];
+}
+
+void mark_own(int fd, bool own) noexcept {
+  own_block* w = own_word(fd, own);
+  if (!w) return;
+  const std::uint64_t bit = std::uint64_t{1} << (fd & 63);
+  // relaxed: see g_own.
+  if (own)
+    w->fetch_or(bit, std::memory_order_relaxed);
+  else
+    w->fetch_and(~bit, std::memory_order_relaxed);
+}
+
+}  // namespace
+
+bool is_own_fd(int fd) noexcept {
+  const own_block* w = own_word(fd, false);
+  // relaxed: see g_own.
+  return w && (w->load(std::memory_order_relaxed) >> (fd & 63)) & 1;
+}
+
+int next_own_fd(int from) noexcept {
+  constexpr std::size_t kWords = (std::size_t{1} << kBlockShift) / 64;
+  if (from < 0) from = 0;
+  for (auto b = static_cast<std::size_t>(from) >> kBlockShift; b < kBlocks; ++b) {
+    const own_block* words = g_own[b].load(std::memory_order_acquire);  // as in own_word
+    if (!words) continue;
+    const std::size_t base = b << kBlockShift;
+    const std::size_t start = static_cast<std::size_t>(from) > base ? from - base : 0;
+    for (std::size_t w = start / 64; w < kWords; ++w) {
+      std::uint64_t v = words[w].load(std::memory_order_relaxed);  // see g_own
+      if (w == start / 64) v &= ~std::uint64_t{0} << (start % 64);
+      if (v) return static_cast<int>(base + w * 64 + static_cast<std::size_t>(__builtin_ctzll(v)));
+    }
+  }
+  return -1;
+}
+
+int close_own(int fd) noexcept {
+  mark_own(fd, false);
+  // The system call itself: never an interposed close() (the epoll
+  // facade's preload library), which has nothing to do for these.
+  return static_cast<int>(::syscall(SYS_close, fd));
+}
+
 int hide_fd(int fd) noexcept {
   if (fd < 0) return fd;
+  int out = fd;
   rlimit rl;
-  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < 512) return fd;
-  // The top 256 numbers below the soft limit, searched from their bottom.
-  const long floor = static_cast<long>(rl.rlim_cur) - 256;
-  if (fd >= floor) return fd;
-  const int high = ::fcntl(fd, F_DUPFD_CLOEXEC, floor);
-  if (high < 0) return fd;
-  ::close(fd);
-  return high;
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur >= 512) {
+    // The top 256 numbers below the soft limit, searched from their bottom.
+    const long floor = static_cast<long>(rl.rlim_cur) - 256;
+    if (fd < floor) {
+      const int high = ::fcntl(fd, F_DUPFD_CLOEXEC, floor);
+      if (high >= 0) {
+        ::close(fd);
+        out = high;
+      }
+    }
+  }
+  mark_own(out, true);
+  return out;
 }
 
 int epoll_pwait_until(int ep, epoll_event* ev, int max, mono_ns deadline,

@@ -50,7 +50,7 @@ class epoll_backend final : public host_backend {
   }
   ~epoll_backend() override {
     for (int i = 0; i < nlanes_; ++i)
-      ::close(lane(i));
+      close_own(lane(i));
   }
   const char* name() const noexcept override { return "epoll"; }
   int pollable_fd() const noexcept override { return lanes_[0]; }
@@ -153,7 +153,7 @@ class epoll_backend final : public host_backend {
     e.data.u64 = kLaneKey | static_cast<std::uint64_t>(n);
     if (::epoll_ctl(lane(0), EPOLL_CTL_ADD, ep, &e) != 0) {
       const int err = errno;
-      ::close(ep);
+      close_own(ep);
       lanes_[n].store(-1, std::memory_order_relaxed);
       return status(err);
     }
@@ -177,7 +177,7 @@ result<std::unique_ptr<host_backend>> make_epoll_backend() {
   if (ep < 0) return errno_code(errno);
   std::unique_ptr<epoll_backend> b(new (std::nothrow) epoll_backend(ep));
   if (!b) {
-    ::close(ep);
+    close_own(ep);
     return errno_code(ENOMEM);
   }
   if (!b->wake_channel().ok()) return errno_code(b->wake_channel().error());

@@ -213,8 +213,8 @@ struct tap_service::impl {
   // opened (the number is then freed at once).
   int placeholder = -1;
   ~impl() {
-    if (placeholder >= 0) ::close(placeholder);
-    if (const int h = handoff_fd.load(std::memory_order_relaxed); h >= 0) ::close(h);
+    if (placeholder >= 0) close_own(placeholder);
+    if (const int h = handoff_fd.load(std::memory_order_relaxed); h >= 0) close_own(h);
   }
   chunked_table<fd_entry> table{host_max_fds()};
   chunked_table<tap_slot, 10> slots{kMaxSlots};
@@ -749,7 +749,7 @@ int tap_service::role_handoff_fd() noexcept {
   const int made = hide_fd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
   if (made < 0) return -1;
   if (p_->handoff_fd.compare_exchange_strong(fd, made, std::memory_order_acq_rel)) return made;
-  ::close(made);  // another thread made it first: fd is theirs
+  close_own(made);  // another thread made it first: fd is theirs
   return fd;
 }
 

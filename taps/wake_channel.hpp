@@ -20,7 +20,7 @@ class wake_channel {
   wake_channel()
       : fd_(hide_fd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC))), err_(fd_ < 0 ? errno : 0) {}
   ~wake_channel() {
-    if (fd_ >= 0) ::close(fd_);
+    if (fd_ >= 0) close_own(fd_);
   }
   wake_channel(const wake_channel&) = delete;
   wake_channel& operator=(const wake_channel&) = delete;

@@ -7,7 +7,12 @@
 #include <thread>
 #include <vector>
 
+#include <fcntl.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include "ueq/runtime/backoff.hpp"
+#include "ueq/runtime/fd.hpp"
 #include "ueq/runtime/result.hpp"
 #include "ueq/runtime/sharded_counters.hpp"
 #include "ueq/runtime/thread_index.hpp"
@@ -151,4 +156,34 @@ TEST_CASE("result carries a value or an errno code", "[runtime]") {
   REQUIRE_FALSE(bad);
   REQUIRE(bad.error().value() == EINVAL);
   REQUIRE(bad.error() == std::errc::invalid_argument);
+}
+
+// The runtime's own descriptors: hide_fd() records the number it returns,
+// close_own() forgets it before closing; next_own_fd() finds them in order.
+// A number the program opens is never counted as the runtime's.
+TEST_CASE("hide_fd records the runtime's own descriptors until close_own", "[runtime]") {
+  const int a = ueq::hide_fd(::eventfd(0, EFD_CLOEXEC));
+  const int b = ueq::hide_fd(::eventfd(0, EFD_CLOEXEC));
+  REQUIRE(a >= 0);
+  REQUIRE(b >= 0);
+  REQUIRE(a != b);
+  CHECK(ueq::is_own_fd(a));
+  CHECK(ueq::is_own_fd(b));
+  const int lo = a < b ? a : b, hi = a < b ? b : a;
+  CHECK(ueq::next_own_fd(lo) == lo);
+  const int next = ueq::next_own_fd(lo + 1);
+  CHECK(next > lo);
+  CHECK(next <= hi);
+  CHECK(ueq::next_own_fd(hi) == hi);
+  const int mine = ::eventfd(0, EFD_CLOEXEC);
+  REQUIRE(mine >= 0);
+  CHECK_FALSE(ueq::is_own_fd(mine));
+  CHECK_FALSE(ueq::is_own_fd(-1));
+  CHECK(ueq::close_own(a) == 0);
+  CHECK_FALSE(ueq::is_own_fd(a));
+  CHECK(::fcntl(a, F_GETFD) == -1);  // closed
+  CHECK(ueq::close_own(b) == 0);
+  CHECK_FALSE(ueq::is_own_fd(b));
+  CHECK(ueq::next_own_fd(hi + 1) != hi);
+  ::close(mine);
 }

@@ -8,7 +8,7 @@
 // sizes the tables indexed by fd number; epoll_pwait_until() is the one
 // epoll wait ueq makes for itself.
 //
-// Thread-safety: both may be called from any thread.
+// Thread-safety: all may be called from any thread.
 //
 // Usage:
 //   int efd = ueq::hide_fd(::eventfd(0, EFD_CLOEXEC));  // -1 stays -1
@@ -40,7 +40,23 @@ std::size_t host_max_fds() noexcept;
 // re-numbers fd near the top of the RLIMIT_NOFILE soft limit (close-on-exec),
 // closes the original number, and returns the new one. The program's next
 // open() then gets the number it would have got without ueq. If no high
-// number is free, fd is returned unchanged.
+// number is free, fd is returned unchanged. Either way the number is
+// recorded as the runtime's own (is_own_fd) until close_own().
 int hide_fd(int fd) noexcept;
+
+// Whether fd is one of the runtime's own descriptors (made by hide_fd and
+// not yet given to close_own). The epoll facade's close() refuses these
+// with EBADF, as the kernel would a number the program never opened: a
+// daemon's "close every fd from 3 up" loop must not take the runtime's
+// host poller and eventfds from under it. Async-signal-safe.
+bool is_own_fd(int fd) noexcept;
+
+// The lowest of the runtime's own descriptors that is >= from, or -1: for
+// a close_range() that must leave them open.
+int next_own_fd(int from) noexcept;
+
+// Closes one of the runtime's own descriptors (forgetting it first).
+// Returns as close(2) does.
+int close_own(int fd) noexcept;
 
 }  // namespace ueq
