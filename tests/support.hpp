@@ -6,6 +6,7 @@
 // atomics and the test's main thread asserts on the counts.
 #pragma once
 
+#include <fcntl.h>
 #include <sched.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -99,6 +100,18 @@ inline long voluntary_switches(pid_t tid) {
     if (std::sscanf(line, "voluntary_ctxt_switches: %ld", &v) == 1) break;
   std::fclose(f);
   return v;
+}
+
+// A pseudo-terminal pair, both ends close-on-exec; false where the machine
+// has none (the caller skips).
+inline bool open_pty(int& master, int& slave) {
+  master = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (master < 0 || ::grantpt(master) != 0 || ::unlockpt(master) != 0 ||
+      (slave = ::open(::ptsname(master), O_RDWR | O_NOCTTY | O_CLOEXEC)) < 0) {
+    if (master >= 0) ::close(master);
+    return false;
+  }
+  return true;
 }
 
 }  // namespace ueq::test
