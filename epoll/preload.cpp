@@ -141,6 +141,7 @@ UEQ_EXPORT int close_range(unsigned first, unsigned last, int flags) {
   for (;;) {
     const int own = lo > INT_MAX ? -1 : ueq::next_own_fd(static_cast<int>(lo));
     if (own < 0 || static_cast<unsigned>(own) > last) break;
+    if (!ueq::is_own_fd(own)) continue;  // a stale record, now forgotten
     if (static_cast<unsigned>(own) > lo &&
         R().close_range(lo, static_cast<unsigned>(own) - 1, flags) != 0)
       return -1;

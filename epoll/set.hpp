@@ -290,7 +290,13 @@ struct epoll_set::impl {
       }
       dequeue(*e);  // as a harvest would: no longer ready
     }
-    if (!any) settle();
+    // A post that came in after the drain found the signal raised and
+    // told no parent: settle() then keeps the signal raised, and this set
+    // has something to report after all.
+    if (!any) {
+      settle();
+      any = sig.raised_now();
+    }
     mu.unlock();
     return any;
   }

@@ -77,7 +77,16 @@ void mark_own(int fd, bool own) noexcept {
 bool is_own_fd(int fd) noexcept {
   const own_block* w = own_word(fd, false);
   // relaxed: see g_own.
-  return w && (w->load(std::memory_order_relaxed) >> (fd & 63)) & 1;
+  if (!w || !((w->load(std::memory_order_relaxed) >> (fd & 63)) & 1)) return false;
+  // The record can outlive the file: a closefrom(), a raw close or a dup2()
+  // by the program over the number closes it without close_own(). The file
+  // itself says whether it is still ours: hide_fd() made this process its
+  // owner (F_SETOWN, which only matters to a file with O_ASYNC, which ueq's
+  // files never have), and a file the program opens has none. A stale
+  // record is forgotten, so the program's file under the number is its own.
+  if (::fcntl(fd, F_GETOWN) > 0) return true;
+  mark_own(fd, false);
+  return false;
 }
 
 int next_own_fd(int from) noexcept {
@@ -119,6 +128,7 @@ int hide_fd(int fd) noexcept {
       }
     }
   }
+  (void)::fcntl(out, F_SETOWN, ::getpid());  // the mark is_own_fd() checks
   mark_own(out, true);
   return out;
 }

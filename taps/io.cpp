@@ -575,7 +575,9 @@ result<event_queue_ptr> side_queue(const fd_ref& c, bool write, bool check_file,
   side& s = write ? e.wr : e.rd;
   if (s.queue && !check_file) return s.queue;
   struct stat sb;
-  backoff b;
+  // To the kernel, never to another uthread: the inside_ueq scope above
+  // must not be held across a uthread switch (tap.hpp).
+  backoff b(backoff::yield_to::kernel);
   mono_ns give_up = 0;  // set when the wait for a close begins
   for (;;) {
     g.unlock();

@@ -185,5 +185,14 @@ TEST_CASE("hide_fd records the runtime's own descriptors until close_own", "[run
   CHECK(ueq::close_own(b) == 0);
   CHECK_FALSE(ueq::is_own_fd(b));
   CHECK(ueq::next_own_fd(hi + 1) != hi);
+  // A record that outlives its file (closed without close_own, the number
+  // reused by a file of the program's) claims nothing.
+  const int c = ueq::hide_fd(::eventfd(0, EFD_CLOEXEC));
+  REQUIRE(c >= 0);
+  ::close(c);
+  REQUIRE(::dup2(mine, c) == c);
+  CHECK_FALSE(ueq::is_own_fd(c));
+  CHECK(ueq::next_own_fd(c) != c);  // forgotten
+  ::close(c);
   ::close(mine);
 }

@@ -45,14 +45,18 @@ std::size_t host_max_fds() noexcept;
 int hide_fd(int fd) noexcept;
 
 // Whether fd is one of the runtime's own descriptors (made by hide_fd and
-// not yet given to close_own). The epoll facade's close() refuses these
-// with EBADF, as the kernel would a number the program never opened: a
-// daemon's "close every fd from 3 up" loop must not take the runtime's
-// host poller and eventfds from under it. Async-signal-safe.
+// not yet given to close_own), asked of the file itself where the record
+// says so (hide_fd marks it: F_SETOWN), so that a record left behind by a
+// close ueq did not see never claims a file of the program's. The epoll
+// facade's close() refuses these with EBADF, as the kernel would a number
+// the program never opened: a daemon's "close every fd from 3 up" loop must
+// not take the runtime's host poller and eventfds from under it.
+// Async-signal-safe.
 bool is_own_fd(int fd) noexcept;
 
-// The lowest of the runtime's own descriptors that is >= from, or -1: for
-// a close_range() that must leave them open.
+// The lowest number >= from that the record names as the runtime's, or -1
+// (check each with is_own_fd): for a close_range() that must leave them
+// open.
 int next_own_fd(int from) noexcept;
 
 // Closes one of the runtime's own descriptors (forgetting it first).
