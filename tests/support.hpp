@@ -18,6 +18,17 @@
 #include <cstdlib>
 #include <cstring>
 
+// UEQ_TEST_TSAN: defined in a ThreadSanitizer build, for the cases TSan
+// cannot follow (a uthread switch after a multi-threaded fork, a race the
+// test provokes on purpose); each says why where it is left out.
+#if defined(__SANITIZE_THREAD__)
+#define UEQ_TEST_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UEQ_TEST_TSAN 1
+#endif
+#endif
+
 namespace ueq::test {
 
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)

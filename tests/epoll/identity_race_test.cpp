@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "../support.hpp"
 #include "ueq/epoll.h"
 #include "ueq/epoll/epoll.hpp"
 #include "ueq/runtime/clock.hpp"
@@ -149,13 +150,6 @@ TEST_CASE("identity: a MOD racing the ADD that drops stale entries never modifie
 // the kernel, on purpose (the race it provokes is the program's), and TSan
 // reports exactly that as a data race on the descriptor. Release and
 // ASan+UBSan builds run it (ASan finds the use after free it guards).
-#if defined(__SANITIZE_THREAD__)
-#define UEQ_TEST_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define UEQ_TEST_TSAN 1
-#endif
-#endif
 #ifndef UEQ_TEST_TSAN
 TEST_CASE("identity: an ADD of a set racing its close leaves no entry behind", "[epoll]") {
   const int parent = ueq_epoll_create1(EPOLL_CLOEXEC);

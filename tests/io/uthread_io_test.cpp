@@ -203,13 +203,6 @@ TEST_CASE("io: a fork()ed child waits on its own taps and leaves the parent's al
 // multi-threaded fork, and TSan loses the fibers' synchronization there
 // (it reports the switch itself as a race; the case above keeps its child
 // to one call for that reason). Release and ASan+UBSan builds run it.
-#if defined(__SANITIZE_THREAD__)
-#define UEQ_TEST_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define UEQ_TEST_TSAN 1
-#endif
-#endif
 #ifndef UEQ_TEST_TSAN
 TEST_CASE("io: a close in a fork()ed child wakes a uthread parked at the fork", "[io]") {
   fd_pair p;
