@@ -251,14 +251,15 @@ void adopt_locked(tap_service* svc, io_entry& e, int fd, const struct stat& sb, 
 // in the child) waits on such a state's queue. Its queues are closed, so the
 // waiter wakes and, seeing the count moved, returns EBADF. Its taps are left
 // alone: they live in the parent's host poller, which the child shares with
-// the parent. try_lock: a thread that held an entry's lock at the fork is
-// gone, and that entry's waiters then keep their deadlines.
+// the parent. try_lock and try_close: a thread that held an entry's lock or
+// a queue's lock at the fork (the parent's poller posting to it) is gone,
+// and that entry's waiters then keep their deadlines.
 void end_waits_before_fork(io_state* st, int fd) {
   for (io_state* p = st->prev; p; p = p->prev) {
     io_entry* e = p->table.get(fd, false);
     if (!e || !e->mu.try_lock()) continue;
     for (side* s : {&e->rd, &e->wr})
-      if (s->queue) s->queue->close();
+      if (s->queue) (void)s->queue->try_close();
     e->closes.fetch_add(1, std::memory_order_relaxed);  // see io_entry::closes
     e->mu.unlock();
   }

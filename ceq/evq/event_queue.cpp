@@ -173,9 +173,22 @@ std::size_t event_queue::dispatch(std::size_t max) {
 }
 
 void event_queue::close() noexcept {
-  // release: posts that read true fail; waiters woken below re-check it.
-  if (closed_.exchange(true, std::memory_order_acq_rel)) return;
   lock_guard<spin_lock> g(lock_);
+  close_locked();
+}
+
+bool event_queue::try_close() noexcept {
+  if (!lock_.try_lock()) return false;
+  close_locked();
+  lock_.unlock();
+  return true;
+}
+
+void event_queue::close_locked() noexcept {
+  // release: posts that read true fail; waiters woken below re-check it.
+  // Under lock_, so a waiter that add_waiter()s after the exchange is on
+  // the list when its re-check of closed() runs, or sees true there.
+  if (closed_.exchange(true, std::memory_order_acq_rel)) return;
   for (detail::evq_link* l = waiters_.front(); l; l = waiters_.next(l))
     if (l->waiter->wake(this)) stats_.add(kWakeups);
 }

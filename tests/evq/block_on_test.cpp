@@ -89,6 +89,36 @@ TEST_CASE("close wakes blocked waiters with ECANCELED", "[evq]") {
   REQUIRE(cancelled.load() == 4);
 }
 
+// Holds a queue's lock as a thread gone at a fork() would have left it.
+struct ueq::detail::evq_test_peer {
+  static ueq::spin_lock& lock(event_queue& q) { return q.lock_; }
+};
+
+TEST_CASE("try_close gives up on a held lock, and otherwise closes as close does", "[evq]") {
+  auto q = msgs();
+  std::vector<std::thread> ts;
+  std::atomic<int> cancelled{0};
+  for (int i = 0; i < 2; ++i)
+    ts.emplace_back([&] {
+      if (block_on({q.get()}, deadline_after_ms(20000)).error() == std::errc::operation_canceled)
+        cancelled.fetch_add(1);
+    });
+  REQUIRE(ueq::test::wait_until([&] { return q->waiters() == 2; }));
+  ueq::spin_lock& held = ueq::detail::evq_test_peer::lock(*q);
+  held.lock();
+  REQUIRE_FALSE(q->try_close());  // close() would spin here for good
+  REQUIRE_FALSE(q->closed());
+  held.unlock();
+  REQUIRE(q->waiters() == 2);
+  REQUIRE(q->try_close());
+  for (auto& t : ts)
+    t.join();
+  REQUIRE(cancelled.load() == 2);
+  REQUIRE(q->closed());
+  REQUIRE(q->post(1).value() == EPIPE);
+  REQUIRE(q->try_close());  // idempotent
+}
+
 TEST_CASE("one waiter on 100 queues wakes for whichever is posted", "[evq]") {
   std::vector<event_queue_ptr> owners;
   std::vector<event_queue*> qs;

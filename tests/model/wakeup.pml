@@ -192,18 +192,22 @@ proctype producer(byte q; byte count) {
 }
 
 #ifdef CLOSE
+/* close_locked(): the exchange and the walk both run under the queue's
+ * lock, so they are one step. */
 proctype closer() {
   bool was, won;
-  atomic { was = closed[0]; closed[0] = true };
-  if
-  :: was -> skip
-  :: else ->
+  atomic {
+    was = closed[0]; closed[0] = true;
+    if
+    :: was -> skip
+    :: else ->
 #ifndef BUG_CLOSE_NO_WAKE
-       walk(0, false)
+         walk(0, false)
 #else
-       skip
+         skip
 #endif
-  fi
+    fi
+  }
 }
 #endif
 

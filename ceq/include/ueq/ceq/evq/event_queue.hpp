@@ -92,6 +92,7 @@ static_assert(post.number < wake.number && wake.number < consume.number);
 
 namespace detail {
 class evq_waiter;
+struct evq_test_peer;
 // One waiter's place on one queue's list (block_on.hpp makes them).
 struct evq_link {
   ilist_link<evq_link> link;  // guarded by the queue's lock while linked
@@ -146,6 +147,10 @@ class event_queue {
   // Stops the queue: wakes every waiter, later posts fail with EPIPE.
   // Messages already in the mailbox stay readable. Idempotent.
   void close() noexcept;
+  // close() for a fork()ed child, where a thread that held the queue's lock
+  // at the fork is gone and the lock stays taken: closes and returns true if
+  // the lock is free, else does nothing and returns false (never waits).
+  bool try_close() noexcept;
   bool closed() const noexcept { return closed_.load(std::memory_order_acquire); }
 
   notify_policy policy() const noexcept { return policy_; }
@@ -174,6 +179,8 @@ class event_queue {
                                    std::unique_ptr<message_queue>>;
   event_queue(mailbox_ptr mb, const evq_options& o);
   void notify(std::uint32_t id) noexcept;
+  void close_locked() noexcept ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock_);
+  friend struct detail::evq_test_peer;  // tests hold lock_ across a fork
   // Calls f with the mailbox, whichever kind it is: the one place that
   // tells them apart (they share the `mailbox` interface, event.hpp).
   template <class F>
