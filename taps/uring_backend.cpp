@@ -28,6 +28,7 @@
 #include <mutex>
 #include <new>
 
+#include "ueq/runtime/fd.hpp"
 #include "ueq/runtime/lock.hpp"
 #include "ueq/taps/backend.hpp"
 #include "wake_channel.hpp"
@@ -41,7 +42,13 @@ constexpr std::uint64_t kIgnore = ~std::uint64_t{0} - 1;  // completions of canc
 class uring_backend final : public host_backend {
  public:
   ~uring_backend() override {
-    if (inited_) io_uring_queue_exit(&ring_);
+    if (!inited_) return;
+    // liburing closes ring_fd itself (a raw system call); the runtime's own
+    // fds are closed by close_own(), which also forgets them.
+    const int fd = ring_.ring_fd;
+    ring_.ring_fd = -1;
+    io_uring_queue_exit(&ring_);
+    close_own(fd);
   }
   const char* name() const noexcept override { return "io_uring"; }
   int pollable_fd() const noexcept override { return ring_.ring_fd; }
@@ -51,6 +58,12 @@ class uring_backend final : public host_backend {
     if (!b) return errno_code(ENOMEM);
     if (int rc = io_uring_queue_init(256, &b->ring_, 0); rc < 0) return errno_code(-rc);
     b->inited_ = true;
+    // The ring's fd is the runtime's own (a program's "close every fd" must
+    // not take it): a high number, recorded by hide_fd(). The rings stay
+    // mapped whatever the number; liburing enters through enter_ring_fd.
+    const int hidden = hide_fd(b->ring_.ring_fd);
+    b->ring_.ring_fd = hidden;
+    b->ring_.enter_ring_fd = hidden;
     // Deadlines without a timeout SQE need EXT_ARG (Linux 5.11).
     if (!(b->ring_.features & IORING_FEAT_EXT_ARG)) return errno_code(ENOSYS);
     if (!b->wake_.ok()) return errno_code(b->wake_.error());
