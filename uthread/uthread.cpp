@@ -331,13 +331,12 @@ void run_one(runtime_state* r, vcore_ctx* vc, uthread* u) noexcept {
   }
 }
 
-// The 2LS learns that u left the CPU, then the blocker's callback runs (it
-// may publish u: after it, u may be running elsewhere). Runs right after u's
-// context is saved, on the stack of whatever runs next (the scheduler, or
-// the uthread a direct switch resumed), with no current uthread, so a
-// spin lock's backoff in here does not try to switch.
-void after_switch_out(vcore_ctx* vc, uthread* u, ctx::fiber&& f) noexcept {
-  u->ctx = std::move(f);
+// The 2LS learns that u (its context saved) left the CPU, then the
+// blocker's callback runs (it may publish u: after it, u may be running
+// elsewhere). Runs right after the switch, on the stack of whatever runs
+// next (the scheduler, or the uthread a direct switch resumed), with no
+// current uthread, so a spin lock's backoff in here does not try to switch.
+[[gnu::always_inline]] inline void switched_out(vcore_ctx* vc, uthread* u) noexcept {
   check_canary(u);
   runtime_state* r = rt();
   if (vc->why == block_reason::yield)
@@ -353,24 +352,37 @@ ctx::fiber trampoline(ctx::fiber&& f) noexcept {
   annotate_back(vc);
   uthread* u = vc->current;
   vc->current = nullptr;
-  after_switch_out(vc, u, std::move(f));
+  u->ctx = std::move(f);
+  switched_out(vc, u);
   return {};
 }
 
-// Runs on the incoming uthread's stack right after a direct switch.
+// Runs on the incoming uthread's stack right after a direct switch, and
+// only saves the outgoing context: a leaf, with no registers of its own to
+// save and restore. The rest of the hand-over (arrived(), below) runs where
+// the incoming uthread resumes, on the same stack, before anything else.
 ctx::fiber direct_trampoline(ctx::fiber&& f) noexcept {
   vcore_ctx* vc = tl_vc;  // same thread as the switch: no migration here
-  uthread* next = vc->incoming;
-  annotate_direct_arrived(next);
-  uthread* u = vc->current;
-  vc->current = nullptr;
-  vc->incoming = nullptr;
-  after_switch_out(vc, u, std::move(f));
-  check_canary(next);  // the callbacks ran on its stack
-  vc->current = next;
+  annotate_direct_arrived(vc->incoming);
+  vc->current->ctx = std::move(f);
   // An empty fiber tells the resumed side it came from a uthread: the
   // vcore's scheduler context (vc->sched) stays where it is.
   return {};
+}
+
+// First thing uthread `u` does when it resumes after a switch: `from` is
+// the scheduler's context (kept), or empty after a direct switch, whose
+// outgoing uthread (still vc->current) is then handed to switched_out().
+[[gnu::always_inline]] inline void arrived(vcore_ctx* vc, uthread* u, ctx::fiber&& from) noexcept {
+  if (from) {
+    vc->sched = std::move(from);
+    return;
+  }
+  uthread* prev = vc->current;
+  vc->current = nullptr;
+  vc->incoming = nullptr;
+  switched_out(vc, prev);
+  vc->current = u;
 }
 
 // The uthread to switch to directly from u, or null to go through the
@@ -413,7 +425,7 @@ void switch_out(vcore_ctx* vc, block_reason why, post_switch_fn fn, void* arg) n
   // context) or by another uthread (which passes nothing). Either wrote
   // u->vc on this thread before the switch.
   vc = u->vc;
-  if (from) vc->sched = std::move(from);
+  arrived(vc, u, std::move(from));
   annotate_entered(vc, u);
 }
 
@@ -564,8 +576,8 @@ result<uthread_handle> spawn(std::function<void()> fn, spawn_options opts) {
 #endif
   u->ctx = ctx::fiber(std::allocator_arg, detail::pool_stack{s}, [u](ctx::fiber&& sched) {
     detail::vcore_ctx* vc = u->vc;
+    detail::arrived(vc, u, std::move(sched));
     detail::annotate_entered(vc, u);
-    if (sched) vc->sched = std::move(sched);  // empty after a direct switch
     u->fn();
     u->fn = nullptr;  // destroy the callable's state while still on our stack
     vc = u->vc;       // the vcore that resumed it last
