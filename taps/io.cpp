@@ -49,11 +49,13 @@
 // are dropped as a close through ueq drops them, but without counting a
 // close: their waiters see the queue closed, find no close counted, and
 // retry, and the next wait makes sides for the file the number names then.
-// So a wait costs a few relaxed stores and no timer, and a long wait is
-// looked at within two periods. Where the watcher cannot run (no thread
-// could be made; tried again every kWatchRetryNs), each wait is cut into
-// slices of 2 * kWatchNs instead, after which the next wait looks at the
-// file.
+// Several callers waiting on one side share its bit, which the tap posts
+// once per edge: the one that takes it passes it on (see `share`). So a
+// wait costs a few relaxed stores, a counter's two locked instructions and
+// no timer, and a long wait is looked at within two periods. Where the
+// watcher cannot run (no thread could be made; tried again every
+// kWatchRetryNs), each wait is cut into slices of 2 * kWatchNs instead,
+// after which the next wait looks at the file.
 //
 // Closing through ueq: the close callback (on_close, registered with the
 // default tap service) drops the sides (their waiters see the queue closed:
@@ -134,6 +136,26 @@ struct side {
   tap_handle tap;
 };
 
+// The hand-over of one side's bit between the callers waiting on it. A
+// caller notes `taken` before each try of its call; one that must wait
+// counts itself in `waiting`, then looks at `taken` again, and retries at
+// once if it moved (another caller took a bit after this try began: the
+// edge it stood for may be this caller's too). A caller woken with the bit
+// bumps `taken`, then posts the bit again if others are counted. All
+// seq_cst: if a waiter's second look at `taken` comes before the taker's
+// bump in the single total order, its count came before the bump, so the
+// taker's load of `waiting` sees it and posts again (the waiter finds that
+// bit when it blocks, or is woken by it); if the look comes after the bump,
+// the waiter retries its call, which then sees what the edge announced
+// (the bump follows the take, which follows the tap's post, which follows
+// the kernel's readiness; the waiter's first look came before its call).
+// A bit posted again that nobody takes costs one spare try later.
+// tests/model/io_share.pml checks this handshake.
+struct share {
+  std::atomic<std::uint32_t> taken{0};
+  std::atomic<std::uint32_t> waiting{0};
+};
+
 struct io_entry {
   // Written under mu; loaded without it by every read and write. Relaxed:
   // it publishes nothing (the call it selects reads no other field), and
@@ -162,6 +184,10 @@ struct io_entry {
   // What that wait waits for (poll events), for the watcher's readiness
   // check; relaxed like the stamps.
   std::atomic<short> rd_want{0}, wr_want{0};
+  // Several callers waiting on one side share its one bit, and the tap
+  // posts it once per edge: the first to wake takes it, and the others
+  // must still retry (see `share`).
+  share rd_share, wr_share;
 };
 
 constexpr std::uint32_t kReadFilter = kTapReadable | kTapPriority | kTapRdhup;
@@ -558,6 +584,45 @@ ssize_t rw_once(const fd_ref& c, bool write, const iovec* iov, int cnt, bool one
 struct wait_state {
   bool check_file = false;  // a slice passed: look at the file before waiting again
   bool plain_seen = false;  // a wait found a file that is never waited for
+  std::uint32_t rd_taken = 0, wr_taken = 0;  // each side's `taken` before the latest try
+  // Called before each try of the call (see `share`).
+  void note(const fd_ref& c) noexcept {
+    rd_taken = c.e->rd_share.taken.load(std::memory_order_seq_cst);
+    wr_taken = c.e->wr_share.taken.load(std::memory_order_seq_cst);
+  }
+};
+
+// A caller counted as waiting on the sides it waits on, for as long as it
+// lives (see `share`).
+class share_count {
+ public:
+  share_count(io_entry& e, bool rd, bool wr) noexcept
+      : rd_(rd ? &e.rd_share : nullptr), wr_(wr ? &e.wr_share : nullptr) {
+    for (share* s : {rd_, wr_})
+      if (s) s->waiting.fetch_add(1, std::memory_order_seq_cst);
+  }
+  ~share_count() {
+    for (share* s : {rd_, wr_})
+      if (s) s->waiting.fetch_sub(1, std::memory_order_seq_cst);
+  }
+  share_count(const share_count&) = delete;
+  share_count& operator=(const share_count&) = delete;
+  // Whether a bit was taken on a side since the caller's latest try began.
+  bool moved(const wait_state& ws) const noexcept {
+    return (rd_ && rd_->taken.load(std::memory_order_seq_cst) != ws.rd_taken) ||
+           (wr_ && wr_->taken.load(std::memory_order_seq_cst) != ws.wr_taken);
+  }
+  // This caller took side `rd`'s (else wr's) bit from q: the others get it
+  // again.
+  void took(bool rd, event_queue* q, std::uint32_t id) const noexcept {
+    share* s = rd ? rd_ : wr_;
+    s->taken.fetch_add(1, std::memory_order_seq_cst);
+    if (s->waiting.load(std::memory_order_seq_cst) > 1) (void)q->post(id);
+  }
+
+ private:
+  share* rd_;
+  share* wr_;
 };
 
 // The queue of one side of the fd, made with its tap on first use. EBADF if
@@ -637,6 +702,7 @@ status wait_sides(fd_ref& c, bool rd, bool wr, short want, mono_ns deadline, wai
     auto fresh = begin(c.fd);
     if (!fresh) return status(fresh.error().value());
     c = *fresh;
+    return {};  // its try was noted against the parent's entry
   }
   event_queue_ptr rq, wq;
   if (rd) {
@@ -664,10 +730,15 @@ status wait_sides(fd_ref& c, bool rd, bool wr, short want, mono_ns deadline, wai
     e.wr_since.store(epoch, std::memory_order_relaxed);
   }
   const mono_ns slice = watch ? deadline : std::min(deadline, deadline_after_ns(2 * kWatchNs));
+  const share_count counted(e, rq != nullptr, wq != nullptr);
+  if (counted.moved(ws)) return {};
   auto r =
       rq && wq ? block_on({rq.get(), wq.get()}, slice) : block_on({(rq ? rq : wq).get()}, slice);
   ws.check_file = false;
-  if (r) return {};
+  if (r) {
+    counted.took(r->queue == rq.get(), r->queue, r->msg.id);
+    return {};
+  }
   if (r.error() == std::errc::operation_canceled) {
     // Its sides were dropped: by a close through ueq (EBADF), or by the
     // watcher, which found them deaf (retry: the next wait makes new ones).
@@ -690,6 +761,7 @@ result<std::size_t> retry(int fd, bool write, mono_ns deadline, Op op) {
   if (!c) return c.error();
   wait_state ws;
   for (;;) {
+    ws.note(*c);
     const ssize_t r = op(*c);
     if (r >= 0) return static_cast<std::size_t>(r);
     if (errno == EINTR) continue;
@@ -782,6 +854,7 @@ status connect(int fd, const sockaddr* addr, socklen_t addrlen, mono_ns deadline
   if (errno != EINPROGRESS && errno != EINTR && errno != EAGAIN) return status(errno);
   wait_state ws;
   for (;;) {
+    ws.note(*c);
     // Ask the socket itself, never the (possibly stale) event: only a real
     // POLLOUT/POLLERR/POLLHUP ends a connect in progress.
     pollfd p{fd, POLLOUT, 0};
@@ -802,6 +875,7 @@ result<std::uint32_t> wait(int fd, std::uint32_t filter, mono_ns deadline) {
   const bool want_rd = filter & kReadFilter, want_wr = filter & kTapWritable;
   wait_state ws;
   for (;;) {
+    ws.note(*c);
     // The fd's real state decides (poll with no timeout): events in the
     // queues only say "look again".
     pollfd p{fd, static_cast<short>(filter & (POLLIN | POLLPRI | POLLOUT | POLLRDHUP)), 0};
