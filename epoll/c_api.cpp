@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "kcall.hpp"
 #include "registry.hpp"
 #include "ueq/epoll.h"
 #include "ueq/runtime/fd.hpp"
@@ -269,14 +270,16 @@ int ueq_epoll_create(int size) {
 }
 
 int ueq_epoll_create1(int flags) {
+  const ueq::errno_on_success e;
   auto s = ueq::epoll_set::create(flags);
   if (!s) return fail(s.error());
   count(g_stats.sets);
-  return (*s)->fd();
+  return e.keep((*s)->fd());
 }
 
 int ueq_epoll_ctl(int epfd, int op, int fd, struct epoll_event* user_event) {
-  const int rc = ctl(epfd, op, fd, user_event);
+  const ueq::errno_on_success e;
+  const int rc = e.keep(ctl(epfd, op, fd, user_event));
   if (g_stats_out || ueq::log_verbose()) {
     const int e = errno;
     count(op == EPOLL_CTL_ADD   ? g_stats.add
@@ -293,16 +296,19 @@ int ueq_epoll_ctl(int epfd, int op, int fd, struct epoll_event* user_event) {
 }
 
 int ueq_epoll_wait(int epfd, struct epoll_event* events, int maxevents, int timeout) {
-  return wait_any(epfd, events, maxevents, ueq::deadline_after_ms(timeout), nullptr);
+  const ueq::errno_on_success e;
+  return e.keep(wait_any(epfd, events, maxevents, ueq::deadline_after_ms(timeout), nullptr));
 }
 
 int ueq_epoll_pwait(int epfd, struct epoll_event* events, int maxevents, int timeout,
                     const sigset_t* sigmask) {
-  return wait_any(epfd, events, maxevents, ueq::deadline_after_ms(timeout), sigmask);
+  const ueq::errno_on_success e;
+  return e.keep(wait_any(epfd, events, maxevents, ueq::deadline_after_ms(timeout), sigmask));
 }
 
 int ueq_epoll_pwait2(int epfd, struct epoll_event* events, int maxevents,
                      const struct timespec* user_timeout, const sigset_t* sigmask) {
+  const ueq::errno_on_success e;
   ueq::mono_ns deadline = ueq::kNoDeadline;
   timespec t;
   const timespec* timeout = nullptr;
@@ -318,32 +324,36 @@ int ueq_epoll_pwait2(int epfd, struct epoll_event* events, int maxevents,
                    ? ueq::kNoDeadline
                    : ueq::deadline_after_ns(timeout->tv_sec * 1000000000LL + timeout->tv_nsec);
   }
-  return wait_any(epfd, events, maxevents, deadline, sigmask);
+  return e.keep(wait_any(epfd, events, maxevents, deadline, sigmask));
 }
 
 int ueq_close(int fd) {
   // One of ueq's own descriptors is no file of the program's: as the kernel
   // would answer for a number the program never opened (a daemon's loop
   // that closes every number from 3 up must leave ueq working).
+  const ueq::errno_on_success e;
   if (ueq::is_own_fd(fd)) return fail(EBADF);
   ueq::status s = ueq::epoll_close(fd);
-  return s.ok() ? 0 : fail(s.value());
+  return s.ok() ? e.keep(0) : fail(s.value());
 }
 
 int ueq_dup(int fd) {
   // From a signal handler that interrupted ueq: no lock (see dup_over).
   if (ueq::tap_service::inside_ueq::active()) return ::dup(fd);
+  const ueq::errno_on_success e;
   const int n = ::dup(fd);
   if (n >= 0) ueq::register_dup(fd, n);
-  return n;
+  return e.keep(n);
 }
 
 int ueq_dup2(int oldfd, int newfd) {
-  return ueq::dup_over(oldfd, newfd, 0, true);
+  const ueq::errno_on_success e;
+  return e.keep(ueq::dup_over(oldfd, newfd, 0, true));
 }
 
 int ueq_dup3(int oldfd, int newfd, int flags) {
-  return ueq::dup_over(oldfd, newfd, flags, false);
+  const ueq::errno_on_success e;
+  return e.keep(ueq::dup_over(oldfd, newfd, flags, false));
 }
 
 }  // extern "C"

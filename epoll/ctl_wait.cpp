@@ -2,8 +2,13 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/epoll.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <ctime>
 
 #include "registry.hpp"
 #include "ueq/ceq/evq/block_on.hpp"
@@ -108,6 +113,17 @@ status epoll_set::ctl(int op, int fd, const epoll_event* event) {
 }
 
 namespace epoll_internal {
+
+// Whether a signal that `mask` lets through is pending: a ppoll of no fds
+// with a zero timeout and the mask installed fails with EINTR (the handler
+// has run) if so, as Linux's wait does when it begins with one pending.
+bool signal_through(const sigset_t* mask) {
+  timespec zero{};
+  const int saved = errno;
+  const bool hit = ::syscall(SYS_ppoll, nullptr, 0, &zero, mask, _NSIG / 8) < 0 && errno == EINTR;
+  errno = saved;
+  return hit;
+}
 
 status ctl_full(epoll_set& self, int op, int fd, const epoll_event* event) {
   impl& p = epoll_access::of(self);
@@ -310,6 +326,10 @@ result<int> epoll_set::impl::wait(int number, std::span<epoll_event> buf, int li
   int host = 0;
   bool busy = false;
   bool host_ok = true;  // false once the host's fd is closed or in error
+  // A sleep below (ppoll_set_and_host, standby) has had the caller's mask
+  // installed; a host poll may have too, but need not have slept (it may
+  // find the set pending, or another thread polling): not counted.
+  bool slept_masked = false;
   for (bool checked = number < 0;;) {
     if (native.load(std::memory_order_acquire)) {
       // The kernel's wait may block for good: a hand-off goes on first.
@@ -359,7 +379,13 @@ result<int> epoll_set::impl::wait(int number, std::span<epoll_event> buf, int li
     }
     if (deadline == kImmediate) return 0;
     const mono_ns now = monotonic_now();
-    if (now >= deadline) return 0;
+    if (now >= deadline) {
+      // Linux looks for a signal the caller's mask lets through before it
+      // reports a timeout (any timeout but zero): a wait whose time ran out
+      // before it slept with the mask takes such a signal now.
+      if (sigmask && !slept_masked && signal_through(sigmask)) return errno_code(EINTR);
+      return 0;
+    }
     // Only here: a wait that finds events returns without a system call for
     // it, and one that blocks costs several anyway.
     if (!checked) {
@@ -411,6 +437,7 @@ result<int> epoll_set::impl::wait(int number, std::span<epoll_event> buf, int li
       pass_on(handed);
       if ((host & kHostReady) && busy) ::sched_yield();
       if (status s = ppoll_set_and_host(deadline, sigmask, host_ok, host); !s.ok()) return s.code();
+      slept_masked = true;
       host_ok = host_ok && !(host & kHostBroken);
       prepoll = true;
       continue;
@@ -421,6 +448,7 @@ result<int> epoll_set::impl::wait(int number, std::span<epoll_event> buf, int li
     // did not use goes on first (we sleep now, and may sleep past it).
     pass_on(handed);
     if ((host & kHostReady) && busy) ::sched_yield();
+    slept_masked = true;  // whatever standby() returns: a signal is EINTR there
     if (status s = standby(deadline, sigmask, busy, handed, host_ok, host); !s.ok()) {
       leave_unharvested(handed);
       return s.code();  // EINTR for a signal, as epoll_wait

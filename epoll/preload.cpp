@@ -38,6 +38,7 @@
 #include <cerrno>
 #include <climits>
 
+#include "kcall.hpp"
 #include "ueq/epoll.h"
 #include "ueq/runtime/fd.hpp"
 #include "ueq/taps/tap.hpp"
@@ -90,6 +91,22 @@ const reals& R() {
   return r;
 }
 
+// close_range() over [first, last] around ueq's own descriptors.
+int close_around_own(unsigned first, unsigned last, int flags) {
+  unsigned lo = first;
+  for (;;) {
+    const int own = lo > INT_MAX ? -1 : ueq::next_own_fd(static_cast<int>(lo));
+    if (own < 0 || static_cast<unsigned>(own) > last) break;
+    if (!ueq::is_own_fd(own)) continue;  // a stale record, now forgotten
+    if (static_cast<unsigned>(own) > lo &&
+        R().close_range(lo, static_cast<unsigned>(own) - 1, flags) != 0)
+      return -1;
+    if (static_cast<unsigned>(own) == last) return 0;
+    lo = static_cast<unsigned>(own) + 1;
+  }
+  return R().close_range(lo, last, flags);
+}
+
 }  // namespace
 
 #define UEQ_EXPORT extern "C" __attribute__((visibility("default")))
@@ -137,18 +154,8 @@ UEQ_EXPORT int close(int fd) {
 // that when it matters, as it does after any raw close.
 UEQ_EXPORT int close_range(unsigned first, unsigned last, int flags) {
   if (ours() || first > last) return R().close_range(first, last, flags);
-  unsigned lo = first;
-  for (;;) {
-    const int own = lo > INT_MAX ? -1 : ueq::next_own_fd(static_cast<int>(lo));
-    if (own < 0 || static_cast<unsigned>(own) > last) break;
-    if (!ueq::is_own_fd(own)) continue;  // a stale record, now forgotten
-    if (static_cast<unsigned>(own) > lo &&
-        R().close_range(lo, static_cast<unsigned>(own) - 1, flags) != 0)
-      return -1;
-    if (static_cast<unsigned>(own) == last) return 0;
-    lo = static_cast<unsigned>(own) + 1;
-  }
-  return R().close_range(lo, last, flags);
+  const ueq::epoll_internal::errno_on_success e;
+  return e.keep(close_around_own(first, last, flags));
 }
 UEQ_EXPORT int dup(int fd) {
   if (ours()) return R().dup(fd);
@@ -168,5 +175,6 @@ UEQ_EXPORT int dup3(int oldfd, int newfd, int flags) {
 UEQ_EXPORT pid_t fork() {
   if (tl_inside) return R().fork();
   scope s;  // in the child too, until fork returns there
-  return R().fork();
+  const ueq::epoll_internal::errno_on_success e;
+  return e.keep(R().fork());
 }

@@ -253,16 +253,29 @@ struct epoll_set::impl {
   // flag rule applies. event may be any pointer: EFAULT if unreadable.
   status modify_registered(int fd, const epoll_event* event, bool& done);
 
+  // What poll() is asked about an entry: its file, or for a nested set of
+  // ours the set's hidden eventfd, readable while the set is pending.
+  static pollfd poll_of(const entry& e) {
+    if (e.child) return {e.child->sig.fd(), POLLIN, 0};
+    return {e.fd, static_cast<short>(report_mask(e.events) & 0xffff), 0};
+  }
+  // The bits an entry reports, from poll's answer for poll_of(e): 0 if none
+  // or if the fd is gone. A nested set reports what Linux's poll of an
+  // epoll file gives, EPOLLIN | EPOLLRDNORM within the entry's mask (the
+  // eventfd's EPOLLOUT is no event of the set's), and only while it still
+  // has an event (ready_now).
+  static std::uint32_t bits_of(const entry& e, short revents) {
+    if (revents & POLLNVAL) return 0;
+    if (!e.child) return static_cast<std::uint32_t>(revents) & report_mask(e.events);
+    const std::uint32_t bits = (revents & POLLIN) ? (EPOLLIN | EPOLLRDNORM) & e.events : 0;
+    return bits && e.child->ready_now() ? bits : 0;
+  }
   // Probes an entry's readiness now (poll with no timeout): the bits it
-  // would report, 0 if none or if the fd is gone. A nested set of ours is
-  // ready when its hidden eventfd is and it still has an event (ready_now).
+  // would report.
   static std::uint32_t probe(const entry& e) {
-    pollfd p{e.child ? e.child->sig.fd() : e.fd, static_cast<short>(report_mask(e.events) & 0xffff),
-             0};
-    const std::uint32_t events = e.events;
-    if (::poll(&p, 1, 0) != 1 || (p.revents & POLLNVAL)) return 0;
-    const std::uint32_t bits = static_cast<std::uint32_t>(p.revents) & report_mask(events);
-    return bits && e.child && !e.child->ready_now() ? 0 : bits;
+    pollfd p = poll_of(e);
+    if (::poll(&p, 1, 0) != 1) return 0;
+    return bits_of(e, p.revents);
   }
 
   // Whether this set has an event to report now, asked by a parent set's
@@ -371,8 +384,7 @@ struct epoll_set::impl {
         pollfd pfds[kProbeBatch];
         int m = 0;
         for (entry* e = ready.front(); e && m < cap - n && m < kProbeBatch; e = entry_list::next(e))
-          pfds[m++] = {e->child ? e->child->sig.fd() : e->fd,
-                       static_cast<short>(report_mask(e->events) & 0xffff), 0};
+          pfds[m++] = poll_of(*e);
         if (::poll(pfds, static_cast<nfds_t>(m), 0) < 0) {
           stop = true;  // report what this harvest has; the rest stay listed
           break;
@@ -381,9 +393,7 @@ struct epoll_set::impl {
         for (int i = 0; i < m; ++i) {
           entry* const next = entry_list::next(e);
           const std::uint32_t mask = report_mask(e->events);
-          std::uint32_t bits =
-              (pfds[i].revents & POLLNVAL) ? 0 : static_cast<std::uint32_t>(pfds[i].revents) & mask;
-          if (bits && e->child && !e->child->ready_now()) bits = 0;
+          std::uint32_t bits = bits_of(*e, pfds[i].revents);
           if (e->keeps_posted) {
             bits |= e->posted & mask;
             e->posted = 0;
