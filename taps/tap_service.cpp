@@ -656,6 +656,10 @@ void tap_service::before_close(int fd) {
 
 status tap_service::close_fd(int fd) {
   if (fd < 0 || ::fcntl(fd, F_GETFD) < 0) return status(EBADF);
+  // One of the runtime's own descriptors (the host poller, an eventfd) is no
+  // file of the program's: as the kernel answers for a number the program
+  // never opened, so that a loop that closes every number keeps ueq working.
+  if (is_own_fd(fd)) return status(EBADF);
   if (tl_depth > 0) {
     // A signal handler that interrupted this thread inside ueq: take no
     // lock. The file is closed now, but its number stays taken (dup2 of the

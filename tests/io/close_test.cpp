@@ -18,6 +18,7 @@
 
 #include "../support.hpp"
 #include "../taps/taps_support.hpp"
+#include "ueq/runtime/fd.hpp"
 #include "ueq/taps/io.hpp"
 
 using namespace ueq;
@@ -139,4 +140,37 @@ TEST_CASE("io: a call on a new eventfd is not refused for another one's close", 
   CHECK(done.load() > 0);
   CHECK(other.load() == 0);
   CHECK(refused.load() == 0);
+}
+
+TEST_CASE("io: a loop that closes every number leaves ueq's own descriptors", "[io]") {
+  // A daemon's start-up idiom through ueq (io::close or ueq::close_fd on
+  // every number): the host poller and eventfds are no files of the
+  // program's, and I/O keeps working afterwards.
+  fd_pair warm;
+  ueq::test::make_pipe(warm);
+  char c;
+  REQUIRE(io::read(warm.a, &c, 1, deadline_after_ms(1)).error() == std::errc::timed_out);
+  const int own = ueq::next_own_fd(0);
+  REQUIRE(own >= 0);  // the default service made some
+  REQUIRE(io::close(own).value() == EBADF);
+  REQUIRE(ueq::close_fd(own).value() == EBADF);
+  REQUIRE(::fcntl(own, F_GETFD) >= 0);  // still open
+  for (int fd = ueq::next_own_fd(0); fd >= 0; fd = ueq::next_own_fd(fd + 1))
+    REQUIRE(io::close(fd).value() == EBADF);
+  fd_pair p;
+  ueq::test::make_pipe(p);
+  std::atomic<pid_t> tid{0};
+  std::atomic<int> got{-1};
+  std::thread reader([&] {
+    tid.store(ueq::test::current_tid());
+    char r = 0;
+    auto n = io::read(p.a, &r, 1, deadline_after_ms(10000));
+    got.store(n ? r : -n.error().value());
+  });
+  // Write once the reader waits (a closed host poller fails it at once).
+  REQUIRE(ueq::test::wait_until(
+      [&] { return got.load() != -1 || ueq::test::thread_sleeping(tid.load()); }));
+  REQUIRE(::write(p.b, "w", 1) == 1);
+  reader.join();
+  REQUIRE(got.load() == 'w');
 }

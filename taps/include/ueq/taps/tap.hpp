@@ -183,7 +183,8 @@ class tap_service {
   // (close_fd does it for you).
   void forget_fd(int fd);
   // Runs the close callbacks, forgets fd's taps, then closes it.
-  // EBADF if fd was not open. Async-signal-safe with respect to ueq's locks:
+  // EBADF if fd was not open, or is one of the runtime's own descriptors
+  // (ueq::is_own_fd: a loop closing every number leaves them). Async-signal-safe with respect to ueq's locks:
   // called on a thread that is inside ueq (a signal handler that
   // interrupted it; see inside_ueq), it closes the file at once but keeps
   // the number taken (a placeholder is dup2()ed over it) and leaves the
