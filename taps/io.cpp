@@ -96,6 +96,7 @@
 #include "ueq/runtime/backoff.hpp"
 #include "ueq/runtime/chunked_table.hpp"
 #include "ueq/runtime/fd.hpp"
+#include "ueq/runtime/parker.hpp"
 #include "ueq/taps/tap.hpp"
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
@@ -496,11 +497,21 @@ bool look(const fd_ref& c, bool refused) {
   return true;
 }
 
-// Sets O_NONBLOCK on the file the fd names now, if clear. False (errno set)
-// on failure.
-bool set_nonblock(int fd) {
+// Sets O_NONBLOCK on the socket the fd names now, if clear. False (errno
+// set) on failure, ENOTSOCK if the fd names no socket: the flag lives on the
+// open file, which others may share (a pipe dup2()ed over a listening
+// socket's number keeps its mode).
+bool set_nonblock_socket(int fd) {
   const int fl = ::fcntl(fd, F_GETFL);
-  return fl >= 0 && ((fl & O_NONBLOCK) || ::fcntl(fd, F_SETFL, fl | O_NONBLOCK) == 0);
+  if (fl < 0) return false;
+  if (fl & O_NONBLOCK) return true;
+  struct stat sb;
+  if (::fstat(fd, &sb) != 0) return false;
+  if (!S_ISSOCK(sb.st_mode)) {
+    errno = ENOTSOCK;
+    return false;
+  }
+  return ::fcntl(fd, F_SETFL, fl | O_NONBLOCK) == 0;
 }
 
 // One readv or writev that does not wait in the kernel for readiness,
@@ -775,6 +786,53 @@ result<std::size_t> retry(int fd, bool write, mono_ns deadline, Op op) {
 
 }  // namespace
 
+namespace {
+
+// connect() to a local listener with a full backlog: tries again, backing
+// off from 1 ms to 64 ms (a parker's timed sleep: a uthread yields its
+// vcore meanwhile), until it connects, fails otherwise, or the deadline.
+status connect_when_room(int fd, const sockaddr* addr, socklen_t addrlen, mono_ns deadline) {
+  std::int64_t pause_ns = 1'000'000;
+  for (;;) {
+    const mono_ns now = monotonic_now();
+    if (now >= deadline) return status(ETIMEDOUT);
+    parker p;
+    (void)p.park(std::min(deadline, now + pause_ns));
+    pause_ns = std::min<std::int64_t>(pause_ns * 2, 64'000'000);
+    if (::connect(fd, addr, addrlen) == 0) return {};
+    if (errno != EAGAIN && errno != EINTR) return status(errno);
+  }
+}
+
+// recv() with MSG_WAITALL on a stream socket: what a blocking recv does, n
+// bytes unless the peer ends the stream, an error comes or the deadline
+// passes (then what arrived, if anything; else the error). MSG_DONTWAIT,
+// which every try adds, would make the kernel ignore it.
+template <class Recv>
+result<std::size_t> recv_all(int fd, std::size_t n, mono_ns deadline, Recv one) {
+  std::size_t got = 0;
+  while (got < n) {
+    auto r = retry(fd, false, deadline, [&](const fd_ref&) { return one(got); });
+    if (!r) {
+      if (got > 0) return got;
+      return r.error();
+    }
+    if (*r == 0) break;  // end of stream
+    got += *r;
+  }
+  return got;
+}
+
+// Whether fd is a stream socket (MSG_WAITALL waits for all of n bytes
+// only there; a datagram is read whole or truncated at once).
+bool stream_socket(int fd) {
+  int type = 0;
+  socklen_t len = sizeof type;
+  return ::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM;
+}
+
+}  // namespace
+
 result<std::size_t> read(int fd, void* buf, std::size_t n, mono_ns deadline) {
   const iovec v{buf, n};
   return retry(fd, false, deadline,
@@ -803,6 +861,12 @@ result<std::size_t> writev(int fd, const iovec* iov, int iovcnt, mono_ns deadlin
                [&](const fd_ref& c) { return rw_once(c, true, iov, iovcnt, false); });
 }
 result<std::size_t> recv(int fd, void* buf, std::size_t n, int flags, mono_ns deadline) {
+  if ((flags & MSG_WAITALL) && !(flags & (MSG_PEEK | MSG_DONTWAIT)) && stream_socket(fd)) {
+    auto* p = static_cast<char*>(buf);
+    return recv_all(fd, n, deadline, [&](std::size_t got) {
+      return ::recv(fd, p + got, n - got, (flags & ~MSG_WAITALL) | MSG_DONTWAIT);
+    });
+  }
   return retry(fd, false, deadline,
                [&](const fd_ref&) { return ::recv(fd, buf, n, flags | MSG_DONTWAIT); });
 }
@@ -813,6 +877,12 @@ result<std::size_t> send(int fd, const void* buf, std::size_t n, int flags, mono
 }
 result<std::size_t> recvfrom(int fd, void* buf, std::size_t n, int flags, sockaddr* from,
                              socklen_t* fromlen, mono_ns deadline) {
+  if ((flags & MSG_WAITALL) && !(flags & (MSG_PEEK | MSG_DONTWAIT)) && stream_socket(fd)) {
+    auto* p = static_cast<char*>(buf);
+    return recv_all(fd, n, deadline, [&](std::size_t got) {
+      return ::recvfrom(fd, p + got, n - got, (flags & ~MSG_WAITALL) | MSG_DONTWAIT, from, fromlen);
+    });
+  }
   return retry(fd, false, deadline, [&](const fd_ref&) {
     return ::recvfrom(fd, buf, n, flags | MSG_DONTWAIT, from, fromlen);
   });
@@ -837,7 +907,7 @@ result<int> accept(int fd, sockaddr* addr, socklen_t* addrlen, int flags, mono_n
   auto r = retry(fd, false, deadline, [&](const fd_ref&) -> ssize_t {
     // accept4 has no per-call flag: the listening socket itself must be
     // non-blocking, checked at every try.
-    if (!set_nonblock(fd)) return -1;
+    if (!set_nonblock_socket(fd)) return -1;
     return ::accept4(fd, addr, addrlen, flags | SOCK_NONBLOCK);
   });
   if (!r) return r.error();
@@ -848,10 +918,16 @@ status connect(int fd, const sockaddr* addr, socklen_t addrlen, mono_ns deadline
   auto c = begin(fd);
   if (!c) return status(c.error().value());
   // connect has no per-call flag: the socket itself must be non-blocking.
-  if (!set_nonblock(fd)) return status(errno);
+  if (!set_nonblock_socket(fd)) return status(errno);
   if (::connect(fd, addr, addrlen) == 0) return {};
+  // A local (AF_UNIX) stream socket whose listener's backlog is full: no
+  // connection is in progress (the socket polls as writable, unconnected),
+  // and a blocking connect would wait for room. So does this, by trying
+  // again until the deadline; nothing on our side announces the room.
+  if (errno == EAGAIN && addr && addr->sa_family == AF_UNIX)
+    return connect_when_room(fd, addr, addrlen, deadline);
   // EINTR: the connection goes on asynchronously, exactly like EINPROGRESS.
-  if (errno != EINPROGRESS && errno != EINTR && errno != EAGAIN) return status(errno);
+  if (errno != EINPROGRESS && errno != EINTR) return status(errno);
   wait_state ws;
   for (;;) {
     ws.note(*c);

@@ -7,8 +7,10 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -381,6 +383,100 @@ TEST_CASE("io: one arrival for several readers of a socket wakes each of them", 
     t.join();
   REQUIRE(ok.load() == kReaders);
   REQUIRE(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5));  // not the deadline
+}
+
+TEST_CASE("io: accept and connect on what is no socket give ENOTSOCK and leave its mode", "[io]") {
+  // The flag they need lives on the open file, which others may share: a
+  // pipe (dup2()ed over a listening socket's number, say) keeps its mode.
+  fd_pair p;
+  int f[2];
+  REQUIRE(::pipe2(f, O_CLOEXEC) == 0);  // blocking, as the program made it
+  p.a = f[0];
+  p.b = f[1];
+  REQUIRE(io::accept(p.a, nullptr, nullptr, SOCK_CLOEXEC, deadline_after_ms(100)).error() ==
+          std::errc::not_a_socket);
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  REQUIRE(io::connect(p.b, reinterpret_cast<sockaddr*>(&sa), sizeof sa, deadline_after_ms(100))
+              .value() == ENOTSOCK);
+  REQUIRE((::fcntl(p.a, F_GETFL) & O_NONBLOCK) == 0);
+  REQUIRE((::fcntl(p.b, F_GETFL) & O_NONBLOCK) == 0);
+}
+
+TEST_CASE("io: connect to a local listener with a full backlog waits for room", "[io]") {
+  // A non-blocking AF_UNIX connect answers EAGAIN, with nothing in
+  // progress; a blocking one waits until the listener accepts.
+  fd_pair l;
+  l.a = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(l.a >= 0);
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  std::snprintf(sa.sun_path + 1, sizeof sa.sun_path - 1, "ueq-io-backlog-%d", ::getpid());
+  const socklen_t len = sizeof(sa_family_t) + 1 + std::strlen(sa.sun_path + 1);
+  const auto* addr = reinterpret_cast<const sockaddr*>(&sa);
+  REQUIRE(::bind(l.a, addr, len) == 0);
+  REQUIRE(::listen(l.a, 0) == 0);
+  std::vector<int> queued;  // fill the backlog
+  for (int i = 0; i < 1000; ++i) {
+    const int c = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    REQUIRE(c >= 0);
+    if (::connect(c, addr, len) == 0) {
+      queued.push_back(c);
+      continue;
+    }
+    REQUIRE(errno == EAGAIN);
+    ::close(c);
+    break;
+  }
+  REQUIRE(!queued.empty());
+  fd_pair c;
+  c.a = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(c.a >= 0);
+  // Full: the deadline passes, and the socket is not connected.
+  REQUIRE(io::connect(c.a, addr, len, deadline_after_ms(50)).value() == ETIMEDOUT);
+  std::atomic<pid_t> tid{0};
+  std::atomic<int> rc{-1};
+  std::thread t([&] {
+    tid.store(ueq::test::current_tid());
+    rc.store(io::connect(c.a, addr, len, deadline_after_ms(20000)).value());
+  });
+  REQUIRE(ueq::test::wait_until(
+      [&] { return rc.load() != -1 || ueq::test::thread_sleeping(tid.load()); }));
+  const int first = ::accept4(l.a, nullptr, nullptr, SOCK_CLOEXEC);  // room for one
+  REQUIRE(first >= 0);
+  t.join();
+  REQUIRE(rc.load() == 0);
+  sockaddr_un peer{};
+  socklen_t plen = sizeof peer;
+  REQUIRE(::getpeername(c.a, reinterpret_cast<sockaddr*>(&peer), &plen) == 0);
+  ::close(first);
+  for (int q : queued)
+    ::close(q);
+}
+
+TEST_CASE("io: recv with MSG_WAITALL waits for all n bytes of a stream", "[io]") {
+  fd_pair p;
+  ueq::test::make_socketpair(p);
+  std::atomic<pid_t> tid{0};
+  std::atomic<long> got{-1};
+  char buf[8] = {};
+  std::thread reader([&] {
+    tid.store(ueq::test::current_tid());
+    auto n = io::recv(p.a, buf, 4, MSG_WAITALL, deadline_after_ms(20000));
+    got.store(n ? static_cast<long>(*n) : -n.error().value());
+  });
+  REQUIRE(::write(p.b, "12", 2) == 2);
+  REQUIRE(ueq::test::wait_until(
+      [&] { return got.load() != -1 || ueq::test::thread_sleeping(tid.load()); }));
+  REQUIRE(::write(p.b, "34", 2) == 2);
+  reader.join();
+  REQUIRE(got.load() == 4);
+  REQUIRE(std::string(buf, 4) == "1234");
+  // The stream ends early: what arrived.
+  REQUIRE(::write(p.b, "5", 1) == 1);
+  REQUIRE(::shutdown(p.b, SHUT_WR) == 0);
+  REQUIRE(io::recv(p.a, buf, 4, MSG_WAITALL, deadline_after_ms(5000)).value() == 1);
+  REQUIRE(buf[0] == '5');
 }
 
 TEST_CASE("io: a wait for what a ready file does not offer is left asleep", "[io][epoll-backend]") {

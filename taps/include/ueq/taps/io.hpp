@@ -39,7 +39,18 @@
 // file is compared. In a fork()ed child, calls wait on the child's own
 // taps; a uthread that was parked in a wait at the fork waits on the
 // parent's, which the child does not poll: it wakes at its deadline or
-// when the child closes the fd through ueq.
+// when the child closes the fd through ueq (through io::close, or
+// ueq::close_fd once the child has made any ueq::io call: a child whose
+// first call is ueq::close_fd has no io state yet to end those waits).
+//
+// Limits: a wait that the watcher ends on deaf taps (a number reused behind
+// ueq's back) removes the old taps' host registration by fd number; where
+// the number now names another file that shares the old one's inode (an
+// eventfd for an eventfd) and the program has put taps of its own on it in
+// the same tap service, the epoll backend's removal can take that
+// registration too. ueq's own descriptors (host poller, eventfds) are
+// refused by close() and ueq::close_fd (EBADF), as the kernel answers for a
+// number the program never opened.
 //
 // Results: byte counts (or the new fd) as result<T>; errors are the system
 // call's errno, ETIMEDOUT when the deadline passes first, EBADF when the fd
@@ -50,6 +61,17 @@
 // connect() completes a non-blocking connect correctly: it returns success
 // only once the socket is really connected (it re-checks the socket's state
 // after every wakeup, so a stale writable event never reads as "connected").
+// To a local (AF_UNIX) listener whose backlog is full it waits for room, as
+// a blocking connect does, trying again with a backoff of 1 to 64 ms
+// (nothing announces the room). accept() and connect() on a file that is no
+// socket give ENOTSOCK and leave its O_NONBLOCK alone.
+//
+// recv() and recvfrom() honour MSG_WAITALL on a stream socket: n bytes,
+// unless the stream ends, an error comes or the deadline passes (then the
+// bytes that arrived, if any). recvmsg() does not (one try's worth, as
+// MSG_DONTWAIT makes the kernel ignore the flag). send(), sendto() and
+// sendmsg() add MSG_NOSIGNAL (EPIPE, no SIGPIPE); write() and writev() on a
+// socket raise SIGPIPE as write(2) does.
 //
 // Thread-safety: any number of callers on any fds; several waiters on one
 // fd and direction are all woken and retry.
