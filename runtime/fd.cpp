@@ -117,9 +117,11 @@ int hide_fd(int fd) noexcept {
   if (fd < 0) return fd;
   int out = fd;
   rlimit rl;
-  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur >= 512) {
-    // The top 256 numbers below the soft limit, searched from their bottom.
-    const long floor = static_cast<long>(rl.rlim_cur) - 256;
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur >= 64) {
+    // The top 256 numbers below the soft limit (the top quarter under a
+    // limit below 1024), searched from their bottom.
+    const rlim_t top = std::min<rlim_t>(256, rl.rlim_cur / 4);
+    const long floor = static_cast<long>(rl.rlim_cur - top);
     if (fd < floor) {
       const int high = ::fcntl(fd, F_DUPFD_CLOEXEC, floor);
       if (high >= 0) {

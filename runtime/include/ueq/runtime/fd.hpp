@@ -38,9 +38,10 @@ std::size_t host_max_fds() noexcept;
 
 // Moves one of the runtime's own descriptors out of the way of the program's:
 // re-numbers fd near the top of the RLIMIT_NOFILE soft limit (close-on-exec),
+// among its top 256 numbers (its top quarter under a limit below 1024),
 // closes the original number, and returns the new one. The program's next
 // open() then gets the number it would have got without ueq. If no high
-// number is free, fd is returned unchanged. Either way the number is
+// number is free, or the limit is below 64, fd is returned unchanged. Either way the number is
 // recorded as the runtime's own (is_own_fd) until close_own().
 int hide_fd(int fd) noexcept;
 
