@@ -50,7 +50,7 @@
 // close: their waiters see the queue closed, find no close counted, and
 // retry, and the next wait makes sides for the file the number names then.
 // Several callers waiting on one side share its bit, which the tap posts
-// once per edge: the one that takes it passes it on (see `share`). So a
+// once per edge: the one that takes it wakes the others (see `share`). So a
 // wait costs a few relaxed stores, a counter's two locked instructions and
 // no timer, and a long wait is looked at within two periods. Where the
 // watcher cannot run (no thread could be made; tried again every
@@ -137,21 +137,24 @@ struct side {
   tap_handle tap;
 };
 
-// The hand-over of one side's bit between the callers waiting on it. A
-// caller notes `taken` before each try of its call; one that must wait
-// counts itself in `waiting`, then looks at `taken` again, and retries at
-// once if it moved (another caller took a bit after this try began: the
-// edge it stood for may be this caller's too). A caller woken with the bit
-// bumps `taken`, then posts the bit again if others are counted. All
-// seq_cst: if a waiter's second look at `taken` comes before the taker's
-// bump in the single total order, its count came before the bump, so the
-// taker's load of `waiting` sees it and posts again (the waiter finds that
-// bit when it blocks, or is woken by it); if the look comes after the bump,
-// the waiter retries its call, which then sees what the edge announced
-// (the bump follows the take, which follows the tap's post, which follows
-// the kernel's readiness; the waiter's first look came before its call).
-// A bit posted again that nobody takes costs one spare try later.
-// tests/model/io_share.pml checks this handshake.
+// The hand-over of one side's bit between the callers waiting on it (an
+// eventcount). A caller notes `taken` before each try of its call; one that
+// must wait counts itself in `waiting` and blocks on the side's queue with
+// a wake_check (block_on.hpp) that ends the wait, after registering, if
+// `taken` moved since the note (another caller took a bit after this try
+// began: the edge it stood for may be this caller's too), and ends it too
+// on a wake that brings no bit. A caller that takes the bit bumps `taken`,
+// then, if others are counted, wakes the queue's waiters without a bit
+// (event_queue::wake_waiters): each retries its call. All seq_cst: if a
+// waiter's look at `taken` (after it registered) comes before the taker's
+// bump in the single total order, so did its count and its registration,
+// so the taker sees it counted and wakes it (on the list already); if the
+// look comes after the bump, the waiter retries its call, which sees what
+// the edge announced (the bump follows the take, which follows the tap's
+// post, which follows the kernel's readiness; the note came before the
+// try). Waiters registered at the tap's post are woken by the post itself.
+// No bit is posted again, so a taker cannot take its own hand-over and
+// spin. tests/model/io_share.pml checks this handshake.
 struct share {
   std::atomic<std::uint32_t> taken{0};
   std::atomic<std::uint32_t> waiting{0};
@@ -607,8 +610,11 @@ struct wait_state {
 // lives (see `share`).
 class share_count {
  public:
-  share_count(io_entry& e, bool rd, bool wr) noexcept
-      : rd_(rd ? &e.rd_share : nullptr), wr_(wr ? &e.wr_share : nullptr) {
+  share_count(io_entry& e, bool rd, bool wr, const wait_state& ws) noexcept
+      : rd_(rd ? &e.rd_share : nullptr),
+        wr_(wr ? &e.wr_share : nullptr),
+        rd_seen_(ws.rd_taken),
+        wr_seen_(ws.wr_taken) {
     for (share* s : {rd_, wr_})
       if (s) s->waiting.fetch_add(1, std::memory_order_seq_cst);
   }
@@ -619,21 +625,27 @@ class share_count {
   share_count(const share_count&) = delete;
   share_count& operator=(const share_count&) = delete;
   // Whether a bit was taken on a side since the caller's latest try began.
-  bool moved(const wait_state& ws) const noexcept {
-    return (rd_ && rd_->taken.load(std::memory_order_seq_cst) != ws.rd_taken) ||
-           (wr_ && wr_->taken.load(std::memory_order_seq_cst) != ws.wr_taken);
+  bool moved() const noexcept {
+    return (rd_ && rd_->taken.load(std::memory_order_seq_cst) != rd_seen_) ||
+           (wr_ && wr_->taken.load(std::memory_order_seq_cst) != wr_seen_);
   }
-  // This caller took side `rd`'s (else wr's) bit from q: the others get it
-  // again.
-  void took(bool rd, event_queue* q, std::uint32_t id) const noexcept {
+  wake_check check() const noexcept {
+    return {
+        [](const void* self) noexcept { return static_cast<const share_count*>(self)->moved(); },
+        this};
+  }
+  // This caller took side `rd`'s (else wr's) bit from q: the others look
+  // for themselves.
+  void took(bool rd, event_queue* q) const noexcept {
     share* s = rd ? rd_ : wr_;
     s->taken.fetch_add(1, std::memory_order_seq_cst);
-    if (s->waiting.load(std::memory_order_seq_cst) > 1) (void)q->post(id);
+    if (s->waiting.load(std::memory_order_seq_cst) > 1) q->wake_waiters();
   }
 
  private:
   share* rd_;
   share* wr_;
+  std::uint32_t rd_seen_, wr_seen_;  // `taken` when the latest try began
 };
 
 // The queue of one side of the fd, made with its tap on first use. EBADF if
@@ -741,15 +753,19 @@ status wait_sides(fd_ref& c, bool rd, bool wr, short want, mono_ns deadline, wai
     e.wr_since.store(epoch, std::memory_order_relaxed);
   }
   const mono_ns slice = watch ? deadline : std::min(deadline, deadline_after_ns(2 * kWatchNs));
-  const share_count counted(e, rq != nullptr, wq != nullptr);
-  if (counted.moved(ws)) return {};
+  const share_count counted(e, rq != nullptr, wq != nullptr, ws);
+  if (counted.moved()) return {};
+  event_queue* const both[] = {rq.get(), wq.get()};
+  event_queue* const one[] = {rq ? rq.get() : wq.get()};
   auto r =
-      rq && wq ? block_on({rq.get(), wq.get()}, slice) : block_on({(rq ? rq : wq).get()}, slice);
+      block_on(rq && wq ? std::span<event_queue* const>(both) : std::span<event_queue* const>(one),
+               slice, counted.check());
   ws.check_file = false;
   if (r) {
-    counted.took(r->queue == rq.get(), r->queue, r->msg.id);
+    counted.took(r->queue == rq.get(), r->queue);
     return {};
   }
+  if (r.error() == std::errc::resource_unavailable_try_again) return {};  // look again
   if (r.error() == std::errc::operation_canceled) {
     // Its sides were dropped: by a close through ueq (EBADF), or by the
     // watcher, which found them deaf (retry: the next wait makes new ones).
@@ -790,8 +806,10 @@ namespace {
 
 // connect() to a local listener with a full backlog: tries again, backing
 // off from 1 ms to 64 ms (a parker's timed sleep: a uthread yields its
-// vcore meanwhile), until it connects, fails otherwise, or the deadline.
-status connect_when_room(int fd, const sockaddr* addr, socklen_t addrlen, mono_ns deadline) {
+// vcore meanwhile), until it connects, fails otherwise, the fd is closed
+// through ueq (EBADF, as for a wait), or the deadline.
+status connect_when_room(const fd_ref& c, const sockaddr* addr, socklen_t addrlen,
+                         mono_ns deadline) {
   std::int64_t pause_ns = 1'000'000;
   for (;;) {
     const mono_ns now = monotonic_now();
@@ -799,7 +817,10 @@ status connect_when_room(int fd, const sockaddr* addr, socklen_t addrlen, mono_n
     parker p;
     (void)p.park(std::min(deadline, now + pause_ns));
     pause_ns = std::min<std::int64_t>(pause_ns * 2, 64'000'000);
-    if (::connect(fd, addr, addrlen) == 0) return {};
+    // relaxed: see io_entry::closes (a close that overlaps may be missed,
+    // as by any call that overlaps it).
+    if (c.e->closes.load(std::memory_order_relaxed) != c.closes) return status(EBADF);
+    if (::connect(c.fd, addr, addrlen) == 0) return {};
     if (errno != EAGAIN && errno != EINTR) return status(errno);
   }
 }
@@ -925,7 +946,7 @@ status connect(int fd, const sockaddr* addr, socklen_t addrlen, mono_ns deadline
   // and a blocking connect would wait for room. So does this, by trying
   // again until the deadline; nothing on our side announces the room.
   if (errno == EAGAIN && addr && addr->sa_family == AF_UNIX)
-    return connect_when_room(fd, addr, addrlen, deadline);
+    return connect_when_room(*c, addr, addrlen, deadline);
   // EINTR: the connection goes on asynchronously, exactly like EINPROGRESS.
   if (errno != EINPROGRESS && errno != EINTR) return status(errno);
   wait_state ws;

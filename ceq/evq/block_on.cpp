@@ -109,7 +109,8 @@ void pass_on(event_queue* woken_by) noexcept {
 // Try the queues; then register, re-check, park and unregister until a
 // message, a close or the deadline.
 template <class Set>
-result<block_result> wait_loop(Set& set, evq_waiter& w, mono_ns deadline) noexcept {
+result<block_result> wait_loop(Set& set, evq_waiter& w, mono_ns deadline,
+                               const wake_check* check) noexcept {
   block_result r;
   if (set.try_all(r)) return r;
   if (!set.prepare()) return errno_code(ENOMEM);
@@ -117,11 +118,14 @@ result<block_result> wait_loop(Set& set, evq_waiter& w, mono_ns deadline) noexce
     w.reset();
     set.add();
     // seq_cst fence: the waiter half of the handshake (event_queue.cpp):
-    // our registration is ordered before the mailbox re-check below.
+    // our registration is ordered before the mailbox re-check below (and
+    // before the check's own re-check, whose waker wakes registered
+    // waiters after it makes `moved` true).
     std::atomic_thread_fence(std::memory_order_seq_cst);
     bool got = set.try_all(r);
     const bool closed = !got && set.any_closed();
-    if (!got && !closed) w.wait(deadline);
+    const bool moved = !got && !closed && check && check->moved(check->ctx);
+    if (!got && !closed && !moved) w.wait(deadline);
     set.remove();
     // A waker may have claimed us after we stopped waiting: then we count
     // as woken (and may owe a hand-off) all the same.
@@ -135,6 +139,10 @@ result<block_result> wait_loop(Set& set, evq_waiter& w, mono_ns deadline) noexce
       pass_on(by);
       return errno_code(ECANCELED);
     }
+    if (moved || (check && by)) {
+      pass_on(by);
+      return errno_code(EAGAIN);  // the caller looks for itself
+    }
     if (by) {
       by->note_spurious();
       if (monotonic_now() < deadline) continue;
@@ -147,19 +155,29 @@ result<block_result> wait_loop(Set& set, evq_waiter& w, mono_ns deadline) noexce
   }
 }
 
-}  // namespace
-
-result<block_result> block_on(std::span<event_queue* const> queues, mono_ns deadline) noexcept {
+result<block_result> block_checked(std::span<event_queue* const> queues, mono_ns deadline,
+                                   const wake_check* check) noexcept {
   if (queues.empty()) return errno_code(EINVAL);
   for (event_queue* q : queues)
     if (!q || q->hooked()) return errno_code(EINVAL);  // a hooked queue wakes no one
   evq_waiter w;
   if (queues.size() == 1) {
     one_queue set(queues[0], &w);
-    return wait_loop(set, w, deadline);
+    return wait_loop(set, w, deadline, check);
   }
   many_queues set(queues, &w);
-  return wait_loop(set, w, deadline);
+  return wait_loop(set, w, deadline, check);
+}
+
+}  // namespace
+
+result<block_result> block_on(std::span<event_queue* const> queues, mono_ns deadline) noexcept {
+  return block_checked(queues, deadline, nullptr);
+}
+
+result<block_result> block_on(std::span<event_queue* const> queues, mono_ns deadline,
+                              const wake_check& check) noexcept {
+  return block_checked(queues, deadline, &check);
 }
 
 }  // namespace ueq

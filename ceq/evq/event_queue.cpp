@@ -131,6 +131,16 @@ bool event_queue::wake_one_waiter() noexcept {
   return false;
 }
 
+void event_queue::wake_waiters() noexcept {
+  lock_guard<spin_lock> g(lock_);
+  wake_all_locked();
+}
+
+void event_queue::wake_all_locked() noexcept {
+  for (detail::evq_link* l = waiters_.front(); l; l = waiters_.next(l))
+    if (l->waiter->wake(this)) stats_.add(kWakeups);
+}
+
 void event_queue::add_waiter(detail::evq_link* l) noexcept {
   lock_guard<spin_lock> g(lock_);
   waiters_.push_back(l);
@@ -189,8 +199,7 @@ void event_queue::close_locked() noexcept {
   // Under lock_, so a waiter that add_waiter()s after the exchange is on
   // the list when its re-check of closed() runs, or sees true there.
   if (closed_.exchange(true, std::memory_order_acq_rel)) return;
-  for (detail::evq_link* l = waiters_.front(); l; l = waiters_.next(l))
-    if (l->waiter->wake(this)) stats_.add(kWakeups);
+  wake_all_locked();
 }
 
 evq_counters event_queue::counters() const noexcept {

@@ -244,3 +244,43 @@ TEST_CASE("io: a close in a fork()ed child wakes a uthread parked at the fork", 
   CHECK(parent_got == 'k');
 }
 #endif  // UEQ_TEST_TSAN
+
+TEST_CASE("io: two uthreads on one vcore reading one socket share one byte without spinning",
+          "[io]") {
+  // The first reader to wake takes the side's bit and wakes the other; the
+  // other finds nothing and sleeps again. A hand-over that the taker could
+  // take back itself kept it from ever parking, so the other reader (on the
+  // same vcore) never ran again: the alarm ends a hang.
+  fd_pair p;
+  ueq::test::make_socketpair(p);
+  ::alarm(60);
+  std::atomic<int> bytes{0}, timeouts{0};
+  auto r = ueq::run(
+      [&] {
+        int parked = 0;  // one vcore: the uthreads take turns
+        auto reader = [&] {
+          char c;
+          ++parked;
+          for (int i = 0; i < 2; ++i) {
+            auto n = io::read(p.a, &c, 1, deadline_after_ms(i == 0 ? 3000 : 300));
+            if (n)
+              ++bytes;
+            else if (n.error() == std::errc::timed_out)
+              ++timeouts;
+          }
+        };
+        auto a = ueq::spawn(reader);
+        auto b = ueq::spawn(reader);
+        while (parked < 2)
+          this_uthread::yield();
+        this_uthread::yield();  // both are in their first wait now
+        REQUIRE(::write(p.b, "x", 1) == 1);
+        (void)a->join();
+        (void)b->join();
+      },
+      {.vcores = 1});
+  ::alarm(0);
+  REQUIRE(r.ok());
+  REQUIRE(bytes.load() == 1);
+  REQUIRE(timeouts.load() == 3);
+}

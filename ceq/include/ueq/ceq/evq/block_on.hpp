@@ -22,7 +22,8 @@
 //    the taps.
 //
 // Errors: EINVAL (no queues, a null one, or one with a post hook), ETIMEDOUT (deadline passed with
-// nothing), ECANCELED (a queue was closed and none had a message).
+// nothing), ECANCELED (a queue was closed and none had a message), EAGAIN
+// (with a wake_check only: it moved, or a wake found no message).
 //
 // Thread-safety: any number of threads may block on overlapping sets of
 // queues at once.
@@ -53,6 +54,21 @@ struct block_result {
 
 result<block_result> block_on(std::span<event_queue* const> queues,
                               mono_ns deadline = kNoDeadline) noexcept;
+
+// A condition besides the queues that ends a wait: `moved(ctx)` is asked
+// after the waiter registers, beside the mailboxes' re-check, and if true
+// the call returns EAGAIN; and a wake that finds no message returns EAGAIN
+// too, instead of waiting again. For waiters that share one message among
+// themselves and retry a call of their own when woken (ueq::io: see
+// `share` in taps/io.cpp): `moved` says another waiter took a message
+// since the caller last looked, and that waiter wakes the others with
+// event_queue::wake_waiters().
+struct wake_check {
+  bool (*moved)(const void* ctx) noexcept;
+  const void* ctx;
+};
+result<block_result> block_on(std::span<event_queue* const> queues, mono_ns deadline,
+                              const wake_check& check) noexcept;
 inline result<block_result> block_on(std::initializer_list<event_queue*> queues,
                                      mono_ns deadline = kNoDeadline) noexcept {
   return block_on(std::span<event_queue* const>(queues.begin(), queues.size()), deadline);

@@ -171,6 +171,10 @@ class event_queue {
   // Wakes one waiter that is still waiting (wake-one hand-off); true if one
   // was woken.
   bool wake_one_waiter() noexcept;
+  // Wakes every registered waiter, with no message (block_on's wake_check:
+  // a waiter that took the one message tells the others to look for
+  // themselves).
+  void wake_waiters() noexcept;
   void note_spurious() noexcept { stats_.add(kSpurious); }
   void note_timeout() noexcept { stats_.add(kTimeouts); }
 
@@ -180,6 +184,7 @@ class event_queue {
   event_queue(mailbox_ptr mb, const evq_options& o);
   void notify(std::uint32_t id) noexcept;
   void close_locked() noexcept ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock_);
+  void wake_all_locked() noexcept ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock_);
   friend struct detail::evq_test_peer;  // tests hold lock_ across a fork
   // Calls f with the mailbox, whichever kind it is: the one place that
   // tells them apart (they share the `mailbox` interface, event.hpp).
