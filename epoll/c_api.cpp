@@ -278,8 +278,8 @@ int ueq_epoll_create1(int flags) {
 }
 
 int ueq_epoll_ctl(int epfd, int op, int fd, struct epoll_event* user_event) {
-  const ueq::errno_on_success e;
-  const int rc = e.keep(ctl(epfd, op, fd, user_event));
+  const ueq::errno_on_success kept;
+  const int rc = kept.keep(ctl(epfd, op, fd, user_event));
   if (g_stats_out || ueq::log_verbose()) {
     const int e = errno;
     count(op == EPOLL_CTL_ADD   ? g_stats.add

@@ -23,12 +23,24 @@ namespace ueq::epoll_internal {
 class errno_on_success {
  public:
   int keep(int rc) const noexcept {
-    if (rc >= 0) errno = saved_;
+    if (rc >= 0) set(saved_);
     return rc;
   }
 
  private:
-  int saved_ = errno;
+  // errno is the thread's, and a uthread whose call parked it may resume on
+  // another vcore's thread; glibc declares __errno_location() `const`, so a
+  // compiler may keep its answer across the call. Out of line, and opaque
+  // (the asm), each access asks for the thread it runs on.
+  [[gnu::noinline]] static int get() noexcept {
+    asm volatile("" ::: "memory");
+    return errno;
+  }
+  [[gnu::noinline]] static void set(int e) noexcept {
+    asm volatile("" ::: "memory");
+    errno = e;
+  }
+  int saved_ = get();
 };
 
 inline int k_epoll_create1(int flags) {

@@ -10,6 +10,7 @@
 #include <climits>
 #include <cstring>
 
+#include "../support.hpp"
 #include "check_same.hpp"
 #include "ueq/epoll.h"
 #include "ueq/epoll/epoll.hpp"
@@ -346,6 +347,7 @@ TEST_CASE("conformance: a nested set reports EPOLLIN | EPOLLRDNORM within its en
   });
 }
 
+#ifndef UEQ_TEST_TSAN
 namespace {
 volatile sig_atomic_t g_usr1 = 0;
 void on_usr1(int) {
@@ -357,6 +359,8 @@ TEST_CASE("conformance: a wait whose time ran out takes a signal its mask lets t
           "[epoll]") {
   // SIGUSR1 blocked and pending; pwait2's mask unblocks it. Linux looks
   // for such a signal when the wait begins, for any timeout but zero.
+  // (Not under TSan, which delivers signals at points of its own choosing,
+  // so the handler's count after the call says nothing.)
   struct sigaction sa {
   }, old{};
   sa.sa_handler = on_usr1;
@@ -376,16 +380,15 @@ TEST_CASE("conformance: a wait whose time ran out takes a signal its mask lets t
       const timespec ts{0, ns};
       t.rc("pwait2 " + std::to_string(ns) + " ns", api.pwait2(e, out, 2, &ts, &open));
       t.rc("handler ran", g_usr1);
-      if (g_usr1 == 0) {  // still pending: take it before the next round
-        const timespec tiny{0, 1};
-        (void)api.pwait2(e, out, 2, &tiny, &open);
-      }
+      const timespec none{0, 0};
+      (void)::sigtimedwait(&usr1, nullptr, &none);  // still pending: gone before the next round
     }
     api.close(e);
   });
   REQUIRE(::pthread_sigmask(SIG_SETMASK, &was, nullptr) == 0);
   REQUIRE(::sigaction(SIGUSR1, &old, nullptr) == 0);
 }
+#endif  // UEQ_TEST_TSAN
 
 TEST_CASE("conformance: calls that succeed leave errno alone", "[epoll]") {
   check("errno", [](const epoll_api& api, trace& t) {

@@ -182,14 +182,14 @@ class tap_service {
   // Drops every tap on fd and its host registration. Call before closing fd
   // (close_fd does it for you).
   void forget_fd(int fd);
-  // Runs the close callbacks, forgets fd's taps, then closes it.
-  // EBADF if fd was not open, or is one of the runtime's own descriptors
-  // (ueq::is_own_fd: a loop closing every number leaves them). Async-signal-safe with respect to ueq's locks:
-  // called on a thread that is inside ueq (a signal handler that
-  // interrupted it; see inside_ueq), it closes the file at once but keeps
-  // the number taken (a placeholder is dup2()ed over it) and leaves the
-  // callbacks, forget_fd and the number's release to that thread, which
-  // runs them as it leaves ueq.
+  // Runs the close callbacks, forgets fd's taps, then closes it. EBADF if
+  // fd was not open, or is one of the runtime's own descriptors
+  // (ueq::is_own_fd: a loop closing every number leaves them).
+  // Async-signal-safe with respect to ueq's locks: called on a thread that
+  // is inside ueq (a signal handler that interrupted it; see inside_ueq),
+  // it closes the file at once but keeps the number taken (a placeholder is
+  // dup2()ed over it) and leaves the callbacks, forget_fd and the number's
+  // release to that thread, which runs them as it leaves ueq.
   status close_fd(int fd);
   // Everything close_fd does except the close itself: for calls that close
   // an fd implicitly (dup2/dup3 over an open newfd, exec of a CLOEXEC fd).
