@@ -42,6 +42,10 @@
 // when the child closes the fd through ueq (through io::close, or
 // ueq::close_fd once the child has made any ueq::io call: a child whose
 // first call is ueq::close_fd has no io state yet to end those waits).
+// Waking such a uthread makes it runnable through the 2LS, whose run-queue
+// lock another vcore's thread may have held at the fork: with more than one
+// vcore, a child can then block in that close (the queue locks of the
+// parent's io state are only tried, never waited for).
 //
 // Limits: a wait that the watcher ends on deaf taps (a number reused behind
 // ueq's back) removes the old taps' host registration by fd number; where
