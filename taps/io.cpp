@@ -188,10 +188,7 @@ struct io_entry {
   // What that wait waits for (poll events), for the watcher's readiness
   // check; relaxed like the stamps.
   std::atomic<short> rd_want{0}, wr_want{0};
-  // Several callers waiting on one side share its one bit, and the tap
-  // posts it once per edge: the first to wake takes it, and the others
-  // must still retry (see `share`).
-  share rd_share, wr_share;
+  share rd_share, wr_share;  // the callers waiting on each side (see `share`)
 };
 
 constexpr std::uint32_t kReadFilter = kTapReadable | kTapPriority | kTapRdhup;
@@ -611,10 +608,7 @@ struct wait_state {
 class share_count {
  public:
   share_count(io_entry& e, bool rd, bool wr, const wait_state& ws) noexcept
-      : rd_(rd ? &e.rd_share : nullptr),
-        wr_(wr ? &e.wr_share : nullptr),
-        rd_seen_(ws.rd_taken),
-        wr_seen_(ws.wr_taken) {
+      : rd_(rd ? &e.rd_share : nullptr), wr_(wr ? &e.wr_share : nullptr), ws_(ws) {
     for (share* s : {rd_, wr_})
       if (s) s->waiting.fetch_add(1, std::memory_order_seq_cst);
   }
@@ -626,8 +620,8 @@ class share_count {
   share_count& operator=(const share_count&) = delete;
   // Whether a bit was taken on a side since the caller's latest try began.
   bool moved() const noexcept {
-    return (rd_ && rd_->taken.load(std::memory_order_seq_cst) != rd_seen_) ||
-           (wr_ && wr_->taken.load(std::memory_order_seq_cst) != wr_seen_);
+    return (rd_ && rd_->taken.load(std::memory_order_seq_cst) != ws_.rd_taken) ||
+           (wr_ && wr_->taken.load(std::memory_order_seq_cst) != ws_.wr_taken);
   }
   wake_check check() const noexcept {
     return {
@@ -645,7 +639,7 @@ class share_count {
  private:
   share* rd_;
   share* wr_;
-  std::uint32_t rd_seen_, wr_seen_;  // `taken` when the latest try began
+  const wait_state& ws_;  // its notes: `taken` when the latest try began
 };
 
 // The queue of one side of the fd, made with its tap on first use. EBADF if
@@ -754,7 +748,6 @@ status wait_sides(fd_ref& c, bool rd, bool wr, short want, mono_ns deadline, wai
   }
   const mono_ns slice = watch ? deadline : std::min(deadline, deadline_after_ns(2 * kWatchNs));
   const share_count counted(e, rq != nullptr, wq != nullptr, ws);
-  if (counted.moved()) return {};
   event_queue* const both[] = {rq.get(), wq.get()};
   event_queue* const one[] = {rq ? rq.get() : wq.get()};
   auto r =
@@ -800,10 +793,6 @@ result<std::size_t> retry(int fd, bool write, mono_ns deadline, Op op) {
   }
 }
 
-}  // namespace
-
-namespace {
-
 // connect() to a local listener with a full backlog: tries again, backing
 // off from 1 ms to 64 ms (a parker's timed sleep: a uthread yields its
 // vcore meanwhile), until it connects, fails otherwise, the fd is closed
@@ -823,25 +812,6 @@ status connect_when_room(const fd_ref& c, const sockaddr* addr, socklen_t addrle
     if (::connect(c.fd, addr, addrlen) == 0) return {};
     if (errno != EAGAIN && errno != EINTR) return status(errno);
   }
-}
-
-// recv() with MSG_WAITALL on a stream socket: what a blocking recv does, n
-// bytes unless the peer ends the stream, an error comes or the deadline
-// passes (then what arrived, if anything; else the error). MSG_DONTWAIT,
-// which every try adds, would make the kernel ignore it.
-template <class Recv>
-result<std::size_t> recv_all(int fd, std::size_t n, mono_ns deadline, Recv one) {
-  std::size_t got = 0;
-  while (got < n) {
-    auto r = retry(fd, false, deadline, [&](const fd_ref&) { return one(got); });
-    if (!r) {
-      if (got > 0) return got;
-      return r.error();
-    }
-    if (*r == 0) break;  // end of stream
-    got += *r;
-  }
-  return got;
 }
 
 // Whether fd is a stream socket (MSG_WAITALL waits for all of n bytes
@@ -882,14 +852,7 @@ result<std::size_t> writev(int fd, const iovec* iov, int iovcnt, mono_ns deadlin
                [&](const fd_ref& c) { return rw_once(c, true, iov, iovcnt, false); });
 }
 result<std::size_t> recv(int fd, void* buf, std::size_t n, int flags, mono_ns deadline) {
-  if ((flags & MSG_WAITALL) && !(flags & (MSG_PEEK | MSG_DONTWAIT)) && stream_socket(fd)) {
-    auto* p = static_cast<char*>(buf);
-    return recv_all(fd, n, deadline, [&](std::size_t got) {
-      return ::recv(fd, p + got, n - got, (flags & ~MSG_WAITALL) | MSG_DONTWAIT);
-    });
-  }
-  return retry(fd, false, deadline,
-               [&](const fd_ref&) { return ::recv(fd, buf, n, flags | MSG_DONTWAIT); });
+  return recvfrom(fd, buf, n, flags, nullptr, nullptr, deadline);  // recv(2) is that too
 }
 result<std::size_t> send(int fd, const void* buf, std::size_t n, int flags, mono_ns deadline) {
   return retry(fd, true, deadline, [&](const fd_ref&) {
@@ -898,15 +861,23 @@ result<std::size_t> send(int fd, const void* buf, std::size_t n, int flags, mono
 }
 result<std::size_t> recvfrom(int fd, void* buf, std::size_t n, int flags, sockaddr* from,
                              socklen_t* fromlen, mono_ns deadline) {
-  if ((flags & MSG_WAITALL) && !(flags & (MSG_PEEK | MSG_DONTWAIT)) && stream_socket(fd)) {
-    auto* p = static_cast<char*>(buf);
-    return recv_all(fd, n, deadline, [&](std::size_t got) {
-      return ::recvfrom(fd, p + got, n - got, (flags & ~MSG_WAITALL) | MSG_DONTWAIT, from, fromlen);
+  // MSG_WAITALL on a stream socket: what a blocking call does, n bytes
+  // unless the stream ends, an error comes or the deadline passes (then
+  // what arrived, if anything). MSG_DONTWAIT, which every try adds, would
+  // make the kernel ignore the flag, so the tries gather the bytes here.
+  const bool all =
+      (flags & MSG_WAITALL) && !(flags & (MSG_PEEK | MSG_DONTWAIT)) && stream_socket(fd);
+  const int once = (all ? flags & ~MSG_WAITALL : flags) | MSG_DONTWAIT;
+  auto* p = static_cast<char*>(buf);
+  std::size_t got = 0;
+  for (;;) {
+    auto r = retry(fd, false, deadline, [&](const fd_ref&) {
+      return ::recvfrom(fd, p + got, n - got, once, from, fromlen);
     });
+    if (!r) return got > 0 ? result<std::size_t>(got) : r;
+    got += *r;
+    if (!all || *r == 0 || got == n) return got;
   }
-  return retry(fd, false, deadline, [&](const fd_ref&) {
-    return ::recvfrom(fd, buf, n, flags | MSG_DONTWAIT, from, fromlen);
-  });
 }
 result<std::size_t> sendto(int fd, const void* buf, std::size_t n, int flags, const sockaddr* to,
                            socklen_t tolen, mono_ns deadline) {

@@ -7,8 +7,8 @@
  * review failure):
  *   taps/io.cpp  retry() and the other call loops: wait_state::note()
  *                (`taken` before each try), then the try
- *   taps/io.cpp  wait_sides(): share_count (`waiting` up), moved(),
- *                block_on() with its wake_check, took() (`taken` up, wake
+ *   taps/io.cpp  wait_sides(): share_count (`waiting` up), block_on()
+ *                with its wake_check (moved()), took() (`taken` up, wake
  *                the queue's waiters if `waiting` > 1), `waiting` down
  *   ceq/evq/block_on.cpp wait_loop() with a wake_check: register,
  *                re-check the mailbox, then the check, park, unregister,
@@ -106,10 +106,6 @@ proctype caller(byte w) {
      :: have == WANT -> skip
      :: else ->
         waiting++;                                 /* share_count */
-        if
-        :: taken != s0 -> goto counted_out         /* moved(): try again */
-        :: else -> skip
-        fi;
         /* block_on() with a wake_check */
         atomic { reg[w] = true; woken[w] = false };
         got = false;
@@ -143,7 +139,6 @@ end_park:
 #endif
         :: else -> skip
         fi;
-counted_out:
         waiting--
      fi
   od
