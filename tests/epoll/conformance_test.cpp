@@ -284,6 +284,28 @@ TEST_CASE("conformance: nesting, cycles and the depth limit", "[epoll]") {
   });
 }
 
+// A parent set over a child set that holds a pipe's read end (data 1); the
+// child's entry in the parent has data 2 and mask `child_mask`.
+struct nested_sets {
+  const epoll_api& api;
+  int outer, inner;
+  fds p;
+  nested_sets(const epoll_api& a, std::uint32_t child_mask)
+      : api(a), outer(a.create1(0)), inner(a.create1(0)), p(pipe_nb()) {
+    epoll_event in = ev(EPOLLIN, 1), child = ev(child_mask, 2);
+    api.ctl(inner, EPOLL_CTL_ADD, p.a, &in);
+    api.ctl(outer, EPOLL_CTL_ADD, inner, &child);
+  }
+  ~nested_sets() {
+    api.close(outer);
+    api.close(inner);
+    ::close(p.a);
+    ::close(p.b);
+  }
+  nested_sets(const nested_sets&) = delete;
+  nested_sets& operator=(const nested_sets&) = delete;
+};
+
 // A level-triggered parent over a child whose entries stop being ready
 // without a wait on the child (drained, deleted, MODed to a mask the file
 // does not meet): Linux re-checks the child's items when the parent probes
@@ -291,11 +313,9 @@ TEST_CASE("conformance: nesting, cycles and the depth limit", "[epoll]") {
 TEST_CASE("conformance: a nested set is reported only while an entry of it is ready", "[epoll]") {
   check("nested stale", [](const epoll_api& api, trace& t) {
     for (int how = 0; how < 3; ++how) {
-      const int outer = api.create1(0), inner = api.create1(0);
-      auto p = pipe_nb();
-      epoll_event in = ev(EPOLLIN, 1), child = ev(EPOLLIN, 2);
-      api.ctl(inner, EPOLL_CTL_ADD, p.a, &in);
-      api.ctl(outer, EPOLL_CTL_ADD, inner, &child);
+      nested_sets n(api, EPOLLIN);
+      const int outer = n.outer, inner = n.inner;
+      const fds& p = n.p;
       ::write(p.b, "x", 1);
       epoll_event out[4];
       const std::string k = std::to_string(how);
@@ -314,10 +334,6 @@ TEST_CASE("conformance: a nested set is reported only while an entry of it is re
       t.wait("after, again " + k, api.wait(outer, out, 4, 0), out);
       ::write(p.b, "y", 1);
       t.wait("new data " + k, api.wait(outer, out, 4, 0), out);
-      api.close(outer);
-      api.close(inner);
-      ::close(p.a);
-      ::close(p.b);
     }
   });
 }
@@ -329,20 +345,12 @@ TEST_CASE("conformance: a nested set reports EPOLLIN | EPOLLRDNORM within its en
   check("nested bits", [](const epoll_api& api, trace& t) {
     const std::uint32_t masks[] = {EPOLLIN | EPOLLOUT, EPOLLIN | EPOLLRDNORM, EPOLLOUT};
     for (std::uint32_t mask : masks) {
-      const int outer = api.create1(0), inner = api.create1(0);
-      auto p = pipe_nb();
-      epoll_event in = ev(EPOLLIN, 1), child = ev(mask, 2);
-      api.ctl(inner, EPOLL_CTL_ADD, p.a, &in);
-      api.ctl(outer, EPOLL_CTL_ADD, inner, &child);
+      nested_sets n(api, mask);
       const std::string k = std::to_string(mask);
       epoll_event out[4];
-      t.wait("idle, mask " + k, api.wait(outer, out, 4, 0), out);
-      ::write(p.b, "x", 1);
-      t.wait("ready, mask " + k, api.wait(outer, out, 4, 0), out);
-      api.close(outer);
-      api.close(inner);
-      ::close(p.a);
-      ::close(p.b);
+      t.wait("idle, mask " + k, api.wait(n.outer, out, 4, 0), out);
+      ::write(n.p.b, "x", 1);
+      t.wait("ready, mask " + k, api.wait(n.outer, out, 4, 0), out);
     }
   });
 }

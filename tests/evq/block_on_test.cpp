@@ -73,20 +73,35 @@ TEST_CASE("a blocked thread is woken by a post from another thread", "[evq]") {
   REQUIRE(b->counters().wakeups == 1);
 }
 
+// n plain threads blocked on q (registered when the constructor returns);
+// cancelled() joins them and counts those that got ECANCELED.
+class blocked_waiters {
+ public:
+  blocked_waiters(event_queue& q, int n) {
+    for (int i = 0; i < n; ++i)
+      ts_.emplace_back([this, &q] {
+        if (block_on({&q}, deadline_after_ms(20000)).error() == std::errc::operation_canceled)
+          cancelled_.fetch_add(1);
+      });
+    REQUIRE(ueq::test::wait_until([&] { return q.waiters() == static_cast<std::size_t>(n); }));
+  }
+  int cancelled() {
+    for (auto& t : ts_)
+      t.join();
+    ts_.clear();
+    return cancelled_.load();
+  }
+
+ private:
+  std::vector<std::thread> ts_;
+  std::atomic<int> cancelled_{0};
+};
+
 TEST_CASE("close wakes blocked waiters with ECANCELED", "[evq]") {
   auto q = msgs();
-  std::vector<std::thread> ts;
-  std::atomic<int> cancelled{0};
-  for (int i = 0; i < 4; ++i)
-    ts.emplace_back([&] {
-      if (block_on({q.get()}, deadline_after_ms(20000)).error() == std::errc::operation_canceled)
-        cancelled.fetch_add(1);
-    });
-  REQUIRE(ueq::test::wait_until([&] { return q->waiters() == 4; }));
+  blocked_waiters w(*q, 4);
   q->close();
-  for (auto& t : ts)
-    t.join();
-  REQUIRE(cancelled.load() == 4);
+  REQUIRE(w.cancelled() == 4);
 }
 
 // Holds a queue's lock as a thread gone at a fork() would have left it.
@@ -96,14 +111,7 @@ struct ueq::detail::evq_test_peer {
 
 TEST_CASE("try_close gives up on a held lock, and otherwise closes as close does", "[evq]") {
   auto q = msgs();
-  std::vector<std::thread> ts;
-  std::atomic<int> cancelled{0};
-  for (int i = 0; i < 2; ++i)
-    ts.emplace_back([&] {
-      if (block_on({q.get()}, deadline_after_ms(20000)).error() == std::errc::operation_canceled)
-        cancelled.fetch_add(1);
-    });
-  REQUIRE(ueq::test::wait_until([&] { return q->waiters() == 2; }));
+  blocked_waiters w(*q, 2);
   ueq::spin_lock& held = ueq::detail::evq_test_peer::lock(*q);
   held.lock();
   REQUIRE_FALSE(q->try_close());  // close() would spin here for good
@@ -111,9 +119,7 @@ TEST_CASE("try_close gives up on a held lock, and otherwise closes as close does
   held.unlock();
   REQUIRE(q->waiters() == 2);
   REQUIRE(q->try_close());
-  for (auto& t : ts)
-    t.join();
-  REQUIRE(cancelled.load() == 2);
+  REQUIRE(w.cancelled() == 2);
   REQUIRE(q->closed());
   REQUIRE(q->post(1).value() == EPIPE);
   REQUIRE(q->try_close());  // idempotent
