@@ -330,6 +330,14 @@ result<int> epoll_set::impl::wait(int number, std::span<epoll_event> buf, int li
   // installed; a host poll may have too, but need not have slept (it may
   // find the set pending, or another thread polling): not counted.
   bool slept_masked = false;
+  // Counted among the set's sleepers (enter_wait) until this call returns.
+  struct sleeper {
+    impl& s;
+    bool in = false;
+    ~sleeper() {
+      if (in) leave_wait(s);
+    }
+  } sleeping{*this};
   for (bool checked = number < 0;;) {
     if (native.load(std::memory_order_acquire)) {
       // The kernel's wait may block for good: a hand-off goes on first.
@@ -388,8 +396,14 @@ result<int> epoll_set::impl::wait(int number, std::span<epoll_event> buf, int li
     }
     // Only here: a wait that finds events returns without a system call for
     // it, and one that blocks costs several anyway.
+    if (!sleeping.in) {
+      if (!enter_wait(*this)) return errno_code(EBADF);  // closed since the lookup
+      sleeping.in = true;
+    }
     if (!checked) {
-      if (!named_by(number)) return errno_code(ESTALE);
+      // Closed through ueq since this wait counted itself in: it keeps the
+      // set, as Linux's waiter keeps the file.
+      if (!named_by(number) && !unnamed.load(std::memory_order_seq_cst)) return errno_code(ESTALE);
       checked = true;
     }
     if (watches_host.load(std::memory_order_relaxed)) {

@@ -501,11 +501,25 @@ static void drop_holders_of(impl& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu) {
   }
 }
 
-// The set's number `it` leaves the registry; the set is torn down with its
-// last number (under reg().mu; `dying` keeps it alive until the caller has
-// released the lock).
+// The entries of s go and every later ctl on it fails (under reg().mu).
+static void tear_down(impl& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu) {
+  lock_guard<os_mutex> sg(s.mu);
+  if (s.dead) return;  // the closer and the last wait may both get here
+  while (!s.entries.empty())
+    remove_entry(s, s.entries.begin());
+  s.dead = true;
+}
+
+// The set's number `it` leaves the registry (`live`: it still names the
+// set, being closed through ueq; else the kernel has handed it out again).
+// With its last number the set leaves its parents and the host watch, and
+// its entries go, unless waits sleep in it: then the last of them to
+// return tears it down (leave_wait), as Linux's waiter holds the file.
+// Under reg().mu; `dying` keeps the set alive until the caller has
+// released the lock.
 void drop_set_number(absl::flat_hash_map<int, std::shared_ptr<epoll_set>>::iterator it,
-                     std::shared_ptr<epoll_set>& dying) ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu) {
+                     std::shared_ptr<epoll_set>& dying, bool live)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu) {
   const int fd = it->first;
   dying = std::move(it->second);
   reg().by_fd.erase(it);
@@ -522,12 +536,40 @@ void drop_set_number(absl::flat_hash_map<int, std::shared_ptr<epoll_set>>::itera
   // thread that did not survive a fork), and no set of ours holds it.
   if (s.native.load(std::memory_order_acquire)) return;
   drop_holders_of(s);
-  lock_guard<os_mutex> sg(s.mu);
-  while (!s.entries.empty())
-    remove_entry(s, s.entries.begin());
-  s.dead = true;
+  if (!live && s.watches_host.load(std::memory_order_relaxed)) {
+    // The number names another file now: the watch went with ours.
+    s.watches_host.store(false, std::memory_order_relaxed);
+    --reg().host_watchers;
+  }
   unwatch_host(s);
   log("close epoll fd=%d", fd);
+  // seq_cst store, then seq_cst load: the closer's half of the handshake
+  // with the waits (set.hpp, at `sleepers`).
+  s.unnamed.store(true, std::memory_order_seq_cst);
+  if (s.sleepers.load(std::memory_order_seq_cst) > 0)
+    log("epoll fd=%d: its entries stay until the waits in it return", fd);
+  else
+    tear_down(s);
+}
+
+bool enter_wait(impl& s) {
+  // seq_cst RMW, then seq_cst load: the waits' half of the handshake
+  // (set.hpp, at `sleepers`).
+  s.sleepers.fetch_add(1, std::memory_order_seq_cst);
+  if (!s.unnamed.load(std::memory_order_seq_cst)) return true;
+  leave_wait(s);
+  return false;
+}
+
+void leave_wait(impl& s) {
+  if (s.sleepers.fetch_sub(1, std::memory_order_seq_cst) != 1 ||
+      !s.unnamed.load(std::memory_order_seq_cst))
+    return;
+  tap_service::inside_ueq in;
+  lock_guard<os_mutex> g(reg().mu);
+  // A wait that entered since has read `unnamed` and is on its way out:
+  // it tears down itself if it is the last (tear_down runs once).
+  if (s.sleepers.load(std::memory_order_relaxed) == 0) tear_down(s);
 }
 
 // Runs for every fd closed through ueq (before the close): the fd leaves
@@ -539,7 +581,7 @@ void on_fd_close(int fd, void*) {
   drop_entries_of(fd);
   auto it = reg().by_fd.find(fd);
   if (it == reg().by_fd.end()) return;
-  drop_set_number(it, dying);
+  drop_set_number(it, dying, true);
 }
 
 // A number that no longer names the set recorded under it (its file was
@@ -553,7 +595,7 @@ void forget_set_number(int fd, const impl* expected) {
   auto it = reg().by_fd.find(fd);
   if (it == reg().by_fd.end() || &epoll_access::of(*it->second) != expected) return;
   log("fd=%d no longer names the set recorded under it; forgotten", fd);
-  drop_set_number(it, dying);
+  drop_set_number(it, dying, false);
 }
 
 // A new number for an open file: if the file is one of our sets, the number

@@ -121,6 +121,13 @@ void remove_entry(impl& s, absl::node_hash_map<int, impl::entry>::iterator it, b
     ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu, s.mu);
 // Ends s's watch of the host poller's fd, if any (under reg().mu).
 void unwatch_host(impl& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu);
+// A wait about to sleep in s counts itself in (false, and not counted, if
+// s's last number is closed: the wait then fails with EBADF), and out when
+// it returns; the last one out of a set whose last number was closed
+// meanwhile tears it down (set.hpp, at `sleepers`). Without reg().mu or
+// s.mu.
+bool enter_wait(impl& s);
+void leave_wait(impl& s);
 
 // The close callback: fd leaves every set, an epoll fd's number its set.
 void on_fd_close(int fd, void*);

@@ -199,6 +199,20 @@ struct epoll_set::impl {
   // taking the lock to find it false).
   std::atomic<bool> watches_host{false};
   bool dead ABSL_GUARDED_BY(mu) = false;  // torn down: every ctl fails
+  // A set whose last number is closed while waits sleep in it keeps its
+  // entries until the last of them returns, as Linux's waiter keeps the
+  // file (registry.cpp: drop_set_number, enter_wait, leave_wait).
+  // `sleepers` counts the waits that may sleep (past their first harvest);
+  // `unnamed` is set, once, when the last number goes. Dekker's pattern, so
+  // seq_cst on both sides: the closer stores `unnamed`, then loads
+  // `sleepers`; a wait adds itself to `sleepers`, then loads `unnamed`, and
+  // one that leaves subtracts itself, then loads it. By the total order a
+  // closer that reads no sleepers is read by every wait that enters later
+  // (which answers EBADF, as a wait begun after the close), and the last
+  // sleeper to leave reads `unnamed` if the closer read it inside. Both may
+  // see each other: tear_down runs under reg().mu, once (`dead`).
+  std::atomic<int> sleepers{0};
+  std::atomic<bool> unnamed{false};
 
   // --- ready list (under mu) ---
   void enqueue(entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {

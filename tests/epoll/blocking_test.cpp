@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <cerrno>
 #include <chrono>
 #include <climits>
 #include <limits>
@@ -197,6 +198,75 @@ TEST_CASE("epoll: closing a registered fd while another thread waits removes it"
   waiter.join();
   REQUIRE(result.load() == 0);
   ueq_close(ep);
+}
+
+TEST_CASE("epoll: an epoll fd closed while a thread waits in it keeps reporting to that wait",
+          "[epoll]") {
+  const int ep = ueq_epoll_create1(0);
+  REQUIRE(ep >= 0);
+  pipe_fds p;
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = 9;
+  REQUIRE(ueq_epoll_ctl(ep, EPOLL_CTL_ADD, p.r, &ev) == 0);
+  std::atomic<pid_t> tid{0};
+  int n = -2;
+  epoll_event out[2]{};
+  std::thread waiter([&] {
+    tid.store(static_cast<pid_t>(::gettid()));
+    n = ueq_epoll_wait(ep, out, 2, 20000);
+  });
+  const auto limit = ueq::deadline_after_ms(5000);
+  while (!ueq::test::thread_sleeping(tid.load()) && ueq::monotonic_now() < limit)
+    std::this_thread::yield();
+  REQUIRE(ueq_close(ep) == 0);
+  // The number is free: a new set may take it, and is empty.
+  const int again = ueq_epoll_create1(0);
+  REQUIRE(again >= 0);
+  REQUIRE(::write(p.w, "x", 1) == 1);
+  waiter.join();
+  CHECK(n == 1);
+  CHECK(out[0].data.u64 == 9);
+  REQUIRE(ueq_epoll_wait(again, out, 2, 0) == 0);
+  // A wait that starts after the close finds no set (the number's new set
+  // aside): EBADF from the kernel.
+  REQUIRE(ueq_close(again) == 0);
+  errno = 0;
+  REQUIRE(ueq_epoll_wait(ep, out, 2, 0) == -1);
+  REQUIRE(errno == EBADF);
+}
+
+TEST_CASE("epoll: an epoll fd closed while a uthread waits in it keeps reporting to that wait",
+          "[epoll][uthread]") {
+  pipe_fds p;
+  const int ep = ueq_epoll_create1(EPOLL_CLOEXEC);
+  REQUIRE(ep >= 0);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = 78;
+  REQUIRE(ueq_epoll_ctl(ep, EPOLL_CTL_ADD, p.r, &ev) == 0);
+  int n = -2, closed = -2;
+  epoll_event out[4]{};
+  std::atomic<bool> waiter_started{false};
+  auto ran = ueq::run(
+      [&] {
+        auto waiter = ueq::spawn([&] {
+          waiter_started.store(true);
+          n = ueq_epoll_wait(ep, out, 4, 20000);
+        });
+        // One vcore: the waiter runs to its park when we yield.
+        while (!waiter_started.load())
+          ueq::this_uthread::yield();
+        ueq::this_uthread::yield();
+        closed = ueq_close(ep);
+        (void)::write(p.w, "x", 1);
+        if (waiter) (void)waiter->join();
+      },
+      {.vcores = 1});
+  REQUIRE(ran.ok());
+  REQUIRE(closed == 0);
+  REQUIRE(n == 1);
+  REQUIRE(out[0].data.u64 == 78);
 }
 
 TEST_CASE("epoll: from a uthread, epoll_wait parks only that uthread", "[epoll][uthread]") {
