@@ -213,7 +213,7 @@ int wait_any(int epfd, epoll_event* events, int maxevents, ueq::mono_ns deadline
     n = do_wait(epfd, std::move(set), events, maxevents, deadline, user_mask);
   } else {
     count(g_stats.passed);
-    n = ueq::epoll_pwait_until(epfd, events, maxevents, deadline, user_mask);
+    n = ueq::epoll_pwait_until(ueq::program_fd(epfd), events, maxevents, deadline, user_mask);
   }
   if (g_stats_out || ueq::log_verbose()) {
     const int e = errno;
@@ -239,7 +239,7 @@ int ctl(int epfd, int op, int fd, struct epoll_event* user_event) {
   if (set && ueq::epoll_access::of(*set).native.load(std::memory_order_acquire)) set = nullptr;
   if (!set) {
     count(g_stats.passed);
-    return ueq::k_epoll_ctl(epfd, op, fd, user_event);
+    return ueq::k_epoll_ctl(ueq::program_fd(epfd), op, ueq::program_fd(fd), user_event);
   }
   // A MOD of an entry for the file the number names: one system call, which
   // reads the event as the kernel's own MOD would (EFAULT first).
@@ -341,6 +341,7 @@ int ueq_dup(int fd) {
   // From a signal handler that interrupted ueq: no lock (see dup_over).
   if (ueq::tap_service::inside_ueq::active()) return ::dup(fd);
   const ueq::errno_on_success e;
+  fd = ueq::program_fd(fd);
   const int n = ::dup(fd);
   if (n >= 0) ueq::register_dup(fd, n);
   return e.keep(n);

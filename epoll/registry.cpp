@@ -173,7 +173,7 @@ std::shared_ptr<epoll_set> lookup_live(int fd, bool with_native) {
 // What Linux's epoll calls accept as a file: an open fd that is not O_PATH
 // (an O_PATH fd names a file without opening it; epoll gives EBADF).
 bool fd_usable(int fd) {
-  if (fd < 0) return false;
+  if (fd < 0 || is_own_fd(fd)) return false;  // ueq's own: no file of the program's
   const int fl = ::fcntl(fd, F_GETFL);
   return fl >= 0 && !(fl & O_PATH);
 }
@@ -613,15 +613,11 @@ void register_dup(int oldfd, int newfd) {
 
 // dup2/dup3: newfd, if open, is closed by the call: let ueq forget it first.
 int dup_over(int oldfd, int newfd, int flags, bool is_dup2) {
-  if (!fd_open(oldfd)) {
-    errno = EBADF;
-    return -1;
-  }
-  if (oldfd == newfd) {
-    if (is_dup2) return newfd;
-    errno = EINVAL;
-    return -1;
-  }
+  oldfd = program_fd(oldfd);
+  // Calls that make no new number get the kernel's answer, in its order
+  // (dup3: flags, then the same number, then oldfd).
+  if (oldfd == newfd || (!is_dup2 && (flags & ~O_CLOEXEC)) || !fd_open(oldfd))
+    return is_dup2 ? ::dup2(oldfd, newfd) : ::dup3(oldfd, newfd, flags);
   // From a signal handler that interrupted ueq on this thread, take no lock:
   // the new number is not known as an epoll fd, and registrations of the
   // file it replaces stay until their identity is checked (as after a raw

@@ -78,6 +78,11 @@ void forget_number(int fd);
 void forget_set_number(int fd, const impl* expected);
 
 bool fd_open(int fd);
+// The number as the program's: -1 for one of ueq's own descriptors, which
+// the kernel then answers for as a number the program never opened.
+inline int program_fd(int fd) {
+  return is_own_fd(fd) ? -1 : fd;
+}
 // An open fd that is not O_PATH (what epoll calls accept as a file).
 bool fd_usable(int fd);
 // Whether Linux's epoll would accept the file (the kernel is asked).
