@@ -5,9 +5,10 @@
 // Interposed: epoll_create, epoll_create1, epoll_ctl, epoll_wait,
 // epoll_pwait, epoll_pwait2 (served by ueq), close, dup, dup2, dup3
 // (watched, so registrations follow the program's descriptors), close_range
-// (which, like close, leaves ueq's own descriptors open), and fork
+// (which, like close, leaves ueq's own descriptors open), fork
 // (so that ueq's fork handlers, which hand every set to the kernel, run
-// with the guard below set). Not interposed: closes that glibc makes
+// with the guard below set), and pthread_cancel (so that the waits stay
+// cancellation points, below). Not interposed: closes that glibc makes
 // internally (fclose, for instance, closes through an internal entry
 // point; so does closefrom), fcntl(F_DUPFD), and the raw system calls; ueq
 // notices a number closed that way when it matters (the kernel is asked
@@ -15,7 +16,7 @@
 // hands out anew drops what was known of it): see docs/guide.md, "epoll
 // compatibility".
 //
-// Exported: these twelve names and the ueq_* C API, nothing else (preload.map;
+// Exported: these thirteen names and the ueq_* C API, nothing else (preload.map;
 // the rest of ueq is linked in but local, so its C++ symbols and what it
 // instantiates from abseil and the standard library never meet a program's
 // own copies; tests/epoll/exports.sh checks it).
@@ -30,17 +31,35 @@
 // that number are then left as after a raw close, and noticed when the
 // number is next used). A handler that calls ueq_close itself gets
 // tap_service::close_fd's deferred bookkeeping instead.
+//
+// Cancellation. The C library's epoll_wait, epoll_pwait and epoll_pwait2
+// are cancellation points; ueq's waits sleep in raw system calls, which
+// are not, so a thread asleep in one would not see pthread_cancel. Each
+// wait therefore acts on a pending cancel when it begins and when it ends
+// with EINTR (pthread_testcancel, outside ueq: only the program's frames
+// unwind), and a plain thread asleep in one, with cancellation enabled, is
+// listed while it waits. pthread_cancel marks the target (the C library's
+// own call) and, while the target is listed, sends it the C library's
+// cancellation signal, which, with the cancel already marked, only ends
+// the system call it sleeps in (EINTR). A signal that lands just before
+// the target enters its sleep ends nothing, so it is sent again every
+// millisecond until the target leaves the list (at most kCancelTries).
 #include <dlfcn.h>
+#include <pthread.h>
 #include <sys/epoll.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <climits>
+#include <mutex>
 
 #include "kcall.hpp"
 #include "ueq/epoll.h"
 #include "ueq/runtime/fd.hpp"
+#include "ueq/runtime/parker.hpp"
 #include "ueq/taps/tap.hpp"
 
 namespace {
@@ -75,6 +94,7 @@ struct reals {
   int (*dup2)(int, int) = real<int (*)(int, int)>("dup2");
   int (*dup3)(int, int, int) = real<int (*)(int, int, int)>("dup3");
   pid_t (*fork)() = real<pid_t (*)()>("fork");
+  int (*pthread_cancel)(pthread_t) = real<int (*)(pthread_t)>("pthread_cancel");
   int (*epoll_create)(int) = real<int (*)(int)>("epoll_create");
   int (*epoll_create1)(int) = real<int (*)(int)>("epoll_create1");
   int (*epoll_ctl)(int, int, int,
@@ -88,6 +108,74 @@ struct reals {
 };
 const reals& R() {
   static const reals r;
+  return r;
+}
+
+// The plain threads asleep in a wait, cancellation enabled (see the top).
+struct cancellable_wait {
+  pthread_t self;
+  pid_t tid;
+  cancellable_wait* next;
+};
+std::mutex g_waits_mu;  // guards g_waits and every listed node
+cancellable_wait* g_waits = nullptr;
+constexpr int kSigCancel = 32;     // the C library's cancellation signal (__SIGRTMIN)
+constexpr int kCancelTries = 200;  // sends, 1 ms apart
+
+// Lists the calling thread for the length of one wait, if a cancel could
+// reach it there (a plain thread, cancellation enabled). Not for a uthread:
+// its wait parks the uthread, and its thread is a vcore of the runtime.
+class listed_wait {
+ public:
+  listed_wait() {
+    int state;
+    if (::pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &state) != 0) return;
+    ::pthread_setcancelstate(state, nullptr);
+    if (state != PTHREAD_CANCEL_ENABLE || ueq::parks_as_uthread()) return;
+    node_ = {::pthread_self(), static_cast<pid_t>(::gettid()), nullptr};
+    std::lock_guard<std::mutex> g(g_waits_mu);
+    node_.next = g_waits;
+    g_waits = &node_;
+    listed_ = true;
+  }
+  ~listed_wait() {
+    if (!listed_) return;
+    std::lock_guard<std::mutex> g(g_waits_mu);
+    for (cancellable_wait** p = &g_waits; *p; p = &(*p)->next)
+      if (*p == &node_) {
+        *p = node_.next;
+        break;
+      }
+  }
+  listed_wait(const listed_wait&) = delete;
+  listed_wait& operator=(const listed_wait&) = delete;
+
+ private:
+  cancellable_wait node_{};
+  bool listed_ = false;
+};
+
+// Sends the cancellation signal to th if it is listed; false if it is not.
+bool kick(pthread_t th) {
+  std::lock_guard<std::mutex> g(g_waits_mu);
+  for (cancellable_wait* w = g_waits; w; w = w->next)
+    if (::pthread_equal(w->self, th)) {
+      (void)::syscall(SYS_tgkill, ::getpid(), w->tid, kSigCancel);
+      return true;
+    }
+  return false;
+}
+
+// One wait of the program's, a cancellation point as the C library's.
+template <class Wait>
+int cancellation_point(Wait wait) {
+  ::pthread_testcancel();
+  int r;
+  {
+    listed_wait listed;
+    r = wait();
+  }
+  if (r < 0 && errno == EINTR) ::pthread_testcancel();
   return r;
 }
 
@@ -128,20 +216,26 @@ UEQ_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event* ev) {
 }
 UEQ_EXPORT int epoll_wait(int epfd, struct epoll_event* ev, int max, int timeout) {
   if (ours()) return R().epoll_wait(epfd, ev, max, timeout);
-  scope s;
-  return ueq_epoll_wait(epfd, ev, max, timeout);
+  return cancellation_point([&] {
+    scope s;
+    return ueq_epoll_wait(epfd, ev, max, timeout);
+  });
 }
 UEQ_EXPORT int epoll_pwait(int epfd, struct epoll_event* ev, int max, int timeout,
                            const sigset_t* mask) {
   if (ours()) return R().epoll_pwait(epfd, ev, max, timeout, mask);
-  scope s;
-  return ueq_epoll_pwait(epfd, ev, max, timeout, mask);
+  return cancellation_point([&] {
+    scope s;
+    return ueq_epoll_pwait(epfd, ev, max, timeout, mask);
+  });
 }
 UEQ_EXPORT int epoll_pwait2(int epfd, struct epoll_event* ev, int max, const struct timespec* t,
                             const sigset_t* mask) {
   if (ours()) return R().epoll_pwait2(epfd, ev, max, t, mask);
-  scope s;
-  return ueq_epoll_pwait2(epfd, ev, max, t, mask);
+  return cancellation_point([&] {
+    scope s;
+    return ueq_epoll_pwait2(epfd, ev, max, t, mask);
+  });
 }
 UEQ_EXPORT int close(int fd) {
   if (ours()) return R().close(fd);
@@ -171,6 +265,16 @@ UEQ_EXPORT int dup3(int oldfd, int newfd, int flags) {
   if (ours()) return R().dup3(oldfd, newfd, flags);
   scope s;
   return ueq_dup3(oldfd, newfd, flags);
+}
+UEQ_EXPORT int pthread_cancel(pthread_t th) {
+  const int r = R().pthread_cancel(th);
+  if (r != 0 || ours()) return r;
+  const ueq::epoll_internal::errno_on_success e;
+  for (int i = 0; i < kCancelTries && kick(th); ++i) {
+    timespec ms{0, 1000000};
+    ::nanosleep(&ms, nullptr);  // until the target has left its wait
+  }
+  return e.keep(0);
 }
 UEQ_EXPORT pid_t fork() {
   if (tl_inside) return R().fork();

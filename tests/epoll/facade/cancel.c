@@ -1,0 +1,139 @@
+/* epoll_wait, epoll_pwait and epoll_pwait2 are cancellation points: a
+ * thread asleep in one (timeout -1) is cancelled by pthread_cancel, alone
+ * or beside another waiter of the same set; a cancel pending when a wait
+ * begins acts at once, even with a zero timeout; a thread with
+ * cancellation disabled is not disturbed (it takes its event, then is cancelled at a later wait
+ * once it enables it). The main thread cancels once a waiter is asleep in a system call (read from
+ * /proc, within a bound); alarm() bounds the whole run. */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <sys/epoll.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+static int ep, p[2];
+
+struct waiter {
+  int kind; /* 0 epoll_wait, 1 epoll_pwait, 2 epoll_pwait2, 3 disabled, 4 pending */
+  atomic_int tid;
+  atomic_int got;
+};
+
+static void* run(void* arg) {
+  struct waiter* w = arg;
+  struct epoll_event out[4];
+  w->tid = (int)syscall(SYS_gettid);
+  if (w->kind == 3) {
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+    w->got = epoll_wait(ep, out, 4, -1);
+    pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
+    epoll_wait(ep, out, 4, -1); /* cancelled at once: the cancel is pending */
+    return NULL;
+  }
+  if (w->kind == 4) {
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+    while (w->got == 0) { /* until main has cancelled us */
+      struct timespec ms = {0, 1000000};
+      nanosleep(&ms, NULL);
+    }
+    pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
+    epoll_wait(ep, out, 4, 0); /* a zero timeout acts on it too */
+    return NULL;
+  }
+  if (w->kind == 0) epoll_wait(ep, out, 4, -1);
+  if (w->kind == 1) epoll_pwait(ep, out, 4, -1, NULL);
+  if (w->kind == 2) epoll_pwait2(ep, out, 4, NULL, NULL);
+  return NULL;
+}
+
+static double now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* Whether thread t of this process is asleep in a system call. */
+static int asleep(int t) {
+  char path[64], state = 0;
+  snprintf(path, sizeof path, "/proc/self/task/%d/stat", t);
+  FILE* f = fopen(path, "r");
+  if (!f) return 0;
+  if (fscanf(f, "%*d (%*[^)]) %c", &state) != 1) state = 0;
+  fclose(f);
+  return state == 'S';
+}
+
+static void wait_asleep(struct waiter* w) {
+  double t0 = now();
+  while (now() - t0 < 2 && !(w->tid && asleep(w->tid))) {
+    struct timespec ms = {0, 1000000};
+    nanosleep(&ms, NULL); /* polling the waiter's state; bounded */
+  }
+}
+
+static void cancel_one(int kind, const char* name) {
+  struct waiter w = {.kind = kind};
+  pthread_t th;
+  void* res;
+  pthread_create(&th, NULL, run, &w);
+  wait_asleep(&w);
+  pthread_cancel(th);
+  pthread_join(th, &res);
+  printf("%s: cancelled=%d\n", name, res == PTHREAD_CANCELED);
+}
+
+int main(void) {
+  setvbuf(stdout, NULL, _IONBF, 0);
+  alarm(20);
+  ep = epoll_create1(0);
+  if (pipe(p) != 0) return 1;
+  struct epoll_event e = {.events = EPOLLIN, .data.u64 = 5};
+  epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &e);
+  cancel_one(0, "epoll_wait");
+  cancel_one(1, "epoll_pwait");
+  cancel_one(2, "epoll_pwait2");
+
+  /* Two waiters on one set, both cancelled. */
+  struct waiter a = {.kind = 0}, b = {.kind = 0};
+  pthread_t ta, tb;
+  void *ra, *rb;
+  pthread_create(&ta, NULL, run, &a);
+  pthread_create(&tb, NULL, run, &b);
+  wait_asleep(&a);
+  wait_asleep(&b);
+  pthread_cancel(ta);
+  pthread_cancel(tb);
+  pthread_join(ta, &ra);
+  pthread_join(tb, &rb);
+  printf("two waiters: cancelled=%d,%d\n", ra == PTHREAD_CANCELED, rb == PTHREAD_CANCELED);
+
+  /* Cancellation disabled: the wait goes on and takes the event. */
+  struct waiter d = {.kind = 3};
+  pthread_t td;
+  void* rd;
+  pthread_create(&td, NULL, run, &d);
+  wait_asleep(&d);
+  pthread_cancel(td);
+  /* Had the cancel ended the wait, it would have returned -1 (EINTR), not
+   * the event written after it. */
+  (void)!write(p[1], "x", 1);
+  pthread_join(td, &rd);
+  char c;
+  (void)!read(p[0], &c, 1);
+  printf("disabled: wait=%d, then cancelled=%d\n", d.got, rd == PTHREAD_CANCELED);
+
+  /* A cancel pending when the wait begins. */
+  struct waiter q = {.kind = 4};
+  pthread_t tq;
+  void* rq;
+  pthread_create(&tq, NULL, run, &q);
+  pthread_cancel(tq);
+  q.got = 1;
+  pthread_join(tq, &rq);
+  printf("pending: cancelled=%d\n", rq == PTHREAD_CANCELED);
+  return 0;
+}
