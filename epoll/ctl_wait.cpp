@@ -88,7 +88,7 @@ result<std::shared_ptr<epoll_set>> epoll_set::create(int flags) {
   // per further set that holds it): with every set watching, the 501st set
   // could not be made, nor an fd be added to 10 sets once 10 existed.
   impl& made = epoll_access::of(*set);
-  if (reg().host_watchers < kHostWatchers &&
+  if (reg().host_watchers < kHostWatchers && !reg().host_holds_epoll &&
       k_epoll_ctl(efd, EPOLL_CTL_ADD, made.svc->pollable_fd(), &watch) == 0) {
     ++reg().host_watchers;
     made.watches_host.store(true, std::memory_order_relaxed);
@@ -215,6 +215,7 @@ status ctl_full(epoll_set& self, int op, int fd, const epoll_event* event) {
       }
       tap_handle tap;
       if (!child) {
+        if (epoll_file) end_host_watches();
         // An exclusive entry is registered exclusively with the host: one
         // event wakes one of the file's exclusive waiters (sets here, in
         // other processes, or kernel epoll sets), as Linux does.

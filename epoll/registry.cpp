@@ -327,6 +327,13 @@ void unwatch_host(impl& s) {
   --reg().host_watchers;
 }
 
+void end_host_watches() {
+  reg().host_holds_epoll = true;
+  if (reg().host_watchers == 0) return;
+  for (auto& [fd, set] : reg().by_fd)
+    unwatch_host(epoll_access::of(*set));
+}
+
 // Whether entry e's number still names the file it was added for (a set of
 // ours: asked while that set still holds its hidden eventfd; a file in the
 // identity set: asked of it; else the inode is compared).

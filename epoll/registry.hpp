@@ -33,6 +33,10 @@ struct registry {
       ABSL_GUARDED_BY(mu);
   // Live sets whose epoll fd watches the host poller's fd.
   int host_watchers ABSL_GUARDED_BY(mu) = 0;
+  // An epoll fd not of ours (a raw set, or one handed to the kernel at a
+  // fork) has been registered with the host poller: no set watches the
+  // host from then on (end_host_watches).
+  bool host_holds_epoll ABSL_GUARDED_BY(mu) = false;
   // The identity set: a kernel epoll fd (hidden, never waited on, one per
   // process: a fork()ed child makes its own) holding (number, file) for
   // every file that an entry of one of our sets was added for, while a set
@@ -126,6 +130,12 @@ void remove_entry(impl& s, absl::node_hash_map<int, impl::entry>::iterator it, b
     ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu, s.mu);
 // Ends s's watch of the host poller's fd, if any (under reg().mu).
 void unwatch_host(impl& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu);
+// Before the host poller holds an epoll fd not of ours: every set's watch
+// of the host ends, and no later set starts one. That epoll fd may hold a
+// watching set's epoll fd (or come to), and the kernel would see the path
+// host poller -> that epoll fd -> the set's -> host poller as a cycle
+// (ELOOP) where the program's sets make none (under reg().mu).
+void end_host_watches() ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu);
 // A wait about to sleep in s counts itself in (false, and not counted, if
 // s's last number is closed: the wait then fails with EBADF), and out when
 // it returns; the last one out of a set whose last number was closed
