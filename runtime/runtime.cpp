@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "ueq/runtime/backoff.hpp"
+#include "ueq/runtime/fork.hpp"
 #include "ueq/runtime/lock.hpp"
 #include "ueq/runtime/thread_index.hpp"
 
@@ -38,6 +39,21 @@ index_pool& pool() {
   return *p;
 }
 
+// fork(): the pool is made (a first call in another thread, still in its
+// initialiser, is waited for) and its lock held across the fork, so that
+// the child, where only the forking thread lives, never inherits it half
+// made or locked by a thread it does not have. Runtime layer: its prepare
+// runs after every other layer's.
+void pool_before_fork() noexcept ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  pool().mu.lock();
+}
+void pool_after_fork() noexcept ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  pool().mu.unlock();
+}
+[[maybe_unused]] const bool g_pool_fork_registered =
+    on_fork(fork_layer::runtime,
+            {.prepare = &pool_before_fork, .parent = &pool_after_fork, .child = &pool_after_fork});
+
 // Returns the thread's index to the pool at thread exit. After that the
 // thread reports kNoThreadIndex, which every user treats as "shared shard".
 struct index_releaser {
@@ -52,6 +68,13 @@ struct index_releaser {
 };
 
 }  // namespace
+
+void hold_thread_index_pool_for_test(bool hold) noexcept ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  if (hold)
+    pool().mu.lock();
+  else
+    pool().mu.unlock();
+}
 
 unsigned assign_thread_index() noexcept {
   auto& p = pool();

@@ -201,6 +201,23 @@ struct tap_slot {
 
 constexpr std::size_t kMaxSlots = std::size_t{1} << 24;
 
+// A private kernel epoll fd, made on first need and kept at a high number,
+// into which a trial ADD asks the kernel whether a regular file can be
+// polled. Made without a function-local static's guard: a fork() while
+// another thread ran that guard's initialiser would leave the child's
+// guard taken for good. acq_rel exchange: the first to publish wins; a
+// loser closes its own and uses the winner's (acquire: made before).
+int poll_probe_fd() noexcept {
+  static constinit std::atomic<int> probe{-1};
+  int fd = probe.load(std::memory_order_acquire);
+  if (fd >= 0) return fd;
+  const int made = hide_fd(::epoll_create1(EPOLL_CLOEXEC));
+  if (made < 0) return -1;
+  if (probe.compare_exchange_strong(fd, made, std::memory_order_acq_rel)) return made;
+  (void)close_own(made);
+  return fd;
+}
+
 }  // namespace
 
 struct tap_service::impl {
@@ -485,7 +502,7 @@ result<tap_handle> tap_service::add(const tap_spec& spec) {
   // Linux's epoll) or one (procfs, sysfs): a trial ADD into a private kernel
   // epoll fd, made once and kept at a high number, asks the kernel.
   if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) {
-    static const int probe = hide_fd(::epoll_create1(EPOLL_CLOEXEC));
+    const int probe = poll_probe_fd();
     epoll_event pe{};
     if (probe < 0 || ::epoll_ctl(probe, EPOLL_CTL_ADD, spec.fd, &pe) != 0) {
       if (probe < 0 || errno == EPERM) return errno_code(EPERM);

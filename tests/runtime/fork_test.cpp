@@ -1,13 +1,19 @@
 // runtime/fork.hpp: one atfork handler runs every module's handlers in
-// layer order, and a child's generation is its parent's plus one.
+// layer order, and a child's generation is its parent's plus one; state
+// that the runtime makes lazily reaches a child whole.
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <cstring>
+#include <thread>
 
+#include "../support.hpp"
+#include "ueq/runtime/clock.hpp"
 #include "ueq/runtime/fork.hpp"
+#include "ueq/runtime/thread_index.hpp"
 
 namespace {
 
@@ -58,4 +64,51 @@ TEST_CASE("fork: handlers run by layer whatever their registration order", "[for
   REQUIRE(::waitpid(pid, &st, 0) == pid);
   REQUIRE(WIFEXITED(st));
   REQUIRE(WEXITSTATUS(st) == 0);
+}
+
+TEST_CASE("fork: a child indexes new threads though another thread held the index pool at the fork",
+          "[fork]") {
+  // A thread holds the pool's lock when the main thread forks. Without the
+  // pool's fork handler the child inherits the lock held by a thread it
+  // does not have, and its first new thread to ask for an index sleeps for
+  // good (here the child takes the lock as that thread would). With it,
+  // the fork waits for the lock: the holder lets go once the forking
+  // thread sleeps (on that lock), or once the fork is done.
+  std::atomic<pid_t> main_tid{static_cast<pid_t>(::gettid())};
+  std::atomic<bool> held{false}, forked{false};
+  std::thread holder([&] {
+    ueq::detail::hold_thread_index_pool_for_test(true);
+    held.store(true);
+    const auto limit = ueq::deadline_after_ms(5000);
+    while (!forked.load() && !ueq::test::thread_sleeping(main_tid.load()) &&
+           ueq::monotonic_now() < limit)
+      std::this_thread::yield();
+    ueq::detail::hold_thread_index_pool_for_test(false);
+  });
+  while (!held.load())
+    std::this_thread::yield();
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    // What a new thread's first this_thread_index() takes (no thread is
+    // started here: TSan refuses that in a child of a threaded process).
+    ueq::detail::hold_thread_index_pool_for_test(true);
+    ueq::detail::hold_thread_index_pool_for_test(false);
+    ::_exit(0);
+  }
+  forked.store(true);
+  holder.join();
+  REQUIRE(pid > 0);
+  // The child is done within 5 s, or hangs: poll its status, bounded.
+  int status = -1;
+  pid_t done = 0;
+  const auto limit = ueq::deadline_after_ms(5000);
+  while ((done = ::waitpid(pid, &status, WNOHANG)) == 0 && ueq::monotonic_now() < limit)
+    std::this_thread::yield();
+  if (done == 0) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &status, 0);
+  }
+  REQUIRE(done == pid);
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 0);
 }

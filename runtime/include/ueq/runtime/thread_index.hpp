@@ -29,6 +29,9 @@ namespace detail {
 extern constinit thread_local unsigned tl_thread_index_plus1
     __attribute__((tls_model("initial-exec")));
 unsigned assign_thread_index() noexcept;
+// Test-only: takes (true) or releases (false) the index pool's lock, so a
+// test can fork while another thread holds it. Never called outside tests.
+void hold_thread_index_pool_for_test(bool hold) noexcept;
 }  // namespace detail
 
 inline unsigned this_thread_index() noexcept {
