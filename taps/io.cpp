@@ -774,22 +774,41 @@ status wait_sides(fd_ref& c, bool rd, bool wr, short want, mono_ns deadline, wai
   return status(r.error().value());
 }
 
+// Whether fd's read side is shut down for good (shutdown(SHUT_RD) of a
+// datagram socket or of a listener, or its peer's end of a datagram pair):
+// its poll says readable with RDHUP or HUP. The kernel then answers a
+// non-blocking try with EAGAIN for ever, where a blocking call returns at
+// once, and the side's one edge has been taken already.
+bool read_side_shut(int fd) {
+  pollfd p{fd, POLLIN | POLLRDHUP, 0};
+  return ::poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP));
+}
+
 // The retry loop every call shares. `op(ref)` makes one non-blocking try.
+// A read whose try still finds nothing after a wait, on a side shut down
+// for good, answers as the blocking call: 0 bytes, or `shut_errno` (accept:
+// EINVAL). Asked only then, so a wait costs no extra system call.
 template <class Op>
-result<std::size_t> retry(int fd, bool write, mono_ns deadline, Op op) {
+result<std::size_t> retry(int fd, bool write, mono_ns deadline, Op op, int shut_errno = 0) {
   auto c = begin(fd);
   if (!c) return c.error();
   wait_state ws;
+  bool waited = false;
   for (;;) {
     ws.note(*c);
     const ssize_t r = op(*c);
     if (r >= 0) return static_cast<std::size_t>(r);
     if (errno == EINTR) continue;
     if (errno != EAGAIN && errno != EWOULDBLOCK) return errno_code(errno);
+    if (waited && !write && read_side_shut(fd)) {
+      if (shut_errno != 0) return errno_code(shut_errno);
+      return std::size_t{0};
+    }
     if (status s =
             wait_sides(*c, !write, write, write ? POLLOUT : POLLIN | POLLRDHUP, deadline, ws);
         !s.ok())
       return s.code();
+    waited = true;
   }
 }
 
@@ -896,12 +915,15 @@ result<std::size_t> sendmsg(int fd, const msghdr* msg, int flags, mono_ns deadli
 }
 
 result<int> accept(int fd, sockaddr* addr, socklen_t* addrlen, int flags, mono_ns deadline) {
-  auto r = retry(fd, false, deadline, [&](const fd_ref&) -> ssize_t {
-    // accept4 has no per-call flag: the listening socket itself must be
-    // non-blocking, checked at every try.
-    if (!set_nonblock_socket(fd)) return -1;
-    return ::accept4(fd, addr, addrlen, flags | SOCK_NONBLOCK);
-  });
+  auto r = retry(
+      fd, false, deadline,
+      [&](const fd_ref&) -> ssize_t {
+        // accept4 has no per-call flag: the listening socket itself must be
+        // non-blocking, checked at every try.
+        if (!set_nonblock_socket(fd)) return -1;
+        return ::accept4(fd, addr, addrlen, flags | SOCK_NONBLOCK);
+      },
+      EINVAL);
   if (!r) return r.error();
   return static_cast<int>(*r);
 }

@@ -13,6 +13,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cstddef>
 #include <cstdio>
 #include <cstring>
 
@@ -148,6 +149,56 @@ TEST_CASE("io: closing the fd through ueq wakes its waiter with EBADF", "[io]") 
   p.a = -1;
   reader.join();
   REQUIRE(err.load() == EBADF);
+}
+
+TEST_CASE("io: a read side shut down under a waiter ends its wait as a blocking call's", "[io]") {
+  // shutdown(SHUT_RD) is how a program unblocks a thread in recvfrom() or
+  // accept(): a blocking call returns at once (0 bytes; accept: EINVAL),
+  // where the non-blocking tries ueq makes get EAGAIN for ever.
+  const int udp = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  REQUIRE(udp >= 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(udp, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  const int lis = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(lis >= 0);
+  sockaddr_un u{};
+  u.sun_family = AF_UNIX;
+  std::snprintf(u.sun_path + 1, sizeof u.sun_path - 1, "ueq-io-shut-%d", ::getpid());
+  const socklen_t ulen = offsetof(sockaddr_un, sun_path) + 1 + std::strlen(u.sun_path + 1);
+  REQUIRE(::bind(lis, reinterpret_cast<sockaddr*>(&u), ulen) == 0);
+  REQUIRE(::listen(lis, 4) == 0);
+  std::atomic<pid_t> rtid{0}, atid{0};
+  std::atomic<long> got{-2};
+  std::atomic<int> accept_err{0};
+  std::thread reader([&] {
+    rtid.store(ueq::test::current_tid());
+    char b[8];
+    auto n = io::recv(udp, b, sizeof b, 0, deadline_after_ms(20000));
+    got.store(n ? static_cast<long>(*n) : -n.error().value());
+  });
+  std::thread acceptor([&] {
+    atid.store(ueq::test::current_tid());
+    auto n = io::accept(lis, nullptr, nullptr, 0, deadline_after_ms(20000));
+    accept_err.store(n ? 0 : n.error().value());
+    if (n) ::close(*n);
+  });
+  REQUIRE(ueq::test::wait_until([&] {
+    return ueq::test::thread_sleeping(rtid.load()) && ueq::test::thread_sleeping(atid.load());
+  }));
+  const auto t0 = ueq::monotonic_now();
+  // ENOTCONN for an unconnected UDP socket, but Linux shuts the side (and
+  // wakes its pollers) all the same.
+  (void)::shutdown(udp, SHUT_RD);
+  REQUIRE(::shutdown(lis, SHUT_RDWR) == 0);
+  reader.join();
+  acceptor.join();
+  CHECK(got.load() == 0);
+  CHECK(accept_err.load() == EINVAL);
+  CHECK(ueq::monotonic_now() - t0 < 10'000'000'000LL);  // not at the deadline
+  REQUIRE(io::close(udp).ok());
+  REQUIRE(io::close(lis).ok());
 }
 
 TEST_CASE("io: accept and connect on TCP loopback; refused connects fail", "[io]") {

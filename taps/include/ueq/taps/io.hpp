@@ -54,7 +54,18 @@
 // the same tap service, the epoll backend's removal can take that
 // registration too. ueq's own descriptors (host poller, eventfds) are
 // refused by close() and ueq::close_fd (EBADF), as the kernel answers for a
-// number the program never opened.
+// number the program never opened. A writer waiting for room in an AF_UNIX
+// socket is not woken by its own shutdown(SHUT_WR) or its peer's
+// shutdown(SHUT_RD): Linux reports no poll event for either (a blocking
+// send fails with EPIPE at once); it wakes at its deadline, or when the
+// peer reads or closes. A regular file is read plainly even where its read
+// can sleep (/proc/kmsg): such a read holds the vcore until it returns.
+//
+// A read side shut down for good (shutdown(SHUT_RD) of a datagram socket or
+// of a listener, usually to unblock a thread in recvfrom() or accept())
+// gives what the blocking call gives, at once: 0 bytes, and accept()
+// EINVAL (the kernel answers ueq's non-blocking tries with EAGAIN there;
+// after a wake that found nothing, a poll of the fd tells).
 //
 // Results: byte counts (or the new fd) as result<T>; errors are the system
 // call's errno, ETIMEDOUT when the deadline passes first, EBADF when the fd
