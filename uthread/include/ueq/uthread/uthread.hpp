@@ -99,6 +99,10 @@ struct run_options {
 // vcores are joined and everything is freed. EINVAL if fn is empty or
 // opts.vcores exceeds max_vcore_count(); EBUSY if a runtime is already
 // running. One runtime at a time; run() may be called again afterwards.
+// fork() from a uthread: the child holds only the forking vcore's thread
+// (the thread that called run() and the other vcores are gone), so its
+// run() never returns there; a child ends with _exit() (or exec) from the
+// uthread that forked.
 result<int> run(std::function<void()> fn, run_options opts = {});
 
 namespace this_uthread {
