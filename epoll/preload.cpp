@@ -37,13 +37,14 @@
 // are not, so a thread asleep in one would not see pthread_cancel. Each
 // wait therefore acts on a pending cancel when it begins and when it ends
 // with EINTR (pthread_testcancel, outside ueq: only the program's frames
-// unwind), and a plain thread asleep in one, with cancellation enabled, is
-// listed while it waits. pthread_cancel marks the target (the C library's
-// own call) and, while the target is listed, sends it the C library's
+// unwind). A plain thread that waits is listed (once, until it exits), and
+// while a wait that may sleep runs with cancellation enabled its entry says
+// `waiting`. pthread_cancel marks the target (the C library's own call)
+// and, while the target's entry says `waiting`, sends it the C library's
 // cancellation signal, which, with the cancel already marked, only ends
 // the system call it sleeps in (EINTR). A signal that lands just before
 // the target enters its sleep ends nothing, so it is sent again every
-// millisecond until the target leaves the list (at most kCancelTries).
+// millisecond until the wait is over (at most kCancelTries).
 #include <dlfcn.h>
 #include <pthread.h>
 #include <sys/epoll.h>
@@ -52,6 +53,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <climits>
 #include <mutex>
@@ -111,55 +113,83 @@ const reals& R() {
   return r;
 }
 
-// The plain threads asleep in a wait, cancellation enabled (see the top).
-struct cancellable_wait {
+// The plain threads that have waited (see the top), each listed from its
+// first wait until it exits.
+struct waiter_entry {
   pthread_t self;
   pid_t tid;
-  cancellable_wait* next;
+  // A wait that may sleep runs, cancellation enabled. Store-then-load on
+  // both sides, so seq_cst: the wait stores true, then reads its cancel
+  // mark (pthread_testcancel); pthread_cancel sets the mark (the C
+  // library's atomic read-modify-write, a full barrier on x86-64), then
+  // reads `waiting` here. Either the wait sees the mark and acts, or the
+  // canceller sees the wait and signals it.
+  std::atomic<bool> waiting{false};
+  waiter_entry* next;
 };
-std::mutex g_waits_mu;  // guards g_waits and every listed node
-cancellable_wait* g_waits = nullptr;
+std::mutex g_waiters_mu;  // guards g_waiters and every entry's link
+waiter_entry* g_waiters = nullptr;
 constexpr int kSigCancel = 32;     // the C library's cancellation signal (__SIGRTMIN)
 constexpr int kCancelTries = 200;  // sends, 1 ms apart
 
-// Lists the calling thread for the length of one wait, if a cancel could
-// reach it there (a plain thread, cancellation enabled). Not for a uthread:
-// its wait parks the uthread, and its thread is a vcore of the runtime.
-class listed_wait {
+class listed_thread {
  public:
-  listed_wait() {
-    int state;
-    if (::pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &state) != 0) return;
-    ::pthread_setcancelstate(state, nullptr);
-    if (state != PTHREAD_CANCEL_ENABLE || ueq::parks_as_uthread()) return;
-    node_ = {::pthread_self(), static_cast<pid_t>(::gettid()), nullptr};
-    std::lock_guard<std::mutex> g(g_waits_mu);
-    node_.next = g_waits;
-    g_waits = &node_;
-    listed_ = true;
+  listed_thread() {
+    entry_.self = ::pthread_self();
+    entry_.tid = static_cast<pid_t>(::gettid());
+    std::lock_guard<std::mutex> g(g_waiters_mu);
+    entry_.next = g_waiters;
+    g_waiters = &entry_;
   }
-  ~listed_wait() {
-    if (!listed_) return;
-    std::lock_guard<std::mutex> g(g_waits_mu);
-    for (cancellable_wait** p = &g_waits; *p; p = &(*p)->next)
-      if (*p == &node_) {
-        *p = node_.next;
+  ~listed_thread() {
+    std::lock_guard<std::mutex> g(g_waiters_mu);
+    for (waiter_entry** p = &g_waiters; *p; p = &(*p)->next)
+      if (*p == &entry_) {
+        *p = entry_.next;
         break;
       }
   }
-  listed_wait(const listed_wait&) = delete;
-  listed_wait& operator=(const listed_wait&) = delete;
+  listed_thread(const listed_thread&) = delete;
+  listed_thread& operator=(const listed_thread&) = delete;
+  waiter_entry& entry() noexcept { return entry_; }
 
  private:
-  cancellable_wait node_{};
-  bool listed_ = false;
+  waiter_entry entry_{};
 };
 
-// Sends the cancellation signal to th if it is listed; false if it is not.
+// Marks the calling thread's entry `waiting` for the length of one wait
+// that may sleep, if a cancel could reach it there: a plain thread,
+// cancellation enabled (a uthread's wait parks the uthread, and its thread
+// is a vcore of the runtime).
+class waiting_scope {
+ public:
+  explicit waiting_scope(bool may_sleep) {
+    if (!may_sleep || ueq::parks_as_uthread()) return;
+    int state;
+    if (::pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &state) != 0) return;
+    ::pthread_setcancelstate(state, nullptr);
+    if (state != PTHREAD_CANCEL_ENABLE) return;
+    thread_local listed_thread me;
+    entry_ = &me.entry();
+    entry_->waiting.store(true, std::memory_order_seq_cst);
+  }
+  ~waiting_scope() {
+    if (entry_) entry_->waiting.store(false, std::memory_order_relaxed);
+  }
+  waiting_scope(const waiting_scope&) = delete;
+  waiting_scope& operator=(const waiting_scope&) = delete;
+
+ private:
+  waiter_entry* entry_ = nullptr;
+};
+
+// Sends the cancellation signal to th if a wait of its may sleep; false if
+// none does.
 bool kick(pthread_t th) {
-  std::lock_guard<std::mutex> g(g_waits_mu);
-  for (cancellable_wait* w = g_waits; w; w = w->next)
+  std::lock_guard<std::mutex> g(g_waiters_mu);
+  for (waiter_entry* w = g_waiters; w; w = w->next)
     if (::pthread_equal(w->self, th)) {
+      if (!w->waiting.load(std::memory_order_seq_cst)) return false;
       (void)::syscall(SYS_tgkill, ::getpid(), w->tid, kSigCancel);
       return true;
     }
@@ -167,14 +197,12 @@ bool kick(pthread_t th) {
 }
 
 // One wait of the program's, a cancellation point as the C library's.
+// `may_sleep`: false for a zero timeout.
 template <class Wait>
-int cancellation_point(Wait wait) {
-  ::pthread_testcancel();
-  int r;
-  {
-    listed_wait listed;
-    r = wait();
-  }
+int cancellation_point(bool may_sleep, Wait wait) {
+  waiting_scope w(may_sleep);
+  ::pthread_testcancel();  // after `waiting` is stored: see waiter_entry
+  const int r = wait();
   if (r < 0 && errno == EINTR) ::pthread_testcancel();
   return r;
 }
@@ -216,7 +244,7 @@ UEQ_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event* ev) {
 }
 UEQ_EXPORT int epoll_wait(int epfd, struct epoll_event* ev, int max, int timeout) {
   if (ours()) return R().epoll_wait(epfd, ev, max, timeout);
-  return cancellation_point([&] {
+  return cancellation_point(timeout != 0, [&] {
     scope s;
     return ueq_epoll_wait(epfd, ev, max, timeout);
   });
@@ -224,7 +252,7 @@ UEQ_EXPORT int epoll_wait(int epfd, struct epoll_event* ev, int max, int timeout
 UEQ_EXPORT int epoll_pwait(int epfd, struct epoll_event* ev, int max, int timeout,
                            const sigset_t* mask) {
   if (ours()) return R().epoll_pwait(epfd, ev, max, timeout, mask);
-  return cancellation_point([&] {
+  return cancellation_point(timeout != 0, [&] {
     scope s;
     return ueq_epoll_pwait(epfd, ev, max, timeout, mask);
   });
@@ -232,7 +260,7 @@ UEQ_EXPORT int epoll_pwait(int epfd, struct epoll_event* ev, int max, int timeou
 UEQ_EXPORT int epoll_pwait2(int epfd, struct epoll_event* ev, int max, const struct timespec* t,
                             const sigset_t* mask) {
   if (ours()) return R().epoll_pwait2(epfd, ev, max, t, mask);
-  return cancellation_point([&] {
+  return cancellation_point(true, [&] {
     scope s;
     return ueq_epoll_pwait2(epfd, ev, max, t, mask);
   });
@@ -272,7 +300,7 @@ UEQ_EXPORT int pthread_cancel(pthread_t th) {
   const ueq::epoll_internal::errno_on_success e;
   for (int i = 0; i < kCancelTries && kick(th); ++i) {
     timespec ms{0, 1000000};
-    ::nanosleep(&ms, nullptr);  // until the target has left its wait
+    ::nanosleep(&ms, nullptr);  // until the target's wait is over
   }
   return e.keep(0);
 }
