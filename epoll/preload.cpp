@@ -43,8 +43,10 @@
 // and, while the target's entry says `waiting`, sends it the C library's
 // cancellation signal, which, with the cancel already marked, only ends
 // the system call it sleeps in (EINTR). A signal that lands just before
-// the target enters its sleep ends nothing, so it is sent again every
-// millisecond until the wait is over (at most kCancelTries).
+// the target enters its sleep ends nothing, so it is sent again (after
+// 50 us, then every millisecond) until the wait is over (at most
+// kCancelTries). ueq's own work inside a wait runs with cancellation
+// disabled (cancellation_point).
 #include <dlfcn.h>
 #include <pthread.h>
 #include <sys/epoll.h>
@@ -56,11 +58,13 @@
 #include <atomic>
 #include <cerrno>
 #include <climits>
+#include <cstdint>
 #include <mutex>
 
 #include "kcall.hpp"
 #include "ueq/epoll.h"
 #include "ueq/runtime/fd.hpp"
+#include "ueq/runtime/fork.hpp"
 #include "ueq/runtime/parker.hpp"
 #include "ueq/taps/tap.hpp"
 
@@ -114,34 +118,48 @@ const reals& R() {
 }
 
 // The plain threads that have waited (see the top), each listed from its
-// first wait until it exits.
+// first wait that may sleep until it exits (in a fork()ed child, the
+// parent's list is dropped and the forking thread lists itself again).
 struct waiter_entry {
   pthread_t self;
   pid_t tid;
+  std::uint64_t gen;  // ueq::fork_generation() when listed
   // A wait that may sleep runs, cancellation enabled. Store-then-load on
-  // both sides, so seq_cst: the wait stores true, then reads its cancel
-  // mark (pthread_testcancel); pthread_cancel sets the mark (the C
-  // library's atomic read-modify-write, a full barrier on x86-64), then
-  // reads `waiting` here. Either the wait sees the mark and acts, or the
+  // both sides, each with a seq_cst fence between: the wait stores true,
+  // then reads its cancel mark (pthread_testcancel); pthread_cancel sets
+  // the mark (the C library's atomic read-modify-write), then reads
+  // `waiting` here. Either the wait sees the mark and acts, or the
   // canceller sees the wait and signals it.
   std::atomic<bool> waiting{false};
   waiter_entry* next;
 };
-std::mutex g_waiters_mu;  // guards g_waiters and every entry's link
+std::mutex g_waiters_mu;  // guards g_waiters and every listed entry's link
 waiter_entry* g_waiters = nullptr;
 constexpr int kSigCancel = 32;     // the C library's cancellation signal (__SIGRTMIN)
-constexpr int kCancelTries = 200;  // sends, 1 ms apart
+constexpr int kCancelTries = 200;  // sends, at most 1 ms apart
+
+// fork(): the list's lock is held across the fork (no half-made link in
+// the child); the child drops the parent's entries, whose threads it does
+// not have (a thread of its own may reuse one's stack, and so its address).
+void waiters_before_fork() noexcept {
+  g_waiters_mu.lock();
+}
+void waiters_in_parent() noexcept {
+  g_waiters_mu.unlock();
+}
+void waiters_in_child() noexcept {
+  g_waiters = nullptr;
+  g_waiters_mu.unlock();
+}
+[[maybe_unused]] const bool g_waiters_fork_registered = ueq::on_fork(
+    ueq::fork_layer::epoll,
+    {.prepare = &waiters_before_fork, .parent = &waiters_in_parent, .child = &waiters_in_child});
 
 class listed_thread {
  public:
-  listed_thread() {
-    entry_.self = ::pthread_self();
-    entry_.tid = static_cast<pid_t>(::gettid());
-    std::lock_guard<std::mutex> g(g_waiters_mu);
-    entry_.next = g_waiters;
-    g_waiters = &entry_;
-  }
+  listed_thread() = default;
   ~listed_thread() {
+    if (entry_.gen != ueq::fork_generation() + 1) return;  // not listed in this process
     std::lock_guard<std::mutex> g(g_waiters_mu);
     for (waiter_entry** p = &g_waiters; *p; p = &(*p)->next)
       if (*p == &entry_) {
@@ -151,7 +169,19 @@ class listed_thread {
   }
   listed_thread(const listed_thread&) = delete;
   listed_thread& operator=(const listed_thread&) = delete;
-  waiter_entry& entry() noexcept { return entry_; }
+  // The entry, listed (again, after a fork) if it is not.
+  waiter_entry& entry() noexcept {
+    const std::uint64_t gen = ueq::fork_generation() + 1;  // 0: never listed
+    if (entry_.gen != gen) {
+      entry_.self = ::pthread_self();
+      entry_.tid = static_cast<pid_t>(::gettid());
+      std::lock_guard<std::mutex> g(g_waiters_mu);
+      entry_.gen = gen;
+      entry_.next = g_waiters;
+      g_waiters = &entry_;
+    }
+    return entry_;
+  }
 
  private:
   waiter_entry entry_{};
@@ -163,15 +193,12 @@ class listed_thread {
 // is a vcore of the runtime).
 class waiting_scope {
  public:
-  explicit waiting_scope(bool may_sleep) {
-    if (!may_sleep || ueq::parks_as_uthread()) return;
-    int state;
-    if (::pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &state) != 0) return;
-    ::pthread_setcancelstate(state, nullptr);
-    if (state != PTHREAD_CANCEL_ENABLE) return;
+  waiting_scope(bool may_sleep, bool enabled) {
+    if (!may_sleep || !enabled || ueq::parks_as_uthread()) return;
     thread_local listed_thread me;
     entry_ = &me.entry();
     entry_->waiting.store(true, std::memory_order_seq_cst);
+    std::atomic_thread_fence(std::memory_order_seq_cst);  // see waiter_entry
   }
   ~waiting_scope() {
     if (entry_) entry_->waiting.store(false, std::memory_order_relaxed);
@@ -186,6 +213,7 @@ class waiting_scope {
 // Sends the cancellation signal to th if a wait of its may sleep; false if
 // none does.
 bool kick(pthread_t th) {
+  std::atomic_thread_fence(std::memory_order_seq_cst);  // see waiter_entry
   std::lock_guard<std::mutex> g(g_waiters_mu);
   for (waiter_entry* w = g_waiters; w; w = w->next)
     if (::pthread_equal(w->self, th)) {
@@ -197,13 +225,31 @@ bool kick(pthread_t th) {
 }
 
 // One wait of the program's, a cancellation point as the C library's.
-// `may_sleep`: false for a zero timeout.
+// `may_sleep`: false for a zero timeout. ueq's own work inside runs with
+// cancellation disabled: the C library's write() or poll() that ueq calls
+// there are cancellation points, and a cancel acting inside ueq would
+// unwind through its frames (some noexcept: std::terminate) and leave its
+// state half changed. A disabled cancel still ends the sleep it signals
+// (EINTR); it acts here, once the state is restored.
 template <class Wait>
 int cancellation_point(bool may_sleep, Wait wait) {
-  waiting_scope w(may_sleep);
-  ::pthread_testcancel();  // after `waiting` is stored: see waiter_entry
-  const int r = wait();
-  if (r < 0 && errno == EINTR) ::pthread_testcancel();
+  int state = PTHREAD_CANCEL_ENABLE;
+  (void)::pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &state);
+  const bool enabled = state == PTHREAD_CANCEL_ENABLE;
+  int r, e;
+  {
+    waiting_scope w(may_sleep, enabled);
+    if (enabled) {
+      (void)::pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, nullptr);
+      ::pthread_testcancel();  // after `waiting` is stored: see waiter_entry
+      (void)::pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, nullptr);
+    }
+    r = wait();
+    e = errno;
+  }
+  (void)::pthread_setcancelstate(state, nullptr);
+  if (r < 0 && e == EINTR) ::pthread_testcancel();
+  errno = e;
   return r;
 }
 
@@ -298,9 +344,12 @@ UEQ_EXPORT int pthread_cancel(pthread_t th) {
   const int r = R().pthread_cancel(th);
   if (r != 0 || ours()) return r;
   const ueq::epoll_internal::errno_on_success e;
+  // Until the target's wait is over: 50 us, then 1 ms apart. A raw system
+  // call: the C library's nanosleep is a cancellation point, and
+  // pthread_cancel is none.
   for (int i = 0; i < kCancelTries && kick(th); ++i) {
-    timespec ms{0, 1000000};
-    ::nanosleep(&ms, nullptr);  // until the target's wait is over
+    timespec pause{0, i == 0 ? 50'000 : 1'000'000};
+    (void)::syscall(SYS_nanosleep, &pause, nullptr);
   }
   return e.keep(0);
 }

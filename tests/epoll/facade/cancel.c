@@ -2,16 +2,22 @@
  * thread asleep in one (timeout -1) is cancelled by pthread_cancel, alone
  * or beside another waiter of the same set; a cancel pending when a wait
  * begins acts at once, even with a zero timeout; a thread with
- * cancellation disabled is not disturbed (it takes its event, then is cancelled at a later wait
- * once it enables it). The main thread cancels once a waiter is asleep in a system call (read from
- * /proc, within a bound); alarm() bounds the whole run. */
+ * cancellation disabled is not disturbed (it takes its event, then is
+ * cancelled at a later wait once it enables it); a waiter kept busy by a
+ * writer is cancelled wherever it is (awake inside the wait too: no
+ * abort); and after fork() the child's forking thread, asleep in a wait,
+ * is cancelled by a thread of the child. The main thread cancels once a
+ * waiter is asleep in a system call (read from /proc, within a bound);
+ * alarm() bounds the whole run. */
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <sys/epoll.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -86,6 +92,44 @@ static void cancel_one(int kind, const char* name) {
   printf("%s: cancelled=%d\n", name, res == PTHREAD_CANCELED);
 }
 
+/* A writer keeps an edge-triggered pipe busy; each busy waiter takes its
+ * edges until it is cancelled. */
+static int bp[2];
+static atomic_int writing = 1;
+static void* busy_writer(void* arg) {
+  (void)arg;
+  while (writing) {
+    (void)!write(bp[1], "x", 1);
+    struct timespec t = {0, 20000};
+    nanosleep(&t, NULL);
+  }
+  return NULL;
+}
+static void* busy_waiter(void* arg) {
+  int bep = *(int*)arg;
+  struct epoll_event out[4];
+  char buf[256];
+  for (;;)
+    if (epoll_wait(bep, out, 4, -1) > 0) {
+      pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+      (void)!read(bp[0], buf, sizeof buf);
+      pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
+    }
+  return NULL;
+}
+
+static pthread_t forker;
+static void* child_canceller(void* arg) {
+  int t = *(int*)arg;
+  double t0 = now();
+  while (now() - t0 < 2 && !asleep(t)) {
+    struct timespec ms = {0, 1000000};
+    nanosleep(&ms, NULL); /* polling the waiter's state; bounded */
+  }
+  pthread_cancel(forker);
+  return NULL;
+}
+
 int main(void) {
   setvbuf(stdout, NULL, _IONBF, 0);
   alarm(20);
@@ -135,5 +179,46 @@ int main(void) {
   q.got = 1;
   pthread_join(tq, &rq);
   printf("pending: cancelled=%d\n", rq == PTHREAD_CANCELED);
+
+  /* Busy waiters, cancelled at moments spread over 0-2 ms. */
+  int bep = epoll_create1(0);
+  if (pipe2(bp, O_NONBLOCK) != 0) return 1;
+  struct epoll_event be = {.events = EPOLLIN | EPOLLET, .data.u64 = 6};
+  epoll_ctl(bep, EPOLL_CTL_ADD, bp[0], &be);
+  pthread_t tw;
+  pthread_create(&tw, NULL, busy_writer, NULL);
+  int busy_ok = 0;
+  for (int i = 0; i < 100; ++i) {
+    pthread_t tb;
+    void* rb2;
+    pthread_create(&tb, NULL, busy_waiter, &bep);
+    struct timespec t = {0, (i * 37 % 100) * 20000};
+    nanosleep(&t, NULL); /* varies the moment of the cancel; not a synchronisation */
+    pthread_cancel(tb);
+    pthread_join(tb, &rb2);
+    busy_ok += rb2 == PTHREAD_CANCELED;
+  }
+  writing = 0;
+  pthread_join(tw, NULL);
+  printf("busy: cancelled=%d/100\n", busy_ok);
+
+  /* fork(): the child's forking thread (which waited in the parent too)
+   * asleep in a wait, cancelled by a thread of the child. */
+  struct epoll_event fo[4];
+  (void)epoll_wait(ep, fo, 4, 1);
+  pid_t pid = fork();
+  if (pid == 0) {
+    forker = pthread_self();
+    int me = (int)syscall(SYS_gettid);
+    pthread_t tc;
+    pthread_create(&tc, NULL, child_canceller, &me);
+    int cep = epoll_create1(0);
+    epoll_wait(cep, fo, 4, 5000);
+    printf("child: the wait was not cancelled\n");
+    _exit(1);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  printf("fork: child cancelled=%d\n", WIFEXITED(status) && WEXITSTATUS(status) == 0);
   return 0;
 }
