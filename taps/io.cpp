@@ -189,6 +189,12 @@ struct io_entry {
   // check; relaxed like the stamps.
   std::atomic<short> rd_want{0}, wr_want{0};
   share rd_share, wr_share;  // the callers waiting on each side (see `share`)
+  // A read found the file's read side shut down for good (read_side_shut):
+  // later reads ask at their first EAGAIN, not after a wait (the side's
+  // one edge is spent). Cleared with the sides (another file, or a close).
+  // Relaxed: a hint; a stale value costs a poll, or one wait that ends at
+  // the next event, the deadline or the watcher.
+  std::atomic<bool> rd_shut{false};
 };
 
 constexpr std::uint32_t kReadFilter = kTapReadable | kTapPriority | kTapRdhup;
@@ -230,6 +236,7 @@ void drop_sides_locked(tap_service* svc, io_entry& e) ABSL_EXCLUSIVE_LOCKS_REQUI
     if (s->tap.live()) (void)svc->remove(s->tap);
     *s = {};
   }
+  e.rd_shut.store(false, std::memory_order_relaxed);  // see io_entry::rd_shut
 }
 
 // The way to read and write the file fd names, `sb` being its fstat.
@@ -775,34 +782,42 @@ status wait_sides(fd_ref& c, bool rd, bool wr, short want, mono_ns deadline, wai
 }
 
 // Whether fd's read side is shut down for good (shutdown(SHUT_RD) of a
-// datagram socket or of a listener, or its peer's end of a datagram pair):
-// its poll says readable with RDHUP or HUP. The kernel then answers a
-// non-blocking try with EAGAIN for ever, where a blocking call returns at
-// once, and the side's one edge has been taken already.
+// datagram socket or of a listener): its poll says RDHUP or HUP. The
+// kernel then answers a non-blocking try with EAGAIN for ever, where a
+// blocking call returns at once, and the side's one edge has been taken
+// already.
 bool read_side_shut(int fd) {
   pollfd p{fd, POLLIN | POLLRDHUP, 0};
   return ::poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP));
 }
 
 // The retry loop every call shares. `op(ref)` makes one non-blocking try.
-// A read whose try still finds nothing after a wait, on a side shut down
-// for good, answers as the blocking call: 0 bytes, or `shut_errno` (accept:
+// A read whose try still finds nothing after a wait (or on a side found
+// shut before), on a side shut down for good, tries once more (what came
+// before the shutdown goes first: a stream then reads it, or its end) and
+// then answers as the blocking call: 0 bytes, or `shut_errno` (accept:
 // EINVAL). Asked only then, so a wait costs no extra system call.
 template <class Op>
 result<std::size_t> retry(int fd, bool write, mono_ns deadline, Op op, int shut_errno = 0) {
   auto c = begin(fd);
   if (!c) return c.error();
   wait_state ws;
-  bool waited = false;
+  bool waited = false, shut = false;
   for (;;) {
     ws.note(*c);
     const ssize_t r = op(*c);
     if (r >= 0) return static_cast<std::size_t>(r);
     if (errno == EINTR) continue;
     if (errno != EAGAIN && errno != EWOULDBLOCK) return errno_code(errno);
-    if (waited && !write && read_side_shut(fd)) {
+    if (shut) {
       if (shut_errno != 0) return errno_code(shut_errno);
       return std::size_t{0};
+    }
+    // relaxed: see io_entry::rd_shut.
+    if (!write && (waited || c->e->rd_shut.load(std::memory_order_relaxed)) && read_side_shut(fd)) {
+      c->e->rd_shut.store(true, std::memory_order_relaxed);
+      shut = true;
+      continue;
     }
     if (status s =
             wait_sides(*c, !write, write, write ? POLLOUT : POLLIN | POLLRDHUP, deadline, ws);
