@@ -204,10 +204,11 @@ status ctl_full(epoll_set& self, int op, int fd, const epoll_event* event) {
     case EPOLL_CTL_ADD: {
       if (it != p.entries.end()) return status(EEXIST);
       impl* child = target ? &epoll_access::of(*target) : nullptr;
-      // A set torn down since the lookup above (its last number closed, or
+      // A set whose last number went since the lookup above (closed, or
       // found closed behind ueq's back, by another thread): its number no
-      // longer names it, and an entry would outlive it. numbers: guarded by
-      // reg().mu, which we hold; empty exactly once the set is torn down.
+      // longer names it, and an entry would outlive it (it is torn down
+      // now, or when the waits in it return). numbers: guarded by
+      // reg().mu, which we hold; empty exactly once that happened.
       if (child && child->numbers.empty()) return status(EBADF);
       if (child) {
         const int below = depth_below(child, &p);

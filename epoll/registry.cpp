@@ -620,9 +620,14 @@ void register_dup(int oldfd, int newfd) {
 
 // dup2/dup3: newfd, if open, is closed by the call: let ueq forget it first.
 int dup_over(int oldfd, int newfd, int flags, bool is_dup2) {
-  oldfd = program_fd(oldfd);
   // Calls that make no new number get the kernel's answer, in its order
-  // (dup3: flags, then the same number, then oldfd).
+  // (dup3: flags, then the same number, then oldfd), with ueq's own
+  // numbers answered for as numbers the program never opened.
+  if (oldfd == newfd) {
+    if (!is_dup2) return ::dup3(oldfd, newfd, flags);  // EINVAL, touching nothing
+    oldfd = newfd = program_fd(oldfd);
+  }
+  oldfd = program_fd(oldfd);
   if (oldfd == newfd || (!is_dup2 && (flags & ~O_CLOEXEC)) || !fd_open(oldfd))
     return is_dup2 ? ::dup2(oldfd, newfd) : ::dup3(oldfd, newfd, flags);
   // From a signal handler that interrupted ueq on this thread, take no lock:
