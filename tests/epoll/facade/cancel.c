@@ -21,6 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sleeping.h"
+
 static int ep, p[2];
 
 struct waiter {
@@ -56,37 +58,12 @@ static void* run(void* arg) {
   return NULL;
 }
 
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-/* Whether thread t of this process is asleep in a system call. */
-static int asleep(int t) {
-  char path[64], state = 0;
-  snprintf(path, sizeof path, "/proc/self/task/%d/stat", t);
-  FILE* f = fopen(path, "r");
-  if (!f) return 0;
-  if (fscanf(f, "%*d (%*[^)]) %c", &state) != 1) state = 0;
-  fclose(f);
-  return state == 'S';
-}
-
-static void wait_asleep(struct waiter* w) {
-  double t0 = now();
-  while (now() - t0 < 2 && !(w->tid && asleep(w->tid))) {
-    struct timespec ms = {0, 1000000};
-    nanosleep(&ms, NULL); /* polling the waiter's state; bounded */
-  }
-}
-
 static void cancel_one(int kind, const char* name) {
   struct waiter w = {.kind = kind};
   pthread_t th;
   void* res;
   pthread_create(&th, NULL, run, &w);
-  wait_asleep(&w);
+  wait_asleep(&w.tid);
   pthread_cancel(th);
   pthread_join(th, &res);
   printf("%s: cancelled=%d\n", name, res == PTHREAD_CANCELED);
@@ -120,12 +97,7 @@ static void* busy_waiter(void* arg) {
 
 static pthread_t forker;
 static void* child_canceller(void* arg) {
-  int t = *(int*)arg;
-  double t0 = now();
-  while (now() - t0 < 2 && !asleep(t)) {
-    struct timespec ms = {0, 1000000};
-    nanosleep(&ms, NULL); /* polling the waiter's state; bounded */
-  }
+  wait_asleep(arg);
   pthread_cancel(forker);
   return NULL;
 }
@@ -147,8 +119,8 @@ int main(void) {
   void *ra, *rb;
   pthread_create(&ta, NULL, run, &a);
   pthread_create(&tb, NULL, run, &b);
-  wait_asleep(&a);
-  wait_asleep(&b);
+  wait_asleep(&a.tid);
+  wait_asleep(&b.tid);
   pthread_cancel(ta);
   pthread_cancel(tb);
   pthread_join(ta, &ra);
@@ -160,7 +132,7 @@ int main(void) {
   pthread_t td;
   void* rd;
   pthread_create(&td, NULL, run, &d);
-  wait_asleep(&d);
+  wait_asleep(&d.tid);
   pthread_cancel(td);
   /* Had the cancel ended the wait, it would have returned -1 (EINTR), not
    * the event written after it. */
@@ -209,7 +181,7 @@ int main(void) {
   pid_t pid = fork();
   if (pid == 0) {
     forker = pthread_self();
-    int me = (int)syscall(SYS_gettid);
+    atomic_int me = (int)syscall(SYS_gettid);
     pthread_t tc;
     pthread_create(&tc, NULL, child_canceller, &me);
     int cep = epoll_create1(0);
