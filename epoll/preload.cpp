@@ -188,13 +188,11 @@ class listed_thread {
 };
 
 // Marks the calling thread's entry `waiting` for the length of one wait
-// that may sleep, if a cancel could reach it there: a plain thread,
-// cancellation enabled (a uthread's wait parks the uthread, and its thread
-// is a vcore of the runtime).
+// that may sleep, if a cancel could reach it there (cancellation enabled).
 class waiting_scope {
  public:
   waiting_scope(bool may_sleep, bool enabled) {
-    if (!may_sleep || !enabled || ueq::parks_as_uthread()) return;
+    if (!may_sleep || !enabled) return;
     thread_local listed_thread me;
     entry_ = &me.entry();
     entry_->waiting.store(true, std::memory_order_seq_cst);
@@ -233,6 +231,10 @@ bool kick(pthread_t th) {
 // (EINTR); it acts here, once the state is restored.
 template <class Wait>
 int cancellation_point(bool may_sleep, Wait wait) {
+  // A uthread's wait parks the uthread, which may resume on another vcore
+  // (a thread of the runtime's, which no one cancels): no thread's cancel
+  // state is touched for it.
+  if (ueq::parks_as_uthread()) return wait();
   int state = PTHREAD_CANCEL_ENABLE;
   (void)::pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &state);
   const bool enabled = state == PTHREAD_CANCEL_ENABLE;
