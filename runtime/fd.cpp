@@ -117,7 +117,7 @@ int hide_fd(int fd) noexcept {
   if (fd < 0) return fd;
   int out = fd;
   rlimit rl;
-  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur >= 64) {
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur >= 16) {
     // The top 256 numbers below the soft limit (the top quarter under a
     // limit below 1024), searched from their bottom.
     const rlim_t top = std::min<rlim_t>(256, rl.rlim_cur / 4);

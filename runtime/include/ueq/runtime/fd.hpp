@@ -41,7 +41,7 @@ std::size_t host_max_fds() noexcept;
 // among its top 256 numbers (its top quarter under a limit below 1024),
 // closes the original number, and returns the new one. The program's next
 // open() then gets the number it would have got without ueq. If no high
-// number is free, or the limit is below 64, fd is returned unchanged.
+// number is free, or the limit is below 16, fd is returned unchanged.
 // Either way the number is recorded as the runtime's own (is_own_fd) until
 // close_own().
 int hide_fd(int fd) noexcept;
