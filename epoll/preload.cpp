@@ -235,6 +235,13 @@ int cancellation_point(bool may_sleep, Wait wait) {
   // (a thread of the runtime's, which no one cancels): no thread's cancel
   // state is touched for it.
   if (ueq::parks_as_uthread()) return wait();
+  // Deferred for the length of the call (an asynchronous cancel must not
+  // act inside ueq either, and glibc's setcancelstate that acts on one
+  // leaves the thread's result unset where pthread_testcancel sets it to
+  // PTHREAD_CANCELED); a cancel pending at the end acts before the type is
+  // asynchronous again.
+  int type = PTHREAD_CANCEL_DEFERRED;
+  (void)::pthread_setcanceltype(PTHREAD_CANCEL_DEFERRED, &type);
   int state = PTHREAD_CANCEL_ENABLE;
   (void)::pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &state);
   const bool enabled = state == PTHREAD_CANCEL_ENABLE;
@@ -250,7 +257,8 @@ int cancellation_point(bool may_sleep, Wait wait) {
     e = errno;
   }
   (void)::pthread_setcancelstate(state, nullptr);
-  if (r < 0 && e == EINTR) ::pthread_testcancel();
+  if ((r < 0 && e == EINTR) || type == PTHREAD_CANCEL_ASYNCHRONOUS) ::pthread_testcancel();
+  (void)::pthread_setcanceltype(type, nullptr);
   errno = e;
   return r;
 }

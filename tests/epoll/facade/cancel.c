@@ -1,6 +1,7 @@
 /* epoll_wait, epoll_pwait and epoll_pwait2 are cancellation points: a
  * thread asleep in one (timeout -1) is cancelled by pthread_cancel, alone
- * or beside another waiter of the same set; a cancel pending when a wait
+ * or beside another waiter of the same set, with the deferred or the
+ * asynchronous type (the join gets PTHREAD_CANCELED); a cancel pending when a wait
  * begins acts at once, even with a zero timeout; a thread with
  * cancellation disabled is not disturbed (it takes its event, then is
  * cancelled at a later wait once it enables it); a waiter kept busy by a
@@ -26,7 +27,7 @@
 static int ep, p[2];
 
 struct waiter {
-  int kind; /* 0 epoll_wait, 1 epoll_pwait, 2 epoll_pwait2, 3 disabled, 4 pending */
+  int kind; /* 0 epoll_wait, 1 epoll_pwait, 2 epoll_pwait2, 3 disabled, 4 pending, 5 async */
   atomic_int tid;
   atomic_int got;
 };
@@ -51,6 +52,12 @@ static void* run(void* arg) {
     pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
     epoll_wait(ep, out, 4, 0); /* a zero timeout acts on it too */
     return NULL;
+  }
+  if (w->kind == 5) {
+    pthread_setcanceltype(PTHREAD_CANCEL_ASYNCHRONOUS, NULL);
+    epoll_wait(ep, out, 4, 3000);
+    pthread_setcanceltype(PTHREAD_CANCEL_DEFERRED, NULL);
+    return (void*)5;
   }
   if (w->kind == 0) epoll_wait(ep, out, 4, -1);
   if (w->kind == 1) epoll_pwait(ep, out, 4, -1, NULL);
@@ -109,6 +116,7 @@ int main(void) {
   if (pipe(p) != 0) return 1;
   struct epoll_event e = {.events = EPOLLIN, .data.u64 = 5};
   epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &e);
+  cancel_one(5, "asynchronous type"); /* first: the waiter leads the host poll */
   cancel_one(0, "epoll_wait");
   cancel_one(1, "epoll_pwait");
   cancel_one(2, "epoll_pwait2");
