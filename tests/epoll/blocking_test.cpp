@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <chrono>
 #include <climits>
+#include <cstdint>
 #include <limits>
 #include <thread>
 #include <vector>
@@ -213,12 +214,10 @@ TEST_CASE("epoll: an epoll fd closed while a thread waits in it keeps reporting 
   int n = -2;
   epoll_event out[2]{};
   std::thread waiter([&] {
-    tid.store(static_cast<pid_t>(::gettid()));
+    tid.store(ueq::test::current_tid());
     n = ueq_epoll_wait(ep, out, 2, 20000);
   });
-  const auto limit = ueq::deadline_after_ms(5000);
-  while (!ueq::test::thread_sleeping(tid.load()) && ueq::monotonic_now() < limit)
-    std::this_thread::yield();
+  REQUIRE(ueq::test::wait_until([&] { return ueq::test::thread_sleeping(tid.load()); }));
   REQUIRE(ueq_close(ep) == 0);
   // The number is free: a new set may take it, and is empty.
   const int again = ueq_epoll_create1(0);
@@ -236,37 +235,61 @@ TEST_CASE("epoll: an epoll fd closed while a thread waits in it keeps reporting 
   REQUIRE(errno == EBADF);
 }
 
-TEST_CASE("epoll: an epoll fd closed while a uthread waits in it keeps reporting to that wait",
-          "[epoll][uthread]") {
-  pipe_fds p;
-  const int ep = ueq_epoll_create1(EPOLL_CLOEXEC);
-  REQUIRE(ep >= 0);
+namespace {
+
+// One vcore: a uthread waits (up to 20 s) on a set holding pipe p.r with
+// `data`; once it has parked, another uthread runs `then`, then writes a
+// byte to the pipe. What the wait returned, and how long it took.
+struct uthread_wait {
+  bool ran = false;
+  int n = -2;
+  epoll_event out[4]{};
+  std::int64_t waited_ms = -1;
+};
+template <class Then>
+uthread_wait wait_in_uthread(const pipe_fds& p, int ep, std::uint64_t data, Then then) {
   epoll_event ev{};
   ev.events = EPOLLIN;
-  ev.data.u64 = 78;
+  ev.data.u64 = data;
   REQUIRE(ueq_epoll_ctl(ep, EPOLL_CTL_ADD, p.r, &ev) == 0);
-  int n = -2, closed = -2;
-  epoll_event out[4]{};
+  uthread_wait w;
   std::atomic<bool> waiter_started{false};
   auto ran = ueq::run(
       [&] {
         auto waiter = ueq::spawn([&] {
           waiter_started.store(true);
-          n = ueq_epoll_wait(ep, out, 4, 20000);
+          const auto t0 = std::chrono::steady_clock::now();
+          w.n = ueq_epoll_wait(ep, w.out, 4, 20000);
+          w.waited_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::steady_clock::now() - t0)
+                            .count();
         });
-        // One vcore: the waiter runs to its park when we yield.
+        // Let the waiter reach its wait first: it runs when we yield.
         while (!waiter_started.load())
           ueq::this_uthread::yield();
         ueq::this_uthread::yield();
-        closed = ueq_close(ep);
+        then();
         (void)::write(p.w, "x", 1);
         if (waiter) (void)waiter->join();
       },
       {.vcores = 1});
-  REQUIRE(ran.ok());
+  w.ran = ran.ok();
+  return w;
+}
+
+}  // namespace
+
+TEST_CASE("epoll: an epoll fd closed while a uthread waits in it keeps reporting to that wait",
+          "[epoll][uthread]") {
+  pipe_fds p;
+  const int ep = ueq_epoll_create1(EPOLL_CLOEXEC);
+  REQUIRE(ep >= 0);
+  int closed = -2;
+  const uthread_wait w = wait_in_uthread(p, ep, 78, [&] { closed = ueq_close(ep); });
+  REQUIRE(w.ran);
   REQUIRE(closed == 0);
-  REQUIRE(n == 1);
-  REQUIRE(out[0].data.u64 == 78);
+  REQUIRE(w.n == 1);
+  REQUIRE(w.out[0].data.u64 == 78);
 }
 
 TEST_CASE("epoll: from a uthread, epoll_wait parks only that uthread", "[epoll][uthread]") {
@@ -276,36 +299,11 @@ TEST_CASE("epoll: from a uthread, epoll_wait parks only that uthread", "[epoll][
   pipe_fds p;
   const int ep = ueq_epoll_create1(EPOLL_CLOEXEC);
   REQUIRE(ep >= 0);
-  epoll_event ev{};
-  ev.events = EPOLLIN;
-  ev.data.u64 = 77;
-  REQUIRE(ueq_epoll_ctl(ep, EPOLL_CTL_ADD, p.r, &ev) == 0);
-  int n = -2;
-  epoll_event out[4]{};
-  std::atomic<bool> waiter_started{false};
-  std::int64_t waited_ms = -1;
-  auto ran = ueq::run(
-      [&] {
-        auto waiter = ueq::spawn([&] {
-          waiter_started.store(true);
-          const auto t0 = std::chrono::steady_clock::now();
-          n = ueq_epoll_wait(ep, out, 4, 20000);
-          waited_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                          std::chrono::steady_clock::now() - t0)
-                          .count();
-        });
-        // Let the waiter reach its wait first: it runs when we yield.
-        while (!waiter_started.load())
-          ueq::this_uthread::yield();
-        ueq::this_uthread::yield();
-        (void)::write(p.w, "x", 1);
-        if (waiter) (void)waiter->join();
-      },
-      {.vcores = 1});
-  REQUIRE(ran.ok());
-  REQUIRE(n == 1);
-  REQUIRE(out[0].data.u64 == 77);
-  REQUIRE((out[0].events & EPOLLIN));
-  REQUIRE(waited_ms < 10000);
+  const uthread_wait w = wait_in_uthread(p, ep, 77, [] {});
+  REQUIRE(w.ran);
+  REQUIRE(w.n == 1);
+  REQUIRE(w.out[0].data.u64 == 77);
+  REQUIRE((w.out[0].events & EPOLLIN));
+  REQUIRE(w.waited_ms < 10000);
   REQUIRE(ueq_close(ep) == 0);
 }
