@@ -319,10 +319,13 @@ void remove_entry(impl& s, absl::node_hash_map<int, impl::entry>::iterator it, b
 }
 
 // Ends s's watch of the host poller's fd, if it has one (under reg().mu).
-void unwatch_host(impl& s) {
+// `live`: s's number still names its epoll fd (else the watch went with
+// that file, and the number may name another file now).
+void unwatch_host(impl& s, bool live) {
   if (!s.watches_host.load(std::memory_order_relaxed)) return;
-  (void)k_epoll_ctl(s.epfd.load(std::memory_order_relaxed), EPOLL_CTL_DEL, s.svc->pollable_fd(),
-                    nullptr);
+  if (live)
+    (void)k_epoll_ctl(s.epfd.load(std::memory_order_relaxed), EPOLL_CTL_DEL, s.svc->pollable_fd(),
+                      nullptr);
   s.watches_host.store(false, std::memory_order_relaxed);
   --reg().host_watchers;
 }
@@ -543,12 +546,7 @@ void drop_set_number(absl::flat_hash_map<int, std::shared_ptr<epoll_set>>::itera
   // thread that did not survive a fork), and no set of ours holds it.
   if (s.native.load(std::memory_order_acquire)) return;
   drop_holders_of(s);
-  if (!live && s.watches_host.load(std::memory_order_relaxed)) {
-    // The number names another file now: the watch went with ours.
-    s.watches_host.store(false, std::memory_order_relaxed);
-    --reg().host_watchers;
-  }
-  unwatch_host(s);
+  unwatch_host(s, live);
   log("close epoll fd=%d", fd);
   // seq_cst store, then seq_cst load: the closer's half of the handshake
   // with the waits (set.hpp, at `sleepers`).

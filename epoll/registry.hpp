@@ -128,8 +128,9 @@ void drop_entries_of(int fd, bool release = true) ABSL_EXCLUSIVE_LOCKS_REQUIRED(
 // registers the number's new file removes stale entries without it.
 void remove_entry(impl& s, absl::node_hash_map<int, impl::entry>::iterator it, bool release = true)
     ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu, s.mu);
-// Ends s's watch of the host poller's fd, if any (under reg().mu).
-void unwatch_host(impl& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu);
+// Ends s's watch of the host poller's fd, if any (under reg().mu); the
+// kernel is told only while s's number still names its file (`live`).
+void unwatch_host(impl& s, bool live = true) ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu);
 // Before the host poller holds an epoll fd not of ours: every set's watch
 // of the host ends, and no later set starts one. That epoll fd may hold a
 // watching set's epoll fd (or come to), and the kernel would see the path

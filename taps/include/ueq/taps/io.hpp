@@ -65,7 +65,9 @@
 // of a listener, usually to unblock a thread in recvfrom() or accept())
 // gives what the blocking call gives, at once: 0 bytes, and accept()
 // EINVAL (the kernel answers ueq's non-blocking tries with EAGAIN there;
-// after a wake that found nothing, a poll of the fd tells).
+// after a wake that found nothing a poll of the fd tells, and the fd's
+// entry remembers it for later calls). Data that arrived before the
+// shutdown is read first.
 //
 // Results: byte counts (or the new fd) as result<T>; errors are the system
 // call's errno, ETIMEDOUT when the deadline passes first, EBADF when the fd
