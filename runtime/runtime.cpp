@@ -44,11 +44,15 @@ index_pool& pool() {
 // the child, where only the forking thread lives, never inherits it half
 // made or locked by a thread it does not have. Runtime layer: its prepare
 // runs after every other layer's.
-os_mutex& pool_lock() {
-  return pool().mu;
+void pool_before_fork() noexcept ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  pool().mu.lock();
+}
+void pool_after_fork() noexcept ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  pool().mu.unlock();
 }
 [[maybe_unused]] const bool g_pool_fork_registered =
-    hold_across_fork<&pool_lock>(fork_layer::runtime);
+    on_fork(fork_layer::runtime,
+            {.prepare = &pool_before_fork, .parent = &pool_after_fork, .child = &pool_after_fork});
 
 // Returns the thread's index to the pool at thread exit. After that the
 // thread reports kNoThreadIndex, which every user treats as "shared shard".

@@ -7,11 +7,11 @@
 
 #include <atomic>
 #include <catch2/catch.hpp>
-#include <chrono>
 #include <cstring>
 #include <thread>
 
 #include "../support.hpp"
+#include "ueq/runtime/clock.hpp"
 #include "ueq/runtime/fork.hpp"
 #include "ueq/runtime/thread_index.hpp"
 
@@ -74,14 +74,15 @@ TEST_CASE("fork: a child indexes new threads though another thread held the inde
   // good (here the child takes the lock as that thread would). With it,
   // the fork waits for the lock: the holder lets go once the forking
   // thread sleeps (on that lock), or once the fork is done.
-  const pid_t main_tid = ueq::test::current_tid();
+  std::atomic<pid_t> main_tid{static_cast<pid_t>(::gettid())};
   std::atomic<bool> held{false}, forked{false};
   std::thread holder([&] {
     ueq::detail::hold_thread_index_pool_for_test(true);
     held.store(true);
-    (void)ueq::test::wait_until(
-        [&] { return forked.load() || ueq::test::thread_sleeping(main_tid); },
-        std::chrono::seconds(5));
+    const auto limit = ueq::deadline_after_ms(5000);
+    while (!forked.load() && !ueq::test::thread_sleeping(main_tid.load()) &&
+           ueq::monotonic_now() < limit)
+      std::this_thread::yield();
     ueq::detail::hold_thread_index_pool_for_test(false);
   });
   while (!held.load())
@@ -100,8 +101,9 @@ TEST_CASE("fork: a child indexes new threads though another thread held the inde
   // The child is done within 5 s, or hangs: poll its status, bounded.
   int status = -1;
   pid_t done = 0;
-  (void)ueq::test::wait_until([&] { return (done = ::waitpid(pid, &status, WNOHANG)) != 0; },
-                              std::chrono::seconds(5));
+  const auto limit = ueq::deadline_after_ms(5000);
+  while ((done = ::waitpid(pid, &status, WNOHANG)) == 0 && ueq::monotonic_now() < limit)
+    std::this_thread::yield();
   if (done == 0) {
     ::kill(pid, SIGKILL);
     ::waitpid(pid, &status, 0);
