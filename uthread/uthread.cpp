@@ -45,7 +45,7 @@
 
 #include <algorithm>
 #include <atomic>
-#include <boost/context/fiber.hpp>
+#include <boost/context/detail/fcontext.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -84,7 +84,7 @@
 #include <sanitizer/tsan_interface.h>
 #endif
 
-namespace ctx = boost::context;
+namespace fc = boost::context::detail;
 
 namespace ueq {
 namespace detail {
@@ -116,10 +116,10 @@ std::atomic<runtime_state*> g_rt{nullptr};
 
 struct vcore_ctx {
   unsigned index = 0;
-  ctx::fiber sched;             // the scheduler's context while a uthread runs
-  uthread* current = nullptr;   // the running uthread
-  uthread* incoming = nullptr;  // a direct switch's target, until it runs
-  uthread* exited = nullptr;    // set by a uthread's last act
+  fc::fcontext_t sched = nullptr;  // the scheduler's context while a uthread runs
+  uthread* current = nullptr;      // the running uthread
+  uthread* incoming = nullptr;     // a direct switch's target, until it runs
+  uthread* exited = nullptr;       // set by a uthread's last act
   post_switch_fn post = nullptr;
   void* post_arg = nullptr;
   block_reason why = block_reason::misc;
@@ -237,19 +237,6 @@ inline void annotate_back(vcore_ctx* vc) noexcept {
   (void)vc;
 }
 
-// --- stacks for boost::context ---------------------------------------------
-struct pool_stack {
-  stack_slot slot;
-  ctx::stack_context allocate() {
-    ctx::stack_context sc;
-    sc.sp = slot.base + slot.size;
-    sc.size = slot.size;
-    return sc;
-  }
-  // Runs on the scheduler stack when the fiber's entry function returns.
-  void deallocate(ctx::stack_context&) noexcept { stack_pool::release(slot); }
-};
-
 void check_canary(uthread* u) noexcept {
   if (!stack_pool::canary_intact(u->stack)) {
     std::fprintf(stderr, "ueq: uthread stack overflow in '%s' (stack %zu bytes)\n", u->name,
@@ -322,11 +309,16 @@ void run_one(runtime_state* r, vcore_ctx* vc, uthread* u) noexcept {
   u->link.vcore = vc->index;
   vc->asan_finished = false;
   annotate_enter(vc, u);
-  ctx::fiber back = std::move(u->ctx).resume();
-  (void)back;  // always empty: the trampoline or the exit returns nothing to resume
+  // Returns when u leaves through trampoline() or ends; neither passes
+  // anything back.
+  (void)fc::jump_fcontext(u->ctx, nullptr);
   annotate_back(vc);
   if (uthread* dead = vc->exited) {
     vc->exited = nullptr;
+    // Its last act was the jump here: the stack is free to go (on the
+    // scheduler's stack, with no current uthread, so the pool lock's
+    // backoff does not try to switch).
+    stack_pool::release(dead->stack);
     on_exit(r, dead);
   }
 }
@@ -346,36 +338,38 @@ void run_one(runtime_state* r, vcore_ctx* vc, uthread* u) noexcept {
   if (vc->post) vc->post(u, vc->post_arg);
 }
 
-// Runs on the scheduler stack right after a uthread switched out.
-ctx::fiber trampoline(ctx::fiber&& f) noexcept {
-  vcore_ctx* vc = tl_vc;  // scheduler side: no migration here
+// Runs on the scheduler stack right after a uthread switched out; `t`
+// carries the uthread's context and the vcore (ontop_fcontext's argument).
+fc::transfer_t trampoline(fc::transfer_t t) noexcept {
+  auto* vc = static_cast<vcore_ctx*>(t.data);  // scheduler side: no migration here
   annotate_back(vc);
   uthread* u = vc->current;
   vc->current = nullptr;
-  u->ctx = std::move(f);
+  u->ctx = t.fctx;
   switched_out(vc, u);
-  return {};
+  return {nullptr, nullptr};
 }
 
 // Runs on the incoming uthread's stack right after a direct switch, and
 // only saves the outgoing context: a leaf, with no registers of its own to
 // save and restore. The rest of the hand-over (arrived(), below) runs where
 // the incoming uthread resumes, on the same stack, before anything else.
-ctx::fiber direct_trampoline(ctx::fiber&& f) noexcept {
-  vcore_ctx* vc = tl_vc;  // same thread as the switch: no migration here
+fc::transfer_t direct_trampoline(fc::transfer_t t) noexcept {
+  auto* vc = static_cast<vcore_ctx*>(t.data);  // same thread as the switch
   annotate_direct_arrived(vc->incoming);
-  vc->current->ctx = std::move(f);
-  // An empty fiber tells the resumed side it came from a uthread: the
+  vc->current->ctx = t.fctx;
+  // A null context tells the resumed side it came from a uthread: the
   // vcore's scheduler context (vc->sched) stays where it is.
-  return {};
+  return {nullptr, nullptr};
 }
 
 // First thing uthread `u` does when it resumes after a switch: `from` is
-// the scheduler's context (kept), or empty after a direct switch, whose
+// the scheduler's context (kept), or null after a direct switch, whose
 // outgoing uthread (still vc->current) is then handed to switched_out().
-[[gnu::always_inline]] inline void arrived(vcore_ctx* vc, uthread* u, ctx::fiber&& from) noexcept {
+[[gnu::always_inline]] inline void arrived(vcore_ctx* vc, uthread* u,
+                                           fc::fcontext_t from) noexcept {
   if (from) {
-    vc->sched = std::move(from);
+    vc->sched = from;
     return;
   }
   uthread* prev = vc->current;
@@ -410,22 +404,22 @@ void switch_out(vcore_ctx* vc, block_reason why, post_switch_fn fn, void* arg) n
   vc->why = why;
   vc->post = fn;
   vc->post_arg = arg;
-  ctx::fiber from;
+  fc::transfer_t from;
   if (uthread* next = pick_direct(rt(), vc)) {
     next->vc = vc;
     next->link.vcore = vc->index;
     vc->incoming = next;
     annotate_direct(u, next);
-    from = std::move(next->ctx).resume_with(direct_trampoline);
+    from = fc::ontop_fcontext(next->ctx, vc, direct_trampoline);
   } else {
     annotate_leave(vc, u, false);
-    from = std::move(vc->sched).resume_with(trampoline);
+    from = fc::ontop_fcontext(vc->sched, vc, trampoline);
   }
   // Resumed, perhaps on another vcore, by its scheduler (which passes its
-  // context) or by another uthread (which passes nothing). Either wrote
+  // context) or by another uthread (which passes none). Either wrote
   // u->vc on this thread before the switch.
   vc = u->vc;
-  arrived(vc, u, std::move(from));
+  arrived(vc, u, from.fctx);
   annotate_entered(vc, u);
 }
 
@@ -449,6 +443,35 @@ void vcore_loop(runtime_state* r, unsigned i) noexcept {
     r->sched->idle(i, r->timers);
   }
   tl_vc = nullptr;
+}
+
+// A uthread's first frame. It is first entered by the scheduler's jump
+// (run_one: `t` holds the scheduler's context) or by a direct switch
+// (ontop_fcontext: direct_trampoline ran first, and what reaches us in `t`
+// is undefined, so we read nothing from it); vc->incoming tells which.
+// Its last act is a jump to the scheduler, which frees the stack.
+[[noreturn]] void uthread_main(fc::transfer_t t) noexcept {
+  vcore_ctx* vc = tl_vc;  // just arrived on this thread: no migration yet
+  uthread* u = vc->incoming;
+  fc::fcontext_t from = nullptr;
+  if (!u) {
+    u = vc->current;
+    from = t.fctx;
+  }
+  arrived(vc, u, from);
+  annotate_entered(vc, u);
+  u->fn();
+  u->fn = nullptr;  // destroy the callable's state while still on our stack
+  vc = u->vc;       // the vcore that resumed it last
+  check_canary(u);
+  vc->exited = u;
+  // From here on we are "the scheduler" for the yield hook: the stack is
+  // released on the scheduler's side under the pool's spin lock, whose
+  // backoff must not try to switch a uthread that no longer exists.
+  vc->current = nullptr;
+  annotate_leave(vc, u, true);
+  (void)fc::jump_fcontext(vc->sched, nullptr);
+  __builtin_unreachable();
 }
 
 // --- hooks installed into runtime/ ----------------------------------------
@@ -574,22 +597,7 @@ result<uthread_handle> spawn(std::function<void()> fn, spawn_options opts) {
 #ifdef UEQ_TSAN
   u->tsan_fiber = __tsan_create_fiber(0);
 #endif
-  u->ctx = ctx::fiber(std::allocator_arg, detail::pool_stack{s}, [u](ctx::fiber&& sched) {
-    detail::vcore_ctx* vc = u->vc;
-    detail::arrived(vc, u, std::move(sched));
-    detail::annotate_entered(vc, u);
-    u->fn();
-    u->fn = nullptr;  // destroy the callable's state while still on our stack
-    vc = u->vc;       // the vcore that resumed it last
-    detail::check_canary(u);
-    vc->exited = u;
-    // From here on we are "the scheduler" for the yield hook: the stack is
-    // released on the scheduler's side under the pool's spin lock, whose
-    // backoff must not try to switch a uthread that no longer exists.
-    vc->current = nullptr;
-    detail::annotate_leave(vc, u, true);
-    return std::move(vc->sched);
-  });
+  u->ctx = fc::make_fcontext(s.base + s.size, s.size, &detail::uthread_main);
   const unsigned v = this_vcore();
   u->link.vcore = v != kNoVcore ? v : 0;
   // relaxed: run() waits for zero with acq_rel/acquire on the decrements;

@@ -4,7 +4,7 @@
 #pragma once
 
 #include <atomic>
-#include <boost/context/fiber.hpp>
+#include <boost/context/detail/fcontext.hpp>
 #include <cstdint>
 #include <functional>
 
@@ -18,7 +18,9 @@ struct vcore_ctx;  // uthread.cpp's per-vcore switch state
 
 struct uthread {
   sched_link link;  // the 2LS's; first, as the hot path touches it most
-  boost::context::fiber ctx;
+  // The saved context while it is not running (boost.context's fcontext
+  // layer; uthread.cpp says why not its fiber class).
+  boost::context::detail::fcontext_t ctx = nullptr;
   std::function<void()> fn;
   stack_slot stack;
   std::atomic<std::uint32_t> join_state{0};

@@ -1,12 +1,12 @@
 // ueq/uthread/uthread.hpp — cooperative user threads.
 //
 // What it is for: many cheap threads of control (100k is fine) that block
-// without blocking a host thread. A uthread runs on a boost::context::fiber
+// without blocking a host thread. A uthread runs on a Boost.Context context
 // with a stack from the stack pool, on one of N vcores (host threads) of the
 // scheduler started by ueq::run(). It runs until it yields or blocks (a
-// mutex, a condition variable, a join, a sleep, any ueq::parker); blocking
-// switches to the vcore's scheduler, which runs another uthread. Nothing
-// preempts a uthread.
+// mutex, a condition variable, a join, a sleep, any ueq::parker); then its
+// vcore runs the next uthread the scheduler picks (by a direct switch), or
+// its scheduler context when there is none. Nothing preempts a uthread.
 //
 // Thread-safety: spawn() and uthread_handle::join()/detach() from uthreads
 // and from plain threads while the runtime runs; this_uthread:: functions
