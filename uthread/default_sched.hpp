@@ -149,6 +149,25 @@ class default_scheduler final : public scheduler_2ls {
     return nullptr;
   }
 
+  // A yield's pick on vcore v by the running uthread u, when the answer is
+  // plainly the head of the local FIFO: runnext and the shared queue are
+  // empty, and there is no surplus a sleeping vcore should get (pick_next
+  // would return the same uthread). Then u joins the back of the FIFO
+  // here, before the switch, instead of in thread_paused after it: the
+  // FIFO is this thread's alone, and u's context is saved before the next
+  // uthread runs. Null when the general path (pick_next) must decide.
+  uthread* yield_pick(unsigned v, uthread* u) noexcept {
+    vq& q = q_[v];
+    // relaxed: hints, as in pick_next; work we miss is seen at the next pick.
+    if (q.runnext || q.local_n == 0 || q.n.load(std::memory_order_relaxed) != 0) return nullptr;
+    if (q.local_n > 1 && nsleeping_.load(std::memory_order_relaxed) > 0) return nullptr;
+    q.runnext_streak = 0;
+    ++q.ticks;
+    uthread* next = pop_local(q);
+    push_local(q, u);
+    return next;
+  }
+
   void idle(unsigned v, const timer_service& timers) noexcept override {
     vq& q = q_[v];
     q.idle_parker.reset();

@@ -379,16 +379,29 @@ fc::transfer_t direct_trampoline(fc::transfer_t t) noexcept {
   vc->current = u;
 }
 
+// The reason a yield that the default 2LS queued before the switch
+// (yield_pick) leaves with: switched_out() must not queue it again, and
+// the default 2LS has nothing else to do for a block.
+constexpr block_reason kYieldQueued = block_reason::misc;
+
 // The uthread to switch to directly from u, or null to go through the
 // vcore's scheduler: what the vcore loop would do next, minus the loop.
 // Timers that are due send the switch through the loop, which runs them.
+// Yield: the caller is this_uthread::yield() (an instance of its own, so
+// blocks do not pay for the yield's test).
+template <bool Yield>
 uthread* pick_direct(runtime_state* r, vcore_ctx* vc) noexcept {
   // relaxed inside next_deadline: a hint, as in the vcore loop.
   const mono_ns nd = r->timers.next_deadline();
   if (nd != kNoDeadline && nd <= monotonic_now()) return nullptr;
+  uthread* u = vc->current;
+  if (Yield && r->dflt)
+    if (uthread* next = r->dflt->yield_pick(vc->index, u)) {
+      vc->why = kYieldQueued;
+      return next;
+    }
   // No current uthread while the 2LS picks: its locks' backoff must not
   // switch us out from the middle of a switch.
-  uthread* u = vc->current;
   vc->current = nullptr;
   uthread* next = sched_pick(r, vc->index);
   vc->current = u;
@@ -399,13 +412,14 @@ uthread* pick_direct(runtime_state* r, vcore_ctx* vc) noexcept {
 // if it names a uthread, switch to it directly (one context switch, the
 // callbacks run on its stack); if not, switch to the vcore's scheduler
 // context, which runs timers and idles.
+template <bool Yield>
 void switch_out(vcore_ctx* vc, block_reason why, post_switch_fn fn, void* arg) noexcept {
   uthread* u = vc->current;
   vc->why = why;
   vc->post = fn;
   vc->post_arg = arg;
   fc::transfer_t from;
-  if (uthread* next = pick_direct(rt(), vc)) {
+  if (uthread* next = pick_direct<Yield>(rt(), vc)) {
     next->vc = vc;
     next->link.vcore = vc->index;
     vc->incoming = next;
@@ -556,7 +570,7 @@ void hook_yield() noexcept {
 }  // namespace
 
 void block_with_raw(block_reason why, post_switch_fn fn, void* arg) noexcept {
-  switch_out(cur_vc(), why, fn, arg);
+  switch_out<false>(cur_vc(), why, fn, arg);
 }
 
 }  // namespace detail
@@ -722,7 +736,7 @@ void yield() noexcept {
     ::sched_yield();
     return;
   }
-  detail::switch_out(vc, block_reason::yield, nullptr, nullptr);
+  detail::switch_out<true>(vc, block_reason::yield, nullptr, nullptr);
 }
 
 void sleep_until(mono_ns deadline) noexcept {
