@@ -200,8 +200,9 @@ bool parker::unpark() noexcept {
 bool parker::park(mono_ns deadline) noexcept {
   // acquire: pairs with set_park_hook's release, so the hook's functions
   // and whatever they use are visible.
-  if (const park_hook* h = g_park_hook.load(std::memory_order_acquire); h && h->active())
-    return h->park(*this, deadline);
+  if (const park_hook* h = g_park_hook.load(std::memory_order_acquire))
+    if (const park_hook::result r = h->park(*this, deadline); r != park_hook::kNotUthread)
+      return r == park_hook::kWoken;
   if (state_.load(std::memory_order_acquire) == kNotified) return true;
   // Spin only if the waker can be running meanwhile: not if it last ran on
   // the CPU we are on (it would need this CPU; think of two threads pinned

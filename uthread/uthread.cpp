@@ -510,29 +510,41 @@ void park_timeout(timer*, void* arg) noexcept {
   if (c->p->timeout_block()) make_runnable(u);
 }
 
-bool hook_park(parker& p, mono_ns deadline) noexcept {
-  if (p.woken()) return true;
-  if (deadline == kNoDeadline) {
-    // No timer, no context on the stack: the parker's word is all there is.
-    detail::block_with_raw(
-        block_reason::park,
-        [](uthread* u, void* arg) noexcept {
-          // After a successful begin_block we must not touch p: an unpark
-          // may already have made u runnable elsewhere.
-          if (!static_cast<parker*>(arg)->begin_block(u)) sched_runnable(rt(), u);
-        },
-        &p);
-    // end_block only clears a timeout's mark, and nothing times us out.
-    return p.woken();
-  }
-  if (monotonic_now() >= deadline) return false;
+using park_result = park_hook::result;
+
+park_result as_result(bool woken) noexcept {
+  return woken ? park_hook::kWoken : park_hook::kNotWoken;
+}
+
+// Parks vc's running uthread on p until an unpark. Out of line (both
+// parks), so hook_park stays a frameless test that tail-calls them.
+__attribute__((noinline)) park_result park_forever(vcore_ctx* vc, parker& p) noexcept {
+  if (p.woken()) return park_hook::kWoken;
+  // No timer, no context on the stack: the parker's word is all there is.
+  switch_out<false>(
+      vc, block_reason::park,
+      [](uthread* u, void* arg) noexcept {
+        // After a successful begin_block we must not touch p: an unpark
+        // may already have made u runnable elsewhere.
+        if (!static_cast<parker*>(arg)->begin_block(u)) sched_runnable(rt(), u);
+      },
+      &p);
+  // end_block only clears a timeout's mark, and nothing times us out.
+  return as_result(p.woken());
+}
+
+// Parks vc's running uthread on p until an unpark or the deadline.
+__attribute__((noinline)) park_result park_until(vcore_ctx* vc, parker& p,
+                                                 mono_ns deadline) noexcept {
+  if (p.woken()) return park_hook::kWoken;
+  if (monotonic_now() >= deadline) return park_hook::kNotWoken;
   runtime_state* r = rt();
   timer t;
-  park_ctx c{&p, &t, deadline, r, cur_vc()->current};
+  park_ctx c{&p, &t, deadline, r, vc->current};
   t.fn = &park_timeout;
   t.arg = &c;
-  detail::block_with_raw(
-      block_reason::park,
+  switch_out<false>(
+      vc, block_reason::park,
       [](uthread* u, void* arg) noexcept {
         auto* c = static_cast<park_ctx*>(arg);
         // Arm first: the uthread cannot resume before begin_block succeeds,
@@ -547,11 +559,20 @@ bool hook_park(parker& p, mono_ns deadline) noexcept {
       &c);
   r->timers.cancel(t);  // cancelled, or its handler finished
   p.end_block();
-  return p.woken();
+  return as_result(p.woken());
+}
+
+// kNotUthread at once for a caller that is not a uthread (the parker then
+// waits as a plain thread); see park_hook.
+park_result hook_park(parker& p, mono_ns deadline) noexcept {
+  vcore_ctx* vc = cur_vc();
+  if (!vc || !vc->current) return park_hook::kNotUthread;
+  if (deadline == kNoDeadline) return park_forever(vc, p);
+  return park_until(vc, p, deadline);
 }
 
 void hook_wake(void* who) noexcept {
-  make_runnable(static_cast<uthread*>(who));
+  sched_runnable(rt(), static_cast<uthread*>(who));
 }
 
 const park_hook g_park_hook_impl{&hook_active, &hook_park, &hook_wake};

@@ -104,12 +104,15 @@ class parker {
 };
 
 // How a parker blocks a uthread (see the header comment). active() tells
-// whether the caller is a uthread; park() blocks it (it must call
-// begin_block from its post-switch callback); wake(who) makes the uthread
-// recorded by begin_block runnable. Callable from any thread.
+// whether the caller is a uthread; park() returns kNotUthread at once if it
+// is not (one call on the park path, not two), and otherwise blocks it (it
+// must call begin_block from its post-switch callback) and returns kWoken
+// or kNotWoken, what parker::park() then returns. wake(who) makes the
+// uthread recorded by begin_block runnable. Callable from any thread.
 struct park_hook {
+  enum result : int { kNotUthread = -1, kNotWoken = 0, kWoken = 1 };
   bool (*active)() noexcept;
-  bool (*park)(parker& p, mono_ns deadline) noexcept;
+  result (*park)(parker& p, mono_ns deadline) noexcept;
   void (*wake)(void* who) noexcept;
 };
 
