@@ -84,6 +84,11 @@ TEST_CASE("fork: a child indexes new threads though another thread held the inde
            ueq::monotonic_now() < limit)
       std::this_thread::yield();
     ueq::detail::hold_thread_index_pool_for_test(false);
+    // Alive until the fork is done: a thread that had ended but was not
+    // yet joined at the fork is, to TSan in the child, a leaked thread
+    // (exit 66 at the child's _exit).
+    while (!forked.load() && ueq::monotonic_now() < limit)
+      std::this_thread::yield();
   });
   while (!held.load())
     std::this_thread::yield();
