@@ -44,15 +44,11 @@ index_pool& pool() {
 // the child, where only the forking thread lives, never inherits it half
 // made or locked by a thread it does not have. Runtime layer: its prepare
 // runs after every other layer's.
-void pool_before_fork() noexcept ABSL_NO_THREAD_SAFETY_ANALYSIS {
-  pool().mu.lock();
-}
-void pool_after_fork() noexcept ABSL_NO_THREAD_SAFETY_ANALYSIS {
-  pool().mu.unlock();
+os_mutex& pool_lock() {
+  return pool().mu;
 }
 [[maybe_unused]] const bool g_pool_fork_registered =
-    on_fork(fork_layer::runtime,
-            {.prepare = &pool_before_fork, .parent = &pool_after_fork, .child = &pool_after_fork});
+    hold_across_fork<&pool_lock>(fork_layer::runtime);
 
 // Returns the thread's index to the pool at thread exit. After that the
 // thread reports kNoThreadIndex, which every user treats as "shared shard".

@@ -82,15 +82,11 @@ control& ctl() {
 // fork(): as the thread-index pool (runtime.cpp), the controller is made
 // and its lock held across the fork, so a child never inherits it half
 // made or held by a thread it does not have.
-void ctl_before_fork() noexcept ABSL_NO_THREAD_SAFETY_ANALYSIS {
-  ctl().mu.lock();
-}
-void ctl_after_fork() noexcept ABSL_NO_THREAD_SAFETY_ANALYSIS {
-  ctl().mu.unlock();
+os_mutex& ctl_lock() {
+  return ctl().mu;
 }
 [[maybe_unused]] const bool g_ctl_fork_registered =
-    on_fork(fork_layer::runtime,
-            {.prepare = &ctl_before_fork, .parent = &ctl_after_fork, .child = &ctl_after_fork});
+    hold_across_fork<&ctl_lock>(fork_layer::runtime);
 
 // release store in trace_start, acquire load in trace points and the
 // snapshot: a buffer's cells are constructed before anyone uses them.

@@ -7,11 +7,11 @@
 
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <cstring>
 #include <thread>
 
 #include "../support.hpp"
-#include "ueq/runtime/clock.hpp"
 #include "ueq/runtime/fork.hpp"
 #include "ueq/runtime/thread_index.hpp"
 
@@ -74,21 +74,19 @@ TEST_CASE("fork: a child indexes new threads though another thread held the inde
   // good (here the child takes the lock as that thread would). With it,
   // the fork waits for the lock: the holder lets go once the forking
   // thread sleeps (on that lock), or once the fork is done.
-  std::atomic<pid_t> main_tid{static_cast<pid_t>(::gettid())};
+  const pid_t main_tid = ueq::test::current_tid();
   std::atomic<bool> held{false}, forked{false};
   std::thread holder([&] {
     ueq::detail::hold_thread_index_pool_for_test(true);
     held.store(true);
-    const auto limit = ueq::deadline_after_ms(5000);
-    while (!forked.load() && !ueq::test::thread_sleeping(main_tid.load()) &&
-           ueq::monotonic_now() < limit)
-      std::this_thread::yield();
+    (void)ueq::test::wait_until(
+        [&] { return forked.load() || ueq::test::thread_sleeping(main_tid); },
+        std::chrono::seconds(5));
     ueq::detail::hold_thread_index_pool_for_test(false);
     // Alive until the fork is done: a thread that had ended but was not
     // yet joined at the fork is, to TSan in the child, a leaked thread
     // (exit 66 at the child's _exit).
-    while (!forked.load() && ueq::monotonic_now() < limit)
-      std::this_thread::yield();
+    (void)ueq::test::wait_until([&] { return forked.load(); }, std::chrono::seconds(5));
   });
   while (!held.load())
     std::this_thread::yield();
@@ -106,9 +104,8 @@ TEST_CASE("fork: a child indexes new threads though another thread held the inde
   // The child is done within 5 s, or hangs: poll its status, bounded.
   int status = -1;
   pid_t done = 0;
-  const auto limit = ueq::deadline_after_ms(5000);
-  while ((done = ::waitpid(pid, &status, WNOHANG)) == 0 && ueq::monotonic_now() < limit)
-    std::this_thread::yield();
+  (void)ueq::test::wait_until([&] { return (done = ::waitpid(pid, &status, WNOHANG)) != 0; },
+                              std::chrono::seconds(5));
   if (done == 0) {
     ::kill(pid, SIGKILL);
     ::waitpid(pid, &status, 0);

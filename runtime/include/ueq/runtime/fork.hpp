@@ -23,6 +23,8 @@
 //       ueq::on_fork(ueq::fork_layer::taps, {.child = &reset_in_child});
 #pragma once
 
+#include <absl/base/thread_annotations.h>
+
 #include <atomic>
 #include <cstdint>
 
@@ -40,6 +42,27 @@ struct fork_handlers {
 // Registers h for `layer`. Returns true (for static initialisers); false if
 // the fixed table (32 entries) is full, which is a bug in ueq.
 bool on_fork(fork_layer layer, const fork_handlers& h) noexcept;
+
+// A process-wide lock held across fork(): taken in prepare (after any
+// thread that holds it, or that still runs the initialiser of the object it
+// lives in), released in the parent and in the child, so that a child never
+// inherits it held by a thread it does not have. `Lock` is a function that
+// returns the lock (anything with lock() and unlock()).
+//   os_mutex& pool_lock() { return pool().mu; }
+//   [[maybe_unused]] const bool g_held =
+//       ueq::hold_across_fork<&pool_lock>(ueq::fork_layer::runtime);
+namespace detail {
+template <auto Lock>
+struct held_across_fork {
+  static void take() noexcept ABSL_NO_THREAD_SAFETY_ANALYSIS { Lock().lock(); }
+  static void give() noexcept ABSL_NO_THREAD_SAFETY_ANALYSIS { Lock().unlock(); }
+};
+}  // namespace detail
+template <auto Lock>
+bool hold_across_fork(fork_layer layer) noexcept {
+  using held = detail::held_across_fork<Lock>;
+  return on_fork(layer, {.prepare = &held::take, .parent = &held::give, .child = &held::give});
+}
 
 // How many fork()s lie between the first process and this one: 0 in the
 // process that started, bumped in each child before any child handler runs.
