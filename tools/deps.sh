@@ -12,7 +12,7 @@ set -euo pipefail
 packages=(
   gcc g++              # compilers (libgcc-12-dev brings ASan, UBSan, TSan)
   meson ninja-build pkg-config
-  libboost-context-dev # uthread stacks and switches (boost::context::fiber)
+  libboost-context-dev # uthread switches (its fcontext layer)
   libboost-dev         # boost::lockfree (a benchmark baseline)
   libboost-fiber-dev   # Boost.Fiber (a benchmark baseline)
   libevent-dev         # libevent (a benchmark baseline of the taps)

@@ -16,7 +16,10 @@
 //                        blocked; read by the vcore that resumes it, which
 //                        got the uthread through the 2LS (a lock or an
 //                        atomic hand-off, so the write happens before the
-//                        read).
+//                        read). The one uthread queued before its context
+//                        is saved is a yielder on its own vcore's private
+//                        FIFO (default_sched.hpp's yield_pick): only that
+//                        vcore pops it, after the switch.
 //   uthread.vc           the vcore that resumes it; written by the resumer
 //                        on its own thread just before the switch, read by
 //                        the uthread right after it, and by the default
@@ -28,7 +31,8 @@
 //   vcore_ctx            one per vcore thread, touched only by that thread
 //                        (the uthread running on it counts as that thread).
 //                        `incoming` carries a direct switch's target to the
-//                        trampoline that runs on its stack.
+//                        trampoline that runs on its stack, and tells a new
+//                        uthread's first frame (uthread_main) how it came.
 //
 // A uthread is on exactly one of: a vcore (running), a 2LS run queue, or a
 // wait structure (blocked). Making it runnable twice is the bug to avoid:
@@ -517,7 +521,8 @@ park_result as_result(bool woken) noexcept {
 }
 
 // Parks vc's running uthread on p until an unpark. Out of line (both
-// parks), so hook_park stays a frameless test that tail-calls them.
+// parks), so hook_park stays a small test (no registers saved) that
+// tail-calls them.
 __attribute__((noinline)) park_result park_forever(vcore_ctx* vc, parker& p) noexcept {
   if (p.woken()) return park_hook::kWoken;
   // No timer, no context on the stack: the parker's word is all there is.

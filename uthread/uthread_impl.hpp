@@ -19,7 +19,7 @@ struct vcore_ctx;  // uthread.cpp's per-vcore switch state
 struct uthread {
   sched_link link;  // the 2LS's; first, as the hot path touches it most
   // The saved context while it is not running (boost.context's fcontext
-  // layer; uthread.cpp says why not its fiber class).
+  // layer; uthread/README.md says why not its fiber class).
   boost::context::detail::fcontext_t ctx = nullptr;
   std::function<void()> fn;
   stack_slot stack;

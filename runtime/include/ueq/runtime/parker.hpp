@@ -19,9 +19,10 @@
 // a sleeping waiter, so while anyone waits, someone polls.
 //
 // How a uthread waits: when a park hook is installed (set_park_hook; uthread/
-// installs one) and the caller is a uthread, park() hands the parker to the
-// hook, which switches to the scheduler and, in the callback that runs after
-// the uthread's context is saved, moves the state kIdle -> kBlocked
+// installs one), park() offers the parker to the hook, which declines for a
+// caller that is not a uthread; for a uthread it switches away (to the next
+// uthread, or to the scheduler) and, in the callback that runs after the
+// uthread's context is saved, moves the state kIdle -> kBlocked
 // (begin_block). unpark() that replaces kBlocked asks the hook to make the
 // uthread runnable; a timeout does the same after winning timeout_block(). Both
 // go through the one state word, so exactly one of them makes it runnable.
