@@ -44,8 +44,18 @@ status message_queue::post(const event_msg& m) noexcept {
   return {};
 }
 
+// One message: the ring's head, without get_batch's loop (the wait of a
+// green thread on its own queue takes one message per wake).
 bool message_queue::get(event_msg& out) noexcept {
-  return get_batch({&out, 1}) == 1;
+  if (empty()) return false;
+  lock_guard<spin_lock> g(lock_);
+  const std::size_t n = count_.load(std::memory_order_relaxed);
+  if (n == 0) return false;
+  out = buf_[head_];
+  head_ = (head_ + 1) & (cap_ - 1);  // cap_ > 0: a message is queued
+  // release: pairs with empty()'s acquire, as in post().
+  count_.store(n - 1, std::memory_order_release);
+  return true;
 }
 
 std::size_t message_queue::get_batch(std::span<event_msg> out) noexcept {

@@ -18,7 +18,8 @@ namespace {
 using detail::evq_link;
 using detail::evq_waiter;
 
-// Exactly one queue.
+// Exactly one queue: the waiter takes the queue's one-waiter slot if it
+// can (no lock, no list), else joins the list.
 class one_queue {
  public:
   one_queue(event_queue* q, evq_waiter* w) noexcept : q_(q), link_{{}, w} {}
@@ -29,8 +30,16 @@ class one_queue {
   }
   bool any_closed() const noexcept { return q_->closed(); }
   static constexpr bool prepare() noexcept { return true; }
-  void add() noexcept { q_->add_waiter(&link_); }
-  void remove() noexcept { q_->remove_waiter(&link_); }
+  void add() noexcept {
+    solo_ = q_->add_solo(link_.waiter);
+    if (!solo_) q_->add_waiter(&link_);
+  }
+  void remove() noexcept {
+    if (solo_)
+      q_->remove_solo(link_.waiter);
+    else
+      q_->remove_waiter(&link_);
+  }
   template <class F>
   void each(F&& f) noexcept {
     f(q_);
@@ -39,6 +48,7 @@ class one_queue {
  private:
   event_queue* q_;
   evq_link link_;
+  bool solo_ = false;  // registered in the slot this round (else listed)
 };
 
 // Several queues, tried in the order given. Links for up to 64 live on the

@@ -8,10 +8,19 @@
 // one at a time, never nested.
 //
 // The lost-wakeup handshake (store-then-load on both sides, so seq_cst):
-//   producer: publish into mailbox ; fence(seq_cst) ; load nwaiters_
-//   waiter:   nwaiters_++ (under lock) ; fence(seq_cst) ; check mailbox
+//   producer: publish into mailbox ; fence(seq_cst) ; load solo_, nwaiters_
+//   waiter:   CAS solo_, or nwaiters_++ (under lock) ; fence(seq_cst) ;
+//             check mailbox
 // By the fences' total order, either the producer's load sees the waiter's
 // registration (and wakes it), or the waiter's check sees the message.
+//
+// The one-waiter slot (solo_) has no lock: whoever empties it owns its
+// waiter. A waker empties it by exchange (wake_solo) and then, alone, wakes
+// that waiter; the waiter empties it by compare-and-swap when it leaves
+// (remove_solo), and if it finds it emptied already, waits for its claimer's
+// wake to finish (evq_waiter::await_claimer) before its stack can go. The
+// list's lock gives the same guarantee to listed waiters. Model:
+// tests/model/wakeup.pml.
 #include "ueq/ceq/evq/event_queue.hpp"
 #include "ueq/runtime/lock.hpp"
 
@@ -95,19 +104,30 @@ status event_queue::post(std::uint32_t id, std::uint64_t bits, std::uint64_t blo
 
 void event_queue::notify(std::uint32_t id) noexcept {
   // seq_cst fence: the producer half of the handshake at the top. Our
-  // mailbox publication is ordered before the load of nwaiters_.
+  // mailbox publication is ordered before the loads of solo_ and nwaiters_.
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (nwaiters_.load(std::memory_order_relaxed) == 0) return;
+  const bool listed = nwaiters_.load(std::memory_order_relaxed) != 0;
+  if (!listed && !solo_.load(std::memory_order_relaxed)) return;
   // Trace: stamped before the first unpark, so the woken consumer's
   // "consume" comes after it in time.
   const mono_ns trace_ts = trace_enabled() ? monotonic_now() : 0;
-  lock_guard<spin_lock> g(lock_);
   std::uint64_t woken = 0;
-  for (detail::evq_link* l = waiters_.front(); l; l = waiters_.next(l)) {
-    if (l->waiter->wake(this)) {
-      ++woken;
-      if (policy_ == notify_policy::wake_one) break;
-    }
+  if (!listed) {
+    woken = wake_solo();
+  } else {
+    // The slot under the list's lock too: a waiter this post wakes cannot
+    // register again and be woken twice by it (a listed one cannot leave
+    // the list before we let go; the slot's, woken first, finds waiters
+    // listed and must wait for the lock to join them).
+    lock_guard<spin_lock> g(lock_);
+    woken = wake_solo();
+    if (!(woken && policy_ == notify_policy::wake_one))
+      for (detail::evq_link* l = waiters_.front(); l; l = waiters_.next(l)) {
+        if (l->waiter->wake(this)) {
+          ++woken;
+          if (policy_ == notify_policy::wake_one) break;
+        }
+      }
   }
   if (woken) {
     stats_.add(kWakeups, woken);
@@ -118,22 +138,65 @@ void event_queue::notify(std::uint32_t id) noexcept {
 
 bool event_queue::wake_one_waiter() noexcept {
   const mono_ns trace_ts = trace_enabled() ? monotonic_now() : 0;
-  lock_guard<spin_lock> g(lock_);
-  for (detail::evq_link* l = waiters_.front(); l; l = waiters_.next(l))
-    if (l->waiter->wake(this)) {
-      stats_.add(kWakeups);
-      // A hand-off is for no particular message: id kTraceNoId.
-      if (trace_ts)
-        trace_at(trace_ts, trace_stages::wake, kTraceNoId, 1,
-                 reinterpret_cast<std::uintptr_t>(this));
-      return true;
-    }
-  return false;
+  bool woken = wake_solo();
+  if (!woken) {
+    lock_guard<spin_lock> g(lock_);
+    for (detail::evq_link* l = waiters_.front(); l && !woken; l = waiters_.next(l))
+      woken = l->waiter->wake(this);
+  }
+  if (!woken) return false;
+  stats_.add(kWakeups);
+  // A hand-off is for no particular message: id kTraceNoId.
+  if (trace_ts)
+    trace_at(trace_ts, trace_stages::wake, kTraceNoId, 1, reinterpret_cast<std::uintptr_t>(this));
+  return true;
 }
 
 void event_queue::wake_waiters() noexcept {
-  lock_guard<spin_lock> g(lock_);
+  // seq_cst fence: whatever the caller changed before (ueq::io's `taken`
+  // count) is ordered before the peek at solo_, as in notify(); a slot
+  // waiter that registers later sees it in its re-check (wake_check).
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  lock_guard<spin_lock> g(lock_);  // the slot too: no double wake (notify)
+  if (wake_solo()) stats_.add(kWakeups);
   wake_all_locked();
+}
+
+bool event_queue::wake_solo() noexcept {
+  // relaxed peek first: an empty slot costs no locked instruction. The
+  // callers' own orderings (notify's fence, close's fence) say why an empty
+  // slot seen here means its next waiter will see what they published.
+  if (!solo_.load(std::memory_order_relaxed)) return false;
+  // acq_rel: acquire pairs with add_solo's release, so the waiter's reset()
+  // of its parker is done before we wake it; the exchange makes us the one
+  // party that owns (and wakes) the waiter.
+  detail::evq_waiter* w = solo_.exchange(nullptr, std::memory_order_acq_rel);
+  if (!w) return false;
+  w->wake_claimed(this);
+  return true;
+}
+
+bool event_queue::add_solo(detail::evq_waiter* w) noexcept {
+  if (nwaiters_.load(std::memory_order_relaxed) != 0) return false;  // keep FIFO order
+  detail::evq_waiter* none = nullptr;
+  // seq_cst: the registration of the handshake at the top (the caller's
+  // seq_cst fence follows it before the re-check); release also publishes
+  // the waiter's reset parker to whoever claims it.
+  return solo_.compare_exchange_strong(none, w, std::memory_order_seq_cst,
+                                       std::memory_order_relaxed);
+}
+
+void event_queue::remove_solo(detail::evq_waiter* w) noexcept {
+  // Still ours: take it back (acq_rel: a failed CAS means a claimer's
+  // exchange came first). Only a claimer empties the slot besides us, and
+  // nobody else can put `w` back, so a load that sees another value means
+  // claimed.
+  detail::evq_waiter* mine = w;
+  if (solo_.load(std::memory_order_relaxed) == w &&
+      solo_.compare_exchange_strong(mine, nullptr, std::memory_order_acq_rel,
+                                    std::memory_order_relaxed))
+    return;
+  w->await_claimer();
 }
 
 void event_queue::wake_all_locked() noexcept {
@@ -155,14 +218,23 @@ void event_queue::remove_waiter(detail::evq_link* l) noexcept {
   nwaiters_.store(nwaiters_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
 }
 
+void event_queue::trace_taken(std::span<const event_msg> taken) noexcept {
+  const mono_ns now = monotonic_now();
+  for (const event_msg& m : taken)
+    trace_at(now, trace_stages::consume, m.id, m.bits, reinterpret_cast<std::uintptr_t>(this));
+}
+
+bool event_queue::take_one(event_msg& out) noexcept {
+  if (!visit_mailbox([&](auto& m) { return m.get(out); })) return false;
+  if (trace_enabled()) [[unlikely]]
+    trace_taken({&out, 1});
+  return true;
+}
+
 std::size_t event_queue::drain(std::span<event_msg> out) noexcept {
   const std::size_t n = visit_mailbox([&](auto& m) { return m.get_batch(out); });
-  if (trace_enabled() && n) {
-    const mono_ns now = monotonic_now();
-    for (std::size_t i = 0; i < n; ++i)
-      trace_at(now, trace_stages::consume, out[i].id, out[i].bits,
-               reinterpret_cast<std::uintptr_t>(this));
-  }
+  if (trace_enabled() && n) [[unlikely]]
+    trace_taken(out.first(n));
   return n;
 }
 
@@ -200,6 +272,12 @@ void event_queue::close_locked() noexcept {
   // the list when its re-check of closed() runs, or sees true there.
   if (closed_.exchange(true, std::memory_order_acq_rel)) return;
   wake_all_locked();
+  // seq_cst fence: closed_ (above) is ordered before the load of solo_, as
+  // a post's publication is before notify's (the handshake at the top): a
+  // slot waiter that registers after this load sees closed_ in its
+  // re-check.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (wake_solo()) stats_.add(kWakeups);
 }
 
 evq_counters event_queue::counters() const noexcept {

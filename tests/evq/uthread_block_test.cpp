@@ -3,6 +3,7 @@
 // hold for uthreads too.
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <random>
 #include <thread>
 #include <vector>
 
@@ -104,4 +105,48 @@ TEST_CASE("evq: a uthread's block_on deadline is never early", "[evq]") {
   REQUIRE(r.ok());
   REQUIRE(late >= 0);
   REQUIRE(late < 500'000'000);
+}
+
+// The one-waiter slot with a uthread waiter: its park timer races the post
+// that claims it (see the plain-thread case in wakeup_stress_test.cpp).
+TEST_CASE("evq: a lone uthread whose deadline races the post that claims it loses nothing",
+          "[evq][stress]") {
+  const int messages = static_cast<int>(ueq::test::scaled(10000));
+  for (ueq::notify_policy p : {ueq::notify_policy::wake_all, ueq::notify_policy::wake_one}) {
+    auto q = msgs(p);
+    std::atomic<int> received{0}, timeouts{0}, failures{0};
+    std::thread producer([&] {
+      std::mt19937 rng(7);
+      for (int i = 0; i < messages; ++i) {
+        if (!ueq::test::wait_until([&] { return received.load() == i; })) {
+          failures.fetch_add(1);
+          return;
+        }
+        for (unsigned spin = rng() % 4096; spin > 0; --spin)
+          ueq::cpu_relax();
+        if (!q->post(1).ok()) failures.fetch_add(1);
+      }
+    });
+    auto r = ueq::run(
+        [&] {
+          for (int i = 0; received.load() < messages && failures.load() == 0; ++i) {
+            auto m = block_on({q.get()}, ueq::monotonic_now() + 1000 * (i % 20));
+            if (q->waiters() != 0) failures.fetch_add(1);  // left its slot
+            if (m)
+              received.fetch_add(1);
+            else if (m.error() == std::errc::timed_out)
+              timeouts.fetch_add(1);
+            else
+              failures.fetch_add(1);
+          }
+        },
+        {.vcores = 2});
+    producer.join();
+    INFO("timeouts " << timeouts.load());
+    REQUIRE(r.ok());
+    REQUIRE(failures.load() == 0);
+    REQUIRE(received.load() == messages);
+    REQUIRE(timeouts.load() > 0);
+    REQUIRE(q->empty());
+  }
 }

@@ -25,7 +25,7 @@ name=$(basename "$model")
 spin -a "$@" "$name" > spin.log 2>&1 || { echo "FAIL: spin could not translate the model:"; cat spin.log; exit 1; }
 # -w: the generated verifier trips compiler warnings that are not ours.
 # COLLAPSE: compressed state vectors, so the larger configurations fit in memory.
-cc -O2 -w -DSAFETY -DCOLLAPSE -DMEMLIM=3072 -o pan pan.c ||
+cc -O2 -w -DSAFETY -DCOLLAPSE -DMEMLIM=6144 -o pan pan.c ||
   { echo "FAIL: the verifier did not compile"; exit 1; }
 start=$(date +%s%N)
 ./pan -m200000 > pan.log 2>&1 || true

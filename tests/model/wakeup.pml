@@ -3,10 +3,12 @@
  * Models (a change to these functions without a matching change here is a
  * review failure):
  *   ceq/evq/event_queue.cpp               event_queue::post(), notify(),
- *                                         wake_one_waiter(), add_waiter(), remove_waiter()
+ *                                         wake_one_waiter(), add_waiter(), remove_waiter(),
+ *                                         add_solo(), remove_solo(), wake_solo()
  *   ceq/evq/event_queue.cpp               event_queue::close()
  *   ceq/evq/block_on.cpp                  try_all(), any_closed(), pass_on(), block_on()
- *   ceq/include/ueq/ceq/evq/block_on.hpp  evq_waiter (wake, woken_by, reset)
+ *   ceq/include/ueq/ceq/evq/block_on.hpp  evq_waiter (wake, wake_claimed, await_claimer,
+ *                                         woken_by, reset)
  *   runtime/parker.cpp                    parker::unpark(), parker::park() (the paths
  *                                         without a host poller; tests/model/leader.pml
  *                                         has the host-poll leader path)
@@ -24,8 +26,19 @@
  * notifies only when the mailbox reports a new message); a get takes a
  * visible ID back to idle. (tests/model/ceq.pml checks the CEQ itself.)
  *
+ * A waiter on one queue alone (both waiters, or waiter 1 with MULTI) first
+ * tries the queue's one-waiter slot: a compare-and-swap that succeeds if
+ * the slot is empty, after a separate look that nobody is listed. A waker
+ * takes the slot's waiter by exchange and is then the only party that wakes
+ * it (woken_by, then the unpark); the waiter leaving takes the slot back by
+ * compare-and-swap or, finding it taken, waits for its claimer's unpark.
+ * No claimer may still hold the waiter when remove_solo returns (asserted:
+ * the waiter's stack goes when block_on returns).
+ *
  * Steps taken under a queue's spin lock (add_waiter, remove_waiter, the walk
- * of notify/wake_one_waiter/close) are single atomic steps: each wake() in a
+ * of notify/wake_one_waiter/close) are single atomic steps, except where the
+ * lock is held across the slot's steps too (notify with waiters listed,
+ * close): there qlock stands for it: each wake() in a
  * walk touches another waiter's own state word, so nothing another thread
  * can do in between changes what the walk decides. The seq_cst fences of the
  * two handshakes (post: publish, fence, load nwaiters_; block_on: register,
@@ -51,6 +64,8 @@
  *    inside block_on while one of its queues holds a visible message or is
  *    closed, and no waiter with a deadline is still blocked;
  *  - a uthread is made runnable exactly once per block (asserted);
+ *  - a slot claimer's wake always wins, and no claimer holds a waiter that
+ *    has left remove_solo (asserted);
  *  - no invalid end state: nobody waits forever anywhere else.
  *
  * Bug variants, each rejected:
@@ -63,6 +78,10 @@
  *                       a CAS from kIdle, overwriting an unpark.
  *  -DBUG_TIMEOUT_MARK   (with UTHREAD) timeout_block does nothing when the
  *                       waiter has not blocked yet (no kTimedOut mark).
+ *  -DBUG_SOLO_NO_AWAIT  remove_solo returns at once when a waker has claimed
+ *                       the slot, without waiting for that waker's wake.
+ *  -DBUG_SOLO_NO_RECHECK the slot path parks without re-checking after its
+ *                       compare-and-swap.
  */
 #define NW 2
 #ifdef MULTI
@@ -71,6 +90,7 @@
 #define NQ 1
 #endif
 #define NOQ 255
+#define NOW 255             /* no waiter */
 
 /* Parker states (runtime/include/ueq/runtime/parker.hpp). */
 #define IDLE 0
@@ -88,6 +108,9 @@ bool closed[NQ];
 bool linked[NQ * NW];       /* waiter w is on queue q's list */
 byte nwaiters[NQ];
 #define LINKED(q, w) linked[(q) * NW + (w)]
+byte solo[NQ];              /* event_queue::solo_: a waiter, or NOW */
+bool qlock[NQ];             /* the queue's spin lock, where held across steps */
+bool held[NW];              /* ghost: a claimer took the waiter, not done with it */
 
 byte st[NW];                /* parker::state_ */
 byte woken_by[NW];          /* evq_waiter::woken_by_ (a queue, or NOQ) */
@@ -104,8 +127,12 @@ byte producers_left;
 /* Does waiter w block on queue q? */
 #ifdef MULTI
 #define ON(w, q) ((w) == 0 || (q) == 1)
+#define SOLO(w) ((w) == 1)  /* blocks on one queue: may take its slot */
+#define SQ(w) 1             /* that queue */
 #else
 #define ON(w, q) true
+#define SOLO(w) true
+#define SQ(w) 0
 #endif
 #ifdef WAKE_ONE
 #define WAKE_ONE_Q(q) true
@@ -140,6 +167,31 @@ inline wake(w, by, won) {
   if :: won -> woken_by[w] = by :: else -> skip fi
 }
 
+/* wake_solo(): take the slot's waiter by exchange; then, as its one
+ * waker, write woken_by and unpark it (evq_waiter::wake_claimed): the
+ * waiter must still be in the call it registered from. s: whom it took. */
+inline wake_solo(q, s) {
+  atomic {
+    s = solo[q]; solo[q] = NOW;
+    if :: s != NOW -> held[s] = true :: else -> skip fi
+  };
+  /* woken_by and the unpark as one step: the waiter reads woken_by only
+   * after it sees the unpark's kNotified (acquire). */
+  if
+  :: s != NOW ->
+       atomic {
+         woken_by[s] = q;
+         assert(st[s] != NOTIFIED);                      /* the claimer's wake wins */
+#ifdef UTHREAD
+         if :: st[s] == BLOCKED -> make_runnable(s) :: else -> skip fi;
+#endif
+         st[s] = NOTIFIED;
+         held[s] = false                                 /* unpark's exchange: done */
+       }
+  :: else -> skip
+  fi
+}
+
 /* The walk under queue q's lock: wake every linked waiter, or (wake-one)
  * the first whose wake() succeeds. The list order is whatever it is: any
  * linked waiter may come first. */
@@ -170,11 +222,22 @@ inline post(q) {
        if
        :: fresh ->
             mb[q] = M_VISIBLE;                           /* ring push */
-            /* notify(): seq_cst fence, then nwaiters_ */
+            /* notify(): seq_cst fence, then nwaiters_, then the slot */
+            /* (its relaxed peek at an empty slot only skips an exchange
+             * that would find it empty: not modelled) */
+            listed = (nwaiters[q] > 0);
             if
-            :: nwaiters[q] > 0 -> walk(q, WAKE_ONE_Q(q))
-            :: else -> skip
-            fi
+            :: listed ->
+                 atomic { !qlock[q] -> qlock[q] = true };
+                 wake_solo(q, s);
+                 if
+                 :: !(s != NOW && WAKE_ONE_Q(q)) -> walk(q, WAKE_ONE_Q(q))
+                 :: else -> skip
+                 fi;
+                 qlock[q] = false
+            :: else -> wake_solo(q, s)
+            fi;
+            listed = false; s = NOW
        :: else -> skip                                   /* coalesced: no notify */
        fi;
        fresh = false
@@ -182,8 +245,8 @@ inline post(q) {
 }
 
 proctype producer(byte q; byte count) {
-  byte k = 0;
-  bool fresh, won;
+  byte k = 0, s = NOW;
+  bool fresh, won, listed;
   do
   :: k < count -> post(q); k++
   :: else -> break
@@ -196,7 +259,9 @@ proctype producer(byte q; byte count) {
  * lock, so they are one step. */
 proctype closer() {
   bool was, won;
+  byte s = NOW;
   atomic {
+    !qlock[0] -> qlock[0] = true;
     was = closed[0]; closed[0] = true;
     if
     :: was -> skip
@@ -207,7 +272,12 @@ proctype closer() {
          skip
 #endif
     fi
-  }
+  };
+  /* then a seq_cst fence, and the slot, still under the lock */
+#ifndef BUG_CLOSE_NO_WAKE
+  if :: !was -> wake_solo(0, s) :: else -> skip fi;
+#endif
+  qlock[0] = false
 }
 #endif
 
@@ -247,7 +317,11 @@ inline any_closed(w, c) {
 inline pass_on(by) {
 #ifndef BUG_NO_PASS_ON
   if
-  :: by != NOQ && WAKE_ONE_Q(by) && mb[by] == M_VISIBLE -> walk(by, true)
+  :: by != NOQ && WAKE_ONE_Q(by) && mb[by] == M_VISIBLE ->
+       /* wake_one_waiter(): the slot first, else the list */
+       wake_solo(by, s);
+       if :: s == NOW -> atomic { !qlock[by] -> walk(by, true) } :: else -> skip fi;
+       s = NOW
   :: else -> skip
   fi
 #else
@@ -355,28 +429,50 @@ inline block_on(w, res) {
   :: else ->
        do
        :: atomic { st[w] = IDLE; woken_by[w] = NOQ };   /* w.reset() */
+          /* add_solo(): nobody listed, then CAS the slot */
+          if
+          :: SOLO(w) && nwaiters[SQ(w)] == 0 ->
+               atomic { if :: solo[SQ(w)] == NOW -> solo[SQ(w)] = w; mine = true :: else -> skip fi }
+          :: else -> skip
+          fi;
           q = 0;
-          do                                            /* add_waiter on each */
-          :: q < NQ ->
-               if :: ON(w, q) -> atomic { LINKED(q, w) = true; nwaiters[q]++ } :: else -> skip fi;
+          do                                            /* else add_waiter on each */
+          :: q < NQ && !mine ->
+               if :: ON(w, q) -> atomic { !qlock[q] -> LINKED(q, w) = true; nwaiters[q]++ } :: else -> skip fi;
                q++
           :: else -> break
           od;
           q = 0;
           /* seq_cst fence, then re-check */
-#ifndef BUG_NO_RECHECK
+#ifdef BUG_NO_RECHECK
+          skip;
+#elif defined(BUG_SOLO_NO_RECHECK)
+          if :: !mine -> try_all(w, got, from) :: else -> skip fi;
+#else
           try_all(w, got, from);
 #endif
           if :: !got -> any_closed(w, cl) :: else -> cl = false fi;
           if :: !got && !cl -> park(w) :: else -> skip fi;
-          q = 0;
-          do                                            /* remove_waiter on each */
-          :: q < NQ ->
-               if :: ON(w, q) -> atomic { LINKED(q, w) = false; nwaiters[q]-- } :: else -> skip fi;
-               q++
-          :: else -> break
-          od;
-          q = 0;
+          if
+          :: mine ->
+               /* remove_solo(): CAS the slot back, or await the claimer */
+               atomic { if :: solo[SQ(w)] == w -> solo[SQ(w)] = NOW; ok = true :: else -> ok = false fi };
+#ifndef BUG_SOLO_NO_AWAIT
+               if :: !ok -> (st[w] == NOTIFIED) :: else -> skip fi;
+#endif
+               assert(!held[w]);
+               ok = false
+          :: else ->
+               q = 0;
+               do                                       /* remove_waiter on each */
+               :: q < NQ ->
+                    if :: ON(w, q) -> atomic { !qlock[q] -> LINKED(q, w) = false; nwaiters[q]-- } :: else -> skip fi;
+                    q++
+               :: else -> break
+               od;
+               q = 0
+          fi;
+          mine = false;
           by = woken_by[w];
           if :: !got -> try_all(w, got, from) :: else -> skip fi;
           if
@@ -407,8 +503,8 @@ again:    by = NOQ
 }
 
 proctype waiter(byte w) {
-  byte res, q, from, by;
-  bool got, cl, ok, won;
+  byte res, q, from, by, s = NOW;
+  bool got, cl, ok, won, mine;
   do
   :: block_on(w, res);
      if
@@ -445,6 +541,10 @@ init {
 #endif
     woken_by[0] = NOQ;
     woken_by[1] = NOQ;
+    solo[0] = NOW;
+#ifdef MULTI
+    solo[1] = NOW;
+#endif
 #ifdef MULTI
     producers_left = 2;
     run producer(0, 1);

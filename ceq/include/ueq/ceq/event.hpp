@@ -13,6 +13,8 @@
 //   status post(const event_msg& m, bool& coalesced) noexcept
 //       takes m; coalesced = it only merged into a pending message (no new
 //       message for a consumer, so no waiter needs waking)
+//   bool get(event_msg& out) noexcept
+//       takes one message; false = empty
 //   std::size_t get_batch(std::span<event_msg> out) noexcept
 //       takes up to out.size() messages; 0 = empty
 //   bool empty() const noexcept
@@ -38,10 +40,12 @@ struct event_msg {
 };
 
 template <class M>
-concept mailbox = requires(M& m, const M& cm, const event_msg& e, bool& coalesced,
+concept mailbox = requires(M& m, const M& cm, const event_msg& e, bool& coalesced, event_msg& one,
                            std::span<event_msg> out) {
   { m.post(e, coalesced) }
   noexcept->std::same_as<status>;
+  { m.get(one) }
+  noexcept->std::same_as<bool>;
   { m.get_batch(out) }
   noexcept->std::same_as<std::size_t>;
   { cm.empty() }

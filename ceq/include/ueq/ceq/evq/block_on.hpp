@@ -41,6 +41,7 @@
 
 #include "ueq/ceq/event.hpp"
 #include "ueq/ceq/evq/event_queue.hpp"
+#include "ueq/runtime/backoff.hpp"
 #include "ueq/runtime/clock.hpp"
 #include "ueq/runtime/parker.hpp"
 #include "ueq/runtime/result.hpp"
@@ -94,6 +95,26 @@ class evq_waiter {
   // waiter has unlinked from every queue: taking each queue's lock orders
   // the waker's write before this read.
   event_queue* woken_by() const noexcept { return woken_by_.load(std::memory_order_relaxed); }
+  // Called by the waker whose exchange took the waiter out of a queue's
+  // one-waiter slot: no other party can wake it this round, so this call
+  // always wins. woken_by_ is written first (relaxed), and the unpark's
+  // release exchange publishes it: the waiter reads it after seeing the
+  // wake (acquire, await_claimer or its park). Once the exchange is done
+  // the waiter may return and its stack go: unpark() touches nothing of
+  // the parker after it but the address for a futex wake (a private futex:
+  // a stale address wakes no one, or someone who re-checks).
+  void wake_claimed(event_queue* by) noexcept {
+    woken_by_.store(by, std::memory_order_relaxed);
+    parker_.unpark();
+  }
+  // The waiter's side of a claim: returns once wake_claimed() has done its
+  // exchange. Bounded: the claimer calls it right after its claim, and
+  // nothing it does in between blocks.
+  void await_claimer() noexcept {
+    backoff b(backoff::yield_to::kernel);  // the claimer is running, not queued
+    while (!parker_.woken())
+      b.pause();
+  }
   void reset() noexcept {
     parker_.reset();
     woken_by_.store(nullptr, std::memory_order_relaxed);

@@ -12,9 +12,13 @@
 // Waking without losing: post() first publishes into the mailbox, then
 // (seq_cst fence) checks for waiters; a waiter first registers, then (seq_cst
 // fence) re-checks the mailbox, then parks. Whichever side comes second sees
-// the other. A post that merely coalesced into a pending CEQ slot or set bitmap
-// bit wakes no one: the message it merged into is already visible to every
-// waiter and was announced by the post that created it.
+// the other. A waiter registers in one of two places: a one-waiter slot
+// (the common case: one green thread blocked on its own queue; a
+// compare-and-swap, no lock, no list) or, when the slot is taken or others
+// are listed, the locked list of waiters. A post that merely coalesced into
+// a pending CEQ slot or set bitmap bit wakes no one: the message it merged
+// into is already visible to every waiter and was announced by the post
+// that created it.
 //
 // Wake-one: each post that creates a message wakes at most one waiter (the
 // longest waiting); a woken waiter that leaves while the queue is non-empty
@@ -162,12 +166,22 @@ class event_queue {
   message_queue* as_messages() noexcept;
 
   evq_counters counters() const noexcept;
-  std::size_t waiters() const noexcept { return nwaiters_.load(std::memory_order_relaxed); }
+  std::size_t waiters() const noexcept {
+    return nwaiters_.load(std::memory_order_relaxed) +
+           (solo_.load(std::memory_order_relaxed) != nullptr);
+  }
   std::string dump() const;
 
   // --- the waiter protocol, used by block_on (block_on.hpp) -------------
   void add_waiter(detail::evq_link* l) noexcept;
   void remove_waiter(detail::evq_link* l) noexcept;
+  // The one-waiter slot, for a waiter on this queue alone. add_solo: takes
+  // the slot if it is free and nobody is listed (the slot's waiter is woken
+  // first, so it must be the oldest); false: use add_waiter. remove_solo:
+  // empties the slot, or, if a waker claimed it, waits until that waker's
+  // wake has finished with `w` (a few instructions; it never blocks).
+  bool add_solo(detail::evq_waiter* w) noexcept;
+  void remove_solo(detail::evq_waiter* w) noexcept;
   // Wakes one waiter that is still waiting (wake-one hand-off); true if one
   // was woken.
   bool wake_one_waiter() noexcept;
@@ -184,6 +198,11 @@ class event_queue {
   event_queue(mailbox_ptr mb, const evq_options& o);
   void notify(std::uint32_t id) noexcept;
   void close_locked() noexcept ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock_);
+  bool take_one(event_msg& out) noexcept;  // try_get past its emptiness test
+  // Records a `consume` stage per message taken (the trace is on).
+  [[gnu::noinline, gnu::cold]] void trace_taken(std::span<const event_msg> taken) noexcept;
+  // Takes the slot's waiter, if any, and wakes it; true if there was one.
+  bool wake_solo() noexcept;
   void wake_all_locked() noexcept ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock_);
   friend struct detail::evq_test_peer;  // tests hold lock_ across a fork
   // Calls f with the mailbox, whichever kind it is: the one place that
@@ -214,9 +233,14 @@ class event_queue {
   void* post_hook_ctx_ = nullptr;
   std::atomic<bool> closed_{false};
 
-  // Waiters: an intrusive FIFO list (oldest first) guarded by lock_.
-  // nwaiters_ is written under lock_ and read without it by post() after its
-  // seq_cst fence (the handshake described at the top).
+  // Waiters: the one-waiter slot, then an intrusive FIFO list (oldest
+  // first) guarded by lock_. nwaiters_ is written under lock_ and read
+  // without it by post() after its seq_cst fence (the handshake described
+  // at the top). solo_ is written without a lock: set by its waiter's
+  // compare-and-swap (add_solo), emptied either by that waiter (a
+  // compare-and-swap back, remove_solo) or by the one waker whose exchange
+  // takes it (wake_solo); the orderings are argued where they are done.
+  std::atomic<detail::evq_waiter*> solo_{nullptr};
   spin_lock lock_{lock_level::event_queue};
   ilist<detail::evq_link, &detail::evq_link::link> waiters_ ABSL_GUARDED_BY(lock_);
   std::atomic<std::size_t> nwaiters_{0};
@@ -228,7 +252,7 @@ inline bool event_queue::empty() const noexcept {
 }
 
 inline bool event_queue::try_get(event_msg& out) noexcept {
-  return !empty() && drain({&out, 1}) == 1;
+  return !empty() && take_one(out);
 }
 
 }  // namespace ueq
