@@ -7,6 +7,7 @@
 // protocol is the same.
 #include "ueq/ceq/evq/block_on.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <memory>
 #include <new>
@@ -167,14 +168,15 @@ result<block_result> wait_loop(Set& set, evq_waiter& w, mono_ns deadline,
 
 result<block_result> block_checked(std::span<event_queue* const> queues, mono_ns deadline,
                                    const wake_check* check) noexcept {
-  if (queues.empty()) return errno_code(EINVAL);
-  for (event_queue* q : queues)
-    if (!q || q->hooked()) return errno_code(EINVAL);  // a hooked queue wakes no one
+  const auto usable = [](const event_queue* q) { return q && !q->hooked(); };  // hooked: no waking
   evq_waiter w;
   if (queues.size() == 1) {
+    if (!usable(queues[0])) return errno_code(EINVAL);
     one_queue set(queues[0], &w);
     return wait_loop(set, w, deadline, check);
   }
+  if (queues.empty() || !std::all_of(queues.begin(), queues.end(), usable))
+    return errno_code(EINVAL);
   many_queues set(queues, &w);
   return wait_loop(set, w, deadline, check);
 }

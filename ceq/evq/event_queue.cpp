@@ -82,26 +82,33 @@ status event_queue::post(std::uint32_t id, std::uint64_t bits, std::uint64_t blo
   // particular; close() only promises that posts which see it closed fail.
   if (closed_.load(std::memory_order_acquire)) [[unlikely]]
     return status(EPIPE);
+  if (trace_enabled()) [[unlikely]]
+    return post_as<true>(id, bits, blob);
+  return post_as<false>(id, bits, blob);
+}
+
+template <bool kTraced>
+status event_queue::post_as(std::uint32_t id, std::uint64_t bits, std::uint64_t blob) noexcept {
   // Trace: the post's timestamp is taken before the mailbox publishes it,
   // so a consumer that takes the message at once still stamps it later.
-  const mono_ns trace_ts = trace_enabled() ? monotonic_now() : 0;
+  const mono_ns trace_ts = kTraced ? monotonic_now() : 0;
   bool coalesced = false;  // merged into a pending message: nobody to wake
   const status s = visit_mailbox([&](auto& m) { return m.post({id, bits, blob}, coalesced); });
-  const bool fresh = !coalesced;
   if (!s.ok()) return s;
   stats_.add(kPosts);
-  if (trace_ts)
-    trace_at(trace_ts, trace_stages::post, id, fresh ? bits : bits | kTraceCoalesced,
+  if (kTraced)
+    trace_at(trace_ts, trace_stages::post, id, coalesced ? bits | kTraceCoalesced : bits,
              reinterpret_cast<std::uintptr_t>(this));
-  if (fresh) {
+  if (!coalesced) {
     if (post_hook_)
       post_hook_(post_hook_ctx_);  // the hook's owner wakes its own waiters
     else
-      notify(id);
+      notify<kTraced>(id);
   }
   return {};
 }
 
+template <bool kTraced>
 void event_queue::notify(std::uint32_t id) noexcept {
   // seq_cst fence: the producer half of the handshake at the top. Our
   // mailbox publication is ordered before the loads of solo_ and nwaiters_.
@@ -110,7 +117,7 @@ void event_queue::notify(std::uint32_t id) noexcept {
   if (!listed && !solo_.load(std::memory_order_relaxed)) return;
   // Trace: stamped before the first unpark, so the woken consumer's
   // "consume" comes after it in time.
-  const mono_ns trace_ts = trace_enabled() ? monotonic_now() : 0;
+  const mono_ns trace_ts = kTraced ? monotonic_now() : 0;
   std::uint64_t woken = 0;
   if (!listed) {
     woken = wake_solo();
@@ -131,7 +138,7 @@ void event_queue::notify(std::uint32_t id) noexcept {
   }
   if (woken) {
     stats_.add(kWakeups, woken);
-    if (trace_ts)
+    if (kTraced)
       trace_at(trace_ts, trace_stages::wake, id, woken, reinterpret_cast<std::uintptr_t>(this));
   }
 }

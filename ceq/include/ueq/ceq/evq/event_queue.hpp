@@ -196,6 +196,11 @@ class event_queue {
   using mailbox_ptr = std::variant<std::unique_ptr<ueq::ceq>, std::unique_ptr<bitmap_mailbox>,
                                    std::unique_ptr<message_queue>>;
   event_queue(mailbox_ptr mb, const evq_options& o);
+  // post() and its notify, with the trace's stages or without (the trace's
+  // switch read once per post; the untraced path carries none of it).
+  template <bool kTraced>
+  status post_as(std::uint32_t id, std::uint64_t bits, std::uint64_t blob) noexcept;
+  template <bool kTraced>
   void notify(std::uint32_t id) noexcept;
   void close_locked() noexcept ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock_);
   bool take_one(event_msg& out) noexcept;  // try_get past its emptiness test
