@@ -15,7 +15,7 @@
 // registration (and wakes it), or the waiter's check sees the message.
 //
 // The one-waiter slot (solo_) has no lock: whoever empties it owns its
-// waiter. A waker empties it by exchange (wake_solo) and then, alone, wakes
+// waiter. A waker empties it by exchange (claim_solo) and then, alone, wakes
 // that waiter; the waiter empties it by compare-and-swap when it leaves
 // (remove_solo), and if it finds it emptied already, waits for its claimer's
 // wake to finish (evq_waiter::await_claimer) before its stack can go. The
@@ -118,45 +118,60 @@ void event_queue::notify(std::uint32_t id) noexcept {
   // Trace: stamped before the first unpark, so the woken consumer's
   // "consume" comes after it in time.
   const mono_ns trace_ts = kTraced ? monotonic_now() : 0;
-  std::uint64_t woken = 0;
   if (!listed) {
-    woken = wake_solo();
-  } else {
-    // The slot under the list's lock too: a waiter this post wakes cannot
-    // register again and be woken twice by it (a listed one cannot leave
-    // the list before we let go; the slot's, woken first, finds waiters
-    // listed and must wait for the lock to join them).
-    lock_guard<spin_lock> g(lock_);
-    woken = wake_solo();
-    if (!(woken && policy_ == notify_policy::wake_one))
-      for (detail::evq_link* l = waiters_.front(); l; l = waiters_.next(l)) {
-        if (l->waiter->wake(this)) {
-          ++woken;
-          if (policy_ == notify_policy::wake_one) break;
-        }
-      }
+    if (detail::evq_waiter* w = claim_solo()) {
+      // Count and trace before the wake: once woken, the waiter may return
+      // (and its caller stop the trace) before our next line.
+      stats_.add(kWakeups);
+      if (kTraced)
+        trace_at(trace_ts, trace_stages::wake, id, 1, reinterpret_cast<std::uintptr_t>(this));
+      w->wake_claimed(this);
+    }
+    return;
   }
+  // The slot under the list's lock too: a waiter this post wakes cannot
+  // register again and be woken twice by it (a listed one cannot leave the
+  // list before we let go; the slot's finds waiters listed and must wait
+  // for the lock to join them). The slot's waiter is woken last, after the
+  // bookkeeping (see above); listed ones cannot leave before we unlock.
+  lock_guard<spin_lock> g(lock_);
+  detail::evq_waiter* solo = claim_solo();
+  std::uint64_t woken = solo ? 1 : 0;
+  if (!(solo && policy_ == notify_policy::wake_one))
+    for (detail::evq_link* l = waiters_.front(); l; l = waiters_.next(l)) {
+      if (l->waiter->wake(this)) {
+        ++woken;
+        if (policy_ == notify_policy::wake_one) break;
+      }
+    }
   if (woken) {
     stats_.add(kWakeups, woken);
     if (kTraced)
       trace_at(trace_ts, trace_stages::wake, id, woken, reinterpret_cast<std::uintptr_t>(this));
   }
+  if (solo) solo->wake_claimed(this);
 }
 
 bool event_queue::wake_one_waiter() noexcept {
   const mono_ns trace_ts = trace_enabled() ? monotonic_now() : 0;
-  bool woken = wake_solo();
-  if (!woken) {
-    lock_guard<spin_lock> g(lock_);
-    for (detail::evq_link* l = waiters_.front(); l && !woken; l = waiters_.next(l))
-      woken = l->waiter->wake(this);
-  }
-  if (!woken) return false;
-  stats_.add(kWakeups);
   // A hand-off is for no particular message: id kTraceNoId.
-  if (trace_ts)
-    trace_at(trace_ts, trace_stages::wake, kTraceNoId, 1, reinterpret_cast<std::uintptr_t>(this));
-  return true;
+  const auto note = [&] {
+    stats_.add(kWakeups);
+    if (trace_ts)
+      trace_at(trace_ts, trace_stages::wake, kTraceNoId, 1, reinterpret_cast<std::uintptr_t>(this));
+  };
+  if (detail::evq_waiter* w = claim_solo()) {
+    note();  // before the wake (see notify)
+    w->wake_claimed(this);
+    return true;
+  }
+  lock_guard<spin_lock> g(lock_);
+  for (detail::evq_link* l = waiters_.front(); l; l = waiters_.next(l))
+    if (l->waiter->wake(this)) {
+      note();  // under the lock: the waiter cannot leave before it
+      return true;
+    }
+  return false;
 }
 
 void event_queue::wake_waiters() noexcept {
@@ -165,22 +180,26 @@ void event_queue::wake_waiters() noexcept {
   // waiter that registers later sees it in its re-check (wake_check).
   std::atomic_thread_fence(std::memory_order_seq_cst);
   lock_guard<spin_lock> g(lock_);  // the slot too: no double wake (notify)
-  if (wake_solo()) stats_.add(kWakeups);
+  wake_solo_counted();
   wake_all_locked();
 }
 
-bool event_queue::wake_solo() noexcept {
+detail::evq_waiter* event_queue::claim_solo() noexcept {
   // relaxed peek first: an empty slot costs no locked instruction. The
   // callers' own orderings (notify's fence, close's fence) say why an empty
   // slot seen here means its next waiter will see what they published.
-  if (!solo_.load(std::memory_order_relaxed)) return false;
+  if (!solo_.load(std::memory_order_relaxed)) return nullptr;
   // acq_rel: acquire pairs with add_solo's release, so the waiter's reset()
   // of its parker is done before we wake it; the exchange makes us the one
   // party that owns (and wakes) the waiter.
-  detail::evq_waiter* w = solo_.exchange(nullptr, std::memory_order_acq_rel);
-  if (!w) return false;
-  w->wake_claimed(this);
-  return true;
+  return solo_.exchange(nullptr, std::memory_order_acq_rel);
+}
+
+void event_queue::wake_solo_counted() noexcept {
+  if (detail::evq_waiter* w = claim_solo()) {
+    stats_.add(kWakeups);  // before the wake (see notify)
+    w->wake_claimed(this);
+  }
 }
 
 bool event_queue::add_solo(detail::evq_waiter* w) noexcept {
@@ -284,7 +303,7 @@ void event_queue::close_locked() noexcept {
   // slot waiter that registers after this load sees closed_ in its
   // re-check.
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (wake_solo()) stats_.add(kWakeups);
+  wake_solo_counted();
 }
 
 evq_counters event_queue::counters() const noexcept {

@@ -53,7 +53,11 @@ event_msg deliver_one(event_queue& q, int writer) {
     if (r) got = r->msg;
     err.store(r ? 0 : r.error().value());
   });
-  REQUIRE(ueq::test::wait_until([&] { return ueq::test::thread_sleeping(tid.load()); }));
+  // Registered on the queue and asleep: a thread can sleep in the kernel
+  // before it registers (on a lock of the dynamic linker's, say), and a
+  // post then finds nobody to wake (no `wake` stage).
+  REQUIRE(ueq::test::wait_until(
+      [&] { return q.waiters() == 1 && ueq::test::thread_sleeping(tid.load()); }));
   REQUIRE(::write(writer, "x", 1) == 1);
   waiter.join();
   REQUIRE(err.load() == 0);

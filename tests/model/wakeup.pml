@@ -4,7 +4,7 @@
  * review failure):
  *   ceq/evq/event_queue.cpp               event_queue::post(), notify(),
  *                                         wake_one_waiter(), add_waiter(), remove_waiter(),
- *                                         add_solo(), remove_solo(), wake_solo()
+ *                                         add_solo(), remove_solo(), claim_solo()
  *   ceq/evq/event_queue.cpp               event_queue::close()
  *   ceq/evq/block_on.cpp                  try_all(), any_closed(), pass_on(), block_on()
  *   ceq/include/ueq/ceq/evq/block_on.hpp  evq_waiter (wake, wake_claimed, await_claimer,
@@ -167,16 +167,18 @@ inline wake(w, by, won) {
   if :: won -> woken_by[w] = by :: else -> skip fi
 }
 
-/* wake_solo(): take the slot's waiter by exchange; then, as its one
- * waker, write woken_by and unpark it (evq_waiter::wake_claimed): the
- * waiter must still be in the call it registered from. s: whom it took. */
-inline wake_solo(q, s) {
+/* claim_solo(): take the slot's waiter by exchange. s: whom it took. */
+inline claim_solo(q, s) {
   atomic {
     s = solo[q]; solo[q] = NOW;
     if :: s != NOW -> held[s] = true :: else -> skip fi
-  };
-  /* woken_by and the unpark as one step: the waiter reads woken_by only
-   * after it sees the unpark's kNotified (acquire). */
+  }
+}
+
+/* evq_waiter::wake_claimed(): as the claimed waiter's one waker, write
+ * woken_by and unpark it. woken_by and the unpark are one step: the waiter
+ * reads woken_by only after it sees the unpark's kNotified (acquire). */
+inline wake_claimed(s, q) {
   if
   :: s != NOW ->
        atomic {
@@ -190,6 +192,11 @@ inline wake_solo(q, s) {
        }
   :: else -> skip
   fi
+}
+
+inline wake_solo(q, s) {
+  claim_solo(q, s);
+  wake_claimed(s, q)
 }
 
 /* The walk under queue q's lock: wake every linked waiter, or (wake-one)
@@ -229,11 +236,12 @@ inline post(q) {
             if
             :: listed ->
                  atomic { !qlock[q] -> qlock[q] = true };
-                 wake_solo(q, s);
+                 claim_solo(q, s);
                  if
                  :: !(s != NOW && WAKE_ONE_Q(q)) -> walk(q, WAKE_ONE_Q(q))
                  :: else -> skip
                  fi;
+                 wake_claimed(s, q);                     /* the slot's last */
                  qlock[q] = false
             :: else -> wake_solo(q, s)
             fi;

@@ -206,8 +206,11 @@ class event_queue {
   bool take_one(event_msg& out) noexcept;  // try_get past its emptiness test
   // Records a `consume` stage per message taken (the trace is on).
   [[gnu::noinline, gnu::cold]] void trace_taken(std::span<const event_msg> taken) noexcept;
-  // Takes the slot's waiter, if any, and wakes it; true if there was one.
-  bool wake_solo() noexcept;
+  // Takes the slot's waiter, if any: the caller then does its bookkeeping
+  // and wakes it (evq_waiter::wake_claimed), in that order: once woken,
+  // the waiter may return before the caller's next line.
+  detail::evq_waiter* claim_solo() noexcept;
+  void wake_solo_counted() noexcept;  // claim_solo, count, wake
   void wake_all_locked() noexcept ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock_);
   friend struct detail::evq_test_peer;  // tests hold lock_ across a fork
   // Calls f with the mailbox, whichever kind it is: the one place that
@@ -244,7 +247,7 @@ class event_queue {
   // at the top). solo_ is written without a lock: set by its waiter's
   // compare-and-swap (add_solo), emptied either by that waiter (a
   // compare-and-swap back, remove_solo) or by the one waker whose exchange
-  // takes it (wake_solo); the orderings are argued where they are done.
+  // takes it (claim_solo); the orderings are argued where they are done.
   std::atomic<detail::evq_waiter*> solo_{nullptr};
   spin_lock lock_{lock_level::event_queue};
   ilist<detail::evq_link, &detail::evq_link::link> waiters_ ABSL_GUARDED_BY(lock_);
