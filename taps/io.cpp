@@ -148,7 +148,9 @@ struct side {
 // (event_queue::wake_waiters): each retries its call. All seq_cst: if a
 // waiter's look at `taken` (after it registered) comes before the taker's
 // bump in the single total order, so did its count and its registration,
-// so the taker sees it counted and wakes it (on the list already); if the
+// so the taker sees it counted and wakes it (registered already: in the
+// queue's slot or on its list; wake_waiters' fence orders the slot's
+// look as the lock orders the list's); if the
 // look comes after the bump, the waiter retries its call, which sees what
 // the edge announced (the bump follows the take, which follows the tap's
 // post, which follows the kernel's readiness; the note came before the

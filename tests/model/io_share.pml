@@ -17,6 +17,9 @@
  *   ceq/evq/event_queue.cpp: a post that sets the bit wakes every
  *                registered waiter (wake-all); a post to a set bit only
  *                coalesces; wake_waiters() wakes every registered waiter
+ *                (one step here: registered in the queue's one-waiter slot
+ *                or on its list, tests/model/wakeup.pml has the slot; its
+ *                fence orders the slot's look as the lock orders the list's)
  *
  * Setting: NW callers read from a socket that holds nothing. A writer puts
  * NW units in at once (one edge), and the host poll later posts the side's

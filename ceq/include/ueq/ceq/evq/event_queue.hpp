@@ -177,7 +177,8 @@ class event_queue {
   void remove_waiter(detail::evq_link* l) noexcept;
   // The one-waiter slot, for a waiter on this queue alone. add_solo: takes
   // the slot if it is free and nobody is listed (the slot's waiter is woken
-  // first, so it must be the oldest); false: use add_waiter. remove_solo:
+  // first, so it should be the oldest: all but a waiter listed between the
+  // look and the compare-and-swap); false: use add_waiter. remove_solo:
   // empties the slot, or, if a waker claimed it, waits until that waker's
   // wake has finished with `w` (a few instructions; it never blocks).
   bool add_solo(detail::evq_waiter* w) noexcept;
