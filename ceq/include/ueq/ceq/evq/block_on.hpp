@@ -91,9 +91,11 @@ class evq_waiter {
     woken_by_.store(by, std::memory_order_relaxed);
     return true;
   }
-  // The queue whose wake() woke the waiter this round. Read only after the
-  // waiter has unlinked from every queue: taking each queue's lock orders
-  // the waker's write before this read.
+  // The queue whose wake() or wake_claimed() woke the waiter this round.
+  // Read only after the waiter has unlinked from every queue: taking each
+  // queue's lock (a listed waiter), or seeing the claimer's unpark
+  // (remove_solo, for the slot's), orders the waker's write before this
+  // read.
   event_queue* woken_by() const noexcept { return woken_by_.load(std::memory_order_relaxed); }
   // Called by the waker whose exchange took the waiter out of a queue's
   // one-waiter slot: no other party can wake it this round, so this call
