@@ -7,7 +7,10 @@
 // (watched, so registrations follow the program's descriptors), close_range
 // (which, like close, leaves ueq's own descriptors open), fork
 // (so that ueq's fork handlers, which hand every set to the kernel, run
-// with the guard below set), and pthread_cancel (so that the waits stay
+// with the guard below set), the exec family (execve, execv, execvp,
+// execvpe, execl, execle, execlp, fexecve, execveat), posix_spawn,
+// posix_spawnp and vfork (a set a new program inherits is handed to the
+// kernel first, below), and pthread_cancel (so that the waits stay
 // cancellation points, below). Not interposed: closes that glibc makes
 // internally (fclose, for instance, closes through an internal entry
 // point; so does closefrom), fcntl(F_DUPFD), and the raw system calls; ueq
@@ -16,7 +19,7 @@
 // hands out anew drops what was known of it): see docs/guide.md, "epoll
 // compatibility".
 //
-// Exported: these thirteen names and the ueq_* C API, nothing else (preload.map;
+// Exported: these names and the ueq_* C API, nothing else (preload.map;
 // the rest of ueq is linked in but local, so its C++ symbols and what it
 // instantiates from abseil and the standard library never meet a program's
 // own copies; tests/epoll/exports.sh checks it).
@@ -49,6 +52,7 @@
 // disabled (cancellation_point).
 #include <dlfcn.h>
 #include <pthread.h>
+#include <spawn.h>
 #include <sys/epoll.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -58,10 +62,13 @@
 #include <atomic>
 #include <cerrno>
 #include <climits>
+#include <cstdarg>
+#include <cstddef>
 #include <cstdint>
 #include <mutex>
 
 #include "kcall.hpp"
+#include "registry.hpp"
 #include "ueq/epoll.h"
 #include "ueq/runtime/fd.hpp"
 #include "ueq/runtime/fork.hpp"
@@ -100,6 +107,21 @@ struct reals {
   int (*dup2)(int, int) = real<int (*)(int, int)>("dup2");
   int (*dup3)(int, int, int) = real<int (*)(int, int, int)>("dup3");
   pid_t (*fork)() = real<pid_t (*)()>("fork");
+  pid_t (*vfork)() = real<pid_t (*)()>("vfork");
+  int (*execve)(const char*, char* const*,
+                char* const*) = real<int (*)(const char*, char* const*, char* const*)>("execve");
+  int (*execv)(const char*, char* const*) = real<int (*)(const char*, char* const*)>("execv");
+  int (*execvp)(const char*, char* const*) = real<int (*)(const char*, char* const*)>("execvp");
+  int (*execvpe)(const char*, char* const*,
+                 char* const*) = real<int (*)(const char*, char* const*, char* const*)>("execvpe");
+  int (*fexecve)(int, char* const*,
+                 char* const*) = real<int (*)(int, char* const*, char* const*)>("fexecve");
+  int (*execveat)(int, const char*, char* const*, char* const*, int) =
+      real<int (*)(int, const char*, char* const*, char* const*, int)>("execveat");
+  using spawn_fn = int (*)(pid_t*, const char*, const posix_spawn_file_actions_t*,
+                           const posix_spawnattr_t*, char* const*, char* const*);
+  spawn_fn posix_spawn = real<spawn_fn>("posix_spawn");
+  spawn_fn posix_spawnp = real<spawn_fn>("posix_spawnp");
   int (*pthread_cancel)(pthread_t) = real<int (*)(pthread_t)>("pthread_cancel");
   int (*epoll_create)(int) = real<int (*)(int)>("epoll_create");
   int (*epoll_create1)(int) = real<int (*)(int)>("epoll_create1");
@@ -279,6 +301,40 @@ int close_around_own(unsigned first, unsigned last, int flags) {
   return R().close_range(lo, last, flags);
 }
 
+// Before a call that may exec (see the top): the new program inherits the
+// sets it can (registry.hpp, hand_over_for_exec). errno is the caller's
+// again afterwards. Not for ueq's own calls, nor in a signal handler that
+// interrupted ueq (ours(): the registry's lock may be held below it).
+void before_exec(bool all) {
+  if (ours()) return;
+  const ueq::epoll_internal::errno_on_success e;
+  scope s;
+  ueq::epoll_internal::hand_over_for_exec(all);
+  (void)e.keep(0);
+}
+
+// execl, execle and execlp: their arguments as an argv (on the stack, as
+// the C library does: these run in children of threaded programs, where
+// malloc may not), then the matching vector call. `envp_after`: execle's
+// environment follows the terminating null.
+template <class Call>
+int with_argv(const char* arg, va_list ap, bool envp_after, Call call) {
+  va_list count;
+  va_copy(count, ap);
+  std::size_t n = 1;
+  while (arg && va_arg(count, const char*))
+    ++n;
+  va_end(count);
+  auto** argv = static_cast<char**>(__builtin_alloca((n + 1) * sizeof(char*)));
+  argv[0] = const_cast<char*>(arg);
+  for (std::size_t i = 1; i < n; ++i)
+    argv[i] = va_arg(ap, char*);
+  argv[n] = nullptr;
+  if (arg) (void)va_arg(ap, char*);  // the terminating null
+  char* const* envp = envp_after ? va_arg(ap, char* const*) : environ;
+  return call(argv, envp);
+}
+
 }  // namespace
 
 #define UEQ_EXPORT extern "C" __attribute__((visibility("default")))
@@ -369,3 +425,106 @@ UEQ_EXPORT pid_t fork() {
   const ueq::epoll_internal::errno_on_success e;
   return e.keep(R().fork());
 }
+
+// The exec family and posix_spawn: the sets a new program can inherit are
+// the kernel's first (see before_exec). execl, execle and execlp are the
+// C library's own calls of execve and execvp internally, so they are
+// interposed too, and built on the vector calls here.
+UEQ_EXPORT int execve(const char* path, char* const argv[], char* const envp[]) {
+  before_exec(false);
+  return R().execve(path, argv, envp);
+}
+UEQ_EXPORT int execv(const char* path, char* const argv[]) {
+  before_exec(false);
+  return R().execv(path, argv);
+}
+UEQ_EXPORT int execvp(const char* file, char* const argv[]) {
+  before_exec(false);
+  return R().execvp(file, argv);
+}
+UEQ_EXPORT int execvpe(const char* file, char* const argv[], char* const envp[]) {
+  before_exec(false);
+  return R().execvpe(file, argv, envp);
+}
+UEQ_EXPORT int fexecve(int fd, char* const argv[], char* const envp[]) {
+  before_exec(false);
+  return R().fexecve(fd, argv, envp);
+}
+UEQ_EXPORT int execveat(int dirfd, const char* path, char* const argv[], char* const envp[],
+                        int flags) {
+  before_exec(false);
+  if (!R().execveat) {
+    errno = ENOSYS;
+    return -1;
+  }
+  return R().execveat(dirfd, path, argv, envp, flags);
+}
+UEQ_EXPORT int execl(const char* path, const char* arg, ...) {
+  va_list ap;
+  va_start(ap, arg);
+  const int r = with_argv(arg, ap, false, [&](char* const* argv, char* const* envp) {
+    before_exec(false);
+    return R().execve(path, argv, envp);
+  });
+  va_end(ap);
+  return r;
+}
+UEQ_EXPORT int execle(const char* path, const char* arg, ...) {
+  va_list ap;
+  va_start(ap, arg);
+  const int r = with_argv(arg, ap, true, [&](char* const* argv, char* const* envp) {
+    before_exec(false);
+    return R().execve(path, argv, envp);
+  });
+  va_end(ap);
+  return r;
+}
+UEQ_EXPORT int execlp(const char* file, const char* arg, ...) {
+  va_list ap;
+  va_start(ap, arg);
+  const int r = with_argv(arg, ap, false, [&](char* const* argv, char* const*) {
+    before_exec(false);
+    return R().execvp(file, argv);
+  });
+  va_end(ap);
+  return r;
+}
+UEQ_EXPORT int posix_spawn(pid_t* pid, const char* path, const posix_spawn_file_actions_t* fa,
+                           const posix_spawnattr_t* attr, char* const argv[], char* const envp[]) {
+  before_exec(fa != nullptr);
+  return R().posix_spawn(pid, path, fa, attr, argv, envp);
+}
+UEQ_EXPORT int posix_spawnp(pid_t* pid, const char* file, const posix_spawn_file_actions_t* fa,
+                            const posix_spawnattr_t* attr, char* const argv[], char* const envp[]) {
+  before_exec(fa != nullptr);
+  return R().posix_spawnp(pid, file, fa, attr, argv, envp);
+}
+
+// vfork(): the child runs in the parent's memory until it execs, so the
+// hand-over must happen in the parent, before the call; and vfork() cannot
+// be called from a frame that returns afterwards (the child's return would
+// overwrite the frame the parent resumes into). The entry below runs the
+// hand-over, then jumps to the C library's vfork with the caller's own
+// frame and return address, as if the program had called it directly.
+extern "C" __attribute__((visibility("hidden"), used)) void* ueq_preload_before_vfork() {
+  before_exec(false);
+  return reinterpret_cast<void*>(R().vfork);
+}
+#if defined(__x86_64__)
+asm(R"(
+  .text
+  .globl vfork
+  .type vfork, @function
+vfork:
+  .cfi_startproc
+  endbr64
+  subq $8, %rsp
+  .cfi_adjust_cfa_offset 8
+  call ueq_preload_before_vfork
+  addq $8, %rsp
+  .cfi_adjust_cfa_offset -8
+  jmp *%rax
+  .cfi_endproc
+  .size vfork, .-vfork
+)");
+#endif

@@ -397,7 +397,7 @@ struct by_set {
 // was registered is brought up to date, the set is marked native and its
 // entries go. Waiters already inside wait() are woken
 // (pending_signal::hold) and go on in the kernel.
-void materialize_all() ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu) {
+void materialize_all(const char* why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu) {
   std::vector<impl*> sets;
   for (auto& [fd, set] : reg().by_fd) {
     impl* p = &epoll_access::of(*set);
@@ -463,7 +463,29 @@ void materialize_all() ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu) {
     // Every kind of waiter wakes and goes on in the kernel.
     s->sig.hold();
   }
-  if (!sets.empty()) log("fork: %zu sets handed to the kernel", sets.size());
+  if (!sets.empty()) log("%s: %zu sets handed to the kernel", why, sets.size());
+}
+
+// The process whose memory this is, as of its last fork() (the child's
+// handler records its own): a process made without fork handlers (a
+// vfork() child, a raw clone) reads its parent's number here. relaxed:
+// written by the only thread of a new child, or before main.
+std::atomic<pid_t> g_pid{::getpid()};
+
+// The hand-over before an exec (see registry.hpp). The kernel is asked
+// which numbers keep their file across an exec; a number closed behind
+// ueq's back (EBADF) or now naming another file only makes the hand-over
+// happen where it was not needed, which is harmless.
+void hand_over_for_exec(bool all) noexcept {
+  if (::getpid() != g_pid.load(std::memory_order_relaxed)) return;
+  tap_service::inside_ueq in;
+  lock_guard<os_mutex> g(reg().mu);
+  bool inherited = all;
+  for (auto it = reg().by_fd.begin(); !inherited && it != reg().by_fd.end(); ++it) {
+    const int flags = ::fcntl(it->first, F_GETFD);
+    inherited = flags >= 0 && !(flags & FD_CLOEXEC);
+  }
+  if (inherited) materialize_all("exec");
 }
 
 // fork(): the registry lock is held from before the fork until after it,
@@ -473,7 +495,7 @@ void materialize_all() ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu) {
 void before_fork() noexcept ABSL_NO_THREAD_SAFETY_ANALYSIS {
   reg().mu.lock();
   tap_service::inside_ueq in;
-  materialize_all();
+  materialize_all("fork");
 }
 void after_fork_in_parent() noexcept ABSL_NO_THREAD_SAFETY_ANALYSIS {
   reg().mu.unlock();
@@ -485,6 +507,7 @@ void after_fork_in_child() noexcept ABSL_NO_THREAD_SAFETY_ANALYSIS {
     (void)close_own(ident);
   reg().mu.unlock();  // held by this thread since before_fork
   new (&g_service_mu) os_mutex(lock_level::epoll_service);
+  g_pid.store(::getpid(), std::memory_order_relaxed);
 }
 [[maybe_unused]] const bool g_fork_registered = on_fork(
     fork_layer::epoll,

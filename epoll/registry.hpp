@@ -152,6 +152,16 @@ void on_fd_close(int fd, void*);
 // after every entry is copied into the kernel and before the last step, so
 // a test can change an entry exactly there. Never set outside tests.
 inline std::atomic<void (*)()> test_hook_in_handover{nullptr};
+// Before an exec (the preload library's execve, posix_spawn, vfork and
+// their kin): if the new program can inherit a set (one of its numbers
+// lacks FD_CLOEXEC, or `all`: posix_spawn's file actions may dup one onto
+// a number that keeps it), every set is handed to the kernel as at fork(),
+// so the new program finds the set's entries in the epoll fd it inherits
+// and nothing of ueq's own. Sets stay the kernel's if the exec fails (the
+// calls pass through; Linux's meaning holds). Nothing is done in a process
+// made without fork handlers (a vfork() child: its parent's memory, whose
+// sets the parent's vfork() handed over already).
+void hand_over_for_exec(bool all) noexcept;
 // dup/dup2/dup3 bookkeeping: a new number for a set names it too.
 void register_dup(int oldfd, int newfd);
 int dup_over(int oldfd, int newfd, int flags, bool is_dup2);
