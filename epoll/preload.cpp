@@ -3,21 +3,21 @@
 // launcher).
 //
 // Interposed: epoll_create, epoll_create1, epoll_ctl, epoll_wait,
-// epoll_pwait, epoll_pwait2 (served by ueq), close, dup, dup2, dup3
-// (watched, so registrations follow the program's descriptors), close_range
-// (which, like close, leaves ueq's own descriptors open), fork
-// (so that ueq's fork handlers, which hand every set to the kernel, run
-// with the guard below set), the exec family (execve, execv, execvp,
-// execvpe, execl, execle, execlp, fexecve, execveat), posix_spawn,
-// posix_spawnp and vfork (a set a new program inherits is handed to the
-// kernel first, below), and pthread_cancel (so that the waits stay
-// cancellation points, below). Not interposed: closes that glibc makes
-// internally (fclose, for instance, closes through an internal entry
-// point; so does closefrom), fcntl(F_DUPFD), and the raw system calls; ueq
-// notices a number closed that way when it matters (the kernel is asked
-// whether a number still names the set ueq recorded; a number the kernel
-// hands out anew drops what was known of it): see docs/guide.md, "epoll
-// compatibility".
+// epoll_pwait, epoll_pwait2 (served by ueq), close, dup, dup2, dup3 and the
+// F_DUPFD copies of fcntl and fcntl64 (watched, so registrations follow the
+// program's descriptors), close_range (which, like close, leaves ueq's own
+// descriptors open), fork (so that ueq's fork handlers, which hand every
+// set to the kernel, run with the guard below set), the exec family
+// (execve, execv, execvp, execvpe, execl, execle, execlp, fexecve,
+// execveat), posix_spawn, posix_spawnp and vfork (a set a new program
+// inherits is handed to the kernel first, below), and pthread_cancel (so
+// that the waits stay cancellation points, below). Not interposed: closes
+// that glibc makes internally (fclose, for instance, closes through an
+// internal entry point; so does closefrom), a number received over a unix
+// socket (SCM_RIGHTS), and the raw system calls; ueq notices a number
+// closed that way when it matters (the kernel is asked whether a number
+// still names the set ueq recorded; a number the kernel hands out anew
+// drops what was known of it): see docs/guide.md, "epoll compatibility".
 //
 // Exported: these names and the ueq_* C API, nothing else (preload.map;
 // the rest of ueq is linked in but local, so its C++ symbols and what it
@@ -108,6 +108,8 @@ struct reals {
   int (*dup3)(int, int, int) = real<int (*)(int, int, int)>("dup3");
   pid_t (*fork)() = real<pid_t (*)()>("fork");
   pid_t (*vfork)() = real<pid_t (*)()>("vfork");
+  int (*fcntl)(int, int, ...) = real<int (*)(int, int, ...)>("fcntl");
+  int (*fcntl64)(int, int, ...) = real<int (*)(int, int, ...)>("fcntl64");
   int (*execve)(const char*, char* const*,
                 char* const*) = real<int (*)(const char*, char* const*, char* const*)>("execve");
   int (*execv)(const char*, char* const*) = real<int (*)(const char*, char* const*)>("execv");
@@ -301,6 +303,21 @@ int close_around_own(unsigned first, unsigned last, int flags) {
   return R().close_range(lo, last, flags);
 }
 
+// fcntl() and fcntl64(): an F_DUPFD or F_DUPFD_CLOEXEC copy of a set's
+// number names the set too, as a dup() does (register_dup); every other
+// command, and ueq's own calls, go to the C library's untouched. The third
+// argument is passed on as the word it was passed in, as the C library
+// reads it (an int or a pointer, by command).
+int fcntl_call(int (*real_fcntl)(int, int, ...), int fd, int cmd, void* arg) {
+  if ((cmd != F_DUPFD && cmd != F_DUPFD_CLOEXEC) || ours()) return real_fcntl(fd, cmd, arg);
+  scope s;
+  const ueq::epoll_internal::errno_on_success e;
+  fd = ueq::epoll_internal::program_fd(fd);
+  const int n = real_fcntl(fd, cmd, arg);
+  if (n >= 0) ueq::epoll_internal::register_dup(fd, n);
+  return e.keep(n);
+}
+
 // Before a call that may exec (see the top): the new program inherits the
 // sets it can (registry.hpp, hand_over_for_exec). errno is the caller's
 // again afterwards. Not for ueq's own calls, nor in a signal handler that
@@ -405,6 +422,24 @@ UEQ_EXPORT int dup3(int oldfd, int newfd, int flags) {
   if (ours()) return R().dup3(oldfd, newfd, flags);
   scope s;
   return ueq_dup3(oldfd, newfd, flags);
+}
+// <fcntl.h> names fcntl64 for fcntl where off_t is 64 bits wide (as in
+// ueq's build): each is defined here under its own symbol explicitly.
+UEQ_EXPORT int fcntl_entry(int fd, int cmd, ...) __asm__("fcntl");
+UEQ_EXPORT int fcntl64_entry(int fd, int cmd, ...) __asm__("fcntl64");
+UEQ_EXPORT int fcntl_entry(int fd, int cmd, ...) {
+  va_list ap;
+  va_start(ap, cmd);
+  void* arg = va_arg(ap, void*);
+  va_end(ap);
+  return fcntl_call(R().fcntl, fd, cmd, arg);
+}
+UEQ_EXPORT int fcntl64_entry(int fd, int cmd, ...) {
+  va_list ap;
+  va_start(ap, cmd);
+  void* arg = va_arg(ap, void*);
+  va_end(ap);
+  return fcntl_call(R().fcntl64 ? R().fcntl64 : R().fcntl, fd, cmd, arg);
 }
 UEQ_EXPORT int pthread_cancel(pthread_t th) {
   const int r = R().pthread_cancel(th);

@@ -123,7 +123,9 @@ int hide_fd(int fd) noexcept {
     const rlim_t top = std::min<rlim_t>(256, rl.rlim_cur / 4);
     const long floor = static_cast<long>(rl.rlim_cur - top);
     if (fd < floor) {
-      const int high = ::fcntl(fd, F_DUPFD_CLOEXEC, floor);
+      // The system call itself: never an interposed fcntl() (the epoll
+      // facade's preload library counts F_DUPFD copies of its sets).
+      const int high = static_cast<int>(::syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, floor));
       if (high >= 0) {
         ::close(fd);
         out = high;
