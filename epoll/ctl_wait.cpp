@@ -76,6 +76,8 @@ result<std::shared_ptr<epoll_set>> epoll_set::create(int flags) {
   lock_guard<os_mutex> g(reg().mu);
   reg().by_fd[efd] = set;
   bump_numbers();
+  // relaxed: a hint for the hand-over before an exec, which takes reg().mu.
+  g_sets_made.store(true, std::memory_order_relaxed);
   // The host poller's fd too (host events not yet dispatched, which may be
   // this set's: a program that polls this epoll fd without any thread
   // waiting in ueq must still see it readable, and its epoll_wait then

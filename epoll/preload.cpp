@@ -65,7 +65,9 @@
 #include <cstdarg>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <mutex>
+#include <optional>
 
 #include "kcall.hpp"
 #include "registry.hpp"
@@ -79,12 +81,25 @@ namespace {
 
 thread_local bool tl_inside = false;  // constant-initialised: no guard
 
+// Set by vfork() in the parent's thread: the pid of the process that
+// called it. The child shares the parent's memory and this thread's
+// thread-locals until it execs or exits, and must leave ueq's bookkeeping
+// (the parent's) alone: its close, dup2 and epoll calls pass straight to
+// the C library. The parent's next interposed call clears it.
+thread_local pid_t tl_vfork_parent = 0;
+bool in_vfork_child() {
+  if (tl_vfork_parent == 0) return false;
+  if (::getpid() != tl_vfork_parent) return true;
+  tl_vfork_parent = 0;  // the parent, resumed: only it writes here
+  return false;
+}
+
 // A call made by ueq itself (its host poller, its descriptors): either from
 // inside one of these functions (tl_inside) or from any other code of ueq's
 // (a ueq_* function called directly, the runtime's threads), which marks
-// itself inside ueq.
+// itself inside ueq. Or a call in a vfork() child (above).
 bool ours() {
-  return tl_inside || ueq::tap_service::inside_ueq::active();
+  return tl_inside || ueq::tap_service::inside_ueq::active() || in_vfork_child();
 }
 
 struct scope {
@@ -124,6 +139,8 @@ struct reals {
                            const posix_spawnattr_t*, char* const*, char* const*);
   spawn_fn posix_spawn = real<spawn_fn>("posix_spawn");
   spawn_fn posix_spawnp = real<spawn_fn>("posix_spawnp");
+  int (*system)(const char*) = real<int (*)(const char*)>("system");
+  FILE* (*popen)(const char*, const char*) = real<FILE* (*)(const char*, const char*)>("popen");
   int (*pthread_cancel)(pthread_t) = real<int (*)(pthread_t)>("pthread_cancel");
   int (*epoll_create)(int) = real<int (*)(int)>("epoll_create");
   int (*epoll_create1)(int) = real<int (*)(int)>("epoll_create1");
@@ -139,6 +156,11 @@ struct reals {
 const reals& R() {
   static const reals r;
   return r;
+}
+// Resolved at load, so that no first use (with dlsym) falls in a vfork()
+// child, a fork()ed child or a signal handler.
+[[gnu::constructor]] void resolve_reals() {
+  (void)R();
 }
 
 // The plain threads that have waited (see the top), each listed from its
@@ -318,21 +340,56 @@ int fcntl_call(int (*real_fcntl)(int, int, ...), int fd, int cmd, void* arg) {
   return e.keep(n);
 }
 
-// Before a call that may exec (see the top): the new program inherits the
-// sets it can (registry.hpp, hand_over_for_exec). errno is the caller's
-// again afterwards. Not for ueq's own calls, nor in a signal handler that
-// interrupted ueq (ours(): the registry's lock may be held below it).
-void before_exec(bool all) {
-  if (ours()) return;
-  const ueq::epoll_internal::errno_on_success e;
-  scope s;
-  ueq::epoll_internal::hand_over_for_exec(all);
-  (void)e.keep(0);
+// Around a call that starts a new program (see the top): the new program
+// inherits the sets it can (registry.hpp). The call's own result and errno
+// are returned. Not for ueq's own calls, nor in a signal handler that
+// interrupted ueq, nor in a vfork() child (ours()). The registry's lock is
+// held across an exec (and a posix_spawn, which returns once the child has
+// exec'd) under the guard, so a signal handler's epoll calls meanwhile
+// pass straight to the kernel rather than wait for it. An exec may come
+// from a signal handler itself: exec_handover allocates nothing.
+template <class Call>
+int with_exec_handover(Call call) {
+  if (ours()) return call();
+  int r, err;
+  {
+    const ueq::epoll_internal::errno_on_success e;
+    scope s;
+    const ueq::epoll_internal::exec_handover h;
+    (void)e.keep(0);
+    r = call();  // the exec failed if it returns; h then lets go
+    err = errno;
+  }
+  errno = err;
+  return r;
+}
+// posix_spawn (`hold`), system and popen (not `hold`: system() waits for
+// the command, and the lock is let go before the call): the caller goes
+// on, with the sets handed over (if one could be inherited) the kernel's.
+template <class Call>
+auto with_spawn_handover(bool hold, Call call) {
+  if (ours()) return call();
+  std::optional<ueq::epoll_internal::spawn_handover> h;
+  std::optional<scope> s;
+  {
+    const ueq::epoll_internal::errno_on_success e;
+    s.emplace();
+    h.emplace(hold);
+    if (!hold) s.reset();
+    (void)e.keep(0);
+  }
+  auto r = call();
+  const int err = errno;
+  h.reset();
+  s.reset();
+  errno = err;
+  return r;
 }
 
 // execl, execle and execlp: their arguments as an argv (on the stack, as
 // the C library does: these run in children of threaded programs, where
-// malloc may not), then the matching vector call. `envp_after`: execle's
+// malloc may not, and a signal handler that interrupted it), then the
+// matching vector call. `envp_after`: execle's
 // environment follows the terminating null.
 template <class Call>
 int with_argv(const char* arg, va_list ap, bool envp_after, Call call) {
@@ -455,51 +512,46 @@ UEQ_EXPORT int pthread_cancel(pthread_t th) {
   return e.keep(0);
 }
 UEQ_EXPORT pid_t fork() {
+  (void)in_vfork_child();  // a fork()ed child is no vfork() child
   if (tl_inside) return R().fork();
   scope s;  // in the child too, until fork returns there
   const ueq::epoll_internal::errno_on_success e;
   return e.keep(R().fork());
 }
 
-// The exec family and posix_spawn: the sets a new program can inherit are
-// the kernel's first (see before_exec). execl, execle and execlp are the
-// C library's own calls of execve and execvp internally, so they are
-// interposed too, and built on the vector calls here.
+// The exec family, posix_spawn, system and popen: the sets a new program
+// can inherit are the kernel's first (with_exec_handover and
+// with_spawn_handover). execl, execle and execlp are built on execve and
+// execvp here (the C library's make internal calls, which would not pass
+// through these).
 UEQ_EXPORT int execve(const char* path, char* const argv[], char* const envp[]) {
-  before_exec(false);
-  return R().execve(path, argv, envp);
+  return with_exec_handover([&] { return R().execve(path, argv, envp); });
 }
 UEQ_EXPORT int execv(const char* path, char* const argv[]) {
-  before_exec(false);
-  return R().execv(path, argv);
+  return with_exec_handover([&] { return R().execv(path, argv); });
 }
 UEQ_EXPORT int execvp(const char* file, char* const argv[]) {
-  before_exec(false);
-  return R().execvp(file, argv);
+  return with_exec_handover([&] { return R().execvp(file, argv); });
 }
 UEQ_EXPORT int execvpe(const char* file, char* const argv[], char* const envp[]) {
-  before_exec(false);
-  return R().execvpe(file, argv, envp);
+  return with_exec_handover([&] { return R().execvpe(file, argv, envp); });
 }
 UEQ_EXPORT int fexecve(int fd, char* const argv[], char* const envp[]) {
-  before_exec(false);
-  return R().fexecve(fd, argv, envp);
+  return with_exec_handover([&] { return R().fexecve(fd, argv, envp); });
 }
 UEQ_EXPORT int execveat(int dirfd, const char* path, char* const argv[], char* const envp[],
                         int flags) {
-  before_exec(false);
   if (!R().execveat) {
     errno = ENOSYS;
     return -1;
   }
-  return R().execveat(dirfd, path, argv, envp, flags);
+  return with_exec_handover([&] { return R().execveat(dirfd, path, argv, envp, flags); });
 }
 UEQ_EXPORT int execl(const char* path, const char* arg, ...) {
   va_list ap;
   va_start(ap, arg);
   const int r = with_argv(arg, ap, false, [&](char* const* argv, char* const* envp) {
-    before_exec(false);
-    return R().execve(path, argv, envp);
+    return with_exec_handover([&] { return R().execve(path, argv, envp); });
   });
   va_end(ap);
   return r;
@@ -508,8 +560,7 @@ UEQ_EXPORT int execle(const char* path, const char* arg, ...) {
   va_list ap;
   va_start(ap, arg);
   const int r = with_argv(arg, ap, true, [&](char* const* argv, char* const* envp) {
-    before_exec(false);
-    return R().execve(path, argv, envp);
+    return with_exec_handover([&] { return R().execve(path, argv, envp); });
   });
   va_end(ap);
   return r;
@@ -518,21 +569,29 @@ UEQ_EXPORT int execlp(const char* file, const char* arg, ...) {
   va_list ap;
   va_start(ap, arg);
   const int r = with_argv(arg, ap, false, [&](char* const* argv, char* const*) {
-    before_exec(false);
-    return R().execvp(file, argv);
+    return with_exec_handover([&] { return R().execvp(file, argv); });
   });
   va_end(ap);
   return r;
 }
+// posix_spawn's file actions are not read: a set whose numbers all have
+// FD_CLOEXEC and that an action dup2()s onto a number without it reaches
+// the new program as ueq's bare epoll fd (docs/guide.md).
 UEQ_EXPORT int posix_spawn(pid_t* pid, const char* path, const posix_spawn_file_actions_t* fa,
                            const posix_spawnattr_t* attr, char* const argv[], char* const envp[]) {
-  before_exec(fa != nullptr);
-  return R().posix_spawn(pid, path, fa, attr, argv, envp);
+  return with_spawn_handover(true,
+                             [&] { return R().posix_spawn(pid, path, fa, attr, argv, envp); });
 }
 UEQ_EXPORT int posix_spawnp(pid_t* pid, const char* file, const posix_spawn_file_actions_t* fa,
                             const posix_spawnattr_t* attr, char* const argv[], char* const envp[]) {
-  before_exec(fa != nullptr);
-  return R().posix_spawnp(pid, file, fa, attr, argv, envp);
+  return with_spawn_handover(true,
+                             [&] { return R().posix_spawnp(pid, file, fa, attr, argv, envp); });
+}
+UEQ_EXPORT int system(const char* command) {
+  return with_spawn_handover(false, [&] { return R().system(command); });
+}
+UEQ_EXPORT FILE* popen(const char* command, const char* type) {
+  return with_spawn_handover(false, [&] { return R().popen(command, type); });
 }
 
 // vfork(): the child runs in the parent's memory until it execs, so the
@@ -542,7 +601,17 @@ UEQ_EXPORT int posix_spawnp(pid_t* pid, const char* file, const posix_spawn_file
 // hand-over, then jumps to the C library's vfork with the caller's own
 // frame and return address, as if the program had called it directly.
 extern "C" __attribute__((visibility("hidden"), used)) void* ueq_preload_before_vfork() {
-  before_exec(false);
+  if (!ours()) {
+    const ueq::epoll_internal::errno_on_success e;
+    {
+      scope s;
+      ueq::epoll_internal::spawn_handover h(false);
+    }
+    (void)e.keep(0);
+    // Until this thread's next interposed call in this process: the
+    // child's calls pass straight to the C library (in_vfork_child).
+    tl_vfork_parent = ::getpid();
+  }
   return reinterpret_cast<void*>(R().vfork);
 }
 #if defined(__x86_64__)

@@ -152,16 +152,47 @@ void on_fd_close(int fd, void*);
 // after every entry is copied into the kernel and before the last step, so
 // a test can change an entry exactly there. Never set outside tests.
 inline std::atomic<void (*)()> test_hook_in_handover{nullptr};
-// Before an exec (the preload library's execve, posix_spawn, vfork and
-// their kin): if the new program can inherit a set (one of its numbers
-// lacks FD_CLOEXEC, or `all`: posix_spawn's file actions may dup one onto
-// a number that keeps it), every set is handed to the kernel as at fork(),
-// so the new program finds the set's entries in the epoll fd it inherits
-// and nothing of ueq's own. Sets stay the kernel's if the exec fails (the
-// calls pass through; Linux's meaning holds). Nothing is done in a process
-// made without fork handlers (a vfork() child: its parent's memory, whose
-// sets the parent's vfork() handed over already).
-void hand_over_for_exec(bool all) noexcept;
+// Before a call that starts a new program (the preload library's exec
+// family, posix_spawn, system, popen, vfork): if the new program can
+// inherit a set (one of its numbers lacks FD_CLOEXEC, asked of the
+// kernel), every set is handed to the kernel as at fork(), so the new
+// program finds the set's entries, with their data, in the epoll fd it
+// inherits and nothing of ueq's own; the sets stay the kernel's if this
+// process goes on (as after a fork). Nothing is done in a process made
+// without fork handlers (a vfork() child: its parent's memory), nor before
+// the first set is made (g_sets_made).
+//
+// exec_handover, around an exec call, which may come from a signal handler
+// (execve is async-signal-safe, and the handler may have interrupted
+// malloc): allocates and frees nothing, and holds reg().mu until the exec
+// returns, so no set is made or changed between the hand-over and the new
+// program (other threads' calls wait, and go with the exec).
+class exec_handover {
+ public:
+  exec_handover() noexcept;
+  ~exec_handover();
+  exec_handover(const exec_handover&) = delete;
+  exec_handover& operator=(const exec_handover&) = delete;
+
+ private:
+  bool held_ = false;
+};
+// spawn_handover, around a call whose caller goes on (posix_spawn, system,
+// popen; vfork with !hold, since its child runs before it returns): the
+// full hand-over (materialize_all), with reg().mu held until the call
+// returns if `hold`.
+class spawn_handover {
+ public:
+  explicit spawn_handover(bool hold) noexcept;
+  ~spawn_handover();
+  spawn_handover(const spawn_handover&) = delete;
+  spawn_handover& operator=(const spawn_handover&) = delete;
+
+ private:
+  bool held_ = false;
+};
+// Set when the first set is made; never cleared.
+extern std::atomic<bool> g_sets_made;
 // dup/dup2/dup3 bookkeeping: a new number for a set names it too.
 void register_dup(int oldfd, int newfd);
 int dup_over(int oldfd, int newfd, int flags, bool is_dup2);

@@ -128,6 +128,15 @@ int main(int argc, char** argv) {
       execv(self, args);
       _exit(127);
     }
+  } else if (strcmp(how, "vfork_closes") == 0) {
+    /* The usual child: files moved into place and closed before the exec.
+     * Its descriptors are its own: the parent's set keeps a and c. */
+    pid = vfork();
+    if (pid == 0) {
+      if (dup2(c[0], 20) < 0 || close(a[0]) || close(c[0]) || close(20)) _exit(126);
+      execv(self, args);
+      _exit(127);
+    }
   } else if (strcmp(how, "failed_exec") == 0) {
     /* An exec that fails leaves the process with its sets working. */
     char* none[] = {"/nonexistent/ueq-test", NULL};
