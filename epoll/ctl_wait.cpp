@@ -76,8 +76,8 @@ result<std::shared_ptr<epoll_set>> epoll_set::create(int flags) {
   lock_guard<os_mutex> g(reg().mu);
   reg().by_fd[efd] = set;
   bump_numbers();
-  // relaxed: a hint for the hand-over before an exec, which takes reg().mu.
-  g_sets_made.store(true, std::memory_order_relaxed);
+  // relaxed: a hint (see hand_over_before_exec).
+  if (!(flags & EPOLL_CLOEXEC)) g_maybe_inheritable.store(true, std::memory_order_relaxed);
   // The host poller's fd too (host events not yet dispatched, which may be
   // this set's: a program that polls this epoll fd without any thread
   // waiting in ueq must still see it readable, and its epoll_wait then
@@ -129,7 +129,7 @@ bool signal_through(const sigset_t* mask) {
 
 status ctl_full(epoll_set& self, int op, int fd, const epoll_event* event) {
   impl& p = epoll_access::of(self);
-  // A set handed to the kernel (at a fork): the kernel's ctl. Checked again
+  // A set handed to the kernel (at a fork, or before an exec): the kernel's ctl. Checked again
   // under the set's lock, which the fork's hand-over takes: a ctl that
   // began before it must not edit the entries it has moved.
   auto native = [&] {

@@ -9,15 +9,16 @@
 // descriptors open), fork (so that ueq's fork handlers, which hand every
 // set to the kernel, run with the guard below set), the exec family
 // (execve, execv, execvp, execvpe, execl, execle, execlp, fexecve,
-// execveat), posix_spawn, posix_spawnp and vfork (a set a new program
-// inherits is handed to the kernel first, below), and pthread_cancel (so
-// that the waits stay cancellation points, below). Not interposed: closes
-// that glibc makes internally (fclose, for instance, closes through an
-// internal entry point; so does closefrom), a number received over a unix
-// socket (SCM_RIGHTS), and the raw system calls; ueq notices a number
-// closed that way when it matters (the kernel is asked whether a number
-// still names the set ueq recorded; a number the kernel hands out anew
-// drops what was known of it): see docs/guide.md, "epoll compatibility".
+// execveat), posix_spawn, posix_spawnp, system, popen and vfork (a set a
+// new program inherits is handed to the kernel first, below), and
+// pthread_cancel (so that the waits stay cancellation points, below). Not
+// interposed: closes that glibc makes internally (fclose, for instance,
+// closes through an internal entry point; so does closefrom), a number
+// received over a unix socket (SCM_RIGHTS), and the raw system calls; ueq
+// notices a number closed that way when it matters (the kernel is asked
+// whether a number still names the set ueq recorded; a number the kernel
+// hands out anew drops what was known of it): see docs/guide.md, "epoll
+// compatibility".
 //
 // Exported: these names and the ueq_* C API, nothing else (preload.map;
 // the rest of ueq is linked in but local, so its C++ symbols and what it
@@ -67,7 +68,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <mutex>
-#include <optional>
 
 #include "kcall.hpp"
 #include "registry.hpp"
@@ -326,11 +326,14 @@ int close_around_own(unsigned first, unsigned last, int flags) {
 }
 
 // fcntl() and fcntl64(): an F_DUPFD or F_DUPFD_CLOEXEC copy of a set's
-// number names the set too, as a dup() does (register_dup); every other
-// command, and ueq's own calls, go to the C library's untouched. The third
+// number names the set too, as a dup() does (register_dup); an F_SETFD
+// that clears FD_CLOEXEC (of any fd) sets the exec hand-over's mark; every
+// other command, and ueq's own calls, go to the C library's untouched. The third
 // argument is passed on as the word it was passed in, as the C library
 // reads it (an int or a pointer, by command).
 int fcntl_call(int (*real_fcntl)(int, int, ...), int fd, int cmd, void* arg) {
+  if (cmd == F_SETFD && !(reinterpret_cast<std::uintptr_t>(arg) & FD_CLOEXEC))
+    ueq::epoll_internal::g_maybe_inheritable.store(true, std::memory_order_relaxed);
   if ((cmd != F_DUPFD && cmd != F_DUPFD_CLOEXEC) || ours()) return real_fcntl(fd, cmd, arg);
   scope s;
   const ueq::epoll_internal::errno_on_success e;
@@ -340,56 +343,21 @@ int fcntl_call(int (*real_fcntl)(int, int, ...), int fd, int cmd, void* arg) {
   return e.keep(n);
 }
 
-// Around a call that starts a new program (see the top): the new program
-// inherits the sets it can (registry.hpp). The call's own result and errno
-// are returned. Not for ueq's own calls, nor in a signal handler that
-// interrupted ueq, nor in a vfork() child (ours()). The registry's lock is
-// held across an exec (and a posix_spawn, which returns once the child has
-// exec'd) under the guard, so a signal handler's epoll calls meanwhile
-// pass straight to the kernel rather than wait for it. An exec may come
-// from a signal handler itself: exec_handover allocates nothing.
-template <class Call>
-int with_exec_handover(Call call) {
-  if (ours()) return call();
-  int r, err;
-  {
-    const ueq::epoll_internal::errno_on_success e;
-    scope s;
-    const ueq::epoll_internal::exec_handover h;
-    (void)e.keep(0);
-    r = call();  // the exec failed if it returns; h then lets go
-    err = errno;
-  }
-  errno = err;
-  return r;
-}
-// posix_spawn (`hold`), system and popen (not `hold`: system() waits for
-// the command, and the lock is let go before the call): the caller goes
-// on, with the sets handed over (if one could be inherited) the kernel's.
-template <class Call>
-auto with_spawn_handover(bool hold, Call call) {
-  if (ours()) return call();
-  std::optional<ueq::epoll_internal::spawn_handover> h;
-  std::optional<scope> s;
-  {
-    const ueq::epoll_internal::errno_on_success e;
-    s.emplace();
-    h.emplace(hold);
-    if (!hold) s.reset();
-    (void)e.keep(0);
-  }
-  auto r = call();
-  const int err = errno;
-  h.reset();
-  s.reset();
-  errno = err;
-  return r;
+// Before a call that starts a new program (see the top): the new program
+// inherits the sets it can (registry.hpp, hand_over_before_exec). errno
+// is the caller's again afterwards. Not for ueq's own calls, nor in a
+// signal handler that interrupted ueq, nor in a vfork() child (ours()).
+void before_new_program() {
+  if (ours()) return;
+  const ueq::epoll_internal::errno_on_success e;
+  scope s;
+  ueq::epoll_internal::hand_over_before_exec();
+  (void)e.keep(0);
 }
 
 // execl, execle and execlp: their arguments as an argv (on the stack, as
 // the C library does: these run in children of threaded programs, where
-// malloc may not, and a signal handler that interrupted it), then the
-// matching vector call. `envp_after`: execle's
+// malloc may not), then the matching vector call. `envp_after`: execle's
 // environment follows the terminating null.
 template <class Call>
 int with_argv(const char* arg, va_list ap, bool envp_after, Call call) {
@@ -520,24 +488,28 @@ UEQ_EXPORT pid_t fork() {
 }
 
 // The exec family, posix_spawn, system and popen: the sets a new program
-// can inherit are the kernel's first (with_exec_handover and
-// with_spawn_handover). execl, execle and execlp are built on execve and
-// execvp here (the C library's make internal calls, which would not pass
-// through these).
+// can inherit are the kernel's first (before_new_program). execl, execle
+// and execlp are built on execve and execvp here (the C library's make
+// internal calls, which would not pass through these).
 UEQ_EXPORT int execve(const char* path, char* const argv[], char* const envp[]) {
-  return with_exec_handover([&] { return R().execve(path, argv, envp); });
+  before_new_program();
+  return R().execve(path, argv, envp);
 }
 UEQ_EXPORT int execv(const char* path, char* const argv[]) {
-  return with_exec_handover([&] { return R().execv(path, argv); });
+  before_new_program();
+  return R().execv(path, argv);
 }
 UEQ_EXPORT int execvp(const char* file, char* const argv[]) {
-  return with_exec_handover([&] { return R().execvp(file, argv); });
+  before_new_program();
+  return R().execvp(file, argv);
 }
 UEQ_EXPORT int execvpe(const char* file, char* const argv[], char* const envp[]) {
-  return with_exec_handover([&] { return R().execvpe(file, argv, envp); });
+  before_new_program();
+  return R().execvpe(file, argv, envp);
 }
 UEQ_EXPORT int fexecve(int fd, char* const argv[], char* const envp[]) {
-  return with_exec_handover([&] { return R().fexecve(fd, argv, envp); });
+  before_new_program();
+  return R().fexecve(fd, argv, envp);
 }
 UEQ_EXPORT int execveat(int dirfd, const char* path, char* const argv[], char* const envp[],
                         int flags) {
@@ -545,13 +517,15 @@ UEQ_EXPORT int execveat(int dirfd, const char* path, char* const argv[], char* c
     errno = ENOSYS;
     return -1;
   }
-  return with_exec_handover([&] { return R().execveat(dirfd, path, argv, envp, flags); });
+  before_new_program();
+  return R().execveat(dirfd, path, argv, envp, flags);
 }
 UEQ_EXPORT int execl(const char* path, const char* arg, ...) {
   va_list ap;
   va_start(ap, arg);
   const int r = with_argv(arg, ap, false, [&](char* const* argv, char* const* envp) {
-    return with_exec_handover([&] { return R().execve(path, argv, envp); });
+    before_new_program();
+    return R().execve(path, argv, envp);
   });
   va_end(ap);
   return r;
@@ -560,7 +534,8 @@ UEQ_EXPORT int execle(const char* path, const char* arg, ...) {
   va_list ap;
   va_start(ap, arg);
   const int r = with_argv(arg, ap, true, [&](char* const* argv, char* const* envp) {
-    return with_exec_handover([&] { return R().execve(path, argv, envp); });
+    before_new_program();
+    return R().execve(path, argv, envp);
   });
   va_end(ap);
   return r;
@@ -569,7 +544,8 @@ UEQ_EXPORT int execlp(const char* file, const char* arg, ...) {
   va_list ap;
   va_start(ap, arg);
   const int r = with_argv(arg, ap, false, [&](char* const* argv, char* const*) {
-    return with_exec_handover([&] { return R().execvp(file, argv); });
+    before_new_program();
+    return R().execvp(file, argv);
   });
   va_end(ap);
   return r;
@@ -579,19 +555,21 @@ UEQ_EXPORT int execlp(const char* file, const char* arg, ...) {
 // the new program as ueq's bare epoll fd (docs/guide.md).
 UEQ_EXPORT int posix_spawn(pid_t* pid, const char* path, const posix_spawn_file_actions_t* fa,
                            const posix_spawnattr_t* attr, char* const argv[], char* const envp[]) {
-  return with_spawn_handover(true,
-                             [&] { return R().posix_spawn(pid, path, fa, attr, argv, envp); });
+  before_new_program();
+  return R().posix_spawn(pid, path, fa, attr, argv, envp);
 }
 UEQ_EXPORT int posix_spawnp(pid_t* pid, const char* file, const posix_spawn_file_actions_t* fa,
                             const posix_spawnattr_t* attr, char* const argv[], char* const envp[]) {
-  return with_spawn_handover(true,
-                             [&] { return R().posix_spawnp(pid, file, fa, attr, argv, envp); });
+  before_new_program();
+  return R().posix_spawnp(pid, file, fa, attr, argv, envp);
 }
 UEQ_EXPORT int system(const char* command) {
-  return with_spawn_handover(false, [&] { return R().system(command); });
+  before_new_program();
+  return R().system(command);
 }
 UEQ_EXPORT FILE* popen(const char* command, const char* type) {
-  return with_spawn_handover(false, [&] { return R().popen(command, type); });
+  before_new_program();
+  return R().popen(command, type);
 }
 
 // vfork(): the child runs in the parent's memory until it execs, so the
@@ -602,12 +580,7 @@ UEQ_EXPORT FILE* popen(const char* command, const char* type) {
 // frame and return address, as if the program had called it directly.
 extern "C" __attribute__((visibility("hidden"), used)) void* ueq_preload_before_vfork() {
   if (!ours()) {
-    const ueq::epoll_internal::errno_on_success e;
-    {
-      scope s;
-      ueq::epoll_internal::spawn_handover h(false);
-    }
-    (void)e.keep(0);
+    before_new_program();
     // Until this thread's next interposed call in this process: the
     // child's calls pass straight to the C library (in_vfork_child).
     tl_vfork_parent = ::getpid();

@@ -472,116 +472,29 @@ void materialize_all(const char* why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu) {
 // vfork() child, a raw clone) reads its parent's number here. relaxed:
 // written by the only thread of a new child, or before main.
 std::atomic<pid_t> g_pid{::getpid()};
-std::atomic<bool> g_sets_made{false};
+std::atomic<bool> g_maybe_inheritable{false};
 
-namespace {
-// Whether a new program started now would inherit one of the sets: a
-// number of a set not yet the kernel's lacks FD_CLOEXEC (asked of the
-// kernel; a number closed behind ueq's back gives EBADF and counts as
-// none, one now naming another file only makes a hand-over happen where
-// it was not needed). False in a process made without fork handlers.
-bool inheritable() ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu) {
+// The hand-over before a new program starts (registry.hpp). Without the
+// mark, no lock and no system call: a program whose sets all have
+// EPOLL_CLOEXEC never waits here (an exec may come from a signal handler,
+// and another thread may hold reg().mu while it waits for the allocator's
+// lock that the handler interrupted). With it, the kernel is asked which
+// numbers keep their file across an exec; a number closed behind ueq's
+// back (EBADF) counts as none, one now naming another file only makes a
+// hand-over happen where it was not needed.
+void hand_over_before_exec() noexcept {
+  if (!g_maybe_inheritable.load(std::memory_order_relaxed)) return;
+  if (::getpid() != g_pid.load(std::memory_order_relaxed)) return;
+  tap_service::inside_ueq in;
+  lock_guard<os_mutex> g(reg().mu);
   for (auto& [fd, set] : reg().by_fd) {
     if (epoll_access::of(*set).native.load(std::memory_order_relaxed)) continue;
     const int flags = ::fcntl(fd, F_GETFD);
-    if (flags >= 0 && !(flags & FD_CLOEXEC)) return true;
-  }
-  return false;
-}
-
-// Whether a hand-over may be due: a set was ever made, in this process's
-// memory (a vfork() child's calls never come here: the preload library
-// passes them on, but a raw clone's might).
-bool may_hand_over() {
-  return g_sets_made.load(std::memory_order_relaxed) &&
-         ::getpid() == g_pid.load(std::memory_order_relaxed);
-}
-
-// Whether `fd` is the first number (in by_fd) of set p, not yet the
-// kernel's: each step below visits every such set once, in by_fd's order,
-// allocating nothing.
-bool first_of_ueq_set(impl& p, int fd) ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu) {
-  if (p.native.load(std::memory_order_relaxed)) return false;
-  for (const int n : p.numbers) {
-    auto it = reg().by_fd.find(n);
-    if (it != reg().by_fd.end() && &epoll_access::of(*it->second) == &p) return n == fd;
-  }
-  return true;
-}
-}  // namespace
-
-// The exec family's hand-over (registry.hpp): materialize_all's steps in
-// its order, without its memory: each entry is registered, the host and
-// the eventfd unwatched, the set entries registered, then under each set's
-// lock every entry is brought up to date (a MOD of each, for what a MOD or
-// a harvest changed meanwhile) and the set marked native. Its entries stay
-// in memory (a native set's calls never look at them; they go with the
-// set), so nothing is freed either.
-exec_handover::exec_handover() noexcept ABSL_NO_THREAD_SAFETY_ANALYSIS {
-  if (!may_hand_over()) return;
-  tap_service::inside_ueq in;
-  reg().mu.lock();
-  held_ = true;
-  if (!inheritable()) return;
-  auto& sets = reg().by_fd;
-  for (auto& [fd, set] : sets) {
-    impl& s = epoll_access::of(*set);
-    if (!first_of_ueq_set(s, fd)) continue;
-    lock_guard<os_mutex> g(s.mu);
-    for (auto& [efd, e] : s.entries)
-      if (!e.child && still_names(e, efd)) (void)register_natively(s, e, efd);
-  }
-  for (auto& [fd, set] : sets) {
-    impl& s = epoll_access::of(*set);
-    if (!first_of_ueq_set(s, fd)) continue;
-    unwatch_host(s);
-    (void)k_epoll_ctl(s.epfd.load(std::memory_order_relaxed), EPOLL_CTL_DEL, s.sig.fd(), nullptr);
-  }
-  for (auto& [fd, set] : sets) {
-    impl& s = epoll_access::of(*set);
-    if (!first_of_ueq_set(s, fd)) continue;
-    lock_guard<os_mutex> g(s.mu);
-    for (auto& [efd, e] : s.entries)
-      if (e.child && still_names(e, efd)) (void)register_natively(s, e, efd);
-  }
-  for (auto& [fd, set] : sets) {
-    impl& s = epoll_access::of(*set);
-    if (!first_of_ueq_set(s, fd)) continue;
-    lock_guard<os_mutex> g(s.mu);
-    const int ep = s.epfd.load(std::memory_order_relaxed);
-    for (auto& [efd, e] : s.entries) {
-      epoll_event now = native_event(e);
-      (void)k_epoll_ctl(ep, EPOLL_CTL_MOD, efd, &now);
+    if (flags >= 0 && !(flags & FD_CLOEXEC)) {
+      materialize_all("exec");
+      return;
     }
-    // release: as in materialize_all.
-    s.native.store(true, std::memory_order_release);
   }
-}
-
-// The exec returned (it failed): the sets handed over stay the kernel's,
-// and their waiters are woken to go on there. Still nothing freed.
-exec_handover::~exec_handover() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-  if (!held_) return;
-  tap_service::inside_ueq in;
-  for (auto& [fd, set] : reg().by_fd) {
-    impl& p = epoll_access::of(*set);
-    if (p.native.load(std::memory_order_relaxed) && !p.entries.empty()) p.sig.hold();
-  }
-  reg().mu.unlock();
-}
-
-spawn_handover::spawn_handover(bool hold) noexcept ABSL_NO_THREAD_SAFETY_ANALYSIS {
-  if (!may_hand_over()) return;
-  tap_service::inside_ueq in;
-  reg().mu.lock();
-  if (inheritable()) materialize_all("spawn");
-  if (hold)
-    held_ = true;
-  else
-    reg().mu.unlock();
-}
-spawn_handover::~spawn_handover() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-  if (held_) reg().mu.unlock();
 }
 
 // fork(): the registry lock is held from before the fork until after it,
@@ -731,6 +644,9 @@ void register_dup(int oldfd, int newfd) {
   if (it == reg().by_fd.end()) return;
   auto set = it->second;
   reg().by_fd[newfd] = set;
+  // relaxed: a hint (see hand_over_before_exec); a dup's number may lack
+  // FD_CLOEXEC.
+  g_maybe_inheritable.store(true, std::memory_order_relaxed);
   bump_numbers();
   epoll_access::of(*set).numbers.push_back(newfd);
 }

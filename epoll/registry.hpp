@@ -155,44 +155,18 @@ inline std::atomic<void (*)()> test_hook_in_handover{nullptr};
 // Before a call that starts a new program (the preload library's exec
 // family, posix_spawn, system, popen, vfork): if the new program can
 // inherit a set (one of its numbers lacks FD_CLOEXEC, asked of the
-// kernel), every set is handed to the kernel as at fork(), so the new
-// program finds the set's entries, with their data, in the epoll fd it
-// inherits and nothing of ueq's own; the sets stay the kernel's if this
-// process goes on (as after a fork). Nothing is done in a process made
-// without fork handlers (a vfork() child: its parent's memory), nor before
-// the first set is made (g_sets_made).
-//
-// exec_handover, around an exec call, which may come from a signal handler
-// (execve is async-signal-safe, and the handler may have interrupted
-// malloc): allocates and frees nothing, and holds reg().mu until the exec
-// returns, so no set is made or changed between the hand-over and the new
-// program (other threads' calls wait, and go with the exec).
-class exec_handover {
- public:
-  exec_handover() noexcept;
-  ~exec_handover();
-  exec_handover(const exec_handover&) = delete;
-  exec_handover& operator=(const exec_handover&) = delete;
-
- private:
-  bool held_ = false;
-};
-// spawn_handover, around a call whose caller goes on (posix_spawn, system,
-// popen; vfork with !hold, since its child runs before it returns): the
-// full hand-over (materialize_all), with reg().mu held until the call
-// returns if `hold`.
-class spawn_handover {
- public:
-  explicit spawn_handover(bool hold) noexcept;
-  ~spawn_handover();
-  spawn_handover(const spawn_handover&) = delete;
-  spawn_handover& operator=(const spawn_handover&) = delete;
-
- private:
-  bool held_ = false;
-};
-// Set when the first set is made; never cleared.
-extern std::atomic<bool> g_sets_made;
+// kernel), every set is handed to the kernel as at fork() (materialize_all),
+// so the new program finds the set's entries, with their data, in the epoll
+// fd it inherits and nothing of ueq's own; the sets stay the kernel's if
+// this process goes on, as after a fork. Nothing is done, with no lock and
+// no system call, until g_maybe_inheritable is set; nor in a process made
+// without fork handlers (a vfork() child: its parent's memory).
+void hand_over_before_exec() noexcept;
+// Set for good once a number of a set may lack FD_CLOEXEC: a set made
+// without EPOLL_CLOEXEC, a dup of a set's number, an F_SETFD that clears
+// the flag of any fd (the preload library's fcntl). An ioctl(FIONCLEX)
+// is not seen.
+extern std::atomic<bool> g_maybe_inheritable;
 // dup/dup2/dup3 bookkeeping: a new number for a set names it too.
 void register_dup(int oldfd, int newfd);
 int dup_over(int oldfd, int newfd, int flags, bool is_dup2);

@@ -180,8 +180,9 @@ struct epoll_set::impl {
   // eventfd, the uthread queue, the sleepers' wakes, the parent sets
   // (pending.hpp). The CEQ's post hook raises it.
   pending_signal sig;
-  // Handed to the kernel (materialize(), at fork): epfd holds the entries
-  // itself and every ctl and wait passes through to it. Set once, under
+  // Handed to the kernel (materialize_all, at fork and before a new program
+  // that can inherit it starts): epfd holds the entries itself and every
+  // ctl and wait passes through to it. Set once, under
   // reg().mu and mu; read without them by waiters already inside wait()
   // (release/acquire: the entries were registered before it reads true).
   std::atomic<bool> native{false};

@@ -59,9 +59,11 @@ int main(int argc, char** argv) {
   const char* how = argv[1];
 
   /* Two ready pipes, one registered then modified (the new program must
-   * see the MOD's data), one quiet pipe, a spent EPOLLONESHOT entry. */
-  int a[2], b[2], c[2], d[2];
-  if (pipe(a) || pipe(b) || pipe(c) || pipe(d)) return 1;
+   * see the MOD's data), one quiet pipe, a spent EPOLLONESHOT entry, and a
+   * nested set (with EPOLL_CLOEXEC: it reaches the new program only
+   * through ep) holding a ready pipe. */
+  int a[2], b[2], c[2], d[2], f[2];
+  if (pipe(a) || pipe(b) || pipe(c) || pipe(d) || pipe(f)) return 1;
   int ep = epoll_create1(0);
   int ep_cloexec = epoll_create1(EPOLL_CLOEXEC);
   struct epoll_event e = {.events = EPOLLIN, .data.u64 = 1};
@@ -78,6 +80,12 @@ int main(int argc, char** argv) {
   e.events = EPOLLIN;
   e.data.u64 = 6;
   epoll_ctl(ep_cloexec, EPOLL_CTL_ADD, a[0], &e);
+  int inner = epoll_create1(EPOLL_CLOEXEC);
+  e.data.u64 = 8;
+  epoll_ctl(inner, EPOLL_CTL_ADD, f[0], &e);
+  e.data.u64 = 7;
+  epoll_ctl(ep, EPOLL_CTL_ADD, inner, &e);
+  (void)!write(f[1], "x", 1);
   (void)!write(a[1], "x", 1);
   (void)!write(b[1], "x", 1);
   (void)!write(d[1], "x", 1);
