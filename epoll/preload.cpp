@@ -67,6 +67,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <mutex>
 
 #include "kcall.hpp"
@@ -85,7 +86,9 @@ thread_local bool tl_inside = false;  // constant-initialised: no guard
 // called it. The child shares the parent's memory and this thread's
 // thread-locals until it execs or exits, and must leave ueq's bookkeeping
 // (the parent's) alone: its close, dup2 and epoll calls pass straight to
-// the C library. The parent's next interposed call clears it.
+// the C library. The parent's next interposed call clears it, and so does
+// a fork()ed child's handler (daemon() and forkpty() fork through the C
+// library's own fork, not the interposed one).
 thread_local pid_t tl_vfork_parent = 0;
 bool in_vfork_child() {
   if (tl_vfork_parent == 0) return false;
@@ -196,6 +199,9 @@ void waiters_in_parent() noexcept {
 void waiters_in_child() noexcept {
   g_waiters = nullptr;
   g_waiters_mu.unlock();
+  // A fork()ed child is no vfork() child, also when the fork bypassed the
+  // interposed fork() (daemon() and forkpty() call the C library's own).
+  tl_vfork_parent = 0;
 }
 [[maybe_unused]] const bool g_waiters_fork_registered = ueq::on_fork(
     ueq::fork_layer::epoll,
@@ -325,15 +331,35 @@ int close_around_own(unsigned first, unsigned last, int flags) {
   return R().close_range(lo, last, flags);
 }
 
+// Whether fd is an epoll fd (any: the exec hand-over's mark is a hint),
+// asked of the kernel without a lock; true if it cannot tell.
+bool names_epoll(int fd) {
+  char path[32], target[32];
+  std::snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+  const ssize_t n = ::readlink(path, target, sizeof target - 1);
+  if (n < 0) return errno != ENOENT;
+  target[n] = 0;
+  return std::strcmp(target, "anon_inode:[eventpoll]") == 0;
+}
+
 // fcntl() and fcntl64(): an F_DUPFD or F_DUPFD_CLOEXEC copy of a set's
 // number names the set too, as a dup() does (register_dup); an F_SETFD
-// that clears FD_CLOEXEC (of any fd) sets the exec hand-over's mark; every
+// that clears FD_CLOEXEC of an epoll fd sets the exec hand-over's mark; every
 // other command, and ueq's own calls, go to the C library's untouched. The third
 // argument is passed on as the word it was passed in, as the C library
 // reads it (an int or a pointer, by command).
 int fcntl_call(int (*real_fcntl)(int, int, ...), int fd, int cmd, void* arg) {
-  if (cmd == F_SETFD && !(reinterpret_cast<std::uintptr_t>(arg) & FD_CLOEXEC))
-    ueq::epoll_internal::g_maybe_inheritable.store(true, std::memory_order_relaxed);
+  if (cmd == F_SETFD && !(reinterpret_cast<std::uintptr_t>(arg) & FD_CLOEXEC)) {
+    const int r = real_fcntl(fd, cmd, arg);
+    auto& mark = ueq::epoll_internal::g_maybe_inheritable;
+    // relaxed: a hint (registry.hpp).
+    if (r == 0 && !mark.load(std::memory_order_relaxed) && !ours()) {
+      const int e = errno;
+      if (names_epoll(fd)) mark.store(true, std::memory_order_relaxed);
+      errno = e;
+    }
+    return r;
+  }
   if ((cmd != F_DUPFD && cmd != F_DUPFD_CLOEXEC) || ours()) return real_fcntl(fd, cmd, arg);
   scope s;
   const ueq::epoll_internal::errno_on_success e;
@@ -347,11 +373,20 @@ int fcntl_call(int (*real_fcntl)(int, int, ...), int fd, int cmd, void* arg) {
 // inherits the sets it can (registry.hpp, hand_over_before_exec). errno
 // is the caller's again afterwards. Not for ueq's own calls, nor in a
 // signal handler that interrupted ueq, nor in a vfork() child (ours()).
+// The hand-over's writes (an eventfd's) are cancellation points: a cancel
+// pending on the thread must not act inside ueq (its frames are noexcept),
+// so cancellation is off for its length.
 void before_new_program() {
-  if (ours()) return;
+  // relaxed: a hint, as in hand_over_before_exec.
+  if (!ueq::epoll_internal::g_maybe_inheritable.load(std::memory_order_relaxed) || ours()) return;
   const ueq::epoll_internal::errno_on_success e;
-  scope s;
-  ueq::epoll_internal::hand_over_before_exec();
+  int state = PTHREAD_CANCEL_ENABLE;
+  (void)::pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &state);
+  {
+    scope s;
+    ueq::epoll_internal::hand_over_before_exec();
+  }
+  (void)::pthread_setcancelstate(state, nullptr);
   (void)e.keep(0);
 }
 

@@ -398,14 +398,23 @@ struct by_set {
 // was registered is brought up to date, the set is marked native and its
 // entries go. Waiters already inside wait() are woken
 // (pending_signal::hold) and go on in the kernel.
-void materialize_all(const char* why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu) {
-  std::vector<impl*> sets;
+//
+// `only`: hand over these sets alone (the exec's choice), else every one.
+// A set whose epoll fd's number no longer names it (closed behind ueq's
+// back, the number reused) is made native with nothing registered: its
+// entries would land in whatever epoll fd holds the number now.
+void materialize_all(const char* why, const std::vector<impl*>* only)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu) {
+  std::vector<impl*> sets, gone;
   for (auto& [fd, set] : reg().by_fd) {
     impl* p = &epoll_access::of(*set);
     // A set here is never dead: drop_set_number takes it out of by_fd
     // before it marks it dead, both under the registry lock we hold.
-    if (!p->native.load(std::memory_order_relaxed) && std::ranges::find(sets, p) == sets.end())
-      sets.push_back(p);
+    if (p->native.load(std::memory_order_relaxed) || std::ranges::find(sets, p) != sets.end() ||
+        std::ranges::find(gone, p) != gone.end())
+      continue;
+    if (only && std::ranges::find(*only, p) == only->end()) continue;
+    (p->named_by(p->epfd.load(std::memory_order_relaxed)) ? sets : gone).push_back(p);
   }
   // Entries that are sets wait for the third step; which of them still
   // name their set is asked now, while every set holds its hidden eventfd.
@@ -440,9 +449,12 @@ void materialize_all(const char* why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu) {
     lock_guard<os_mutex> g(n.s->mu);
     copies.push_back({n.s, n.fd, register_natively(*n.s, *n.e, n.fd)});
   }
+  for (impl* s : gone)
+    unwatch_host(*s, false);
   // relaxed: tests install the hook before they fork.
   if (auto* hook = test_hook_in_handover.load(std::memory_order_relaxed)) hook();
   std::stable_sort(copies.begin(), copies.end(), by_set{});
+  sets.insert(sets.end(), gone.begin(), gone.end());
   for (impl* s : sets) {
     lock_guard<os_mutex> g(s->mu);
     const auto [first, last] = std::equal_range(copies.begin(), copies.end(), s, by_set{});
@@ -475,26 +487,41 @@ std::atomic<pid_t> g_pid{::getpid()};
 std::atomic<bool> g_maybe_inheritable{false};
 
 // The hand-over before a new program starts (registry.hpp). Without the
-// mark, no lock and no system call: a program whose sets all have
-// EPOLL_CLOEXEC never waits here (an exec may come from a signal handler,
-// and another thread may hold reg().mu while it waits for the allocator's
-// lock that the handler interrupted). With it, the kernel is asked which
-// numbers keep their file across an exec; a number closed behind ueq's
-// back (EBADF) counts as none, one now naming another file only makes a
-// hand-over happen where it was not needed.
+// mark, no lock and no system call: until a set's number may lack
+// FD_CLOEXEC an exec never waits here (an exec may come from a signal
+// handler, and another thread may hold reg().mu while it waits for the
+// allocator's lock that the handler interrupted). With it, the kernel is
+// asked which numbers keep their file across an exec; a number closed
+// behind ueq's back (EBADF) or naming another file now (named_by) counts
+// as none.
+//
+// Only the sets the new program can inherit are handed over, with every
+// set nested in or holding one (a kernel set must hold kernel sets, and
+// stay in ueq's sets' bookkeeping as one of their entries): the others
+// stay ueq's, with none of fork()'s caveats.
 void hand_over_before_exec() noexcept {
   if (!g_maybe_inheritable.load(std::memory_order_relaxed)) return;
   if (::getpid() != g_pid.load(std::memory_order_relaxed)) return;
   tap_service::inside_ueq in;
   lock_guard<os_mutex> g(reg().mu);
+  std::vector<impl*> chosen;
   for (auto& [fd, set] : reg().by_fd) {
-    if (epoll_access::of(*set).native.load(std::memory_order_relaxed)) continue;
+    impl* p = &epoll_access::of(*set);
+    if (p->native.load(std::memory_order_relaxed) || std::ranges::find(chosen, p) != chosen.end())
+      continue;
     const int flags = ::fcntl(fd, F_GETFD);
-    if (flags >= 0 && !(flags & FD_CLOEXEC)) {
-      materialize_all("exec");
-      return;
-    }
+    if (flags >= 0 && !(flags & FD_CLOEXEC) && p->named_by(fd)) chosen.push_back(p);
   }
+  // The nesting graph's component of each: its children and parents, to
+  // any depth.
+  for (std::size_t i = 0; i < chosen.size(); ++i)
+    for (auto* graph : {&reg().children, &reg().parents}) {
+      auto it = graph->find(chosen[i]);
+      if (it == graph->end()) continue;
+      for (auto& [other, n] : it->second)
+        if (std::ranges::find(chosen, other) == chosen.end()) chosen.push_back(other);
+    }
+  if (!chosen.empty()) materialize_all("exec", &chosen);
 }
 
 // fork(): the registry lock is held from before the fork until after it,
@@ -504,7 +531,7 @@ void hand_over_before_exec() noexcept {
 void before_fork() noexcept ABSL_NO_THREAD_SAFETY_ANALYSIS {
   reg().mu.lock();
   tap_service::inside_ueq in;
-  materialize_all("fork");
+  materialize_all("fork", nullptr);
 }
 void after_fork_in_parent() noexcept ABSL_NO_THREAD_SAFETY_ANALYSIS {
   reg().mu.unlock();
@@ -644,9 +671,10 @@ void register_dup(int oldfd, int newfd) {
   if (it == reg().by_fd.end()) return;
   auto set = it->second;
   reg().by_fd[newfd] = set;
-  // relaxed: a hint (see hand_over_before_exec); a dup's number may lack
-  // FD_CLOEXEC.
-  g_maybe_inheritable.store(true, std::memory_order_relaxed);
+  // relaxed: a hint (see hand_over_before_exec), for a number without
+  // FD_CLOEXEC (dup, dup2, F_DUPFD, dup3 without O_CLOEXEC).
+  if (const int fl = ::fcntl(newfd, F_GETFD); fl < 0 || !(fl & FD_CLOEXEC))
+    g_maybe_inheritable.store(true, std::memory_order_relaxed);
   bump_numbers();
   epoll_access::of(*set).numbers.push_back(newfd);
 }

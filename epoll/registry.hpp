@@ -153,19 +153,20 @@ void on_fd_close(int fd, void*);
 // a test can change an entry exactly there. Never set outside tests.
 inline std::atomic<void (*)()> test_hook_in_handover{nullptr};
 // Before a call that starts a new program (the preload library's exec
-// family, posix_spawn, system, popen, vfork): if the new program can
-// inherit a set (one of its numbers lacks FD_CLOEXEC, asked of the
-// kernel), every set is handed to the kernel as at fork() (materialize_all),
-// so the new program finds the set's entries, with their data, in the epoll
-// fd it inherits and nothing of ueq's own; the sets stay the kernel's if
-// this process goes on, as after a fork. Nothing is done, with no lock and
-// no system call, until g_maybe_inheritable is set; nor in a process made
+// family, posix_spawn, system, popen, vfork): each set the new program can
+// inherit (a number without FD_CLOEXEC, asked of the kernel, that still
+// names it) is handed to the kernel as at fork() (materialize_all), with
+// the sets of its nesting component, so the new program finds the set's
+// entries, with their data, in the epoll fd it inherits and nothing of
+// ueq's own; they stay the kernel's if this process goes on, as after a
+// fork. Other sets are left alone. Nothing is done, with no lock and no
+// system call, until g_maybe_inheritable is set; nor in a process made
 // without fork handlers (a vfork() child: its parent's memory).
 void hand_over_before_exec() noexcept;
 // Set for good once a number of a set may lack FD_CLOEXEC: a set made
-// without EPOLL_CLOEXEC, a dup of a set's number, an F_SETFD that clears
-// the flag of any fd (the preload library's fcntl). An ioctl(FIONCLEX)
-// is not seen.
+// without EPOLL_CLOEXEC, a duplicate of a set's number without the flag,
+// an F_SETFD that clears it on an epoll fd (the preload library's fcntl).
+// An ioctl(FIONCLEX) is not seen.
 extern std::atomic<bool> g_maybe_inheritable;
 // dup/dup2/dup3 bookkeeping: a new number for a set names it too.
 void register_dup(int oldfd, int newfd);
