@@ -399,12 +399,12 @@ struct by_set {
 // entries go. Waiters already inside wait() are woken
 // (pending_signal::hold) and go on in the kernel.
 //
-// `only`: hand over these sets alone (the exec's choice), else every one.
 // A set whose epoll fd's number no longer names it (closed behind ueq's
-// back, the number reused) is made native with nothing registered: its
-// entries would land in whatever epoll fd holds the number now.
-void materialize_all(const char* why, const std::vector<impl*>* only)
-    ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu) {
+// back, the number reused) goes on under another of its numbers that
+// does (as a close through ueq would leave it); with none, it is made
+// native with nothing registered: its entries would land in whatever
+// epoll fd holds the number now.
+void materialize_all(const char* why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg().mu) {
   std::vector<impl*> sets, gone;
   for (auto& [fd, set] : reg().by_fd) {
     impl* p = &epoll_access::of(*set);
@@ -413,8 +413,13 @@ void materialize_all(const char* why, const std::vector<impl*>* only)
     if (p->native.load(std::memory_order_relaxed) || std::ranges::find(sets, p) != sets.end() ||
         std::ranges::find(gone, p) != gone.end())
       continue;
-    if (only && std::ranges::find(*only, p) == only->end()) continue;
-    (p->named_by(p->epfd.load(std::memory_order_relaxed)) ? sets : gone).push_back(p);
+    bool live = p->named_by(p->epfd.load(std::memory_order_relaxed));
+    for (auto n = p->numbers.begin(); !live && n != p->numbers.end(); ++n)
+      if (p->named_by(*n)) {
+        p->epfd.store(*n, std::memory_order_relaxed);
+        live = true;
+      }
+    (live ? sets : gone).push_back(p);
   }
   // Entries that are sets wait for the third step; which of them still
   // name their set is asked now, while every set holds its hidden eventfd.
@@ -495,33 +500,23 @@ std::atomic<bool> g_maybe_inheritable{false};
 // behind ueq's back (EBADF) or naming another file now (named_by) counts
 // as none.
 //
-// Only the sets the new program can inherit are handed over, with every
-// set nested in or holding one (a kernel set must hold kernel sets, and
-// stay in ueq's sets' bookkeeping as one of their entries): the others
-// stay ueq's, with none of fork()'s caveats.
+// Every set is handed over, as at fork(), when one can be inherited: a
+// kernel set cannot hold ueq's sets (the kernel would see their hidden
+// files), nor be nested through the host poller without missing loops.
 void hand_over_before_exec() noexcept {
   if (!g_maybe_inheritable.load(std::memory_order_relaxed)) return;
   if (::getpid() != g_pid.load(std::memory_order_relaxed)) return;
   tap_service::inside_ueq in;
   lock_guard<os_mutex> g(reg().mu);
-  std::vector<impl*> chosen;
   for (auto& [fd, set] : reg().by_fd) {
-    impl* p = &epoll_access::of(*set);
-    if (p->native.load(std::memory_order_relaxed) || std::ranges::find(chosen, p) != chosen.end())
-      continue;
+    impl& p = epoll_access::of(*set);
+    if (p.native.load(std::memory_order_relaxed)) continue;
     const int flags = ::fcntl(fd, F_GETFD);
-    if (flags >= 0 && !(flags & FD_CLOEXEC) && p->named_by(fd)) chosen.push_back(p);
-  }
-  // The nesting graph's component of each: its children and parents, to
-  // any depth.
-  for (std::size_t i = 0; i < chosen.size(); ++i)
-    for (auto* graph : {&reg().children, &reg().parents}) {
-      auto it = graph->find(chosen[i]);
-      if (it == graph->end()) continue;
-      for (auto& [other, n] : it->second)
-        if (std::ranges::find(chosen, other) == chosen.end()) chosen.push_back(other);
+    if (flags >= 0 && !(flags & FD_CLOEXEC) && p.named_by(fd)) {
+      materialize_all("exec");
+      return;
     }
-  if (!chosen.empty()) materialize_all("exec", &chosen);
+  }
 }
 
 // fork(): the registry lock is held from before the fork until after it,
@@ -531,7 +526,7 @@ void hand_over_before_exec() noexcept {
 void before_fork() noexcept ABSL_NO_THREAD_SAFETY_ANALYSIS {
   reg().mu.lock();
   tap_service::inside_ueq in;
-  materialize_all("fork", nullptr);
+  materialize_all("fork");
 }
 void after_fork_in_parent() noexcept ABSL_NO_THREAD_SAFETY_ANALYSIS {
   reg().mu.unlock();

@@ -153,13 +153,13 @@ void on_fd_close(int fd, void*);
 // a test can change an entry exactly there. Never set outside tests.
 inline std::atomic<void (*)()> test_hook_in_handover{nullptr};
 // Before a call that starts a new program (the preload library's exec
-// family, posix_spawn, system, popen, vfork): each set the new program can
-// inherit (a number without FD_CLOEXEC, asked of the kernel, that still
-// names it) is handed to the kernel as at fork() (materialize_all), with
-// the sets of its nesting component, so the new program finds the set's
-// entries, with their data, in the epoll fd it inherits and nothing of
-// ueq's own; they stay the kernel's if this process goes on, as after a
-// fork. Other sets are left alone. Nothing is done, with no lock and no
+// family, posix_spawn, system, popen, vfork): if the new program can
+// inherit a set (a number without FD_CLOEXEC, asked of the kernel, that
+// still names it), every set is handed to the kernel as at fork()
+// (materialize_all), so the new program finds the set's entries, with
+// their data, in the epoll fd it inherits and nothing of ueq's own; they
+// stay the kernel's if this process goes on, as after a fork (a kernel set
+// cannot hold ueq's, so all go together). Nothing is done, with no lock and no
 // system call, until g_maybe_inheritable is set; nor in a process made
 // without fork handlers (a vfork() child: its parent's memory).
 void hand_over_before_exec() noexcept;

@@ -3,8 +3,8 @@
  * inherited, so its sets must not change (nor when a vfork() child closes
  * a registered file). Here an edge-triggered entry whose edge was
  * reported, and a spent EPOLLONESHOT entry whose pipe lost its writer,
- * must stay silent after each, and a new edge be reported; also when
- * another set can be inherited. usage: exec_cloexec_sets HOW [inheritable] */
+ * must stay silent after each, and a new edge be reported.
+ * usage: exec_cloexec_sets HOW */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -20,11 +20,8 @@ extern char** environ;
 
 int main(int argc, char** argv) {
   setvbuf(stdout, NULL, _IONBF, 0);
-  if (argc != 2 && argc != 3) return 2;
+  if (argc != 2) return 2;
   const char* how = argv[1];
-  /* With "inheritable": another set, empty and without EPOLL_CLOEXEC, is
-   * handed over; the sets that cannot be inherited must still not change. */
-  if (argc == 3 && epoll_create1(0) < 0) return 1;
   int a[2], b[2];
   if (pipe2(a, O_CLOEXEC) || pipe2(b, O_CLOEXEC)) return 1;
   int ep = epoll_create1(EPOLL_CLOEXEC);
