@@ -108,6 +108,32 @@ status event_queue::post_as(std::uint32_t id, std::uint64_t bits, std::uint64_t 
   return {};
 }
 
+[[gnu::always_inline]] inline detail::evq_waiter* event_queue::claim_solo() noexcept {
+  // relaxed peek first: an empty slot costs no locked instruction. The
+  // callers' own orderings (notify's fence, close's fence) say why an empty
+  // slot seen here means its next waiter will see what they published.
+  if (!solo_.load(std::memory_order_relaxed)) return nullptr;
+  // acq_rel: acquire pairs with add_solo's release, so the waiter's reset()
+  // of its parker is done before we wake it; the exchange makes us the one
+  // party that owns (and wakes) the waiter.
+  return solo_.exchange(nullptr, std::memory_order_acq_rel);
+}
+
+// Inline: notify()'s untraced instance passes trace_ts 0, and the test
+// folds away.
+[[gnu::always_inline]] inline bool event_queue::wake_solo(std::uint32_t id,
+                                                          mono_ns trace_ts) noexcept {
+  detail::evq_waiter* w = claim_solo();
+  if (!w) return false;
+  // Count and trace before the wake: once woken, the waiter may return
+  // (and its caller stop the trace) before our next line.
+  stats_.add(kWakeups);
+  if (trace_ts)
+    trace_at(trace_ts, trace_stages::wake, id, 1, reinterpret_cast<std::uintptr_t>(this));
+  w->wake_claimed(this);
+  return true;
+}
+
 template <bool kTraced>
 void event_queue::notify(std::uint32_t id) noexcept {
   // seq_cst fence: the producer half of the handshake at the top. Our
@@ -119,14 +145,7 @@ void event_queue::notify(std::uint32_t id) noexcept {
   // "consume" comes after it in time.
   const mono_ns trace_ts = kTraced ? monotonic_now() : 0;
   if (!listed) {
-    if (detail::evq_waiter* w = claim_solo()) {
-      // Count and trace before the wake: once woken, the waiter may return
-      // (and its caller stop the trace) before our next line.
-      stats_.add(kWakeups);
-      if (kTraced)
-        trace_at(trace_ts, trace_stages::wake, id, 1, reinterpret_cast<std::uintptr_t>(this));
-      w->wake_claimed(this);
-    }
+    (void)wake_solo(id, trace_ts);
     return;
   }
   // The slot under the list's lock too: a waiter this post wakes cannot
@@ -155,20 +174,15 @@ void event_queue::notify(std::uint32_t id) noexcept {
 bool event_queue::wake_one_waiter() noexcept {
   const mono_ns trace_ts = trace_enabled() ? monotonic_now() : 0;
   // A hand-off is for no particular message: id kTraceNoId.
-  const auto note = [&] {
-    stats_.add(kWakeups);
-    if (trace_ts)
-      trace_at(trace_ts, trace_stages::wake, kTraceNoId, 1, reinterpret_cast<std::uintptr_t>(this));
-  };
-  if (detail::evq_waiter* w = claim_solo()) {
-    note();  // before the wake (see notify)
-    w->wake_claimed(this);
-    return true;
-  }
+  if (wake_solo(kTraceNoId, trace_ts)) return true;
   lock_guard<spin_lock> g(lock_);
   for (detail::evq_link* l = waiters_.front(); l; l = waiters_.next(l))
     if (l->waiter->wake(this)) {
-      note();  // under the lock: the waiter cannot leave before it
+      // Under the lock: the waiter cannot leave before this.
+      stats_.add(kWakeups);
+      if (trace_ts)
+        trace_at(trace_ts, trace_stages::wake, kTraceNoId, 1,
+                 reinterpret_cast<std::uintptr_t>(this));
       return true;
     }
   return false;
@@ -180,26 +194,8 @@ void event_queue::wake_waiters() noexcept {
   // waiter that registers later sees it in its re-check (wake_check).
   std::atomic_thread_fence(std::memory_order_seq_cst);
   lock_guard<spin_lock> g(lock_);  // the slot too: no double wake (notify)
-  wake_solo_counted();
+  (void)wake_solo(kTraceNoId, 0);
   wake_all_locked();
-}
-
-detail::evq_waiter* event_queue::claim_solo() noexcept {
-  // relaxed peek first: an empty slot costs no locked instruction. The
-  // callers' own orderings (notify's fence, close's fence) say why an empty
-  // slot seen here means its next waiter will see what they published.
-  if (!solo_.load(std::memory_order_relaxed)) return nullptr;
-  // acq_rel: acquire pairs with add_solo's release, so the waiter's reset()
-  // of its parker is done before we wake it; the exchange makes us the one
-  // party that owns (and wakes) the waiter.
-  return solo_.exchange(nullptr, std::memory_order_acq_rel);
-}
-
-void event_queue::wake_solo_counted() noexcept {
-  if (detail::evq_waiter* w = claim_solo()) {
-    stats_.add(kWakeups);  // before the wake (see notify)
-    w->wake_claimed(this);
-  }
 }
 
 bool event_queue::add_solo(detail::evq_waiter* w) noexcept {
@@ -303,7 +299,7 @@ void event_queue::close_locked() noexcept {
   // slot waiter that registers after this load sees closed_ in its
   // re-check.
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  wake_solo_counted();
+  (void)wake_solo(kTraceNoId, 0);
 }
 
 evq_counters event_queue::counters() const noexcept {

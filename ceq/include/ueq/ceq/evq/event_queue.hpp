@@ -211,7 +211,9 @@ class event_queue {
   // and wakes it (evq_waiter::wake_claimed), in that order: once woken,
   // the waiter may return before the caller's next line.
   detail::evq_waiter* claim_solo() noexcept;
-  void wake_solo_counted() noexcept;  // claim_solo, count, wake
+  // claim_solo, count, trace (trace_ts != 0), wake; false if the slot was
+  // empty.
+  bool wake_solo(std::uint32_t id, mono_ns trace_ts) noexcept;
   void wake_all_locked() noexcept ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock_);
   friend struct detail::evq_test_peer;  // tests hold lock_ across a fork
   // Calls f with the mailbox, whichever kind it is: the one place that
