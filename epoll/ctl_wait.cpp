@@ -129,9 +129,9 @@ bool signal_through(const sigset_t* mask) {
 
 status ctl_full(epoll_set& self, int op, int fd, const epoll_event* event) {
   impl& p = epoll_access::of(self);
-  // A set handed to the kernel (at a fork, or before an exec): the kernel's ctl. Checked again
-  // under the set's lock, which the fork's hand-over takes: a ctl that
-  // began before it must not edit the entries it has moved.
+  // A set handed to the kernel (at a fork, or before an exec): the kernel's
+  // ctl. Checked again under the set's lock, which the hand-over takes: a
+  // ctl that began before it must not edit the entries it has moved.
   auto native = [&] {
     return k_epoll_ctl(p.epfd.load(std::memory_order_relaxed), op, fd, event) == 0 ? status{}
                                                                                    : status(errno);

@@ -411,6 +411,13 @@ int with_argv(const char* arg, va_list ap, bool envp_after, Call call) {
   char* const* envp = envp_after ? va_arg(ap, char* const*) : environ;
   return call(argv, envp);
 }
+// execl and execle: execve with the list as argv.
+int exec_list(const char* path, const char* arg, va_list ap, bool envp_after) {
+  return with_argv(arg, ap, envp_after, [&](char* const* argv, char* const* envp) {
+    before_new_program();
+    return R().execve(path, argv, envp);
+  });
+}
 
 }  // namespace
 
@@ -558,20 +565,14 @@ UEQ_EXPORT int execveat(int dirfd, const char* path, char* const argv[], char* c
 UEQ_EXPORT int execl(const char* path, const char* arg, ...) {
   va_list ap;
   va_start(ap, arg);
-  const int r = with_argv(arg, ap, false, [&](char* const* argv, char* const* envp) {
-    before_new_program();
-    return R().execve(path, argv, envp);
-  });
+  const int r = exec_list(path, arg, ap, false);
   va_end(ap);
   return r;
 }
 UEQ_EXPORT int execle(const char* path, const char* arg, ...) {
   va_list ap;
   va_start(ap, arg);
-  const int r = with_argv(arg, ap, true, [&](char* const* argv, char* const* envp) {
-    before_new_program();
-    return R().execve(path, argv, envp);
-  });
+  const int r = exec_list(path, arg, ap, true);
   va_end(ap);
   return r;
 }

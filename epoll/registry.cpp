@@ -668,8 +668,9 @@ void register_dup(int oldfd, int newfd) {
   reg().by_fd[newfd] = set;
   // relaxed: a hint (see hand_over_before_exec), for a number without
   // FD_CLOEXEC (dup, dup2, F_DUPFD, dup3 without O_CLOEXEC).
-  if (const int fl = ::fcntl(newfd, F_GETFD); fl < 0 || !(fl & FD_CLOEXEC))
-    g_maybe_inheritable.store(true, std::memory_order_relaxed);
+  if (!g_maybe_inheritable.load(std::memory_order_relaxed))
+    if (const int fl = ::fcntl(newfd, F_GETFD); fl < 0 || !(fl & FD_CLOEXEC))
+      g_maybe_inheritable.store(true, std::memory_order_relaxed);
   bump_numbers();
   epoll_access::of(*set).numbers.push_back(newfd);
 }
