@@ -248,6 +248,9 @@ int ctl(int epfd, int op, int fd, struct epoll_event* user_event) {
     ueq::status s = ueq::epoll_access::of(*set).modify_registered(fd, user_event, done);
     if (done) return s.ok() ? 0 : fail(s.value());
   }
+  // The rest may close, write eventfds, poll (ueq's own system calls make
+  // no cancellation point; this guards what they do not cover).
+  const ueq::no_cancel nc;
   // The event is copied in first (for every op but DEL), as the kernel does.
   epoll_event copy{};
   epoll_event* event = nullptr;
@@ -271,6 +274,7 @@ int ueq_epoll_create(int size) {
 
 int ueq_epoll_create1(int flags) {
   const ueq::errno_on_success e;
+  const ueq::no_cancel nc;
   auto s = ueq::epoll_set::create(flags);
   if (!s) return fail(s.error());
   count(g_stats.sets);
@@ -333,6 +337,7 @@ int ueq_close(int fd) {
   // that closes every number from 3 up must leave ueq working).
   const ueq::errno_on_success e;
   if (ueq::is_own_fd(fd)) return fail(EBADF);
+  const ueq::no_cancel nc;
   ueq::status s = ueq::epoll_close(fd);
   return s.ok() ? e.keep(0) : fail(s.value());
 }
@@ -341,6 +346,7 @@ int ueq_dup(int fd) {
   // From a signal handler that interrupted ueq: no lock (see dup_over).
   if (ueq::tap_service::inside_ueq::active()) return ::dup(fd);
   const ueq::errno_on_success e;
+  const ueq::no_cancel nc;
   fd = ueq::program_fd(fd);
   const int n = ::dup(fd);
   if (n >= 0) ueq::register_dup(fd, n);
@@ -349,11 +355,13 @@ int ueq_dup(int fd) {
 
 int ueq_dup2(int oldfd, int newfd) {
   const ueq::errno_on_success e;
+  const ueq::no_cancel nc;
   return e.keep(ueq::dup_over(oldfd, newfd, 0, true));
 }
 
 int ueq_dup3(int oldfd, int newfd, int flags) {
   const ueq::errno_on_success e;
+  const ueq::no_cancel nc;
   return e.keep(ueq::dup_over(oldfd, newfd, flags, false));
 }
 

@@ -59,7 +59,7 @@ result<std::shared_ptr<epoll_set>> epoll_set::create(int flags) {
   watch.events = EPOLLIN;
   if (k_epoll_ctl(efd, EPOLL_CTL_ADD, p->sig.fd(), &watch) != 0) {
     const int e = errno;
-    ::close(efd);
+    (void)sys_close(efd);
     return errno_code(e);
   }
   p->svc = *svc;
@@ -70,7 +70,7 @@ result<std::shared_ptr<epoll_set>> epoll_set::create(int flags) {
   p->q->set_post_hook(&impl::post_hook, p.get());
   std::shared_ptr<epoll_set> set(new (std::nothrow) epoll_set(std::move(p)));
   if (!set) {
-    ::close(efd);
+    (void)sys_close(efd);
     return errno_code(ENOMEM);
   }
   lock_guard<os_mutex> g(reg().mu);

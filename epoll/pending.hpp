@@ -151,7 +151,7 @@ class pending_signal {
     if (quiet()) return;
     written_.store(false, std::memory_order_relaxed);  // before the read: a later write sets it
     std::uint64_t v;
-    (void)::read(evfd_, &v, sizeof v);
+    (void)sys_read(evfd_, &v, sizeof v);
     // relaxed: tests install the hook before the signal is used.
     if (auto* hook = test_hook_in_settle.load(std::memory_order_relaxed)) hook(*this);
     // acq_rel: a raise whose exchange came before ours in the flag's
@@ -198,7 +198,7 @@ class pending_signal {
       // harvests next, or wakes another (leave()).
     } else if (counts_[standby].load(std::memory_order_seq_cst) > 0) {
       const std::uint64_t one = 1;
-      (void)::write(bell_, &one, sizeof one);
+      (void)sys_write(bell_, &one, sizeof one);
     }
   }
 
@@ -221,7 +221,7 @@ class pending_signal {
     held_.store(true, std::memory_order_relaxed);
     signaled_.store(true, std::memory_order_seq_cst);
     const std::uint64_t one = 1;
-    (void)::write(evfd_, &one, sizeof one);
+    (void)sys_write(evfd_, &one, sizeof one);
     wakeq_->close();
     svc_->wake();
     if (const int ep = sleep_ep_.load(std::memory_order_acquire); ep >= 0) {
@@ -333,7 +333,7 @@ class pending_signal {
     // woke sees it.
     writing_.fetch_add(1, std::memory_order_seq_cst);
     const std::uint64_t one = 1;
-    (void)::write(evfd_, &one, sizeof one);
+    (void)sys_write(evfd_, &one, sizeof one);
     (void)wakeq_->post(0);
     written_.store(true, std::memory_order_release);
     // release: a settle() that reads writing_ == 0 (acquire) after this

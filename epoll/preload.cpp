@@ -363,6 +363,7 @@ int fcntl_call(int (*real_fcntl)(int, int, ...), int fd, int cmd, void* arg) {
   if ((cmd != F_DUPFD && cmd != F_DUPFD_CLOEXEC) || ours()) return real_fcntl(fd, cmd, arg);
   scope s;
   const ueq::epoll_internal::errno_on_success e;
+  const ueq::epoll_internal::no_cancel nc;
   fd = ueq::epoll_internal::program_fd(fd);
   const int n = real_fcntl(fd, cmd, arg);
   if (n >= 0) ueq::epoll_internal::register_dup(fd, n);
@@ -373,20 +374,16 @@ int fcntl_call(int (*real_fcntl)(int, int, ...), int fd, int cmd, void* arg) {
 // inherits the sets it can (registry.hpp, hand_over_before_exec). errno
 // is the caller's again afterwards. Not for ueq's own calls, nor in a
 // signal handler that interrupted ueq, nor in a vfork() child (ours()).
-// The hand-over's writes (an eventfd's) are cancellation points: a cancel
-// pending on the thread must not act inside ueq (its frames are noexcept),
-// so cancellation is off for its length.
+// Cancellation is off for the hand-over (no_cancel).
 void before_new_program() {
   // relaxed: a hint, as in hand_over_before_exec.
   if (!ueq::epoll_internal::g_maybe_inheritable.load(std::memory_order_relaxed) || ours()) return;
   const ueq::epoll_internal::errno_on_success e;
-  int state = PTHREAD_CANCEL_ENABLE;
-  (void)::pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &state);
   {
+    const ueq::epoll_internal::no_cancel nc;
     scope s;
     ueq::epoll_internal::hand_over_before_exec();
   }
-  (void)::pthread_setcancelstate(state, nullptr);
   (void)e.keep(0);
 }
 
@@ -461,8 +458,11 @@ UEQ_EXPORT int epoll_pwait2(int epfd, struct epoll_event* ev, int max, const str
     return ueq_epoll_pwait2(epfd, ev, max, t, mask);
   });
 }
+// close() is a cancellation point: a pending cancel acts before anything
+// is closed or forgotten, as the C library's does.
 UEQ_EXPORT int close(int fd) {
   if (ours()) return R().close(fd);
+  if (!ueq::parks_as_uthread()) ::pthread_testcancel();
   scope s;
   return ueq_close(fd);
 }

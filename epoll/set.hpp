@@ -289,7 +289,7 @@ struct epoll_set::impl {
   // would report.
   static std::uint32_t probe(const entry& e) {
     pollfd p = poll_of(e);
-    if (::poll(&p, 1, 0) != 1) return 0;
+    if (sys_poll_now(&p, 1) != 1) return 0;
     return bits_of(e, p.revents);
   }
 
@@ -400,7 +400,7 @@ struct epoll_set::impl {
         int m = 0;
         for (entry* e = ready.front(); e && m < cap - n && m < kProbeBatch; e = entry_list::next(e))
           pfds[m++] = poll_of(*e);
-        if (::poll(pfds, static_cast<nfds_t>(m), 0) < 0) {
+        if (sys_poll_now(pfds, static_cast<nfds_t>(m)) < 0) {
           stop = true;  // report what this harvest has; the rest stay listed
           break;
         }

@@ -110,7 +110,7 @@ int close_own(int fd) noexcept {
   mark_own(fd, false);
   // The system call itself: never an interposed close() (the epoll
   // facade's preload library), which has nothing to do for these.
-  return static_cast<int>(::syscall(SYS_close, fd));
+  return sys_close(fd);
 }
 
 int hide_fd(int fd) noexcept {
@@ -127,7 +127,7 @@ int hide_fd(int fd) noexcept {
       // facade's preload library counts F_DUPFD copies of its sets).
       const int high = static_cast<int>(::syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, floor));
       if (high >= 0) {
-        ::close(fd);
+        (void)sys_close(fd);
         out = high;
       }
     }

@@ -42,18 +42,28 @@ void run(bool up, Pick pick) noexcept {
   }
 }
 
+// The forking thread's cancellation state (under g_mu). The handlers'
+// work makes the C library's cancellation points (an eventfd's write, a
+// close); fork() is none, and a cancel pending on the forking thread must
+// not act inside them (they are noexcept: the process would abort), so
+// cancellation is off from prepare to the end of parent or child.
+constinit int g_cancel_state = PTHREAD_CANCEL_ENABLE;
+
 void prepare() noexcept {
   g_mu.lock();
+  (void)::pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &g_cancel_state);
   run(false, [](const fork_handlers& h) { return h.prepare; });
 }
 void parent() noexcept {
   run(true, [](const fork_handlers& h) { return h.parent; });
+  (void)::pthread_setcancelstate(g_cancel_state, nullptr);
   g_mu.unlock();
 }
 void child() noexcept {
   // relaxed: only this thread runs in the child yet.
   detail::g_fork_generation.fetch_add(1, std::memory_order_relaxed);
   run(true, [](const fork_handlers& h) { return h.child; });
+  (void)::pthread_setcancelstate(g_cancel_state, nullptr);
   g_mu.unlock();  // held by this thread since prepare()
 }
 

@@ -275,7 +275,7 @@ struct tap_service::impl {
     backoff_ns.store(d, std::memory_order_relaxed);
     const timespec ts =
         to_timespec(deadline == kNoDeadline ? d : std::min<std::int64_t>(d, time_left(deadline)));
-    (void)::nanosleep(&ts, nullptr);
+    (void)::syscall(SYS_nanosleep, &ts, nullptr);  // no cancellation point (fd.hpp)
   }
   static constexpr std::int64_t kBackoffMinNs = 1'000'000;
   static constexpr std::int64_t kBackoffMaxNs = 64'000'000;
@@ -294,7 +294,7 @@ struct tap_service::impl {
   }
   void hand_off() noexcept {
     const std::uint64_t one = 1;
-    (void)::write(handoff_fd.load(std::memory_order_acquire), &one, sizeof one);
+    (void)sys_write(handoff_fd.load(std::memory_order_acquire), &one, sizeof one);
   }
 
   os_mutex cb_mu{lock_level::tap_lists};
@@ -687,19 +687,19 @@ status tap_service::close_fd(int fd) {
     // never runs, and stale registrations are caught by the identity checks
     // of a later add, as after a raw close.
     if (p_->placeholder >= 0 && ::dup2(p_->placeholder, fd) == fd) {
-      if (!push_deferred(this, fd, true)) (void)::close(fd);
+      if (!push_deferred(this, fd, true)) (void)sys_close(fd);
       return {};
     }
     (void)push_deferred(this, fd, false);
-    return ::close(fd) == 0 ? status{} : status(errno);
+    return sys_close(fd) == 0 ? status{} : status(errno);
   }
   before_close(fd);
-  return ::close(fd) == 0 ? status{} : status(errno);
+  return sys_close(fd) == 0 ? status{} : status(errno);
 }
 
 void tap_service::finish_deferred_close(int fd, bool reserved) {
   before_close(fd);
-  if (reserved) (void)::close(fd);  // the placeholder: the number is free now
+  if (reserved) (void)sys_close(fd);  // the placeholder: the number is free now
 }
 
 std::uint64_t tap_service::add_close_callback(close_callback cb, void* ctx) {
@@ -891,7 +891,7 @@ status tap_remove(const tap_handle& t) {
 }
 status close_fd(int fd) {
   auto s = default_service();
-  if (!s) return fd >= 0 && ::close(fd) == 0 ? status{} : status(errno ? errno : EBADF);
+  if (!s) return fd >= 0 && sys_close(fd) == 0 ? status{} : status(errno ? errno : EBADF);
   return (*s)->close_fd(fd);
 }
 

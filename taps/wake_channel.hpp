@@ -37,7 +37,7 @@ class wake_channel {
     // system call, because the poller has not drained yet and will return.
     if (pending_.exchange(true, std::memory_order_seq_cst)) return;
     const std::uint64_t one = 1;
-    (void)::write(fd_, &one, sizeof one);
+    (void)sys_write(fd_, &one, sizeof one);
   }
 
   // Called by the poller when the eventfd reported readable. Drain first,
@@ -54,7 +54,7 @@ class wake_channel {
   // read, so the eventfd is readable again and the next poll returns.
   void drained() noexcept {
     std::uint64_t v;
-    (void)::read(fd_, &v, sizeof v);
+    (void)sys_read(fd_, &v, sizeof v);
     // relaxed: tests install the hook before the channel is used.
     if (auto* hook = test_hook_in_drain.load(std::memory_order_relaxed)) hook(*this);
     (void)pending_.exchange(false, std::memory_order_acq_rel);

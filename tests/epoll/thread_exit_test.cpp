@@ -63,3 +63,59 @@ TEST_CASE("epoll calls from a pthread_key destructor, after thread_local teardow
   ueq_close(l.ep2);
   pthread_key_delete(g_key);
 }
+
+namespace {
+
+// The calls of a thread whose cancel is pending (deferred): none of them is
+// a cancellation point, and ueq's own cancellation points inside them
+// (eventfd writes, closes of its descriptors) must not act there (its
+// frames are noexcept: the process would abort). ueq_epoll_wait is none
+// either (the preload library's epoll_wait is: tests/epoll/facade).
+struct cancelled_calls {
+  int fd = -1, w = -1;
+  int results[8] = {-2, -2, -2, -2, -2, -2, -2, -2};
+  int ep = -1;
+};
+
+void* cancelled_main(void* p) {
+  auto* c = static_cast<cancelled_calls*>(p);
+  (void)!::write(c->w, "x", 1);  // a cancellation point: before the cancel
+  pthread_cancel(pthread_self());
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  c->ep = ueq_epoll_create1(EPOLL_CLOEXEC);
+  c->results[0] = ueq_epoll_ctl(c->ep, EPOLL_CTL_ADD, c->fd, &ev);
+  ev.events = EPOLLIN | EPOLLOUT;
+  c->results[1] = ueq_epoll_ctl(c->ep, EPOLL_CTL_MOD, c->fd, &ev);
+  epoll_event out{};
+  c->results[2] = ueq_epoll_wait(c->ep, &out, 1, 0);  // a zero timeout: ueq's own
+  const int copy = ueq_dup(c->ep);
+  c->results[3] = copy >= 0 ? 0 : -1;
+  c->results[4] = ueq_dup2(c->ep, copy) == copy ? 0 : -1;
+  c->results[5] = ueq_close(copy);
+  c->results[6] = ueq_epoll_ctl(c->ep, EPOLL_CTL_DEL, c->fd, nullptr);
+  c->results[7] = ueq_epoll_wait(c->ep, &out, 1, 1);  // sleeps until its timeout
+  pthread_testcancel();
+  return nullptr;
+}
+
+}  // namespace
+
+TEST_CASE("ueq's calls on a thread with a cancel pending", "[epoll]") {
+  ueq::test::pipe_fds p;
+  cancelled_calls c;
+  c.fd = p.r;
+  c.w = p.w;
+  pthread_t t;
+  void* result = nullptr;
+  REQUIRE(pthread_create(&t, nullptr, &cancelled_main, &c) == 0);
+  REQUIRE(pthread_join(t, &result) == 0);
+  CHECK(result == PTHREAD_CANCELED);
+  REQUIRE(c.ep >= 0);
+  CHECK(c.results[0] == 0);
+  CHECK(c.results[1] == 0);
+  CHECK(c.results[2] == 1);
+  for (int i = 3; i < 8; ++i)
+    CHECK(c.results[i] == 0);
+  CHECK(ueq_close(c.ep) == 0);
+}

@@ -6,7 +6,8 @@
 // program. hide_fd() moves each to a high number, so that the program's
 // next open() gets the number it would have got without ueq; host_max_fds()
 // sizes the tables indexed by fd number; epoll_pwait_until() is the one
-// epoll wait ueq makes for itself.
+// epoll wait ueq makes for itself; sys_read() and its kin are the reads,
+// writes, closes and polls it makes of its own accord, as system calls.
 //
 // Thread-safety: all may be called from any thread.
 //
@@ -15,7 +16,11 @@
 //   ueq::chunked_table<per_fd> t(ueq::host_max_fds());
 #pragma once
 
+#include <poll.h>
 #include <signal.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <cstddef>
 
@@ -32,6 +37,29 @@ namespace ueq {
 // milliseconds. Returns as epoll_wait does (-1 with errno set).
 int epoll_pwait_until(int ep, epoll_event* ev, int max, mono_ns deadline,
                       const sigset_t* mask) noexcept;
+
+// The reads, writes and closes ueq makes for itself (its eventfds, the
+// files it closes for the program), and its zero-timeout polls, as system
+// calls. The C library's are cancellation points: a cancel pending on a
+// program's thread that called into ueq would act there, unwinding through
+// ueq's noexcept frames (std::terminate) or leaving its tables half
+// changed, where the program's call (epoll_ctl, dup, a wait that found
+// events) acts on none. They also skip the C library's cancellation
+// bookkeeping (two atomic read-modify-writes per call in a threaded
+// process). Each returns as the C library's does (-1 with errno set).
+inline ssize_t sys_read(int fd, void* buf, std::size_t n) noexcept {
+  return ::syscall(SYS_read, fd, buf, n);
+}
+inline ssize_t sys_write(int fd, const void* buf, std::size_t n) noexcept {
+  return ::syscall(SYS_write, fd, buf, n);
+}
+inline int sys_close(int fd) noexcept {
+  return static_cast<int>(::syscall(SYS_close, fd));
+}
+inline int sys_poll_now(pollfd* fds, nfds_t n) noexcept {
+  const timespec zero{0, 0};
+  return static_cast<int>(::syscall(SYS_ppoll, fds, n, &zero, nullptr, 0));
+}
 
 // The largest fd number the host allows (/proc/sys/fs/nr_open), or 2^20.
 std::size_t host_max_fds() noexcept;

@@ -14,8 +14,10 @@
 //
 // Thread-safety: on_fork() may be called from static initialisers and from
 // any thread; handlers must not call on_fork() themselves. Handlers run in
-// the forking thread; a child handler must only do what is safe in a child
-// of a threaded process (no locks another thread may have held).
+// the forking thread, with its cancellation disabled (fork() is no
+// cancellation point, and a cancel pending on the thread must not act in
+// a handler); a child handler must only do what is safe in a child of a
+// threaded process (no locks another thread may have held).
 //
 // Usage:
 //   void reset_in_child() noexcept { /* forget what the parent's threads held */ }
