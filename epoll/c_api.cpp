@@ -230,23 +230,28 @@ int wait_any(int epfd, epoll_event* events, int maxevents, ueq::mono_ns deadline
 // ueq_epoll_ctl's work; the wrapper counts and logs.
 int ctl(int epfd, int op, int fd, struct epoll_event* user_event) {
   // Any epfd that is not one of ours (a native set, an epoll fd ueq did not
-  // make, a file that is no epoll fd) is the kernel's to answer. For an ADD
-  // the kernel is asked whether the number still names the set ueq
-  // recorded (lookup_live); a MOD or DEL trusts the record (a number closed
-  // behind ueq's back and reused by a file that is not a set of ours is
-  // noticed by the next ADD or blocking wait on it).
-  auto set = op == EPOLL_CTL_ADD ? ueq::lookup_live(epfd) : ueq::lookup(epfd);
-  if (set && ueq::epoll_access::of(*set).native.load(std::memory_order_acquire)) set = nullptr;
+  // make, a file that is no epoll fd) is the kernel's to answer.
+  auto of_ours = [](std::shared_ptr<ueq::epoll_set> s) {
+    if (s && ueq::epoll_access::of(*s).native.load(std::memory_order_acquire)) s = nullptr;
+    return s;
+  };
+  // A MOD of an entry for the file the number names: one system call, which
+  // reads the event as the kernel's own MOD would (EFAULT first). It
+  // trusts the record of which set the number names (a number closed
+  // behind ueq's back is noticed by the next other call on it: docs/guide.md).
+  if (op == EPOLL_CTL_MOD) {
+    if (auto set = of_ours(ueq::lookup(epfd))) {
+      bool done;
+      ueq::status s = ueq::epoll_access::of(*set).modify_registered(fd, user_event, done);
+      if (done) return s.ok() ? 0 : fail(s.value());
+    }
+  }
+  // Every other call asks the kernel whether the number still names the
+  // set ueq recorded (lookup_live: one system call).
+  auto set = of_ours(ueq::lookup_live(epfd));
   if (!set) {
     count(g_stats.passed);
     return ueq::k_epoll_ctl(ueq::program_fd(epfd), op, ueq::program_fd(fd), user_event);
-  }
-  // A MOD of an entry for the file the number names: one system call, which
-  // reads the event as the kernel's own MOD would (EFAULT first).
-  if (op == EPOLL_CTL_MOD) {
-    bool done;
-    ueq::status s = ueq::epoll_access::of(*set).modify_registered(fd, user_event, done);
-    if (done) return s.ok() ? 0 : fail(s.value());
   }
   // The rest may close, write eventfds, poll (ueq's own system calls make
   // no cancellation point; this guards what they do not cover).

@@ -1,8 +1,12 @@
 /* An epoll fd closed with the raw system call (as libuv closes its loop),
  * its number then reused: (1) by a new set, which must start empty and
- * work; (2) by a pipe, which must be usable as an ordinary target. */
+ * work; (2) by a pipe, which must be usable as an ordinary target; (3)
+ * not reused, or reused by a pipe: epoll_ctl on it fails as the kernel's
+ * (a MOD of an entry the old set held is the documented exception). */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -45,9 +49,38 @@ static void by_a_pipe(void) {
   close(p[1]);
 }
 
+static const char* outcome(int rc) {
+  return rc == 0 ? "ok" : strerror(errno);
+}
+
+static void ctl_on_the_number(void) {
+  int p[2], q[2];
+  if (pipe(p) != 0 || pipe(q) != 0) return;
+  struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 4};
+  int ep = epoll_create1(EPOLL_CLOEXEC);
+  epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev);
+  syscall(SYS_close, ep);
+  printf("closed: del=%s\n", outcome(epoll_ctl(ep, EPOLL_CTL_DEL, p[0], NULL)));
+  printf("closed: add=%s\n", outcome(epoll_ctl(ep, EPOLL_CTL_ADD, q[0], &ev)));
+  printf("closed: mod of a file it never held=%s\n",
+         outcome(epoll_ctl(ep, EPOLL_CTL_MOD, q[0], &ev)));
+  int r[2];
+  if (pipe(r) != 0) return;
+  printf("reused: by the pipe=%d\n", r[0] == ep || r[1] == ep);
+  printf("reused: del=%s\n", outcome(epoll_ctl(ep, EPOLL_CTL_DEL, p[0], NULL)));
+  printf("reused: add=%s\n", outcome(epoll_ctl(ep, EPOLL_CTL_ADD, q[0], &ev)));
+  close(r[0]);
+  close(r[1]);
+  close(p[0]);
+  close(p[1]);
+  close(q[0]);
+  close(q[1]);
+}
+
 int main(void) {
   setvbuf(stdout, NULL, _IONBF, 0);
   by_a_new_set();
   by_a_pipe();
+  ctl_on_the_number();
   return 0;
 }
