@@ -7,14 +7,11 @@
 // calls' errno from showing through a call of the program's that succeeds.
 #pragma once
 
-#include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
-
-#include "ueq/runtime/parker.hpp"
 
 namespace ueq::epoll_internal {
 
@@ -44,30 +41,6 @@ class errno_on_success {
     errno = e;
   }
   int saved_ = get();
-};
-
-// Cancellation off for a scope of ueq's work on a plain thread. ueq's own
-// calls (an eventfd's write, a poll(), a close of its descriptors) are
-// the C library's cancellation points; a cancel pending on the program's
-// thread would act inside ueq, unwinding through its noexcept frames
-// (std::terminate) or leaving its tables half changed, where the
-// program's call (epoll_ctl, dup, fork) is no cancellation point at all.
-// A uthread's call may park and resume on another vcore's thread, whose
-// state is the runtime's: nothing is touched for it. Nests.
-class no_cancel {
- public:
-  no_cancel() noexcept : plain_(!parks_as_uthread()) {
-    if (plain_) (void)::pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &state_);
-  }
-  ~no_cancel() {
-    if (plain_) (void)::pthread_setcancelstate(state_, nullptr);
-  }
-  no_cancel(const no_cancel&) = delete;
-  no_cancel& operator=(const no_cancel&) = delete;
-
- private:
-  bool plain_;
-  int state_ = PTHREAD_CANCEL_DISABLE;
 };
 
 inline int k_epoll_create1(int flags) {

@@ -363,7 +363,7 @@ int fcntl_call(int (*real_fcntl)(int, int, ...), int fd, int cmd, void* arg) {
   if ((cmd != F_DUPFD && cmd != F_DUPFD_CLOEXEC) || ours()) return real_fcntl(fd, cmd, arg);
   scope s;
   const ueq::epoll_internal::errno_on_success e;
-  const ueq::epoll_internal::no_cancel nc;
+  const ueq::no_cancel nc;
   fd = ueq::epoll_internal::program_fd(fd);
   const int n = real_fcntl(fd, cmd, arg);
   if (n >= 0) ueq::epoll_internal::register_dup(fd, n);
@@ -380,7 +380,7 @@ void before_new_program() {
   if (!ueq::epoll_internal::g_maybe_inheritable.load(std::memory_order_relaxed) || ours()) return;
   const ueq::epoll_internal::errno_on_success e;
   {
-    const ueq::epoll_internal::no_cancel nc;
+    const ueq::no_cancel nc;
     scope s;
     ueq::epoll_internal::hand_over_before_exec();
   }

@@ -106,8 +106,10 @@ inline std::uint32_t report_mask(std::uint32_t events) {
   return (events & ~(EPOLLET | EPOLLONESHOT | EPOLLEXCLUSIVE | EPOLLWAKEUP)) | EPOLLERR | EPOLLHUP;
 }
 
-// Opt-in diagnostics (UEQ_LOG=stderr or a path); silent otherwise.
+// Opt-in diagnostics (UEQ_LOG=stderr or a path); silent otherwise. Its
+// stdio calls are cancellation points: off (no_cancel).
 inline void log(const char* fmt, ...) {
+  const no_cancel nc;
   static FILE* out = [] {
     const char* v = std::getenv("UEQ_LOG");
     if (!v || !*v) return static_cast<FILE*>(nullptr);

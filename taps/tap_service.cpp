@@ -263,6 +263,7 @@ struct tap_service::impl {
     return !(reported.fetch_or(bit, std::memory_order_relaxed) & bit);
   }
   void report(int e) const noexcept {
+    const no_cancel nc;  // stdio: a cancellation point
     std::fprintf(stderr, "ueq: the host poll (%s backend) failed: %s\n", backend->name(),
                  std::strerror(e));
   }

@@ -7,7 +7,8 @@
 // next open() gets the number it would have got without ueq; host_max_fds()
 // sizes the tables indexed by fd number; epoll_pwait_until() is the one
 // epoll wait ueq makes for itself; sys_read() and its kin are the reads,
-// writes, closes and polls it makes of its own accord, as system calls.
+// writes, closes and polls it makes of its own accord, as system calls, and
+// no_cancel the scopes of its work that must not act on a cancel.
 //
 // Thread-safety: all may be called from any thread.
 //
@@ -17,6 +18,7 @@
 #pragma once
 
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -25,6 +27,7 @@
 #include <cstddef>
 
 #include "ueq/runtime/clock.hpp"
+#include "ueq/runtime/parker.hpp"
 
 struct epoll_event;
 
@@ -60,6 +63,31 @@ inline int sys_poll_now(pollfd* fds, nfds_t n) noexcept {
   const timespec zero{0, 0};
   return static_cast<int>(::syscall(SYS_ppoll, fds, n, &zero, nullptr, 0));
 }
+
+// Cancellation off for a scope of ueq's work on a plain thread: what the
+// system calls above do not cover (the C library's stdio in the opt-in
+// log, a wait on a lock that is a condition variable, a future call). A
+// cancel pending on a program's thread would act there, as above. A
+// uthread's call may park and resume on another vcore's thread, whose
+// state is the runtime's: nothing is touched for it. Nests. The state is
+// restored as it was; on a thread whose cancel type is asynchronous (where
+// POSIX allows no such call) a cancel that arrived meanwhile acts at that
+// restore, inside ueq.
+class no_cancel {
+ public:
+  no_cancel() noexcept : plain_(!parks_as_uthread()) {
+    if (plain_) (void)::pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &state_);
+  }
+  ~no_cancel() {
+    if (plain_) (void)::pthread_setcancelstate(state_, nullptr);
+  }
+  no_cancel(const no_cancel&) = delete;
+  no_cancel& operator=(const no_cancel&) = delete;
+
+ private:
+  bool plain_;
+  int state_ = PTHREAD_CANCEL_DISABLE;
+};
 
 // The largest fd number the host allows (/proc/sys/fs/nr_open), or 2^20.
 std::size_t host_max_fds() noexcept;
