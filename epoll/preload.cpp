@@ -458,13 +458,27 @@ UEQ_EXPORT int epoll_pwait2(int epfd, struct epoll_event* ev, int max, const str
     return ueq_epoll_pwait2(epfd, ev, max, t, mask);
   });
 }
-// close() is a cancellation point: a pending cancel acts before anything
-// is closed or forgotten, as the C library's does.
+// close() is a cancellation point: a cancel pending when it begins acts
+// before anything is forgotten, as the C library's acts before anything is
+// closed; ueq's bookkeeping runs with cancellation disabled, and then the
+// C library's close is made from this frame, so that a close that blocks
+// (a socket's SO_LINGER) is ended by a cancel as it would be natively. One
+// of ueq's own descriptors is no file of the program's: EBADF (ueq_close).
 UEQ_EXPORT int close(int fd) {
   if (ours()) return R().close(fd);
   if (!ueq::parks_as_uthread()) ::pthread_testcancel();
-  scope s;
-  return ueq_close(fd);
+  {
+    scope s;
+    const ueq::epoll_internal::errno_on_success e;
+    if (ueq::is_own_fd(fd)) {
+      errno = EBADF;
+      return -1;
+    }
+    const ueq::no_cancel nc;
+    ueq::epoll_internal::forget_before_close(fd);
+    (void)e.keep(0);
+  }
+  return R().close(fd);
 }
 // close_range() leaves ueq's own descriptors open, as close() does (they
 // are no files of the program's): the range is closed around them. The

@@ -704,6 +704,11 @@ int dup_over(int oldfd, int newfd, int flags, bool is_dup2) {
 
 namespace ueq {
 
+void epoll_internal::forget_before_close(int fd) {
+  if (tap_service::existing())
+    if (auto svc = service()) (*svc)->before_close(fd);
+}
+
 status epoll_close(int fd) {
   // Without a service there is nothing of ueq's to forget (and none is made
   // for a close: this may be ueq's own close while it makes the service).

@@ -77,6 +77,11 @@ std::shared_ptr<epoll_set> lookup_live(int fd, bool with_native = false);
 // Drops what ueq knew of a number whose file was closed behind its back
 // (every set, entry and tap under it: the kernel has just handed it out).
 void forget_number(int fd);
+// What a close of fd through ueq does before the kernel's close (the
+// registrations of fd, and fd's set if it names one, are dropped), for a
+// caller that makes that close itself: the preload library's close(), so
+// that its kernel close stays a cancellation point, as the C library's.
+void forget_before_close(int fd);
 // Drops the record of set `expected` under `fd`, if it is still there (the
 // number no longer names it).
 void forget_set_number(int fd, const impl* expected);
