@@ -17,7 +17,55 @@
 
 namespace ueq {
 
+namespace {
+#if defined(__SANITIZE_THREAD__)
+constexpr bool kViaLibc = true;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+constexpr bool kViaLibc = true;
+#else
+constexpr bool kViaLibc = false;
+#endif
+#else
+constexpr bool kViaLibc = false;
+#endif
+}  // namespace
+
+ssize_t sys_read(int fd, void* buf, std::size_t n) noexcept {
+  if constexpr (kViaLibc) {
+    const no_cancel nc;
+    return ::read(fd, buf, n);
+  }
+  return ::syscall(SYS_read, fd, buf, n);
+}
+ssize_t sys_write(int fd, const void* buf, std::size_t n) noexcept {
+  if constexpr (kViaLibc) {
+    const no_cancel nc;
+    return ::write(fd, buf, n);
+  }
+  return ::syscall(SYS_write, fd, buf, n);
+}
+int sys_close(int fd) noexcept {
+  if constexpr (kViaLibc) {
+    const no_cancel nc;
+    return ::close(fd);
+  }
+  return static_cast<int>(::syscall(SYS_close, fd));
+}
+int sys_poll_now(pollfd* fds, nfds_t n) noexcept {
+  const timespec zero{0, 0};
+  return static_cast<int>(::syscall(SYS_ppoll, fds, n, &zero, nullptr, 0));
+}
+int sys_epoll_wait_now(int ep, epoll_event* ev, int max) noexcept {
+  if constexpr (kViaLibc) {
+    const no_cancel nc;
+    return ::epoll_wait(ep, ev, max, 0);
+  }
+  return static_cast<int>(::syscall(SYS_epoll_pwait, ep, ev, max, 0, nullptr, 0));
+}
+
 std::size_t host_max_fds() noexcept {
+  const no_cancel nc;  // stdio: cancellation points
   std::size_t n = std::size_t{1} << 20;
   if (FILE* f = std::fopen("/proc/sys/fs/nr_open", "re")) {
     unsigned long v = 0;

@@ -128,9 +128,7 @@ class epoll_backend final : public host_backend {
       const int which = static_cast<int>(key & 0xffff);
       epoll_event more[kLaneBatch];
       const int room = static_cast<int>(std::min<std::size_t>(out.size() - k, kLaneBatch));
-      // A system call: no cancellation point (fd.hpp), no interposed epoll_wait.
-      const int m =
-          static_cast<int>(::syscall(SYS_epoll_pwait, lane(which), more, room, 0, nullptr, 0));
+      const int m = sys_epoll_wait_now(lane(which), more, room);  // fd.hpp
       for (int j = 0; j < m; ++j)
         out[k++] = {more[j].data.u64, more[j].events};
     }

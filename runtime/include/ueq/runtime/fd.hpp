@@ -20,9 +20,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <sys/syscall.h>
-#include <time.h>
-#include <unistd.h>
+#include <sys/types.h>
 
 #include <cstddef>
 
@@ -50,19 +48,15 @@ int epoll_pwait_until(int ep, epoll_event* ev, int max, mono_ns deadline,
 // events) acts on none. They also skip the C library's cancellation
 // bookkeeping (two atomic read-modify-writes per call in a threaded
 // process). Each returns as the C library's does (-1 with errno set).
-inline ssize_t sys_read(int fd, void* buf, std::size_t n) noexcept {
-  return ::syscall(SYS_read, fd, buf, n);
-}
-inline ssize_t sys_write(int fd, const void* buf, std::size_t n) noexcept {
-  return ::syscall(SYS_write, fd, buf, n);
-}
-inline int sys_close(int fd) noexcept {
-  return static_cast<int>(::syscall(SYS_close, fd));
-}
-inline int sys_poll_now(pollfd* fds, nfds_t n) noexcept {
-  const timespec zero{0, 0};
-  return static_cast<int>(::syscall(SYS_ppoll, fds, n, &zero, nullptr, 0));
-}
+// Under ThreadSanitizer, which follows files through the C library's calls
+// (a write releases, a read acquires, a close ends a number's life), they
+// are the C library's, made with cancellation off (no_cancel).
+ssize_t sys_read(int fd, void* buf, std::size_t n) noexcept;
+ssize_t sys_write(int fd, const void* buf, std::size_t n) noexcept;
+int sys_close(int fd) noexcept;
+int sys_poll_now(pollfd* fds, nfds_t n) noexcept;
+// epoll_wait with a zero timeout, no signal mask.
+int sys_epoll_wait_now(int ep, epoll_event* ev, int max) noexcept;
 
 // Cancellation off for a scope of ueq's work on a plain thread: what the
 // system calls above do not cover (the C library's stdio in the opt-in
