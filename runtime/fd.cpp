@@ -156,8 +156,9 @@ int next_own_fd(int from) noexcept {
 
 int close_own(int fd) noexcept {
   mark_own(fd, false);
-  // The system call itself: never an interposed close() (the epoll
-  // facade's preload library), which has nothing to do for these.
+  // sys_close: the system call, never an interposed close() (the epoll
+  // facade's preload library, which has nothing to do for these), but
+  // under ThreadSanitizer, where it is the C library's (see fd.hpp).
   return sys_close(fd);
 }
 

@@ -42,11 +42,13 @@ void run(bool up, Pick pick) noexcept {
   }
 }
 
-// The forking thread's cancellation state (under g_mu). The handlers'
-// work makes the C library's cancellation points (an eventfd's write, a
-// close); fork() is none, and a cancel pending on the forking thread must
-// not act inside them (they are noexcept: the process would abort), so
-// cancellation is off from prepare to the end of parent or child.
+// The forking thread's cancellation state (under g_mu). ueq's own reads,
+// writes and closes are system calls (fd.hpp), but a handler may still
+// reach a cancellation point of the C library (the opt-in log's stdio, a
+// ThreadSanitizer build's calls); fork() is none, and a cancel pending on
+// the forking thread must not act inside the handlers (they are noexcept:
+// the process would abort), so cancellation is off from prepare to the
+// end of parent or child.
 constinit int g_cancel_state = PTHREAD_CANCEL_ENABLE;
 
 void prepare() noexcept {
